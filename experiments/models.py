@@ -1,0 +1,333 @@
+"""Wattlab's tables. The Run row is the job: status, progress and results live here,
+never in Celery's result backend.
+
+Writes go through ``experiments.services``, reads through ``experiments.selectors``.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+
+class Workload(models.Model):
+    """A training program registered by staff. Users pick one and set values in range.
+
+    ``hyperparameters`` is a list of dicts, one per parameter::
+
+        {"name": "learning_rate", "flag": "--lr", "type": "float" | "int" | "choice",
+         "default": 0.01, "min": 1e-4, "max": 0.1, "choices": [...],
+         "distribution": "uniform" | "log_uniform", "description": "..."}
+    """
+
+    class Source(models.TextChoices):
+        FILE = "file", "workload file"
+        ADMIN = "admin", "admin"
+        LEGACY = "legacy", "imported from the earlier profiler"
+
+    name = models.SlugField(max_length=200, unique=True)
+    description = models.TextField(blank=True)
+    workdir = models.CharField(max_length=1000)
+    argv = models.JSONField(default=list, help_text="Program and fixed arguments, as a list.")
+    env = models.JSONField(default=dict, blank=True)
+    hyperparameters = models.JSONField(default=list, blank=True)
+    metric_patterns = models.JSONField(default=dict, blank=True)
+    success_pattern = models.CharField(max_length=500, blank=True)
+    # The earlier profiler named programs by repository and model.
+    legacy_repository = models.CharField(max_length=200, blank=True)
+    legacy_model = models.CharField(max_length=200, blank=True)
+    source = models.CharField(max_length=10, choices=Source.choices, default=Source.FILE)
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        indexes = [models.Index(fields=["legacy_repository", "legacy_model"])]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def parameter(self, name: str) -> dict | None:
+        for param in self.hyperparameters:
+            if param.get("name") == name:
+                return param
+        return None
+
+
+class Host(models.Model):
+    """A GPU host running workers. ``gpus``: [{index, name, uuid, memory_mib, energy_counter}]."""
+
+    hostname = models.CharField(max_length=255, unique=True)
+    queue = models.CharField(max_length=300)
+    control_queue = models.CharField(max_length=300, blank=True)
+    gpus = models.JSONField(default=list, blank=True)
+    meters = models.JSONField(default=dict, blank=True)
+    cpu_count = models.PositiveIntegerField(null=True, blank=True)
+    utilisation = models.JSONField(default=dict, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    last_heartbeat = models.DateTimeField(null=True, blank=True, db_index=True)
+
+    class Meta:
+        ordering = ["hostname"]
+
+    def __str__(self) -> str:
+        return self.hostname
+
+
+class Experiment(models.Model):
+    class Mode(models.TextChoices):
+        SOLO = "solo", "solo"
+        PARALLEL = "parallel", "parallel"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "queued"
+        RUNNING = "running", "running"
+        SUCCEEDED = "succeeded", "succeeded"
+        FAILED = "failed", "failed"
+        CANCELLED = "cancelled", "cancelled"
+        LOST = "lost", "lost"
+        IMPORTED = "imported", "imported"
+
+    ACTIVE_STATUSES = (Status.QUEUED, Status.RUNNING)
+
+    class Strategy(models.TextChoices):
+        TOGETHER = "together", "all listed parameters re-sampled together"
+        ONE_AT_A_TIME = "one_at_a_time", "one parameter at a time"
+
+    class BetweenRuns(models.TextChoices):
+        KEEP = "keep", "keep the background running"
+        STOP = "stop", "stop and restart it"
+
+    class Source(models.TextChoices):
+        WEB = "web", "web"
+        CLI = "cli", "command line"
+        API = "api", "API"
+        LEGACY = "legacy", "imported"
+
+    code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="experiments",
+    )
+    name = models.CharField(max_length=200)
+    mode = models.CharField(max_length=10, choices=Mode.choices, default=Mode.SOLO)
+    status = models.CharField(
+        max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True
+    )
+    source = models.CharField(max_length=10, choices=Source.choices, default=Source.WEB)
+
+    foreground_workload = models.ForeignKey(
+        Workload, on_delete=models.PROTECT, related_name="foreground_experiments"
+    )
+    fg_hyperparameters = models.JSONField(default=dict, blank=True)
+    mutate = models.JSONField(default=list, blank=True)
+    strategy = models.CharField(max_length=15, choices=Strategy.choices, default=Strategy.TOGETHER)
+    configurations = models.PositiveIntegerField(default=1)
+    seed = models.BigIntegerField(null=True, blank=True)
+    runs_per_config = models.PositiveIntegerField(default=1)
+    sleep_between_runs = models.FloatField(default=60.0)
+    timeout = models.FloatField(default=3600.0)
+    max_retries = models.PositiveIntegerField(default=0)
+
+    background_workload = models.ForeignKey(
+        Workload, null=True, blank=True, on_delete=models.PROTECT,
+        related_name="background_experiments",
+    )
+    bg_hyperparameters = models.JSONField(default=dict, blank=True)
+    restart_delay = models.FloatField(default=2.0)
+    startup_wait = models.FloatField(default=5.0)
+    between_runs = models.CharField(
+        max_length=4, choices=BetweenRuns.choices, default=BetweenRuns.KEEP
+    )
+
+    target = models.CharField(max_length=300, default="any")
+    submitted_config = models.JSONField(default=dict, blank=True)
+    #: The configurations chosen at submission: [{"index": 0, "hyperparameters": {...}}]
+    plan = models.JSONField(default=list, blank=True)
+    total_runs = models.PositiveIntegerField(default=0)
+    runs_done = models.PositiveIntegerField(default=0)
+
+    host = models.ForeignKey(
+        Host, null=True, blank=True, on_delete=models.SET_NULL, related_name="experiments"
+    )
+    gpu_index = models.IntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    cancel_requested_at = models.DateTimeField(null=True, blank=True)
+    cancel_requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    error = models.TextField(blank=True)
+    #: What the experiment should report: [{"at": iso, "kind": "crash_loop", "message": ...}]
+    events = models.JSONField(default=list, blank=True)
+    #: Totals kept by the services so list pages need no aggregate per row.
+    gpu_energy_j = models.FloatField(null=True, blank=True)
+    cpu_energy_j = models.FloatField(null=True, blank=True)
+    worst_verdict = models.CharField(max_length=12, blank=True)
+
+    imported = models.BooleanField(default=False, db_index=True)
+    legacy_id = models.CharField(max_length=300, blank=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["-created_at", "-id"]),
+            models.Index(fields=["owner", "-created_at"]),
+            models.Index(fields=["foreground_workload", "mode"]),
+            models.Index(fields=["status", "heartbeat_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.code})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in self.ACTIVE_STATUSES
+
+
+class Run(models.Model):
+    """One foreground training."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "pending"
+        RUNNING = "running", "running"
+        SUCCEEDED = "succeeded", "succeeded"
+        FAILED = "failed", "failed"
+        TIMEOUT = "timeout", "timed out"
+        CANCELLED = "cancelled", "cancelled"
+        ERROR = "error", "infrastructure error"
+
+    class Method(models.TextChoices):
+        COUNTER = "counter", "NVML energy counter"
+        INTEGRATED = "integrated", "integrated power samples (trapezoid)"
+        RAPL = "rapl", "RAPL powercap counter"
+        PERF = "perf", "perf stat (RAPL events)"
+        ESTIMATE = "estimate", "estimate from CPU time"
+        UNAVAILABLE = "unavailable", "not measured"
+        LEGACY_POWER_SUM = "legacy_power_sum", "earlier profiler: 1 s power sum"
+        LEGACY_MACHINE_RAPL = "legacy_machine_rapl", "earlier profiler: whole-machine RAPL"
+
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="runs")
+    config_index = models.PositiveIntegerField()
+    repeat_index = models.PositiveIntegerField(default=0)
+    attempt = models.PositiveIntegerField(default=0)
+    hyperparameters = models.JSONField(default=dict, help_text="Exactly as passed to the program.")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    started_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    duration_s = models.FloatField(null=True, blank=True)
+    exit_code = models.IntegerField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    log = models.FileField(upload_to="runs/", blank=True)
+    log_tail = models.TextField(blank=True)
+    metrics = models.JSONField(default=dict, blank=True)
+
+    gpu_energy_j = models.FloatField(null=True, blank=True)
+    gpu_method = models.CharField(max_length=20, choices=Method.choices, blank=True)
+    gpu_foreground_j = models.FloatField(null=True, blank=True)
+    cpu_energy_j = models.FloatField(null=True, blank=True)
+    cpu_method = models.CharField(max_length=20, choices=Method.choices, blank=True)
+    dram_energy_j = models.FloatField(null=True, blank=True)
+    dram_method = models.CharField(max_length=20, choices=Method.choices, blank=True)
+    #: Method, device, sampling period and flags of every figure.
+    provenance = models.JSONField(default=dict, blank=True)
+    gpu_power_avg_w = models.FloatField(null=True, blank=True)
+    gpu_power_max_w = models.FloatField(null=True, blank=True)
+    gpu_power_min_w = models.FloatField(null=True, blank=True)
+    gpu_util_avg = models.FloatField(null=True, blank=True)
+    gpu_util_max = models.FloatField(null=True, blank=True)
+    gpu_temp_avg_c = models.FloatField(null=True, blank=True)
+    gpu_temp_max_c = models.FloatField(null=True, blank=True)
+    gpu_memory_max_mib = models.FloatField(null=True, blank=True)
+
+    coverage_percent = models.FloatField(null=True, blank=True)
+    coverage_longest_gap_s = models.FloatField(null=True, blank=True)
+    coverage_verdict = models.CharField(max_length=12, blank=True)
+    coverage_background_runs = models.PositiveIntegerField(null=True, blank=True)
+    flags = models.JSONField(default=list, blank=True)
+    #: Compact sample trace (see workers.energy.trace); empty for imported runs.
+    trace = models.BinaryField(blank=True, default=b"")
+
+    imported = models.BooleanField(default=False)
+    legacy_id = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["experiment", "config_index", "repeat_index", "attempt"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["experiment", "config_index", "repeat_index", "attempt"],
+                name="run_unique_attempt",
+            )
+        ]
+        indexes = [
+            models.Index(fields=["experiment", "status"]),
+            models.Index(fields=["status", "ended_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"run {self.config_index}.{self.repeat_index}#{self.attempt} of {self.experiment_id}"
+
+
+class BackgroundRun(models.Model):
+    """One background training interval (stored while it happens)."""
+
+    experiment = models.ForeignKey(
+        Experiment, on_delete=models.CASCADE, related_name="background_runs"
+    )
+    index = models.PositiveIntegerField()
+    started_at = models.DateTimeField()
+    ended_at = models.DateTimeField(null=True, blank=True)
+    exit_code = models.IntegerField(null=True, blank=True)
+    stopped = models.BooleanField(default=False, help_text="Stopped by the worker, not ended.")
+    log = models.FileField(upload_to="background/", blank=True)
+    log_tail = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["experiment", "index"]
+        constraints = [
+            models.UniqueConstraint(fields=["experiment", "index"], name="bgrun_unique_index")
+        ]
+
+    def __str__(self) -> str:
+        return f"background run {self.index} of {self.experiment_id}"
+
+
+class ProcessGroup(models.Model):
+    class Role(models.TextChoices):
+        FOREGROUND = "foreground", "foreground"
+        BACKGROUND = "background", "background"
+
+    host = models.ForeignKey(Host, on_delete=models.CASCADE, related_name="process_groups")
+    pgid = models.IntegerField()
+    leader_pid = models.IntegerField()
+    #: psutil's create_time of the leader: pids are reused, (pid, start) is not.
+    leader_create_time = models.FloatField()
+    role = models.CharField(max_length=10, choices=Role.choices)
+    experiment = models.ForeignKey(
+        Experiment, on_delete=models.CASCADE, related_name="process_groups"
+    )
+    run = models.ForeignKey(
+        Run, null=True, blank=True, on_delete=models.SET_NULL, related_name="process_groups"
+    )
+    started_at = models.DateTimeField()
+    ended_at = models.DateTimeField(null=True, blank=True)
+    end_reason = models.CharField(max_length=200, blank=True)
+    terminate_requested_at = models.DateTimeField(null=True, blank=True)
+    terminate_requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    terminate_result = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+        indexes = [models.Index(fields=["ended_at", "host"])]
+
+    def __str__(self) -> str:
+        return f"{self.role} group {self.pgid} on {self.host_id}"

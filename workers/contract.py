@@ -1,0 +1,184 @@
+"""What the engine needs from the outside, and what it reports back.
+
+The engine (everything in ``workers/`` but ``tasks.py``) imports no Django. ``tasks.py``
+turns database rows into an :class:`ExperimentPlan` and hands the runner an object
+that satisfies :class:`ExperimentStore`; the runner reports everything through it.
+
+Times: wall-clock instants are timezone-aware UTC ``datetime`` objects taken on this
+host's clock (coverage compares only times from one host); durations come from
+``time.monotonic`` so a clock step never bends them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+RunStatus = Literal["succeeded", "failed", "timeout", "cancelled", "error"]
+EnergyMethod = Literal["counter", "integrated", "rapl", "perf", "estimate", "unavailable"]
+Role = Literal["foreground", "background"]
+
+#: Every process the engine starts carries this variable (value: the experiment
+#: code), so a leftover can be found by its environment even after its pgid is gone.
+ENV_MARKER = "WATTLAB_EXPERIMENT"
+ENV_ROLE = "WATTLAB_ROLE"
+
+
+class InfrastructureError(RuntimeError):
+    """A failure of the host, not of the training (retried up to max_retries)."""
+
+
+@dataclass(frozen=True)
+class ProgramSpec:
+    """A program to start: an argv list (never a shell string)."""
+
+    argv: list[str]
+    workdir: str
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """One foreground run: ``hyperparameters`` are the values exactly as passed in argv."""
+
+    config_index: int
+    repeat_index: int
+    hyperparameters: dict[str, Any]
+    program: ProgramSpec
+
+
+@dataclass(frozen=True)
+class BackgroundPlan:
+    program: ProgramSpec
+    restart_delay: float = 2.0
+    startup_wait: float = 5.0
+    between_runs: Literal["keep", "stop"] = "keep"
+
+
+@dataclass(frozen=True)
+class ExperimentPlan:
+    code: str
+    runs: list[RunPlan]
+    artifacts_dir: str
+    metric_patterns: dict[str, str] = field(default_factory=dict)
+    success_pattern: str | None = None
+    sleep_between_runs: float = 60.0
+    timeout: float = 3600.0
+    max_retries: int = 0
+    background: BackgroundPlan | None = None
+    gpu_indices: list[int] = field(default_factory=list)
+    sample_hz: float = 10.0
+    grace: float = 10.0
+    heartbeat_interval: float = 5.0
+
+
+@dataclass(frozen=True)
+class GroupInfo:
+    """A process group the engine started (pids are reused: keep the start time)."""
+
+    role: Role
+    pgid: int
+    leader_pid: int
+    leader_create_time: float
+    config_index: int | None = None
+    repeat_index: int | None = None
+    attempt: int | None = None
+
+
+@dataclass(frozen=True)
+class RunKey:
+    config_index: int
+    repeat_index: int
+    attempt: int
+
+
+@dataclass
+class Figure:
+    """One measured quantity with its provenance. ``value`` None = could not measure."""
+
+    value: float | None
+    method: EnergyMethod
+    unit: str = "J"
+    device: str = ""
+    sampling_period_s: float | None = None
+    flags: list[str] = field(default_factory=list)
+
+
+@dataclass
+class EnergyReport:
+    gpu: Figure
+    cpu: Figure
+    dram: Figure
+    #: share of the GPU figure attributed to the foreground group (per-process
+    #: utilisation), None when NVML does not report per-process utilisation.
+    gpu_foreground_j: float | None = None
+    summaries: dict[str, float | None] = field(default_factory=dict)
+    flags: list[str] = field(default_factory=list)
+
+
+@dataclass
+class CoverageReport:
+    percent: float
+    covered_s: float
+    window_s: float
+    longest_gap_s: float
+    background_runs: int
+    verdict: Literal["good", "partial", "insufficient"]
+    advice: str = ""
+    gaps: list[tuple[float, float]] = field(default_factory=list)
+
+
+@dataclass
+class RunResult:
+    key: RunKey
+    status: RunStatus
+    started_at: dt.datetime
+    ended_at: dt.datetime
+    duration_s: float
+    exit_code: int | None
+    log_path: str
+    hyperparameters: dict[str, Any]
+    metrics: dict[str, float]
+    energy: EnergyReport
+    coverage: CoverageReport | None
+    trace: bytes
+    error: str = ""
+
+
+@dataclass
+class BackgroundRunRecord:
+    index: int
+    started_at: dt.datetime
+    log_path: str
+    ended_at: dt.datetime | None = None
+    exit_code: int | None = None
+    stopped: bool = False
+
+
+class ExperimentStore(Protocol):
+    """Where the runner reports. Calls come from the runner's thread only."""
+
+    def heartbeat(self) -> None: ...
+
+    def cancel_requested(self) -> bool: ...
+
+    def group_started(self, group: GroupInfo) -> None: ...
+
+    def group_ended(self, group: GroupInfo, reason: str) -> None: ...
+
+    def run_started(self, key: RunKey, hyperparameters: dict[str, Any], started_at: dt.datetime) -> None: ...
+
+    def run_samples(self, key: RunKey, trace: bytes) -> None:
+        """The trace so far, while the run goes on (for the live power chart)."""
+        ...
+
+    def run_finished(self, result: RunResult) -> None: ...
+
+    def background_run_started(self, record: BackgroundRunRecord) -> None: ...
+
+    def background_run_finished(self, record: BackgroundRunRecord) -> None: ...
+
+    def event(self, kind: str, message: str) -> None:
+        """Something the experiment should report (crash loop, retry, ...)."""
+        ...

@@ -119,6 +119,8 @@ class EnergyReport:
 
 @dataclass
 class CoverageReport:
+    """Produced by ``experiments.coverage`` (pure interval maths)."""
+
     percent: float
     covered_s: float
     window_s: float

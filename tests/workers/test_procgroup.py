@@ -1,0 +1,145 @@
+"""Process groups with real child processes: start, stop, grandchildren, strangers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.workers.conftest import PY, alive, program, read_pids, wait_for
+from workers.contract import ENV_MARKER, ENV_ROLE
+from workers.procgroup import (
+    GroupIdentity,
+    ProcessGroup,
+    find_marked,
+    group_members,
+    terminate_recorded,
+)
+
+
+def start(argv: list[str], marker: str, tmp_path: Path, role: str = "foreground") -> ProcessGroup:
+    return ProcessGroup.start(
+        argv,
+        cwd=tmp_path,
+        env={"EXTRA": "1"},
+        marker=marker,
+        role=role,  # type: ignore[arg-type]
+        log_path=tmp_path / "logs" / "out.log",
+    )
+
+
+def test_it_starts_the_program_in_its_own_group_with_marker_and_log(marker, tmp_path):
+    script = (
+        "import os; print(os.getpgid(0) == os.getpid(), os.getsid(0) == os.getpid(), os.getcwd(),"
+        f" os.environ['EXTRA'], os.environ['{ENV_MARKER}'], os.environ['{ENV_ROLE}'])"
+    )
+    group = start([PY, "-c", script], marker, tmp_path)
+    wait_for(group.leader_exited, what="exit")
+    assert group.pgid == group.pid
+    assert group.identity.leader_create_time == pytest.approx(
+        psutil.Process(group.pid).create_time(), abs=0.05
+    )
+    report = group.stop(grace=1)
+    assert report.exit_code == 0
+    line = (tmp_path / "logs" / "out.log").read_text().strip()
+    assert line == f"True True {tmp_path} 1 {marker} foreground"
+
+
+def test_it_refuses_a_shell_string(marker, tmp_path):
+    with pytest.raises(ValueError, match="argv"):
+        start("echo hi", marker, tmp_path)  # type: ignore[arg-type]
+
+
+def test_it_stops_the_group_with_its_grandchildren(marker, tmp_path):
+    pidfile = tmp_path / "pids"
+    group = start(program("spawn_tree.py", str(pidfile)), marker, tmp_path)
+    pids = read_pids(pidfile, 3)
+    assert set(group_members(group.pgid)) == set(pids)
+    report = group.stop(grace=1)
+    assert report.how == "sigterm"
+    assert not any(alive(pid) for pid in pids)
+    assert find_marked(marker) == []
+
+
+def test_it_finds_a_grandchild_that_left_the_group_by_its_marker(marker, tmp_path):
+    pidfile = tmp_path / "pids"
+    group = start(program("spawn_tree.py", str(pidfile), "--escape"), marker, tmp_path)
+    leader, child, grandchild = read_pids(pidfile, 3)
+    wait_for(lambda: os.getpgid(grandchild) != group.pgid, what="setsid")
+    assert grandchild not in group_members(group.pgid)
+    assert grandchild in find_marked(marker)
+    group.stop(grace=1)
+    assert not any(alive(pid) for pid in (leader, child, grandchild))
+    assert find_marked(marker) == []
+
+
+def test_it_kills_a_tree_that_ignores_sigterm_after_the_grace_period(marker, tmp_path):
+    pidfile = tmp_path / "pids"
+    group = start(program("spawn_tree.py", str(pidfile), "--ignore-term"), marker, tmp_path)
+    pids = read_pids(pidfile, 3)
+    began = time.monotonic()
+    report = group.stop(grace=0.5)
+    took = time.monotonic() - began
+    assert report.how == "sigkill"
+    assert report.exit_code == -9
+    assert took >= 0.5
+    assert not any(alive(pid) for pid in pids)
+    assert find_marked(marker) == []
+
+
+def test_it_sweeps_grandchildren_left_by_a_leader_that_exited(marker, tmp_path):
+    pidfile = tmp_path / "pids"
+    group = start(program("spawn_tree.py", str(pidfile), "--leader-exits"), marker, tmp_path)
+    leader, child, grandchild = read_pids(pidfile, 3)
+    wait_for(group.leader_exited, what="leader exit")
+    assert alive(child) and alive(grandchild)
+    report = group.stop(grace=1)
+    assert report.exit_code == 0
+    assert not alive(child) and not alive(grandchild)
+
+
+def test_stop_of_an_exited_program_reports_its_exit_code(marker, tmp_path):
+    group = start(program("sleeper.py", "0", "--exit", "3"), marker, tmp_path)
+    wait_for(group.leader_exited, what="exit")
+    report = group.stop(grace=1)
+    assert (report.how, report.exit_code) == ("exited", 3)
+
+
+def test_terminate_recorded_refuses_a_pid_that_was_reused(marker, tmp_path):
+    # A stranger: a process we did not start through the engine, alive, with a
+    # recorded start time that is not its own (what a reused pid looks like).
+    stranger = subprocess.Popen([PY, "-c", "import time; time.sleep(30)"], start_new_session=True)
+    try:
+        real_ctime = psutil.Process(stranger.pid).create_time()
+        identity = GroupIdentity(stranger.pid, stranger.pid, real_ctime - 100.0)
+        assert terminate_recorded(identity, marker=marker, grace=0.5) == "pid reused: refused"
+        time.sleep(0.2)
+        assert stranger.poll() is None
+    finally:
+        stranger.kill()
+        stranger.wait()
+
+
+def test_terminate_recorded_stops_a_live_group_and_then_finds_it_gone(marker, tmp_path):
+    pidfile = tmp_path / "pids"
+    group = start(program("spawn_tree.py", str(pidfile), "--escape"), marker, tmp_path)
+    pids = read_pids(pidfile, 3)
+    assert terminate_recorded(group.identity, marker=marker, grace=1) == "terminated"
+    group.popen.wait(5)
+    assert not any(alive(pid) for pid in pids)
+    assert terminate_recorded(group.identity, marker=marker, grace=1) == "already gone"
+
+
+def test_terminate_recorded_needs_the_marker_for_a_group_without_its_leader(marker, tmp_path):
+    pidfile = tmp_path / "pids"
+    group = start(program("spawn_tree.py", str(pidfile), "--leader-exits"), marker, tmp_path)
+    leader, child, grandchild = read_pids(pidfile, 3)
+    group.popen.wait(5)  # reaped: the pgid number is no longer pinned by our leader
+    assert terminate_recorded(group.identity, marker=None, grace=1) == "pid reused: refused"
+    assert alive(child)
+    assert terminate_recorded(group.identity, marker=marker, grace=1) == "terminated"
+    assert not alive(child) and not alive(grandchild)

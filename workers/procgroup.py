@@ -1,0 +1,348 @@
+"""Start, verify and stop process groups; never signal a stranger.
+
+Every program the engine starts gets its own session and process group
+(``start_new_session=True``), so one signal reaches the whole training tree, and it
+carries :data:`~workers.contract.ENV_MARKER` / :data:`~workers.contract.ENV_ROLE` in its
+environment. The marker lets :func:`find_marked` catch descendants that left the group
+(``setsid``, double forks) after their parent is gone.
+
+Pids are reused, so before any signal we check that the pid still belongs to the
+process we started: same pid *and* same start time (``psutil`` create time).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final, Literal
+
+import psutil
+
+from workers.contract import ENV_MARKER, ENV_ROLE, Role
+
+#: Two start times closer than this are the same process: psutil derives them from
+#: clock ticks (10 ms) plus the boot time, so the same process reads back identically,
+#: while a reused pid would need the whole pid space to wrap within this window.
+CREATE_TIME_TOLERANCE_S: Final = 0.05
+_POLL_S: Final = 0.02
+#: After SIGKILL the kernel needs a moment to tear processes down; past this the
+#: group is stuck in uninterruptible sleep (D state) and we say so instead of hanging.
+KILL_SETTLE_S: Final = 10.0
+
+TerminateResult = Literal["terminated", "already gone", "pid reused: refused"]
+
+
+class StopError(RuntimeError):
+    """Processes of a group survived SIGKILL (stuck in the kernel)."""
+
+
+@dataclass(frozen=True)
+class GroupIdentity:
+    """What must be recorded to find (and safely signal) a group later."""
+
+    pgid: int
+    leader_pid: int
+    leader_create_time: float
+
+
+@dataclass(frozen=True)
+class StopReport:
+    """How a stop went: ``how`` is the strongest signal that was needed."""
+
+    how: Literal["exited", "sigterm", "sigkill"]
+    seconds: float
+    exit_code: int | None
+
+
+def child_env(
+    extra: Mapping[str, str], *, marker: str, role: Role, base: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The environment of a started program: ours, the spec's, and the engine's marker."""
+    env = dict(os.environ if base is None else base)
+    env.update(extra)
+    env[ENV_MARKER] = marker
+    env[ENV_ROLE] = role
+    return env
+
+
+def _read_stat(pid: int) -> tuple[str, int] | None:
+    """(state, pgid) from /proc/<pid>/stat, None when the process is gone."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return None
+    # The command name may contain spaces and parentheses: split after the last ')'.
+    rest = raw[raw.rfind(b")") + 2 :].split()
+    try:
+        return rest[0].decode(), int(rest[2])
+    except (IndexError, ValueError):
+        return None
+
+
+def _environ_has(pid: int, pairs: Sequence[bytes]) -> bool:
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:  # gone, or another user's process: not ours either way
+        return False
+    entries = set(raw.split(b"\0"))
+    return all(pair in entries for pair in pairs)
+
+
+def _all_pids() -> Iterable[int]:
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            yield int(name)
+
+
+def _ancestors_and_self() -> set[int]:
+    """This process and its ancestors: a marked process never signals its own parents."""
+    pids = {os.getpid()}
+    try:
+        for parent in psutil.Process().parents():
+            pids.add(parent.pid)
+    except psutil.Error:
+        pass
+    return pids
+
+
+def find_marked(marker: str, role: Role | None = None) -> list[int]:
+    """Live (non-zombie) processes whose environment carries this experiment's marker.
+
+    Excludes the calling process and its ancestors, so the background loop can sweep
+    its own role without signalling itself.
+    """
+    pairs = [f"{ENV_MARKER}={marker}".encode()]
+    if role is not None:
+        pairs.append(f"{ENV_ROLE}={role}".encode())
+    mine = _ancestors_and_self()
+    found = []
+    for pid in _all_pids():
+        if pid in mine:
+            continue
+        stat = _read_stat(pid)
+        if stat is None or stat[0] in ("Z", "X"):
+            continue
+        if _environ_has(pid, pairs):
+            found.append(pid)
+    return found
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live (non-zombie) processes whose process group is ``pgid``."""
+    found = []
+    for pid in _all_pids():
+        stat = _read_stat(pid)
+        if stat is not None and stat[1] == pgid and stat[0] not in ("Z", "X"):
+            found.append(pid)
+    return found
+
+
+def create_time_of(pid: int) -> float | None:
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return None
+
+
+def same_process(pid: int, create_time: float) -> bool:
+    """True when ``pid`` is still the process that started at ``create_time``."""
+    current = create_time_of(pid)
+    return current is not None and abs(current - create_time) <= CREATE_TIME_TOLERANCE_S
+
+
+def _signal_pid(pid: int, sig: int) -> None:
+    # psutil refuses to signal a pid whose create time changed since we looked it up,
+    # which closes the window between finding a process and signalling it.
+    try:
+        psutil.Process(pid).send_signal(sig)
+    except psutil.Error:
+        pass
+
+
+class ProcessGroup:
+    """A program running in its own session; the engine holds the Popen (the leader)."""
+
+    def __init__(
+        self,
+        popen: subprocess.Popen[bytes],
+        identity: GroupIdentity,
+        *,
+        marker: str,
+        role: Role,
+        log_path: Path | None,
+    ) -> None:
+        self.popen = popen
+        self.identity = identity
+        self.marker = marker
+        self.role = role
+        self.log_path = log_path
+
+    @property
+    def pid(self) -> int:
+        return self.identity.leader_pid
+
+    @property
+    def pgid(self) -> int:
+        return self.identity.pgid
+
+    @classmethod
+    def start(
+        cls,
+        argv: Sequence[str],
+        *,
+        cwd: str | os.PathLike[str] | None,
+        env: Mapping[str, str],
+        marker: str,
+        role: Role,
+        log_path: str | os.PathLike[str] | None,
+        base_env: Mapping[str, str] | None = None,
+    ) -> ProcessGroup:
+        """Start ``argv`` in a new session; stdout and stderr go to ``log_path`` (appended).
+
+        ``OSError`` from the exec (missing program, no memory) propagates: the caller
+        decides whether it is the workload's fault or the host's.
+        """
+        if isinstance(argv, str) or not argv:
+            raise ValueError("argv must be a non-empty list of strings, not a shell string")
+        log = None
+        path = Path(log_path) if log_path is not None else None
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            log = path.open("ab")
+        try:
+            popen = subprocess.Popen(  # noqa: S603 (argv list, no shell)
+                list(argv),
+                cwd=cwd,
+                env=child_env(env, marker=marker, role=role, base=base_env),
+                stdin=subprocess.DEVNULL,
+                stdout=log if log is not None else subprocess.DEVNULL,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                close_fds=True,
+            )
+        finally:
+            if log is not None:
+                log.close()  # the child holds its own descriptor
+        # The leader cannot be reaped before we call wait/poll, so its pid and start
+        # time are stable here even if it has already exited.
+        create_time = create_time_of(popen.pid)
+        if create_time is None:  # pragma: no cover - only if psutil cannot read /proc
+            create_time = time.time()
+        identity = GroupIdentity(
+            pgid=popen.pid, leader_pid=popen.pid, leader_create_time=create_time
+        )
+        return cls(popen, identity, marker=marker, role=role, log_path=path)
+
+    def leader_exited(self) -> bool:
+        """Has the leader ended? Checked without reaping it (``WNOWAIT``).
+
+        An unreaped leader pins its pid and pgid numbers, so until we reap it every
+        member of the pgid is provably ours and ``killpg`` is safe.
+        """
+        if self.popen.returncode is not None:
+            return True
+        try:
+            info = os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return True
+        return info is not None
+
+    def remaining(self) -> list[int]:
+        """Live processes of this group: members of the pgid, and marked descendants."""
+        marked = set(find_marked(self.marker, self.role))
+        members = group_members(self.pgid)
+        if self.popen.returncode is not None:
+            # Leader reaped: the pgid number is no longer pinned, trust only the marker.
+            members = [pid for pid in members if pid in marked]
+        return sorted(marked.union(members))
+
+    def _signal_all(self, sig: int) -> None:
+        if self.popen.returncode is None:
+            # The leader (alive or a zombie we hold) pins the pgid: killpg cannot reach
+            # a stranger and also reaches forks we have not seen yet.
+            try:
+                os.killpg(self.pgid, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
+        for pid in self.remaining():
+            _signal_pid(pid, sig)
+
+    def stop(self, grace: float = 10.0) -> StopReport:
+        """SIGTERM, ``grace`` seconds, SIGKILL; return once no process of the group is left.
+
+        Also sweeps what a leader that has already exited left behind (grandchildren).
+        The leader is reaped only at the end, so the pgid stays ours throughout.
+        """
+        began = time.monotonic()
+        if not self.remaining():
+            return StopReport("exited", time.monotonic() - began, self.popen.wait())
+        self._signal_all(signal.SIGTERM)
+        how: Literal["sigterm", "sigkill"] = "sigterm"
+        deadline = began + grace
+        while self.remaining():
+            if time.monotonic() >= deadline:
+                how = "sigkill"
+                break
+            time.sleep(_POLL_S)
+        if how == "sigkill":
+            settle = time.monotonic() + KILL_SETTLE_S
+            while True:
+                self._signal_all(signal.SIGKILL)
+                if not self.remaining():
+                    break
+                if time.monotonic() >= settle:
+                    raise StopError(f"processes {self.remaining()} survived SIGKILL")
+                time.sleep(_POLL_S)
+        return StopReport(how, time.monotonic() - began, self.popen.wait())
+
+
+def terminate_recorded(
+    identity: GroupIdentity, *, marker: str | None, grace: float = 10.0
+) -> TerminateResult:
+    """Terminate a group from its recorded identity (admin: orphaned groups).
+
+    The group is ours when its leader still has the recorded start time. When the
+    leader is gone, the remaining members of its pgid are signalled only if each
+    carries the experiment ``marker`` in its environment: a pgid without its leader
+    could otherwise belong to a stranger who got the same number.
+    """
+    pairs = [f"{ENV_MARKER}={marker}".encode()] if marker else []
+    leader_ctime = create_time_of(identity.leader_pid)
+    leader_stat = _read_stat(identity.leader_pid)
+    # A zombie leader has ended; whoever holds it will reap it.
+    leader_alive = leader_ctime is not None and leader_stat is not None and leader_stat[0] != "Z"
+    if leader_alive and leader_ctime is not None:
+        if abs(leader_ctime - identity.leader_create_time) > CREATE_TIME_TOLERANCE_S:
+            return "pid reused: refused"
+    members = group_members(identity.pgid)
+    marked_leftovers = find_marked(marker) if marker else []
+    if not members and not marked_leftovers and not leader_alive:
+        return "already gone"
+    if not leader_alive and members:
+        if not pairs or not all(_environ_has(pid, pairs) for pid in members):
+            return "pid reused: refused"
+
+    def alive() -> list[int]:
+        found = set(group_members(identity.pgid))
+        if marker:
+            found.update(find_marked(marker))
+        return sorted(found)
+
+    for pid in alive():
+        _signal_pid(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while alive() and time.monotonic() < deadline:
+        time.sleep(_POLL_S)
+    settle = time.monotonic() + KILL_SETTLE_S
+    while left := alive():
+        for pid in left:
+            _signal_pid(pid, signal.SIGKILL)
+        if time.monotonic() >= settle:
+            raise StopError(f"processes {left} survived SIGKILL")
+        time.sleep(_POLL_S)
+    return "terminated"

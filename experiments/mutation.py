@@ -354,9 +354,15 @@ def _canonical(value: Value, param: Param | None = None) -> str:
         value = number
     if isinstance(value, int):
         return str(value)
+    # An integral float is an int read back as float (CSV): keep every digit. Without
+    # the space, an integral float of a float parameter above 1e6 keys apart from its
+    # 6-digit form; pass ``space`` to config_key to compare those exactly.
     if value.is_integer() and abs(value) < 2**53:
         return str(int(value))
-    return repr(float(f"{value:.{FLOAT_DIGITS}g}"))
+    value = float(f"{value:.{FLOAT_DIGITS}g}")
+    if value.is_integer() and abs(value) < 2**53:
+        return str(int(value))
+    return repr(value)
 
 
 def config_key(values: Mapping[str, object], space: Sequence[Param] | None = None) -> str:

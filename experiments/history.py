@@ -1,0 +1,63 @@
+"""What a workload has already run: the dedup history that mutation plans avoid."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from experiments.models import Experiment, Run, Workload
+from experiments.mutation import Param, SpaceError, config_key, format_value, parse_space
+
+#: Runs that never measured their configuration do not use it up.
+_NOT_MEASURED = (Run.Status.CANCELLED, Run.Status.ERROR)
+
+
+def _space_of(workload: Workload) -> list[Param]:
+    try:
+        return parse_space(workload.hyperparameters)
+    except SpaceError:
+        # A workload whose space no longer parses still has a history; its keys are
+        # then built from the values alone (config_key copes without a space).
+        return []
+
+
+def full_configuration(space: list[Param], values: Mapping[str, object]) -> dict[str, object]:
+    """Defaults overlaid with a run's values. The earlier profiler recorded only the
+    values it mutated, so an imported run needs the defaults filled in to compare."""
+    config: dict[str, object] = {p.name: p.default for p in space}
+    by_name = {p.name: p for p in space}
+    for name, value in values.items():
+        param = by_name.get(name)
+        if param is not None:
+            try:
+                value = format_value(param, value)
+            except SpaceError:
+                pass
+        config[name] = value
+    return config
+
+
+def configuration_keys(space: list[Param], configs: Iterable[Mapping[str, object]]) -> set[str]:
+    return {config_key(full_configuration(space, c), space or None) for c in configs}
+
+
+def seen_configuration_keys(*, workload: Workload, mode: str) -> set[str]:
+    """``config_key``s of every configuration this workload ran (or has queued) in
+    ``mode``; parallel and solo are separate histories. Imported runs count."""
+    space = _space_of(workload)
+    runs = (
+        Run.objects.filter(experiment__foreground_workload=workload, experiment__mode=mode)
+        .exclude(status__in=_NOT_MEASURED)
+        .values_list("hyperparameters", flat=True)
+    )
+    # Configurations planned by experiments still queued or running, whose runs may
+    # not all exist yet, are taken too: two submissions must not pick the same one.
+    plans = Experiment.objects.filter(
+        foreground_workload=workload, mode=mode, status__in=Experiment.ACTIVE_STATUSES
+    ).values_list("plan", flat=True)
+    planned = [
+        entry["hyperparameters"]
+        for plan in plans
+        for entry in plan or []
+        if isinstance(entry, dict) and isinstance(entry.get("hyperparameters"), dict)
+    ]
+    return configuration_keys(space, [*runs, *planned])

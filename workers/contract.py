@@ -54,6 +54,10 @@ class BackgroundPlan:
     restart_delay: float = 2.0
     startup_wait: float = 5.0
     between_runs: Literal["keep", "stop"] = "keep"
+    #: a run shorter than this ends "quickly"; ``crash_runs`` quick runs in a row are a
+    #: crash loop (the background loop backs off and reports it).
+    crash_threshold_s: float = 5.0
+    crash_runs: int = 3
 
 
 @dataclass(frozen=True)

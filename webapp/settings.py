@@ -7,6 +7,7 @@ needs no server at all.
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import dj_database_url
@@ -75,7 +76,7 @@ else:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": _SQLITE_PATH,
+            "NAME": str(_SQLITE_PATH),
             "OPTIONS": {
                 # WAL lets the web app read while a worker writes; the busy timeout
                 # rides out the short write locks instead of failing.
@@ -127,6 +128,8 @@ CELERY_WORKER_MAX_TASKS_PER_CHILD = 1
 # The longest run an experiment may ask for; the broker must not redeliver a message
 # while it is still being worked on, so the visibility timeout outlasts it.
 WATTLAB_MAX_EXPERIMENT_SECONDS = env_int("WATTLAB_MAX_EXPERIMENT_SECONDS", 7 * 24 * 3600)
+# The longest single run an experiment file may ask for (its ``timeout``).
+WATTLAB_MAX_RUN_SECONDS = env_int("WATTLAB_MAX_RUN_SECONDS", 24 * 3600)
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": WATTLAB_MAX_EXPERIMENT_SECONDS + 3600,
 }
@@ -134,6 +137,8 @@ CELERY_TASK_SOFT_TIME_LIMIT = WATTLAB_MAX_EXPERIMENT_SECONDS
 CELERY_TASK_TIME_LIMIT = WATTLAB_MAX_EXPERIMENT_SECONDS + 300
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
+# The name this host's workers register under (queues gpu.<host>.*, control.<host>).
+WATTLAB_HOSTNAME = env_str("WATTLAB_HOSTNAME", socket.gethostname())
 WATTLAB_HEARTBEAT_SECONDS = env_float("WATTLAB_HEARTBEAT_SECONDS", 10.0)
 WATTLAB_SAMPLE_HZ = env_float("WATTLAB_SAMPLE_HZ", 10.0)
 WATTLAB_GRACE_SECONDS = env_float("WATTLAB_GRACE_SECONDS", 10.0)

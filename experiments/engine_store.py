@@ -1,0 +1,129 @@
+"""The ORM side of the engine contract: an ExperimentStore backed by the services, and
+the translation of an Experiment row into the engine's ExperimentPlan."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+
+from experiments import services
+from experiments.models import Experiment, Host, Workload
+from workers.contract import (
+    BackgroundPlan,
+    BackgroundRunRecord,
+    ExperimentPlan,
+    GroupInfo,
+    ProgramSpec,
+    RunKey,
+    RunPlan,
+    RunResult,
+)
+
+log = logging.getLogger(__name__)
+
+
+class OrmExperimentStore:
+    """Implements ``workers.contract.ExperimentStore`` for one claimed experiment."""
+
+    def __init__(self, experiment: Experiment, host: Host) -> None:
+        self.experiment_id = experiment.id
+        self.code = str(experiment.code)
+        self.host = host
+
+    def heartbeat(self) -> None:
+        services.experiment_heartbeat(experiment_id=self.experiment_id)
+
+    def cancel_requested(self) -> bool:
+        return Experiment.objects.filter(
+            id=self.experiment_id, cancel_requested_at__isnull=False
+        ).exists()
+
+    def group_started(self, group: GroupInfo) -> None:
+        services.group_start(experiment_id=self.experiment_id, host=self.host, group=group)
+
+    def group_ended(self, group: GroupInfo, reason: str) -> None:
+        services.group_end(experiment_id=self.experiment_id, group=group, reason=reason)
+
+    def run_started(
+        self, key: RunKey, hyperparameters: dict[str, Any], started_at: dt.datetime
+    ) -> None:
+        services.run_start(
+            experiment_id=self.experiment_id,
+            key=key,
+            hyperparameters=hyperparameters,
+            started_at=started_at,
+        )
+
+    def run_samples(self, key: RunKey, trace: bytes) -> None:
+        services.run_samples(experiment_id=self.experiment_id, key=key, trace=trace)
+
+    def run_finished(self, result: RunResult) -> None:
+        services.run_finish(experiment_id=self.experiment_id, code=self.code, result=result)
+
+    def background_run_started(self, record: BackgroundRunRecord) -> None:
+        services.background_run_start(experiment_id=self.experiment_id, record=record)
+
+    def background_run_finished(self, record: BackgroundRunRecord) -> None:
+        services.background_run_finish(
+            experiment_id=self.experiment_id, code=self.code, record=record
+        )
+
+    def event(self, kind: str, message: str) -> None:
+        services.experiment_event(experiment_id=self.experiment_id, kind=kind, message=message)
+
+
+def _program(workload: Workload, values: dict[str, Any]) -> tuple[ProgramSpec, dict[str, Any]]:
+    """The program for ``values`` and the full values exactly as passed in its argv."""
+    from experiments import mutation
+
+    space = mutation.parse_space(workload.hyperparameters)
+    passed = mutation.full_values(space, values)
+    argv = [str(part) for part in workload.argv] + mutation.argv_for(space, passed)
+    env = {str(k): str(v) for k, v in (workload.env or {}).items()}
+    return ProgramSpec(argv=argv, workdir=workload.workdir, env=env), dict(passed)
+
+
+def plan_for(experiment: Experiment, *, gpu_index: int | None) -> ExperimentPlan:
+    fg = experiment.foreground_workload
+    runs: list[RunPlan] = []
+    for config in experiment.plan:
+        program, passed = _program(fg, dict(config["hyperparameters"]))
+        for repeat in range(experiment.runs_per_config):
+            runs.append(
+                RunPlan(
+                    config_index=int(config["index"]),
+                    repeat_index=repeat,
+                    hyperparameters=passed,
+                    program=program,
+                )
+            )
+    background = None
+    if experiment.background_workload is not None:
+        bg = experiment.background_workload
+        program, _passed = _program(bg, dict(experiment.bg_hyperparameters))
+        background = BackgroundPlan(
+            program=program,
+            restart_delay=experiment.restart_delay,
+            startup_wait=experiment.startup_wait,
+            between_runs="stop" if experiment.between_runs == "stop" else "keep",
+        )
+    artifacts = Path(settings.WATTLAB_SCRATCH_DIR) / str(experiment.code)
+    return ExperimentPlan(
+        code=str(experiment.code),
+        runs=runs,
+        artifacts_dir=str(artifacts),
+        metric_patterns=dict(fg.metric_patterns or {}),
+        success_pattern=fg.success_pattern or None,
+        sleep_between_runs=experiment.sleep_between_runs,
+        timeout=experiment.timeout,
+        max_retries=experiment.max_retries,
+        background=background,
+        gpu_indices=[] if gpu_index is None else [gpu_index],
+        sample_hz=settings.WATTLAB_SAMPLE_HZ,
+        grace=settings.WATTLAB_GRACE_SECONDS,
+        heartbeat_interval=settings.WATTLAB_HEARTBEAT_SECONDS,
+    )

@@ -1,0 +1,669 @@
+"""Writes. Every status change is a conditional UPDATE that must change the rows it
+expects, so two workers (or a worker and a user) never both win.
+
+Views, management commands, the API and the engine store call these; nothing else
+writes experiments, runs, background runs, process groups or hosts.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.files.base import ContentFile
+from django.db import transaction
+from django.db.models import Q, Sum
+from django.utils import timezone
+
+from experiments import queues
+from experiments.expfile import ExperimentFile
+from experiments.models import BackgroundRun, Experiment, Host, ProcessGroup, Run, Workload
+from workers.contract import BackgroundRunRecord, GroupInfo, RunKey, RunResult
+
+log = logging.getLogger(__name__)
+
+LOG_TAIL_CHARS = 4000
+_VERDICT_RANK = {"": -1, "good": 0, "partial": 1, "insufficient": 2}
+
+Errors = dict[str, list[str]]
+
+
+# --- validation and planning --------------------------------------------------------
+
+
+@dataclass
+class PlanPreview:
+    """What a submission would run. ``available``: new configurations the space can
+    still supply (never seen before for this workload and mode)."""
+
+    configurations: list[dict[str, Any]] = field(default_factory=list)
+    #: None: a continuous range makes the supply practically unlimited.
+    available: int | None = 0
+    errors: Errors = field(default_factory=dict)
+
+
+def _add(errors: Errors, key: str, message: str) -> None:
+    errors.setdefault(key, []).append(message)
+
+
+def _active_workload(name: str, key: str, errors: Errors) -> Workload | None:
+    workload = Workload.objects.filter(name=name).first()
+    if workload is None:
+        known = ", ".join(Workload.objects.filter(is_active=True).values_list("name", flat=True))
+        _add(errors, key, f"no workload named {name!r} is registered (known: {known or 'none'})")
+        return None
+    if not workload.is_active:
+        _add(errors, key, f"workload {name!r} is retired and takes no new experiments")
+        return None
+    return workload
+
+
+def _check_part(
+    *, prefix: str, workload: Workload, values: dict[str, Any], mutate: list[str], errors: Errors
+) -> list[Any] | None:
+    from experiments import mutation
+
+    try:
+        space = mutation.parse_space(workload.hyperparameters)
+    except mutation.SpaceError as exc:
+        _add(errors, f"{prefix}.workload", f"workload {workload.name!r} is misconfigured: {exc}")
+        return None
+    for name, problem in mutation.check_values(space, values).items():
+        _add(errors, f"{prefix}.hyperparameters.{name}", problem)
+    known = {param.name for param in space}
+    for name in mutate:
+        if name not in known:
+            _add(
+                errors,
+                f"{prefix}.mutate",
+                f"{name!r} is not a parameter of {workload.name} "
+                f"(parameters: {', '.join(sorted(known)) or 'none'})",
+            )
+        elif name in values:
+            _add(errors, f"{prefix}.mutate", f"{name!r} is both fixed and mutated; pick one")
+    return space
+
+
+def _check_target(spec: ExperimentFile, errors: Errors) -> tuple[Host | None, int | None]:
+    hostname, gpu = spec.target_parts()
+    if hostname is None:
+        return None, None
+    host = Host.objects.filter(hostname=hostname).first()
+    if host is None:
+        _add(errors, "target", f"no host named {hostname!r} has registered a worker")
+        return None, None
+    if gpu is not None and gpu not in {g.get("index") for g in host.gpus}:
+        indices = ", ".join(str(g.get("index")) for g in host.gpus) or "none"
+        _add(errors, "target", f"host {hostname} has no GPU {gpu} (GPUs: {indices})")
+    return host, gpu
+
+
+def _validate(spec: ExperimentFile) -> tuple[Errors, Workload | None, list[Any] | None]:
+    errors: Errors = {}
+    fg = _active_workload(spec.foreground.workload, "foreground.workload", errors)
+    space = None
+    if fg is not None:
+        space = _check_part(
+            prefix="foreground",
+            workload=fg,
+            values=dict(spec.foreground.hyperparameters),
+            mutate=list(spec.foreground.mutate),
+            errors=errors,
+        )
+    if spec.background is not None:
+        bg = _active_workload(spec.background.workload, "background.workload", errors)
+        if bg is not None:
+            _check_part(
+                prefix="background",
+                workload=bg,
+                values=dict(spec.background.hyperparameters),
+                mutate=[],
+                errors=errors,
+            )
+    if spec.timeout > settings.WATTLAB_MAX_RUN_SECONDS:
+        _add(
+            errors,
+            "timeout",
+            f"{spec.timeout:g} is above the maximum {settings.WATTLAB_MAX_RUN_SECONDS} "
+            "seconds per run",
+        )
+    # The broker's visibility timeout is sized to the longest experiment: one that
+    # could outlast it would be redelivered while still running.
+    worst = (
+        spec.configurations
+        * spec.runs_per_config
+        * (spec.max_retries + 1)
+        * (spec.timeout + spec.sleep_between_runs)
+    )
+    if worst > settings.WATTLAB_MAX_EXPERIMENT_SECONDS:
+        _add(
+            errors,
+            "timeout",
+            f"configurations x runs_per_config x (max_retries + 1) x (timeout + "
+            f"sleep_between_runs) = {worst:g} s, above the "
+            f"{settings.WATTLAB_MAX_EXPERIMENT_SECONDS} s an experiment may take",
+        )
+    if not spec.foreground.mutate and spec.configurations > 1:
+        _add(
+            errors,
+            "configurations",
+            f"{spec.configurations} configurations need at least one parameter in "
+            "foreground.mutate (without it every configuration is the same)",
+        )
+    _check_target(spec, errors)
+    return errors, fg, space
+
+
+def _plan(
+    spec: ExperimentFile, workload: Workload, space: list[Any]
+) -> tuple[list[dict[str, Any]], int | None, Errors]:
+    """(configurations, available, errors); available None = practically unlimited."""
+    from experiments import history, mutation
+
+    fixed = dict(spec.foreground.hyperparameters)
+    mutate = list(spec.foreground.mutate)
+    seen = history.seen_configuration_keys(workload=workload, mode=spec.mode)
+    try:
+        available = mutation.count_available(
+            space, fixed=fixed, mutate=mutate, strategy=spec.strategy, seen=seen
+        )
+        configs = mutation.plan_configurations(
+            space,
+            fixed=fixed,
+            mutate=mutate,
+            n=spec.configurations,
+            seed=spec.seed,
+            strategy=spec.strategy,
+            seen=seen,
+        )
+    except mutation.SpaceExhausted as exc:
+        return [], exc.available, {"configurations": [str(exc)]}
+    except mutation.SpaceError as exc:
+        return [], 0, {"foreground.mutate": [str(exc)]}
+    return [dict(c) for c in configs], available, {}
+
+
+def experiment_plan_preview(*, spec: ExperimentFile) -> PlanPreview:
+    errors, workload, space = _validate(spec)
+    if errors or workload is None or space is None:
+        return PlanPreview(errors=errors)
+    configs, available, plan_errors = _plan(spec, workload, space)
+    return PlanPreview(configurations=configs, available=available, errors=plan_errors)
+
+
+def experiment_submit(*, owner: Any, spec: ExperimentFile, source: str = "web") -> Experiment:
+    """Validate against the registered workloads, plan, store and enqueue (after commit).
+
+    Raises ``ValidationError`` whose ``message_dict`` is keyed by experiment-file key
+    paths (``foreground.hyperparameters.epochs``).
+    """
+    errors, workload, space = _validate(spec)
+    if errors or workload is None or space is None:
+        raise ValidationError(errors or {"foreground.workload": ["is not usable"]})
+    configs, _available_count, plan_errors = _plan(spec, workload, space)
+    if plan_errors:
+        raise ValidationError(plan_errors)
+    plan = [{"index": i, "hyperparameters": values} for i, values in enumerate(configs)]
+    return _create_experiment(owner=owner, spec=spec, source=source, plan=plan)
+
+
+def _create_experiment(
+    *, owner: Any, spec: ExperimentFile, source: str, plan: list[dict[str, Any]]
+) -> Experiment:
+    fg = Workload.objects.get(name=spec.foreground.workload)
+    bg = Workload.objects.get(name=spec.background.workload) if spec.background else None
+    with transaction.atomic():
+        experiment = Experiment.objects.create(
+            owner=owner if owner is not None and owner.is_authenticated else None,
+            name=spec.name,
+            mode=spec.mode,
+            source=source,
+            foreground_workload=fg,
+            fg_hyperparameters=dict(spec.foreground.hyperparameters),
+            mutate=list(spec.foreground.mutate),
+            strategy=spec.strategy,
+            configurations=len(plan),
+            seed=spec.seed,
+            runs_per_config=spec.runs_per_config,
+            sleep_between_runs=spec.sleep_between_runs,
+            timeout=spec.timeout,
+            max_retries=spec.max_retries,
+            background_workload=bg,
+            bg_hyperparameters=dict(spec.background.hyperparameters) if spec.background else {},
+            restart_delay=spec.background.restart_delay if spec.background else 2.0,
+            startup_wait=spec.background.startup_wait if spec.background else 5.0,
+            between_runs=spec.background.between_runs if spec.background else "keep",
+            target=spec.target,
+            submitted_config=spec.model_dump(mode="json"),
+            plan=plan,
+            total_runs=len(plan) * spec.runs_per_config,
+        )
+        experiment_id = experiment.id
+        queue = queues.queue_for_target(spec.target)
+        # Enqueue only once the row is visible to the worker that will claim it.
+        transaction.on_commit(lambda: queues.enqueue_experiment(experiment_id, queue=queue))
+    return experiment
+
+
+def experiment_rerun(*, experiment: Experiment, by: Any) -> Experiment:
+    """The same configurations again (not a new sample), owned by ``by``."""
+    from experiments.expfile import experiment_file_from_dict
+
+    spec = experiment_file_from_dict(experiment.submitted_config)
+    errors, _workload, _space = _validate(spec)
+    errors.pop("configurations", None)
+    if errors:
+        raise ValidationError(errors)
+    return _create_experiment(owner=by, spec=spec, source=experiment.source, plan=experiment.plan)
+
+
+def experiment_cancel(*, experiment: Experiment, by: Any) -> bool:
+    """Ask the experiment to stop. A queued one is cancelled at once; a running one
+    records the request, which the runner polls every second and acts on (it stops
+    its process groups). Returns False when there was nothing to cancel."""
+    now = timezone.now()
+    user = by if by is not None and getattr(by, "is_authenticated", False) else None
+    changed = Experiment.objects.filter(id=experiment.id, status=Experiment.Status.QUEUED).update(
+        status=Experiment.Status.CANCELLED,
+        cancel_requested_at=now,
+        cancel_requested_by=user,
+        ended_at=now,
+    )
+    if not changed:
+        changed = Experiment.objects.filter(
+            id=experiment.id, status=Experiment.Status.RUNNING, cancel_requested_at__isnull=True
+        ).update(cancel_requested_at=now, cancel_requested_by=user)
+    experiment.refresh_from_db()
+    return bool(changed)
+
+
+def experiment_delete(*, experiment: Experiment, by: Any) -> None:
+    if experiment.status in Experiment.ACTIVE_STATUSES:
+        raise ValidationError(
+            {"status": [f"experiment is {experiment.status}; cancel it before deleting it"]}
+        )
+    with transaction.atomic():
+        # Only an experiment that is still not active is deleted (a rerun may race).
+        deleted, _ = (
+            Experiment.objects.filter(id=experiment.id)
+            .exclude(status__in=Experiment.ACTIVE_STATUSES)
+            .delete()
+        )
+    if not deleted:
+        raise ValidationError({"status": ["experiment became active; cancel it first"]})
+    log.info("experiment %s deleted by %s", experiment.code, by)
+
+
+def process_group_request_terminate(*, group: ProcessGroup, by: Any) -> None:
+    """Record the request and send it to the owning host's control queue: only that
+    host can check that the pid still belongs to the same process."""
+    user = by if by is not None and getattr(by, "is_authenticated", False) else None
+    if group.ended_at is not None:
+        raise ValidationError({"group": ["this process group has already ended"]})
+    with transaction.atomic():
+        ProcessGroup.objects.filter(id=group.id).update(
+            terminate_requested_at=timezone.now(),
+            terminate_requested_by=user,
+            terminate_result="",
+        )
+        group_id = group.id
+        queue = group.host.control_queue or queues.control_queue(group.host.hostname)
+        transaction.on_commit(lambda: queues.enqueue_terminate(group_id, queue=queue))
+    group.refresh_from_db()
+
+
+def process_group_terminated(*, group_id: int, result: str, ended: bool) -> None:
+    """Called by the control task on the owning host with what the engine did."""
+    now = timezone.now()
+    updates: dict[str, Any] = {"terminate_result": result[:2000]}
+    ProcessGroup.objects.filter(id=group_id).update(**updates)
+    if ended:
+        ProcessGroup.objects.filter(id=group_id, ended_at__isnull=True).update(
+            ended_at=now, end_reason="terminated on request"
+        )
+
+
+# --- worker side: claim, heartbeat, finish ------------------------------------------
+
+
+def experiment_claim(*, experiment_id: int, host: Host, gpu_index: int | None) -> Experiment | None:
+    """queued -> running; None when another delivery (or a cancel) got there first."""
+    now = timezone.now()
+    changed = Experiment.objects.filter(id=experiment_id, status=Experiment.Status.QUEUED).update(
+        status=Experiment.Status.RUNNING,
+        host=host,
+        gpu_index=gpu_index,
+        started_at=now,
+        heartbeat_at=now,
+    )
+    if changed != 1:
+        return None
+    return Experiment.objects.select_related("foreground_workload", "background_workload").get(
+        id=experiment_id
+    )
+
+
+def experiment_heartbeat(*, experiment_id: int) -> None:
+    Experiment.objects.filter(id=experiment_id, status=Experiment.Status.RUNNING).update(
+        heartbeat_at=timezone.now()
+    )
+
+
+def experiment_event(*, experiment_id: int, kind: str, message: str) -> None:
+    with transaction.atomic():
+        experiment = Experiment.objects.select_for_update().get(id=experiment_id)
+        events = list(experiment.events)
+        events.append({"at": timezone.now().isoformat(), "kind": kind, "message": message[:2000]})
+        Experiment.objects.filter(id=experiment_id).update(events=events[-200:])
+
+
+def experiment_finish(*, experiment_id: int, error: str = "") -> str:
+    """running -> succeeded / failed / cancelled, decided from the stored runs."""
+    experiment = Experiment.objects.get(id=experiment_id)
+    runs = Run.objects.filter(experiment_id=experiment_id)
+    # The last attempt of each run decides it.
+    final: dict[tuple[int, int], str] = {}
+    for run in runs.order_by("config_index", "repeat_index", "attempt"):
+        final[(run.config_index, run.repeat_index)] = run.status
+    if experiment.cancel_requested_at is not None:
+        status = Experiment.Status.CANCELLED
+    elif (
+        not error
+        and len(final) == experiment.total_runs
+        and all(s == Run.Status.SUCCEEDED for s in final.values())
+    ):
+        status = Experiment.Status.SUCCEEDED
+    else:
+        status = Experiment.Status.FAILED
+        if not error:
+            bad = sum(1 for s in final.values() if s != Run.Status.SUCCEEDED)
+            missing = experiment.total_runs - len(final)
+            error = f"{bad} run(s) did not succeed" + (
+                f", {missing} never started" if missing > 0 else ""
+            )
+    Experiment.objects.filter(id=experiment_id, status=Experiment.Status.RUNNING).update(
+        status=status, ended_at=timezone.now(), error=error[:10000]
+    )
+    return str(status)
+
+
+def experiment_fail(*, experiment_id: int, error: str) -> None:
+    Experiment.objects.filter(id=experiment_id, status=Experiment.Status.RUNNING).update(
+        status=Experiment.Status.FAILED, ended_at=timezone.now(), error=error[:10000]
+    )
+
+
+def experiments_reap_lost(
+    *, now: dt.datetime | None = None, heartbeat_seconds: float | None = None
+) -> list[str]:
+    """Running experiments whose heartbeat is older than two periods are lost; their
+    unended process groups then count as orphans (the admin can terminate them)."""
+    now = now or timezone.now()
+    period = heartbeat_seconds or settings.WATTLAB_HEARTBEAT_SECONDS
+    cutoff = now - dt.timedelta(seconds=2 * period)
+    stale = Experiment.objects.filter(status=Experiment.Status.RUNNING).filter(
+        Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, started_at__lt=cutoff)
+    )
+    lost: list[str] = []
+    for experiment in stale.only("id", "code", "heartbeat_at"):
+        changed = Experiment.objects.filter(
+            id=experiment.id,
+            status=Experiment.Status.RUNNING,
+            heartbeat_at=experiment.heartbeat_at,
+        ).update(
+            status=Experiment.Status.LOST,
+            ended_at=now,
+            error=(
+                "the worker stopped sending heartbeats (last at "
+                f"{experiment.heartbeat_at.isoformat() if experiment.heartbeat_at else 'never'})"
+            ),
+        )
+        if changed:
+            Run.objects.filter(experiment_id=experiment.id, status=Run.Status.RUNNING).update(
+                status=Run.Status.ERROR, error="worker lost during the run", ended_at=now
+            )
+            lost.append(str(experiment.code))
+            log.warning("experiment %s marked lost", experiment.code)
+    return lost
+
+
+# --- runs and background runs ----------------------------------------------------------
+
+
+def run_start(
+    *, experiment_id: int, key: RunKey, hyperparameters: dict[str, Any], started_at: dt.datetime
+) -> Run:
+    run, _created = Run.objects.update_or_create(
+        experiment_id=experiment_id,
+        config_index=key.config_index,
+        repeat_index=key.repeat_index,
+        attempt=key.attempt,
+        defaults={
+            "hyperparameters": hyperparameters,
+            "status": Run.Status.RUNNING,
+            "started_at": started_at,
+        },
+    )
+    return run
+
+
+def run_samples(*, experiment_id: int, key: RunKey, trace: bytes) -> None:
+    Run.objects.filter(
+        experiment_id=experiment_id,
+        config_index=key.config_index,
+        repeat_index=key.repeat_index,
+        attempt=key.attempt,
+    ).update(trace=trace)
+
+
+def _tail(path: str) -> tuple[bytes, str]:
+    try:
+        data = Path(path).read_bytes()
+    except OSError:
+        return b"", ""
+    return data, data[-LOG_TAIL_CHARS * 4 :].decode("utf-8", errors="replace")[-LOG_TAIL_CHARS:]
+
+
+def run_finish(*, experiment_id: int, code: str, result: RunResult) -> Run:
+    key = result.key
+    run, _created = Run.objects.get_or_create(
+        experiment_id=experiment_id,
+        config_index=key.config_index,
+        repeat_index=key.repeat_index,
+        attempt=key.attempt,
+        defaults={"hyperparameters": result.hyperparameters, "started_at": result.started_at},
+    )
+    energy = result.energy
+    run.hyperparameters = result.hyperparameters
+    run.status = result.status
+    run.started_at = result.started_at
+    run.ended_at = result.ended_at
+    run.duration_s = result.duration_s
+    run.exit_code = result.exit_code
+    run.error = result.error[:10000]
+    run.metrics = result.metrics
+    run.gpu_energy_j = energy.gpu.value
+    run.gpu_method = energy.gpu.method
+    run.gpu_foreground_j = energy.gpu_foreground_j
+    run.cpu_energy_j = energy.cpu.value
+    run.cpu_method = energy.cpu.method
+    run.dram_energy_j = energy.dram.value
+    run.dram_method = energy.dram.method
+    run.provenance = {
+        "gpu": asdict(energy.gpu),
+        "cpu": asdict(energy.cpu),
+        "dram": asdict(energy.dram),
+        "flags": list(energy.flags),
+    }
+    for name, value in energy.summaries.items():
+        # Summaries are named after the Run fields (gpu_power_avg_w, ...).
+        if name.startswith("gpu_") and hasattr(run, name):
+            setattr(run, name, value)
+    run.flags = sorted(set(energy.flags) | set(energy.gpu.flags) | set(energy.cpu.flags))
+    coverage = result.coverage
+    if coverage is not None:
+        run.coverage_percent = coverage.percent
+        run.coverage_longest_gap_s = coverage.longest_gap_s
+        run.coverage_verdict = coverage.verdict
+        run.coverage_background_runs = coverage.background_runs
+        run.provenance["coverage"] = {"advice": coverage.advice, "gaps": coverage.gaps}
+    run.trace = result.trace
+    data, tail = _tail(result.log_path)
+    run.log_tail = tail
+    if data:
+        name = f"{code}/run_{key.config_index}_{key.repeat_index}_{key.attempt}.log"
+        run.log.save(name, ContentFile(data), save=False)
+    run.save()
+    _update_totals(experiment_id)
+    return run
+
+
+def _update_totals(experiment_id: int) -> None:
+    runs = Run.objects.filter(experiment_id=experiment_id)
+    finished = runs.exclude(status__in=[Run.Status.PENDING, Run.Status.RUNNING])
+    totals = finished.aggregate(gpu=Sum("gpu_energy_j"), cpu=Sum("cpu_energy_j"))
+    verdicts = set(finished.values_list("coverage_verdict", flat=True))
+    worst = max(verdicts or {""}, key=lambda v: _VERDICT_RANK.get(v, -1))
+    done = finished.values("config_index", "repeat_index").distinct().count()
+    Experiment.objects.filter(id=experiment_id).update(
+        gpu_energy_j=totals["gpu"],
+        cpu_energy_j=totals["cpu"],
+        worst_verdict=worst,
+        runs_done=done,
+    )
+
+
+def background_run_start(*, experiment_id: int, record: BackgroundRunRecord) -> BackgroundRun:
+    run, _created = BackgroundRun.objects.update_or_create(
+        experiment_id=experiment_id,
+        index=record.index,
+        defaults={"started_at": record.started_at},
+    )
+    return run
+
+
+def background_run_finish(
+    *, experiment_id: int, code: str, record: BackgroundRunRecord
+) -> BackgroundRun:
+    run, _created = BackgroundRun.objects.get_or_create(
+        experiment_id=experiment_id, index=record.index, defaults={"started_at": record.started_at}
+    )
+    run.ended_at = record.ended_at
+    run.exit_code = record.exit_code
+    run.stopped = record.stopped
+    data, tail = _tail(record.log_path)
+    run.log_tail = tail
+    if data:
+        run.log.save(f"{code}/background_{record.index}.log", ContentFile(data), save=False)
+    run.save()
+    return run
+
+
+# --- process groups -----------------------------------------------------------------------
+
+
+def group_start(*, experiment_id: int, host: Host, group: GroupInfo) -> ProcessGroup:
+    run = None
+    if group.config_index is not None:
+        run = Run.objects.filter(
+            experiment_id=experiment_id,
+            config_index=group.config_index,
+            repeat_index=group.repeat_index or 0,
+            attempt=group.attempt or 0,
+        ).first()
+    return ProcessGroup.objects.create(
+        host=host,
+        pgid=group.pgid,
+        leader_pid=group.leader_pid,
+        leader_create_time=group.leader_create_time,
+        role=group.role,
+        experiment_id=experiment_id,
+        run=run,
+        started_at=timezone.now(),
+    )
+
+
+def group_end(*, experiment_id: int, group: GroupInfo, reason: str) -> None:
+    ProcessGroup.objects.filter(
+        experiment_id=experiment_id,
+        pgid=group.pgid,
+        leader_pid=group.leader_pid,
+        leader_create_time=group.leader_create_time,
+        ended_at__isnull=True,
+    ).update(ended_at=timezone.now(), end_reason=reason[:200])
+
+
+# --- hosts ------------------------------------------------------------------------------
+
+
+def host_register(
+    *,
+    hostname: str,
+    gpus: list[dict[str, Any]],
+    meters: dict[str, Any] | None = None,
+    cpu_count: int | None = None,
+) -> Host:
+    now = timezone.now()
+    host, _created = Host.objects.update_or_create(
+        hostname=hostname,
+        defaults={
+            "queue": queues.host_queue(hostname),
+            "control_queue": queues.control_queue(hostname),
+            "gpus": gpus,
+            "meters": meters or {},
+            "cpu_count": cpu_count,
+            "started_at": now,
+            "last_heartbeat": now,
+        },
+    )
+    return host
+
+
+def host_heartbeat(*, hostname: str, utilisation: dict[str, Any] | None = None) -> None:
+    updates: dict[str, Any] = {"last_heartbeat": timezone.now()}
+    if utilisation is not None:
+        updates["utilisation"] = utilisation
+    Host.objects.filter(hostname=hostname).update(**updates)
+
+
+def orphaned_process_groups() -> Any:
+    """Unended groups whose experiment is over, or whose host stopped heartbeating."""
+    stale = timezone.now() - dt.timedelta(seconds=2 * settings.WATTLAB_HEARTBEAT_SECONDS)
+    return ProcessGroup.objects.filter(ended_at__isnull=True).filter(
+        ~Q(experiment__status__in=Experiment.ACTIVE_STATUSES)
+        | Q(host__last_heartbeat__lt=stale)
+        | Q(host__last_heartbeat__isnull=True)
+    )
+
+
+__all__ = [
+    "PlanPreview",
+    "background_run_finish",
+    "background_run_start",
+    "experiment_cancel",
+    "experiment_claim",
+    "experiment_delete",
+    "experiment_event",
+    "experiment_fail",
+    "experiment_finish",
+    "experiment_heartbeat",
+    "experiment_plan_preview",
+    "experiment_rerun",
+    "experiment_submit",
+    "experiments_reap_lost",
+    "group_end",
+    "group_start",
+    "host_heartbeat",
+    "host_register",
+    "orphaned_process_groups",
+    "process_group_request_terminate",
+    "process_group_terminated",
+    "run_finish",
+    "run_samples",
+    "run_start",
+]

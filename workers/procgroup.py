@@ -262,14 +262,20 @@ class ProcessGroup:
         return sorted(marked.union(members))
 
     def _signal_all(self, sig: int) -> None:
+        signalled_group = False
         if self.popen.returncode is None:
             # The leader (alive or a zombie we hold) pins the pgid: killpg cannot reach
             # a stranger and also reaches forks we have not seen yet.
             try:
                 os.killpg(self.pgid, sig)
+                signalled_group = True
             except (ProcessLookupError, PermissionError):
                 pass
         for pid in self.remaining():
+            # Signal each process once: a second SIGTERM can land while a program that
+            # handled the first is shutting down with default handlers restored.
+            if signalled_group and (stat := _read_stat(pid)) is not None and stat[1] == self.pgid:
+                continue
             _signal_pid(pid, sig)
 
     def stop(self, grace: float = 10.0) -> StopReport:

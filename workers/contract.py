@@ -173,7 +173,9 @@ class ExperimentStore(Protocol):
 
     def group_ended(self, group: GroupInfo, reason: str) -> None: ...
 
-    def run_started(self, key: RunKey, hyperparameters: dict[str, Any], started_at: dt.datetime) -> None: ...
+    def run_started(
+        self, key: RunKey, hyperparameters: dict[str, Any], started_at: dt.datetime
+    ) -> None: ...
 
     def run_samples(self, key: RunKey, trace: bytes) -> None:
         """The trace so far, while the run goes on (for the live power chart)."""

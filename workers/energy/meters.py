@@ -1,0 +1,77 @@
+"""The small interfaces every meter implements, real or double.
+
+A GPU meter is read once per sampler tick and returns one :class:`GpuSample`. A CPU
+meter keeps its own running total (RAPL and perf are counters; the estimate adds up
+CPU time) and is polled on the sampler thread so a counter that wraps is read often
+enough to notice.
+
+Every meter states what it is (``device``) and any caveat (``flags``) so that a
+double can never be mistaken for a measurement of this machine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+CpuMethod = Literal["rapl", "perf", "estimate"]
+
+
+class MeterUnavailable(RuntimeError):
+    """A meter cannot be used on this host; the message says why (shown to users)."""
+
+
+@dataclass(frozen=True)
+class GpuSample:
+    """One reading of one GPU. ``None`` = the device did not report that quantity."""
+
+    power_w: float | None = None
+    #: NVML's total energy counter in millijoules since the driver loaded (Volta+).
+    energy_mj: int | None = None
+    util_pct: float | None = None
+    mem_mib: float | None = None
+    temp_c: float | None = None
+    #: Per-process SM utilisation samples NVML produced since the previous read:
+    #: (pid, sm_util_percent) pairs; None when NVML does not report them.
+    proc_util: tuple[tuple[int, float], ...] | None = None
+
+
+class GpuMeter(Protocol):
+    index: int
+    #: What was measured, e.g. "GPU 0: NVIDIA A100 (GPU-1234...)" or
+    #: "replay of recorded RTX 3080 trace (not this machine)".
+    device: str
+    has_energy_counter: bool
+    flags: list[str]
+
+    def read(self) -> GpuSample: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class CpuReading:
+    """Energy since :meth:`CpuMeter.start`, in joules; None = zone not measured."""
+
+    package_j: float | None
+    dram_j: float | None
+    flags: list[str] = field(default_factory=list)
+
+
+class CpuMeter(Protocol):
+    method: CpuMethod
+    device: str
+    #: True when the meter sees the whole machine (RAPL, perf), background included.
+    whole_machine: bool
+
+    def start(self, foreground_pid: int | None) -> None: ...
+
+    def poll(self) -> None:
+        """Called on the sampler thread; cheap; keeps counters from wrapping unseen."""
+        ...
+
+    def total(self) -> CpuReading:
+        """Energy so far (thread-safe enough: called from the sampler thread only)."""
+        ...
+
+    def stop(self) -> CpuReading: ...

@@ -1,0 +1,159 @@
+"""CPU energy through ``perf stat -a -e power/energy-pkg/,power/energy-ram/`` (fallback).
+
+perf reads the same RAPL counters through the ``power`` PMU when sysfs is closed to
+this user but perf events are not. It counts system wide, so the figure includes the
+background. We run ``perf stat`` with no command (it counts until SIGINT), then read
+the summary it prints on stderr.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from workers.energy.meters import CpuMethod, CpuReading, MeterUnavailable
+from workers.energy.rapl import WHOLE_MACHINE_FLAG
+
+PKG_EVENT = "power/energy-pkg/"
+RAM_EVENT = "power/energy-ram/"
+
+# "         29,115.66 Joules power/energy-pkg/   " (grouping depends on the locale)
+_COUNTER_LINE = re.compile(
+    r"^\s*(?P<value>[\d.,']+|<not supported>|<not counted>)\s+"
+    r"(?:(?P<unit>\S*Joules)\s+)?(?P<event>\S+)"
+)
+_ELAPSED_LINE = re.compile(r"^\s*(?P<value>[\d.,]+)\s+seconds time elapsed")
+
+
+@dataclass
+class PerfResult:
+    joules: dict[str, float | None]  # event -> joules; None = "<not supported>"/"<not counted>"
+    elapsed_s: float | None
+
+
+def _number(text: str) -> float:
+    # perf groups thousands with the locale's separator (',' or "'"); we start it
+    # under LC_ALL=C, but recorded outputs came from en_US.
+    return float(text.replace(",", "").replace("'", ""))
+
+
+def parse_perf_stat(text: str) -> PerfResult:
+    """Parse the human-readable summary ``perf stat`` writes to stderr."""
+    joules: dict[str, float | None] = {}
+    elapsed: float | None = None
+    for line in text.splitlines():
+        if line.lstrip().startswith("#"):
+            continue
+        m = _ELAPSED_LINE.match(line)
+        if m:
+            elapsed = _number(m.group("value"))
+            continue
+        m = _COUNTER_LINE.match(line)
+        if not m or not m.group("event").startswith("power/"):
+            continue
+        raw = m.group("value")
+        joules[m.group("event")] = None if raw.startswith("<") else _number(raw)
+    return PerfResult(joules, elapsed)
+
+
+def _perf_binary() -> str:
+    path = shutil.which("perf") or ("/usr/bin/perf" if os.path.exists("/usr/bin/perf") else "")
+    if not path:
+        raise MeterUnavailable("perf is not installed")
+    return path
+
+
+def _c_locale() -> dict[str, str]:
+    env = dict(os.environ)
+    env["LC_ALL"] = "C"
+    return env
+
+
+def probe_events(timeout_s: float = 5.0) -> list[str]:
+    """The energy events perf can count here; MeterUnavailable with perf's reason if none."""
+    perf = _perf_binary()
+    true = shutil.which("true") or "/bin/true"
+    found: list[str] = []
+    reason = ""
+    for event in (PKG_EVENT, RAM_EVENT):
+        try:
+            done = subprocess.run(
+                [perf, "stat", "-a", "-e", event, "--", true],
+                capture_output=True,
+                text=True,
+                timeout=timeout_s,
+                env=_c_locale(),
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise MeterUnavailable(f"perf could not be run: {exc}") from exc
+        parsed = parse_perf_stat(done.stderr)
+        if done.returncode == 0 and parsed.joules.get(event) is not None:
+            found.append(event)
+        elif not reason:
+            lines = [ln.strip() for ln in done.stderr.splitlines() if ln.strip()]
+            reason = " ".join(lines[:2]) or f"exit code {done.returncode}"
+    if PKG_EVENT not in found:
+        raise MeterUnavailable(f"perf cannot count {PKG_EVENT}: {reason}")
+    return found
+
+
+class PerfCpuMeter:
+    method: CpuMethod = "perf"
+    whole_machine = True
+
+    def __init__(self, events: list[str] | None = None) -> None:
+        self._perf = _perf_binary()
+        self._events = events if events is not None else probe_events()
+        self.device = "perf stat -a " + ",".join(self._events)
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._out: Path | None = None
+
+    def start(self, foreground_pid: int | None) -> None:
+        fd, name = tempfile.mkstemp(prefix="wattlab-perf-", suffix=".txt")
+        os.close(fd)
+        self._out = Path(name)
+        # perf writes its summary to the -o file when it gets SIGINT.
+        self._proc = subprocess.Popen(
+            [self._perf, "stat", "-a", "-e", ",".join(self._events), "-o", name],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=_c_locale(),
+        )
+
+    def poll(self) -> None:
+        """perf keeps its own 64-bit totals; nothing to do while it runs."""
+
+    def total(self) -> CpuReading:
+        # perf only reports at the end; "not known yet" is None, not 0 J.
+        return CpuReading(None, None, [WHOLE_MACHINE_FLAG])
+
+    def stop(self) -> CpuReading:
+        proc, out = self._proc, self._out
+        self._proc = self._out = None
+        if proc is None or out is None:
+            return CpuReading(None, None, ["perf was not started"])
+        try:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+                return CpuReading(None, None, ["perf did not stop on SIGINT"])
+            result = parse_perf_stat(out.read_text(errors="replace"))
+        finally:
+            out.unlink(missing_ok=True)
+        flags = [WHOLE_MACHINE_FLAG]
+        pkg = result.joules.get(PKG_EVENT)
+        ram = result.joules.get(RAM_EVENT)
+        if pkg is None:
+            flags.append(f"perf reported no value for {PKG_EVENT}")
+        return CpuReading(pkg, ram, flags)

@@ -1,0 +1,56 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from workers.energy.meters import MeterUnavailable
+from workers.energy.perf import PKG_EVENT, RAM_EVENT, parse_perf_stat, probe_events
+
+TRACES = Path(__file__).resolve().parents[3] / ".." / "shared" / "traces" / "rtx3080"
+RUNS = sorted(p for p in TRACES.iterdir() if (p / "cpu_energy_raw.txt").is_file())
+
+
+def _legacy_metrics(run: Path) -> dict[str, float]:
+    data = json.loads((run / "experiment.json").read_text())
+    block = data.get("foreground", data)
+    return dict(block["energy_metrics"])
+
+
+@pytest.mark.parametrize("run", RUNS, ids=[r.name for r in RUNS])
+def test_it_parses_recorded_perf_output_with_thousands_separators(run):
+    # Recorded: the real `perf stat -e power/energy-pkg/,power/energy-ram/` output of
+    # two RTX 3080 host runs (shared/traces), checked against what the earlier tool read.
+    result = parse_perf_stat((run / "cpu_energy_raw.txt").read_text())
+    legacy = _legacy_metrics(run)
+    assert result.joules[PKG_EVENT] == pytest.approx(legacy["cpu_energy_pkg_joules"])
+    assert result.joules[RAM_EVENT] == pytest.approx(legacy["cpu_energy_ram_joules"])
+    assert result.elapsed_s is not None and result.elapsed_s > 100
+
+
+def test_unsupported_counters_are_none_not_zero():
+    text = """
+ Performance counter stats for 'system wide':
+
+     <not supported> Joules power/energy-ram/
+            1'234.50 Joules power/energy-pkg/
+
+       1.001 seconds time elapsed
+"""
+    result = parse_perf_stat(text)
+    assert result.joules == {RAM_EVENT: None, PKG_EVENT: 1234.5}
+    assert result.elapsed_s == pytest.approx(1.001)
+
+
+def test_c_locale_output_without_grouping():
+    result = parse_perf_stat("             12.34 Joules power/energy-pkg/\n")
+    assert result.joules[PKG_EVENT] == pytest.approx(12.34)
+
+
+def test_perf_on_this_machine_reports_why_it_cannot_count_energy():
+    # For real: /usr/bin/perf exists here but the kernel exposes no `power` PMU.
+    try:
+        events = probe_events()
+    except MeterUnavailable as exc:
+        assert "perf" in str(exc)
+    else:
+        pytest.skip(f"this host's perf counts {events}")

@@ -1,0 +1,104 @@
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from workers.energy.trace import (
+    SCALES,
+    TraceFormatError,
+    decode_channels,
+    decode_trace,
+    encode_trace,
+    gpu_key,
+    trace_meta,
+)
+
+reading = st.one_of(st.none(), st.floats(min_value=0, max_value=1000, allow_nan=False))
+
+
+@st.composite
+def traces(draw):
+    n = draw(st.integers(min_value=0, max_value=200))
+    steps = draw(st.lists(st.floats(min_value=0.0, max_value=5.0), min_size=n, max_size=n))
+    t, now = [], 0.0
+    for step in steps:
+        t.append(now)
+        now += step
+    channels = {"t": t}
+    for field in ("power_w", "util_pct", "mem_mib", "temp_c"):
+        channels[gpu_key(0, field)] = draw(st.lists(reading, min_size=n, max_size=n))
+    return channels
+
+
+@settings(max_examples=60, deadline=None)
+@given(traces())
+def test_round_trip_is_within_half_a_quantisation_step_and_keeps_gaps(channels):
+    decoded = decode_channels(encode_trace(channels))
+    assert set(decoded) == set(channels)
+    for key, values in channels.items():
+        half_step = SCALES[key.rsplit(".", 1)[-1]] / 2 + 1e-9
+        assert len(decoded[key]) == len(values)
+        for original, back in zip(values, decoded[key], strict=True):
+            if original is None:
+                assert back is None
+            else:
+                assert back is not None and abs(back - original) <= half_step
+
+
+def test_decode_trace_names_the_single_gpu_fields_plainly():
+    data = encode_trace(
+        {"t": [0.0, 0.1], gpu_key(0, "power_w"): [100.0, 101.5], gpu_key(0, "temp_c"): [60, 61]},
+        {"hz": 10.0},
+    )
+    assert decode_trace(data) == {
+        "t": [0.0, 0.1],
+        "power_w": [100.0, 101.5],
+        "temp_c": [60.0, 61.0],
+    }
+    assert trace_meta(data) == {"hz": 10.0}
+
+
+def test_several_gpus_are_kept_apart_and_combined():
+    data = encode_trace(
+        {
+            "t": [0.0, 0.1, 0.2],
+            gpu_key(0, "power_w"): [100.0, 110.0, 120.0],
+            gpu_key(1, "power_w"): [50.0, None, 70.0],
+            gpu_key(0, "temp_c"): [60.0, 61.0, 62.0],
+            gpu_key(1, "temp_c"): [70.0, 50.0, 50.0],
+        }
+    )
+    out = decode_trace(data)
+    assert out["gpu0_power_w"] == [100.0, 110.0, 120.0]
+    assert out["gpu1_power_w"] == [50.0, None, 70.0]
+    assert out["power_w"] == [150.0, None, 190.0]  # a missing GPU is a gap, not a dip
+    assert out["temp_c"] == [70.0, 61.0, 62.0]  # the hottest GPU
+
+
+def test_an_hour_at_10_hz_fits_in_500_kb():
+    # Deterministic pseudo-random walk so the test is reproducible.
+    n, seed = 36_000, 12345
+    power, util, p = [], [], 200.0
+    for _ in range(n):
+        seed = (seed * 1103515245 + 12345) % 2**31
+        p = min(max(p + (seed % 2001 - 1000) / 100.0, 50.0), 350.0)
+        power.append(p)
+        util.append(float(seed % 101))
+    channels = {
+        "t": [i * 0.1 + (i % 7) * 1e-4 for i in range(n)],
+        gpu_key(0, "power_w"): power,
+        gpu_key(0, "util_pct"): util,
+        gpu_key(0, "mem_mib"): [8000.0 + (i // 600) for i in range(n)],
+        gpu_key(0, "temp_c"): [70.0 + (i // 3000) for i in range(n)],
+    }
+    assert len(encode_trace(channels)) < 500_000
+
+
+@pytest.mark.parametrize("data", [b"", b"nope", b"WLT1\x00\x00\x00\x02{}", b"WLT1\x00\x00\x00\x02{}xx"])
+def test_damaged_bytes_raise_a_clear_error(data):
+    with pytest.raises(TraceFormatError):
+        decode_trace(data)
+
+
+def test_channels_of_unequal_length_are_refused_by_name():
+    with pytest.raises(ValueError, match="gpu0.power_w"):
+        encode_trace({"t": [0.0, 0.1], gpu_key(0, "power_w"): [1.0]})

@@ -1,0 +1,517 @@
+"""The earlier profiler's ``raw_data.csv`` as imported experiments and runs.
+
+Decisions (see docs/legacy.md):
+
+* One CSV row is one run. Rows of the same run appear twice, once with the id
+  prefixed ``default__``; a run is known by its id without that prefix plus its
+  timestamp (ids alone repeat: the profiler restarted its counter in every session),
+  and the two rows are merged (each fills the other's empty cells).
+* Parallel rows take the foreground's values from the ``fg_*`` columns, falling back to
+  the plain columns the profiler sometimes filled instead.
+* Runs are grouped into one imported experiment per repository, model, mode,
+  background (repository, model) and the profiler's ``experiment_source``: the
+  profiler had no experiment record, and these are the batches its users compare.
+* Energy is recorded as what it was: GPU joules from its 1-second power sum
+  (``legacy_power_sum``), CPU package and DRAM joules from whole-machine RAPL
+  (``legacy_machine_rapl``, background included in parallel mode), with flags saying so.
+* Hyperparameters are stored as the program received them: ints as ints, floats as
+  the profiler passed them (6 decimals); the full-precision value it recorded is kept
+  in ``provenance["legacy"]["recorded_hyperparameters"]``.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import math
+import re
+import zoneinfo
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Count, Max, Min, Sum
+from django.utils.text import slugify
+
+from experiments.legacy.workloads import legacy_workload, workload_name
+from experiments.models import Experiment, Run, Workload
+from experiments.mutation import SpaceError, config_key, parse_space
+
+DUPLICATE_PREFIX = "default__"
+LEGACY_FLOAT_DECIMALS = 6
+SOURCE_NOTE = "imported from the earlier profiler's raw_data.csv"
+
+# CSV column (without fg_) -> Run field.
+ENERGY_COLUMNS = {
+    "energy_cpu_pkg_joules": "cpu_energy_j",
+    "energy_cpu_ram_joules": "dram_energy_j",
+    "energy_gpu_avg_watts": "gpu_power_avg_w",
+    "energy_gpu_max_watts": "gpu_power_max_w",
+    "energy_gpu_min_watts": "gpu_power_min_w",
+    "energy_gpu_total_joules": "gpu_energy_j",
+    "energy_gpu_temp_avg_celsius": "gpu_temp_avg_c",
+    "energy_gpu_temp_max_celsius": "gpu_temp_max_c",
+    "energy_gpu_util_avg_percent": "gpu_util_avg",
+    "energy_gpu_util_max_percent": "gpu_util_max",
+}
+FLAG_GPU = "legacy_gpu_1s_power_sum"  # about 2.7 % low: samples were not 1 s apart
+FLAG_CPU = "legacy_cpu_whole_machine"  # RAPL for the machine, not the training
+FLAG_CPU_BACKGROUND = "legacy_cpu_includes_background"
+
+_INT_TEXT = re.compile(r"^[-+]?\d+$")
+
+
+class LegacyResultsError(ValueError):
+    """The file as a whole cannot be read (not a CSV, missing columns)."""
+
+
+@dataclass
+class LegacyRun:
+    line: int
+    legacy_id: str
+    all_ids: list[str]
+    timestamp: str
+    ended_at: dt.datetime
+    repository: str
+    model: str
+    mode: str  # "solo" | "parallel"
+    source: str
+    bg_repository: str
+    bg_model: str
+    succeeded: bool
+    duration_s: float | None
+    retries: int | None
+    error_message: str
+    recorded_hyperparameters: dict[str, int | float]
+    metrics: dict[str, float]
+    energy: dict[str, float]
+    row: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def key(self) -> tuple[str, dt.datetime]:
+        return self.legacy_id, self.ended_at
+
+    @property
+    def group(self) -> tuple[str, str, str, str, str, str]:
+        return (
+            self.repository,
+            self.model,
+            self.mode,
+            self.bg_repository,
+            self.bg_model,
+            self.source,
+        )
+
+
+@dataclass
+class ReadResult:
+    runs: list[LegacyRun]
+    problems: list[tuple[int, str]]
+    rows: int
+    duplicates: int
+
+
+class _RowError(ValueError):
+    pass
+
+
+def _number(value: str, column: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise _RowError(f"{column}: {value!r} is not a number") from None
+    if not math.isfinite(number):
+        raise _RowError(f"{column}: {value!r} is not a finite number")
+    return number
+
+
+def _hyper(value: str, column: str) -> int | float:
+    text = value.strip()
+    if _INT_TEXT.match(text):
+        return int(text)
+    return _number(text, column)
+
+
+def _merge(first: dict[str, str], second: dict[str, str]) -> dict[str, str]:
+    """Cells of two rows of one run: each fills the other's empty cells."""
+    merged = dict(first)
+    for column, value in second.items():
+        if value and not merged.get(column):
+            merged[column] = value
+    return merged
+
+
+def _parse_row(row: dict[str, str], line: int, tz: dt.tzinfo, all_ids: list[str]) -> LegacyRun:
+    raw_id = (row.get("experiment_id") or "").strip()
+    if not raw_id:
+        raise _RowError("experiment_id: is empty")
+    stamp = (row.get("timestamp") or "").strip()
+    if not stamp:
+        raise _RowError("timestamp: is empty")
+    try:
+        ended = dt.datetime.fromisoformat(stamp)
+    except ValueError:
+        raise _RowError(f"timestamp: {stamp!r} is not an ISO date and time") from None
+    if ended.tzinfo is None:
+        ended = ended.replace(tzinfo=tz)
+    parallel = (row.get("mode") or "").strip() == "parallel"
+
+    def cell(column: str) -> str:
+        # A parallel run's foreground values live in fg_* (sometimes only in the
+        # plain column); a solo run has only the plain columns.
+        if parallel:
+            value = (row.get(f"fg_{column}") or "").strip()
+            if value:
+                return value
+        return (row.get(column) or "").strip()
+
+    repository, model = cell("repository"), cell("model")
+    if not repository:
+        raise _RowError("repository: is empty (and fg_repository too)")
+    if not model:
+        raise _RowError("model: is empty (and fg_model too)")
+    success = cell("training_success")
+    if success not in ("True", "False"):
+        raise _RowError(f"training_success: {success!r} is not True or False")
+    duration = cell("duration_seconds")
+    retries = cell("retries")
+    columns = {c.removeprefix("fg_") for c in row if c}
+    hypers: dict[str, int | float] = {}
+    metrics: dict[str, float] = {}
+    energy: dict[str, float] = {}
+    for column in sorted(columns):
+        value = cell(column)
+        if not value:
+            continue
+        if column.startswith("hyperparam_"):
+            hypers[column.removeprefix("hyperparam_")] = _hyper(value, column)
+        elif column.startswith("perf_"):
+            metrics[column.removeprefix("perf_")] = _number(value, column)
+        elif column in ENERGY_COLUMNS:
+            energy[column] = _number(value, column)
+    return LegacyRun(
+        line=line,
+        legacy_id=raw_id.removeprefix(DUPLICATE_PREFIX),
+        all_ids=all_ids,
+        timestamp=stamp,
+        ended_at=ended,
+        repository=repository,
+        model=model,
+        mode="parallel" if parallel else "solo",
+        source=(row.get("experiment_source") or "").strip(),
+        bg_repository=(row.get("bg_repository") or "").strip() if parallel else "",
+        bg_model=(row.get("bg_model") or "").strip() if parallel else "",
+        succeeded=success == "True",
+        duration_s=_number(duration, "duration_seconds") if duration else None,
+        retries=int(_number(retries, "retries")) if retries else None,
+        error_message=cell("error_message"),
+        recorded_hyperparameters=hypers,
+        metrics=metrics,
+        energy=energy,
+        row={k: v for k, v in row.items() if k and v},
+    )
+
+
+def read_results(text: str, *, tz: dt.tzinfo) -> ReadResult:
+    """Rows -> runs (duplicates merged); problems as (line number, message)."""
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    header = reader.fieldnames or []
+    for column in ("experiment_id", "timestamp", "repository", "model"):
+        if column not in header:
+            raise LegacyResultsError(f"(header): column {column!r} is missing")
+    grouped: dict[tuple[str, str], tuple[int, dict[str, str], list[str]]] = {}
+    problems: list[tuple[int, str]] = []
+    rows = 0
+    duplicates = 0
+    line = 1
+    for row in reader:
+        start, line = line + 1, reader.line_num
+        rows += 1
+        if None in row:  # more cells than the header has columns
+            problems.append((start, f"{len(row[None])} cells more than the header has"))  # type: ignore[index]
+            continue
+        clean = {k: (v or "") for k, v in row.items()}
+        raw_id = clean.get("experiment_id", "").strip()
+        key = (raw_id.removeprefix(DUPLICATE_PREFIX), clean.get("timestamp", "").strip())
+        if raw_id and key in grouped:
+            first_line, first, ids = grouped[key]
+            grouped[key] = (first_line, _merge(first, clean), [*ids, raw_id])
+            duplicates += 1
+            continue
+        grouped[key if raw_id else (f"#line{start}", "")] = (start, clean, [raw_id])
+    runs: list[LegacyRun] = []
+    for start, row, ids in grouped.values():
+        try:
+            runs.append(_parse_row(row, start, tz, ids))
+        except _RowError as exc:
+            problems.append((start, str(exc)))
+    problems.sort()
+    return ReadResult(runs=runs, problems=problems, rows=rows, duplicates=duplicates)
+
+
+# --------------------------------------------------------------------------- storing
+
+
+@dataclass
+class ImportReport:
+    rows: int = 0
+    duplicates: int = 0
+    runs_created: int = 0
+    runs_already_there: int = 0
+    experiments_created: int = 0
+    workloads_created: list[str] = field(default_factory=list)
+    background_unresolved: list[str] = field(default_factory=list)
+    problems: list[tuple[int, str]] = field(default_factory=list)
+
+
+def _placeholder_workload(repository: str, model: str) -> Workload:
+    """A minimal, inactive record so history keeps its workload; running it needs
+    ``import_legacy_workloads`` (which then fills it in and activates it)."""
+    name = workload_name(repository, model)
+    if Workload.objects.filter(name=name).exists():
+        name = slugify(f"{name}-legacy")
+    return Workload.objects.create(
+        name=name,
+        description=f"{repository} / {model}: seen only in imported history",
+        workdir="",
+        argv=[],
+        source=Workload.Source.LEGACY,
+        legacy_repository=repository,
+        legacy_model=model,
+        is_active=False,
+    )
+
+
+def _passed_hyperparameters(
+    workload: Workload, recorded: dict[str, int | float]
+) -> dict[str, int | float]:
+    """What the program got: floats with the profiler's 6 decimals, ints as ints."""
+    try:
+        types = {p.name: p.type for p in parse_space(workload.hyperparameters)}
+    except SpaceError:
+        types = {}
+    passed: dict[str, int | float] = {}
+    for name, value in recorded.items():
+        kind = types.get(name)
+        if kind == "int" and isinstance(value, float) and value.is_integer():
+            passed[name] = int(value)
+        elif isinstance(value, float) or kind == "float":
+            passed[name] = float(f"{float(value):.{LEGACY_FLOAT_DECIMALS}f}")
+        else:
+            passed[name] = value
+    return passed
+
+
+def _group_legacy_id(group: tuple[str, ...]) -> str:
+    return "raw_data.csv:" + "/".join(group)
+
+
+def _group_name(run: LegacyRun) -> str:
+    name = f"Imported {run.repository}/{run.model} {run.mode}"
+    if run.mode == "parallel":
+        bg = f"{run.bg_repository}/{run.bg_model}" if run.bg_repository else "unknown"
+        name += f" with {bg}"
+    if run.source:
+        name += f" [{run.source}]"
+    return name[:200]
+
+
+def _run_fields(run: LegacyRun, workload: Workload) -> dict[str, Any]:
+    energy = {ENERGY_COLUMNS[c]: v for c, v in run.energy.items()}
+    flags = []
+    if "gpu_energy_j" in energy:
+        flags.append(FLAG_GPU)
+    if "cpu_energy_j" in energy or "dram_energy_j" in energy:
+        flags.append(FLAG_CPU)
+        if run.mode == "parallel":
+            flags.append(FLAG_CPU_BACKGROUND)
+    cpu_method = Run.Method.LEGACY_MACHINE_RAPL
+    started = (
+        run.ended_at - dt.timedelta(seconds=run.duration_s) if run.duration_s is not None else None
+    )
+    return {
+        "hyperparameters": _passed_hyperparameters(workload, run.recorded_hyperparameters),
+        "status": Run.Status.SUCCEEDED if run.succeeded else Run.Status.FAILED,
+        "started_at": started,
+        "ended_at": run.ended_at,
+        "duration_s": run.duration_s,
+        "error": "" if run.succeeded else run.error_message,
+        "metrics": run.metrics,
+        "gpu_method": Run.Method.LEGACY_POWER_SUM if "gpu_energy_j" in energy else "",
+        "cpu_method": cpu_method if "cpu_energy_j" in energy else "",
+        "dram_method": cpu_method if "dram_energy_j" in energy else "",
+        "flags": flags,
+        "provenance": {
+            "source": SOURCE_NOTE,
+            "gpu": "sum of power samples each counted as 1 s (about 2.7 % low)",
+            "cpu": "whole-machine RAPL"
+            + (", background training included" if run.mode == "parallel" else ""),
+            "legacy": {
+                "ids": run.all_ids,
+                "line": run.line,
+                "timestamp": run.timestamp,
+                "retries": run.retries,
+                "error_message": run.error_message,
+                "recorded_hyperparameters": run.recorded_hyperparameters,
+                "row": run.row,
+            },
+        },
+        "imported": True,
+        "legacy_id": run.legacy_id,
+        **energy,
+    }
+
+
+def import_results(runs: Iterable[LegacyRun]) -> ImportReport:
+    report = ImportReport()
+    runs = sorted(runs, key=lambda r: (r.ended_at, r.legacy_id))
+    with transaction.atomic():
+        existing = set(Run.objects.filter(imported=True).values_list("legacy_id", "ended_at"))
+        fresh = [r for r in runs if r.key not in existing]
+        report.runs_already_there = len(runs) - len(fresh)
+        workloads: dict[tuple[str, str], Workload] = {}
+        for run in fresh:
+            pair = (run.repository, run.model)
+            if pair not in workloads:
+                found = legacy_workload(*pair)
+                if found is None:
+                    found = _placeholder_workload(*pair)
+                    report.workloads_created.append(found.name)
+                workloads[pair] = found
+        groups: dict[tuple[str, ...], list[LegacyRun]] = {}
+        for run in fresh:
+            groups.setdefault(run.group, []).append(run)
+        new_runs: list[Run] = []
+        touched: list[int] = []
+        for group, members in groups.items():
+            first = members[0]
+            workload = workloads[(first.repository, first.model)]
+            experiment = _experiment_for(group, first, workload, report)
+            touched.append(experiment.id)
+            new_runs += _runs_for(experiment, members, workload)
+        Run.objects.bulk_create(new_runs, batch_size=500)
+        report.runs_created = len(new_runs)
+        for experiment_id in touched:
+            _refresh_experiment(experiment_id)
+    return report
+
+
+def _experiment_for(
+    group: tuple[str, ...], first: LegacyRun, workload: Workload, report: ImportReport
+) -> Experiment:
+    legacy_id = _group_legacy_id(group)
+    experiment = Experiment.objects.filter(imported=True, legacy_id=legacy_id).first()
+    if experiment is not None:
+        return experiment
+    background = None
+    if first.mode == "parallel" and first.bg_repository:
+        background = legacy_workload(first.bg_repository, first.bg_model)
+        if background is None:
+            report.background_unresolved.append(f"{first.bg_repository}/{first.bg_model}")
+    report.experiments_created += 1
+    return Experiment.objects.create(
+        name=_group_name(first),
+        mode=Experiment.Mode.PARALLEL if first.mode == "parallel" else Experiment.Mode.SOLO,
+        status=Experiment.Status.IMPORTED,
+        source=Experiment.Source.LEGACY,
+        foreground_workload=workload,
+        background_workload=background,
+        submitted_config={
+            "legacy": {
+                "file": "raw_data.csv",
+                "repository": first.repository,
+                "model": first.model,
+                "mode": first.mode,
+                "experiment_source": first.source,
+                "background": (
+                    {"repository": first.bg_repository, "model": first.bg_model}
+                    if first.mode == "parallel"
+                    else None
+                ),
+            }
+        },
+        imported=True,
+        legacy_id=legacy_id,
+        configurations=0,
+        total_runs=0,
+        runs_done=0,
+    )
+
+
+def _runs_for(experiment: Experiment, members: list[LegacyRun], workload: Workload) -> list[Run]:
+    # Configuration indices continue those already stored (a later import of a longer
+    # CSV appends to the same experiment).
+    try:
+        space = parse_space(workload.hyperparameters)
+    except SpaceError:
+        space = []
+    defaults = {p.name: p.default for p in space}
+
+    def key(values: dict[str, Any]) -> str:
+        return config_key({**defaults, **values}, space or None)
+
+    index: dict[str, int] = {}
+    repeats: dict[int, int] = {}
+    for values, ci, ri in experiment.runs.values_list(
+        "hyperparameters", "config_index", "repeat_index"
+    ):
+        index.setdefault(key(values), ci)
+        repeats[ci] = max(repeats.get(ci, -1), ri)
+    next_index = max(index.values(), default=-1) + 1
+    out: list[Run] = []
+    for run in members:
+        fields = _run_fields(run, workload)
+        k = key(fields["hyperparameters"])
+        if k not in index:
+            index[k] = next_index
+            next_index += 1
+        ci = index[k]
+        repeats[ci] = repeats.get(ci, -1) + 1
+        out.append(Run(experiment=experiment, config_index=ci, repeat_index=repeats[ci], **fields))
+    return out
+
+
+def _refresh_experiment(experiment_id: int) -> None:
+    stats = Run.objects.filter(experiment_id=experiment_id).aggregate(
+        runs=Count("id"),
+        configs=Count("config_index", distinct=True),
+        gpu=Sum("gpu_energy_j"),
+        cpu=Sum("cpu_energy_j"),
+        first=Min("started_at"),
+        first_end=Min("ended_at"),
+        last=Max("ended_at"),
+    )
+    started = stats["first"] or stats["first_end"]
+    Experiment.objects.filter(id=experiment_id).update(
+        total_runs=stats["runs"],
+        runs_done=stats["runs"],
+        configurations=stats["configs"],
+        gpu_energy_j=stats["gpu"],
+        cpu_energy_j=stats["cpu"],
+        started_at=started,
+        ended_at=stats["last"],
+        # Listed where it happened, not when it was imported.
+        created_at=started or stats["last"],
+    )
+
+
+def import_results_file(path: Path, *, timezone: str) -> ImportReport:
+    try:
+        tz = zoneinfo.ZoneInfo(timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise LegacyResultsError(f"--timezone: {timezone!r} is not a known time zone") from None
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise LegacyResultsError(f"{path}: no such file") from None
+    except UnicodeDecodeError as exc:
+        raise LegacyResultsError(f"{path}: not UTF-8 text ({exc.reason})") from None
+    result = read_results(text, tz=tz)
+    report = import_results(result.runs)
+    report.rows = result.rows
+    report.duplicates = result.duplicates
+    report.problems = result.problems
+    return report

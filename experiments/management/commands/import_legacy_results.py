@@ -1,0 +1,49 @@
+"""Bring the earlier profiler's run history in as imported experiments and runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from experiments.legacy.results import LegacyResultsError, import_results_file
+
+
+class Command(BaseCommand):
+    help = (
+        "Import raw_data.csv of the earlier profiler: one run per row (duplicates "
+        "merged), read-only, re-importing adds nothing. Bad rows are listed by line."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("csv", type=Path, help="path to raw_data.csv")
+        parser.add_argument(
+            "--timezone",
+            default=settings.TIME_ZONE,
+            help="time zone of the profiler's timestamps (they carry none); default: TIME_ZONE",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            report = import_results_file(options["csv"], timezone=options["timezone"])
+        except LegacyResultsError as exc:
+            raise CommandError(str(exc)) from None
+        for line, message in report.problems:
+            self.stderr.write(f"line {line}: {message} (row skipped)")
+        for name in report.workloads_created:
+            self.stdout.write(
+                f"  placeholder workload {name} (inactive; run import_legacy_workloads)"
+            )
+        for name in sorted(set(report.background_unresolved)):
+            self.stdout.write(f"  background {name} has no workload; its name is kept")
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"{report.rows} rows, {report.duplicates} duplicate rows merged, "
+                f"{report.runs_created} runs imported into "
+                f"{report.experiments_created} new experiments, "
+                f"{report.runs_already_there} already imported, "
+                f"{len(report.problems)} bad rows"
+            )
+        )

@@ -13,10 +13,11 @@ process we started: same pid *and* same start time (``psutil`` create time).
 from __future__ import annotations
 
 import os
+import select
 import signal
 import subprocess
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal
@@ -252,6 +253,33 @@ class ProcessGroup:
             return True
         return info is not None
 
+    def wait_exit(self, timeout: float) -> bool:
+        """Block up to ``timeout`` seconds for the leader to end, without reaping it.
+
+        A pidfd wakes us the moment it ends (exact end times); where the kernel has no
+        pidfd we poll.
+        """
+        if self.leader_exited():
+            return True
+        deadline = time.monotonic() + timeout
+        try:
+            fd = os.pidfd_open(self.pid)
+        except OSError:
+            fd = -1
+        if fd >= 0:
+            try:
+                poller = select.poll()
+                poller.register(fd, select.POLLIN)
+                poller.poll(max(0.0, timeout) * 1000.0)
+            finally:
+                os.close(fd)
+            return self.leader_exited()
+        while time.monotonic() < deadline:
+            time.sleep(min(_POLL_S, max(0.0, deadline - time.monotonic())))
+            if self.leader_exited():
+                return True
+        return False
+
     def remaining(self) -> list[int]:
         """Live processes of this group: members of the pgid, and marked descendants."""
         marked = set(find_marked(self.marker, self.role))
@@ -307,6 +335,34 @@ class ProcessGroup:
         return StopReport(how, time.monotonic() - began, self.popen.wait())
 
 
+def _terminate(alive: Callable[[], list[int]], grace: float) -> None:
+    """SIGTERM what ``alive()`` lists, wait ``grace``, SIGKILL until it lists nothing."""
+    for pid in alive():
+        _signal_pid(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while alive() and time.monotonic() < deadline:
+        time.sleep(_POLL_S)
+    settle = time.monotonic() + KILL_SETTLE_S
+    while left := alive():
+        for pid in left:
+            _signal_pid(pid, signal.SIGKILL)
+        if time.monotonic() >= settle:
+            raise StopError(f"processes {left} survived SIGKILL")
+        time.sleep(_POLL_S)
+
+
+def sweep_marked(marker: str, *, role: Role | None = None, grace: float = 10.0) -> list[int]:
+    """Terminate every process carrying the experiment ``marker``; return the pids found.
+
+    The last step of an experiment: whatever escaped its group (or outlived a killed
+    background loop) is found by its environment and stopped.
+    """
+    found = find_marked(marker, role)
+    if found:
+        _terminate(lambda: find_marked(marker, role), grace)
+    return found
+
+
 def terminate_recorded(
     identity: GroupIdentity, *, marker: str | None, grace: float = 10.0
 ) -> TerminateResult:
@@ -339,16 +395,5 @@ def terminate_recorded(
             found.update(find_marked(marker))
         return sorted(found)
 
-    for pid in alive():
-        _signal_pid(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while alive() and time.monotonic() < deadline:
-        time.sleep(_POLL_S)
-    settle = time.monotonic() + KILL_SETTLE_S
-    while left := alive():
-        for pid in left:
-            _signal_pid(pid, signal.SIGKILL)
-        if time.monotonic() >= settle:
-            raise StopError(f"processes {left} survived SIGKILL")
-        time.sleep(_POLL_S)
+    _terminate(alive, grace)
     return "terminated"

@@ -1,0 +1,360 @@
+"""The runner end to end with real process groups, the real background loop and a
+recording store (a double of the outside world: the database lives in the app)."""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from experiments.coverage import compute_coverage
+from tests.workers.conftest import alive, program, read_pids
+from workers.contract import (
+    BackgroundPlan,
+    ExperimentPlan,
+    GroupInfo,
+    ProgramSpec,
+    RunPlan,
+    RunResult,
+)
+from workers.energy.estimate import EstimateCpuMeter
+from workers.energy.session import open_meters
+from workers.procgroup import find_marked
+from workers.runner import run_experiment
+
+
+class RecordingStore:
+    """Records every call in order; asks for a cancel once ``cancel_when(self)`` is true."""
+
+    def __init__(self, cancel_when: Callable[[RecordingStore], bool] | None = None) -> None:
+        self.calls: list[tuple[str, Any]] = []
+        self.cancel_when = cancel_when
+        self.cancelled_at: float | None = None
+
+    def names(self) -> list[str]:
+        return [name for name, _ in self.calls]
+
+    def of(self, name: str) -> list[Any]:
+        return [arg for n, arg in self.calls if n == name]
+
+    def heartbeat(self) -> None:
+        self.calls.append(("heartbeat", time.monotonic()))
+
+    def cancel_requested(self) -> bool:
+        if self.cancelled_at is None and self.cancel_when is not None and self.cancel_when(self):
+            self.cancelled_at = time.monotonic()
+        return self.cancelled_at is not None
+
+    def group_started(self, group: GroupInfo) -> None:
+        self.calls.append(("group_started", group))
+
+    def group_ended(self, group: GroupInfo, reason: str) -> None:
+        self.calls.append(("group_ended", (group, reason)))
+
+    def run_started(self, key, hyperparameters, started_at) -> None:
+        self.calls.append(("run_started", (key, hyperparameters, started_at)))
+
+    def run_samples(self, key, trace: bytes) -> None:
+        self.calls.append(("run_samples", (key, trace)))
+
+    def run_finished(self, result: RunResult) -> None:
+        self.calls.append(("run_finished", result))
+
+    def background_run_started(self, record) -> None:
+        self.calls.append(("background_run_started", record))
+
+    def background_run_finished(self, record) -> None:
+        self.calls.append(("background_run_finished", record))
+
+    def event(self, kind: str, message: str) -> None:
+        self.calls.append(("event", (kind, message)))
+
+
+@pytest.fixture
+def meters():
+    # No GPU here: the synthetic constant-power double (labelled as such in its
+    # report); the CPU figure is the process-tree estimate, the real path on this host.
+    m = open_meters([0], double="synthetic:100", try_perf=False)
+    yield m
+    m.close()
+
+
+def fg(tmp_path: Path, argv: list[str], config: int = 0, repeat: int = 0) -> RunPlan:
+    return RunPlan(config, repeat, {"lr": "0.1"}, ProgramSpec(argv, str(tmp_path)))
+
+
+def make_plan(marker: str, tmp_path: Path, runs: list[RunPlan], **overrides: Any) -> ExperimentPlan:
+    values: dict[str, Any] = dict(
+        code=marker,
+        runs=runs,
+        artifacts_dir=str(tmp_path / "artifacts"),
+        metric_patterns={"accuracy": r"accuracy:\s*([\d.]+)", "loss": r"loss ([\d.]+)"},
+        success_pattern="Training complete",
+        sleep_between_runs=0.3,
+        timeout=60,
+        grace=1.0,
+        heartbeat_interval=0.5,
+        sample_hz=10.0,
+    )
+    values.update(overrides)
+    return ExperimentPlan(**values)
+
+
+def background(tmp_path: Path, argv: list[str], **overrides: Any) -> BackgroundPlan:
+    values: dict[str, Any] = dict(
+        program=ProgramSpec(argv, str(tmp_path)),
+        restart_delay=0.3,
+        startup_wait=0.5,
+        crash_threshold_s=0.0,
+    )
+    values.update(overrides)
+    return BackgroundPlan(**values)
+
+
+def no_temp_dir_left(marker: str) -> bool:
+    return not list(Path(tempfile.gettempdir()).glob(f"wattlab-{marker[:40]}-*"))
+
+
+def test_a_parallel_run_records_background_runs_and_the_coverage_they_give(
+    marker, tmp_path, meters
+):
+    runs = [fg(tmp_path, program("train.py", "--seconds", "2.5"), repeat=i) for i in range(2)]
+    plan = make_plan(
+        marker, tmp_path, runs,
+        background=background(tmp_path, program("sleeper.py", "0.8")),
+    )  # fmt: skip
+    store = RecordingStore()
+    outcome = run_experiment(plan, store, meters=meters)
+
+    assert outcome.status == "succeeded", outcome.message
+    results = store.of("run_finished")
+    assert [(r.key.repeat_index, r.status) for r in results] == [(0, "succeeded"), (1, "succeeded")]
+    first = results[0]
+    assert first.metrics["accuracy"] == pytest.approx(0.6)
+    assert first.metrics["loss"] == pytest.approx(1 / 3, abs=1e-3)
+    assert first.exit_code == 0
+    assert first.started_at.tzinfo is not None
+    assert 2.4 < first.duration_s < 10
+    assert Path(first.log_path).read_text().count("epoch") == 3
+    assert first.energy.gpu.value is not None and first.trace
+
+    # Background runs were reported while the experiment went on, not at its end.
+    names = store.names()
+    assert names.index("background_run_finished") < names.index("run_finished")
+    finished = {r.index: r for r in store.of("background_run_finished")}
+    assert len(finished) >= 4
+    assert sorted(finished) == list(range(1, len(finished) + 1))
+    assert all(r.ended_at is not None for r in finished.values())
+    assert all(r.exit_code == 0 for r in finished.values() if not r.stopped)
+    assert (tmp_path / "artifacts" / "background" / "run_1.log").exists()
+
+    # The coverage is what the recorded timestamps say: recompute it from the store's
+    # records (union of intervals clipped to the window, done independently here).
+    intervals = sorted(
+        (r.started_at.timestamp(), r.ended_at.timestamp()) for r in finished.values()
+    )
+    for result in results:
+        lo, hi = result.started_at.timestamp(), result.ended_at.timestamp()
+        covered, cursor = 0.0, lo
+        for s, e in intervals:
+            s, e = max(s, cursor), min(e, hi)
+            if e > s:
+                covered += e - s
+                cursor = e
+        assert result.coverage is not None
+        assert result.coverage.covered_s == pytest.approx(covered, abs=1e-6)
+        assert result.coverage.percent == pytest.approx(100 * covered / (hi - lo), abs=1e-4)
+        # 0.8 s runs, 0.3 s restarts: clearly partial, never 0 or 100.
+        assert 40 < result.coverage.percent < 99.5
+        assert result.coverage.background_runs >= 2
+        assert result.coverage == compute_coverage(lo, hi, intervals)
+
+    groups = store.of("group_started")
+    assert [g.role for g in groups] == ["background", "foreground", "foreground"]
+    ended = {(g.role, g.pgid): reason for g, reason in store.of("group_ended")}
+    assert ended[("background", groups[0].pgid)] == "finished"
+    assert len(store.of("heartbeat")) >= 4
+    assert find_marked(marker) == []
+    assert no_temp_dir_left(marker)
+
+
+def test_a_run_without_background_has_no_coverage(marker, tmp_path, meters):
+    plan = make_plan(marker, tmp_path, [fg(tmp_path, program("train.py", "--seconds", "0.3"))])
+    store = RecordingStore()
+    outcome = run_experiment(plan, store, meters=meters)
+    assert outcome.status == "succeeded"
+    assert store.of("run_finished")[0].coverage is None
+
+
+def test_it_stops_the_groups_on_cancel_during_the_foreground_run(marker, tmp_path, meters):
+    pidfile = tmp_path / "fg-pids"
+    plan = make_plan(
+        marker, tmp_path, [fg(tmp_path, program("spawn_tree.py", str(pidfile), "--escape"))],
+        background=background(tmp_path, program("sleeper.py", "30"), startup_wait=0.2),
+    )  # fmt: skip
+    store = RecordingStore(cancel_when=lambda s: pidfile.exists())
+    outcome = run_experiment(plan, store, meters=meters)
+    returned = time.monotonic()
+
+    assert outcome.status == "cancelled"
+    [result] = store.of("run_finished")
+    assert result.status == "cancelled"
+    assert returned - store.cancelled_at < 3.0  # poll + SIGTERM both groups, generous margin
+    pids = read_pids(pidfile, 3)
+    assert not any(alive(pid) for pid in pids)
+    assert find_marked(marker) == []
+    assert {reason for _, reason in store.of("group_ended")} == {"cancelled"}
+    assert store.of("background_run_finished")[-1].stopped is True
+    assert no_temp_dir_left(marker)
+
+
+def test_it_stops_at_once_on_cancel_during_the_sleep_between_runs(marker, tmp_path, meters):
+    runs = [fg(tmp_path, program("train.py", "--seconds", "0.3"), repeat=i) for i in range(2)]
+    plan = make_plan(
+        marker, tmp_path, runs, sleep_between_runs=60,
+        background=background(tmp_path, program("sleeper.py", "30"), startup_wait=0.2),
+    )  # fmt: skip
+    store = RecordingStore(cancel_when=lambda s: bool(s.of("run_finished")))
+    began = time.monotonic()
+    outcome = run_experiment(plan, store, meters=meters)
+    assert outcome.status == "cancelled"
+    assert len(store.of("run_finished")) == 1
+    assert time.monotonic() - store.cancelled_at < 3.0
+    assert time.monotonic() - began < 30
+    assert find_marked(marker) == []
+
+
+def test_it_stops_at_once_on_cancel_during_the_startup_wait(marker, tmp_path, meters):
+    plan = make_plan(
+        marker, tmp_path, [fg(tmp_path, program("train.py"))],
+        background=background(tmp_path, program("sleeper.py", "30"), startup_wait=60),
+    )  # fmt: skip
+    store = RecordingStore(cancel_when=lambda s: bool(s.of("background_run_started")))
+    outcome = run_experiment(plan, store, meters=meters)
+    assert outcome.status == "cancelled"
+    assert store.of("run_started") == []
+    assert time.monotonic() - store.cancelled_at < 3.0
+    assert find_marked(marker) == []
+    assert no_temp_dir_left(marker)
+
+
+def test_a_timeout_kills_a_run_that_ignores_sigterm(marker, tmp_path, meters):
+    plan = make_plan(
+        marker, tmp_path, [fg(tmp_path, program("sleeper.py", "60", "--ignore-term"))],
+        timeout=1.0, grace=0.5,
+    )  # fmt: skip
+    store = RecordingStore()
+    outcome = run_experiment(plan, store, meters=meters)
+    [result] = store.of("run_finished")
+    assert (result.status, result.exit_code) == ("timeout", -9)
+    assert 1.5 <= result.duration_s < 8
+    assert outcome.status == "failed"
+    assert "timeout" in Path(result.log_path).read_text()
+    assert find_marked(marker) == []
+
+
+def test_a_failed_run_is_recorded_and_not_retried(marker, tmp_path, meters):
+    runs = [
+        fg(tmp_path, program("train.py", "--seconds", "0.1", "--exit", "2")),
+        fg(tmp_path, program("train.py", "--seconds", "0.1", "--no-success-line"), repeat=1),
+    ]
+    plan = make_plan(marker, tmp_path, runs, max_retries=3, sleep_between_runs=0)
+    store = RecordingStore()
+    outcome = run_experiment(plan, store, meters=meters)
+    assert outcome.status == "failed"
+    assert outcome.message == "2 of 2 runs did not succeed"
+    assert [(r.status, r.exit_code, r.key.attempt) for r in store.of("run_finished")] == [
+        ("failed", 2, 1),
+        ("failed", 0, 1),
+    ]
+
+
+def test_a_missing_program_is_an_error_of_the_run_not_retried(marker, tmp_path, meters):
+    plan = make_plan(marker, tmp_path, [fg(tmp_path, [str(tmp_path / "nope")])], max_retries=2)
+    store = RecordingStore()
+    outcome = run_experiment(plan, store, meters=meters)
+    [result] = store.of("run_finished")
+    assert result.status == "error"
+    assert "cannot start" in result.error
+    assert result.energy.gpu.value is None and result.energy.gpu.method == "unavailable"
+    assert outcome.status == "failed"
+
+
+class FlakyCpuMeter(EstimateCpuMeter):
+    """A CPU meter whose first start fails, as a host meter can (hardware double)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.starts = 0
+
+    def start(self, foreground_pid: int | None) -> None:
+        self.starts += 1
+        if self.starts == 1:
+            raise OSError("powercap went away")
+        super().start(foreground_pid)
+
+
+def test_an_infrastructure_error_is_retried_with_a_new_attempt(marker, tmp_path, meters):
+    flaky = dataclasses.replace(meters, cpu=FlakyCpuMeter())
+    plan = make_plan(marker, tmp_path, [fg(tmp_path, program("train.py", "--seconds", "0.2"))])
+    plan = dataclasses.replace(plan, max_retries=1)
+    store = RecordingStore()
+    outcome = run_experiment(plan, store, meters=flaky)
+    assert outcome.status == "failed"  # the first attempt's error row stays recorded
+    results = store.of("run_finished")
+    assert [(r.key.attempt, r.status) for r in results] == [(1, "error"), (2, "succeeded")]
+    assert "powercap went away" in results[0].error
+    assert [kind for kind, _ in store.of("event")] == ["retry"]
+    assert find_marked(marker) == []
+
+
+def test_exhausted_retries_end_the_experiment_with_an_error(marker, tmp_path, meters):
+    flaky = dataclasses.replace(meters, cpu=FlakyCpuMeter())
+    runs = [fg(tmp_path, program("train.py"), repeat=i) for i in range(2)]
+    store = RecordingStore()
+    outcome = run_experiment(make_plan(marker, tmp_path, runs), store, meters=flaky)
+    assert outcome.status == "error"
+    assert "infrastructure error" in outcome.message and "powercap" in outcome.message
+    assert len(store.of("run_finished")) == 1
+
+
+def test_between_runs_stop_restarts_the_background_and_keeps_numbering(marker, tmp_path, meters):
+    runs = [fg(tmp_path, program("train.py", "--seconds", "0.3"), repeat=i) for i in range(2)]
+    plan = make_plan(
+        marker, tmp_path, runs,
+        background=background(
+            tmp_path, program("sleeper.py", "30"), startup_wait=0.3, between_runs="stop"
+        ),
+    )  # fmt: skip
+    store = RecordingStore()
+    outcome = run_experiment(plan, store, meters=meters)
+    assert outcome.status == "succeeded", outcome.message
+    roles = [g.role for g in store.of("group_started")]
+    assert roles == ["background", "foreground", "background", "foreground"]
+    indices = [r.index for r in store.of("background_run_started")]
+    assert indices == [1, 2]
+    assert [r.stopped for r in store.of("background_run_finished")] == [True, True]
+    assert [reason for _, reason in store.of("group_ended")].count("between runs") == 1
+    assert find_marked(marker) == []
+
+
+def test_a_crash_looping_background_is_reported(marker, tmp_path, meters):
+    plan = make_plan(
+        marker, tmp_path, [fg(tmp_path, program("train.py", "--seconds", "2.5"))],
+        background=background(
+            tmp_path, program("sleeper.py", "0", "--exit", "1"), restart_delay=0.05,
+            crash_threshold_s=5.0, crash_runs=2, startup_wait=0.2,
+        ),
+    )  # fmt: skip
+    store = RecordingStore()
+    run_experiment(plan, store, meters=meters)
+    kinds = [kind for kind, _ in store.of("event")]
+    assert "background_crash_loop" in kinds
+    failed = [r for r in store.of("background_run_finished") if r.exit_code == 1]
+    assert len(failed) >= 2
+    assert store.of("run_finished")[0].coverage.verdict == "insufficient"

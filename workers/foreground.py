@@ -1,0 +1,130 @@
+"""One measured foreground run: its own group, its log, its timeout, cancel within a second."""
+
+from __future__ import annotations
+
+import datetime as dt
+import errno
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final, Literal
+
+from workers.contract import InfrastructureError, ProgramSpec
+from workers.metrics import extract_metrics, succeeded
+from workers.procgroup import ProcessGroup, StopReport
+
+#: How often the run checks cancel and timeout (and calls ``on_tick``): a cancel is
+#: honoured within this plus the stop itself, well inside the one second promised.
+POLL_S: Final = 0.25
+
+#: Start failures that are the workload's fault (wrong path, not executable, bad
+#: working directory): retrying cannot help. Anything else (no memory, no processes,
+#: disk full) is the host's, and is retried as an :class:`InfrastructureError`.
+_PROGRAM_ERRNOS: Final = {errno.ENOENT, errno.EACCES, errno.ENOTDIR, errno.ENOEXEC, errno.EISDIR}
+
+ForegroundStatus = Literal["succeeded", "failed", "timeout", "cancelled"]
+
+
+class ProgramError(RuntimeError):
+    """The workload's program could not be started (not retried)."""
+
+
+@dataclass
+class ForegroundResult:
+    status: ForegroundStatus
+    started_at: dt.datetime
+    ended_at: dt.datetime
+    duration_s: float
+    exit_code: int | None
+    log_path: Path
+    metrics: dict[str, float] = field(default_factory=dict)
+    stop: StopReport | None = None
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def start_program(
+    program: ProgramSpec, *, marker: str, log_path: Path, role: Literal["foreground", "background"]
+) -> ProcessGroup:
+    """Start ``program`` in its own group; sort start failures into program vs host."""
+    try:
+        return ProcessGroup.start(
+            program.argv,
+            cwd=program.workdir or None,
+            env=program.env,
+            marker=marker,
+            role=role,
+            log_path=log_path,
+        )
+    except OSError as exc:
+        if exc.errno in _PROGRAM_ERRNOS:
+            raise ProgramError(
+                f"cannot start {program.argv[0]!r} in {program.workdir!r}: {exc.strerror}"
+            ) from exc
+        raise InfrastructureError(f"cannot start {program.argv[0]!r}: {exc}") from exc
+
+
+def run_foreground(
+    program: ProgramSpec,
+    *,
+    marker: str,
+    log_path: Path,
+    timeout: float,
+    grace: float,
+    cancel_requested: Callable[[], bool],
+    metric_patterns: dict[str, str] | None = None,
+    success_pattern: str | None = None,
+    on_started: Callable[[ProcessGroup], None] | None = None,
+    on_tick: Callable[[], None] | None = None,
+    poll_s: float = POLL_S,
+) -> ForegroundResult:
+    """Run ``program`` to its end, its timeout or a cancel; no process of it is left after.
+
+    ``on_started`` gets the group right after it started (start the energy measurement
+    there); if it raises, the group is stopped and the error propagates.
+    """
+    started_at = utc_now()
+    began = time.monotonic()
+    group = start_program(program, marker=marker, log_path=log_path, role="foreground")
+    status: ForegroundStatus | None = None
+    try:
+        if on_started is not None:
+            on_started(group)
+        while not group.wait_exit(poll_s):
+            if time.monotonic() - began >= timeout:
+                status = "timeout"
+                break
+            if cancel_requested():
+                status = "cancelled"
+                break
+            if on_tick is not None:
+                on_tick()
+    finally:
+        # Stops it on timeout / cancel / error, and sweeps what a finished run left.
+        report = group.stop(grace)
+    duration = time.monotonic() - began
+    ended_at = started_at + dt.timedelta(seconds=duration)
+    exit_code = report.exit_code
+    if status is not None:
+        with log_path.open("a", encoding="utf-8") as log:
+            log.write(
+                f"\n# wattlab: {status} after {duration:.1f} s; "
+                f"stopped by {report.how}, exit code {exit_code}\n"
+            )
+    text = log_path.read_text(encoding="utf-8", errors="replace") if log_path.exists() else ""
+    metrics = extract_metrics(text, metric_patterns or {})
+    if status is None:
+        status = "succeeded" if succeeded(text, exit_code, success_pattern) else "failed"
+    return ForegroundResult(
+        status=status,
+        started_at=started_at,
+        ended_at=ended_at,
+        duration_s=duration,
+        exit_code=exit_code,
+        log_path=log_path,
+        metrics=metrics,
+        stop=report,
+    )

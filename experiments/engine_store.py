@@ -12,6 +12,7 @@ from django.conf import settings
 
 from experiments import services
 from experiments.models import Experiment, Host, Workload
+from experiments.workloads import PYTHON_PLACEHOLDER
 from workers.contract import (
     BackgroundPlan,
     BackgroundRunRecord,
@@ -76,22 +77,26 @@ class OrmExperimentStore:
         services.experiment_event(experiment_id=self.experiment_id, kind=kind, message=message)
 
 
-def _program(workload: Workload, values: dict[str, Any]) -> tuple[ProgramSpec, dict[str, Any]]:
+def _program(
+    workload: Workload, values: dict[str, Any], python: str
+) -> tuple[ProgramSpec, dict[str, Any]]:
     """The program for ``values`` and the full values exactly as passed in its argv."""
     from experiments import mutation
 
     space = mutation.parse_space(workload.hyperparameters)
     passed = mutation.full_values(space, values)
-    argv = [str(part) for part in workload.argv] + mutation.argv_for(space, passed)
+    argv = [python if part == PYTHON_PLACEHOLDER else str(part) for part in workload.argv]
+    argv += mutation.argv_for(space, passed)
     env = {str(k): str(v) for k, v in (workload.env or {}).items()}
     return ProgramSpec(argv=argv, workdir=workload.workdir, env=env), dict(passed)
 
 
-def plan_for(experiment: Experiment, *, gpu_index: int | None) -> ExperimentPlan:
+def plan_for(experiment: Experiment, *, gpu_index: int | None, python: str) -> ExperimentPlan:
+    """``python``: the interpreter that replaces ``{python}`` in a workload's argv."""
     fg = experiment.foreground_workload
     runs: list[RunPlan] = []
     for config in experiment.plan:
-        program, passed = _program(fg, dict(config["hyperparameters"]))
+        program, passed = _program(fg, dict(config["hyperparameters"]), python)
         for repeat in range(experiment.runs_per_config):
             runs.append(
                 RunPlan(
@@ -104,7 +109,7 @@ def plan_for(experiment: Experiment, *, gpu_index: int | None) -> ExperimentPlan
     background = None
     if experiment.background_workload is not None:
         bg = experiment.background_workload
-        program, _passed = _program(bg, dict(experiment.bg_hyperparameters))
+        program, _passed = _program(bg, dict(experiment.bg_hyperparameters), python)
         background = BackgroundPlan(
             program=program,
             restart_delay=experiment.restart_delay,

@@ -1,4 +1,11 @@
-"""The Celery app. Configuration comes from Django settings (CELERY_* names)."""
+"""The Celery app. Configuration comes from Django settings (CELERY_* names); the
+queue layout is in ``experiments.queues``.
+
+Delivery guarantees (see settings): acks_late + prefetch 1 + one task per child, so a
+worker that dies mid-experiment leaves its message to be redelivered; the redelivery
+then finds the experiment no longer queued (the claim is a conditional UPDATE) and
+does nothing, and the reaper marks the experiment lost.
+"""
 
 import os
 
@@ -8,4 +15,22 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
 
 app = Celery("wattlab")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.autodiscover_tasks(["workers"])
+app.autodiscover_tasks(["workers"], related_name="tasks")
+
+
+def _beat_schedule() -> dict[str, dict[str, object]]:
+    from django.conf import settings
+
+    # Twice per heartbeat period, so an experiment is marked lost at most half a
+    # period after its heartbeat went two periods stale.
+    return {
+        "reap-lost-experiments": {
+            "task": "workers.tasks.reap_lost",
+            "schedule": max(1.0, settings.WATTLAB_HEARTBEAT_SECONDS / 2),
+            "options": {"queue": "control"},
+        }
+    }
+
+
+app.conf.task_default_queue = "gpu"
+app.conf.beat_schedule = _beat_schedule()

@@ -1,8 +1,8 @@
 """Wattlab settings: every value comes from the environment through typed readers.
 
 Without DATABASE_URL Wattlab uses SQLite in the project folder; without REDIS_URL the
-Celery broker is a SQLite file too (kombu's SQLAlchemy transport), so a single machine
-needs no server at all.
+Celery broker is a folder of message files (kombu's filesystem transport), so a single
+machine needs no server at all.
 """
 
 from __future__ import annotations
@@ -117,7 +117,38 @@ STORAGES = {
 
 # --- Celery -----------------------------------------------------------------------
 REDIS_URL = env_str("REDIS_URL", "")
-CELERY_BROKER_URL = REDIS_URL or "sqla+sqlite:///" + str(VAR_DIR / "broker.sqlite3")
+# The longest run an experiment may ask for; the broker must not redeliver a message
+# while it is still being worked on, so the visibility timeout outlasts it.
+WATTLAB_MAX_EXPERIMENT_SECONDS = env_int("WATTLAB_MAX_EXPERIMENT_SECONDS", 7 * 24 * 3600)
+# The longest single run an experiment file may ask for (its ``timeout``).
+WATTLAB_MAX_RUN_SECONDS = env_int("WATTLAB_MAX_RUN_SECONDS", 24 * 3600)
+if REDIS_URL:
+    CELERY_BROKER_URL = REDIS_URL
+    CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {
+        # Redis redelivers an unacknowledged message after this long. With acks_late a
+        # message stays unacknowledged for the whole experiment, so the timeout must
+        # outlast the longest experiment (submit refuses longer ones), or a second
+        # worker would pick the message up mid-run (the claim would then refuse it,
+        # but the experiment would also be delivered twice for nothing).
+        "visibility_timeout": WATTLAB_MAX_EXPERIMENT_SECONDS + 3600,
+    }
+else:
+    # One machine, no server: kombu's filesystem transport (message files in a folder,
+    # moved atomically on receipt). kombu's SQLAlchemy transport was tried first and
+    # fails with Celery's transport options (it passes them to create_engine).
+    BROKER_DIR = Path(env_str("WATTLAB_BROKER_DIR", str(VAR_DIR / "broker")))
+    for _sub in ("queue", "control", "processed"):
+        (BROKER_DIR / _sub).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_URL = "filesystem://"
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(BROKER_DIR / "queue"),
+        "data_folder_out": str(BROKER_DIR / "queue"),
+        "control_folder": str(BROKER_DIR / "control"),
+        "processed_folder": str(BROKER_DIR / "processed"),
+        "store_processed": False,
+        # The folder is polled; 0.1 s keeps submit -> start latency low at little cost.
+        "polling_interval": 0.1,
+    }
 # Results live in our own tables; Celery only carries messages.
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
@@ -125,14 +156,8 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = False
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_WORKER_MAX_TASKS_PER_CHILD = 1
-# The longest run an experiment may ask for; the broker must not redeliver a message
-# while it is still being worked on, so the visibility timeout outlasts it.
-WATTLAB_MAX_EXPERIMENT_SECONDS = env_int("WATTLAB_MAX_EXPERIMENT_SECONDS", 7 * 24 * 3600)
-# The longest single run an experiment file may ask for (its ``timeout``).
-WATTLAB_MAX_RUN_SECONDS = env_int("WATTLAB_MAX_RUN_SECONDS", 24 * 3600)
-CELERY_BROKER_TRANSPORT_OPTIONS = {
-    "visibility_timeout": WATTLAB_MAX_EXPERIMENT_SECONDS + 3600,
-}
+# The soft limit raises inside the task so the runner stops its process groups; the
+# hard limit, a little later, kills the child if even that hangs.
 CELERY_TASK_SOFT_TIME_LIMIT = WATTLAB_MAX_EXPERIMENT_SECONDS
 CELERY_TASK_TIME_LIMIT = WATTLAB_MAX_EXPERIMENT_SECONDS + 300
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True

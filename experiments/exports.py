@@ -1,0 +1,128 @@
+"""The Wattlab JSON document of an experiment (``submit --json``, ``export``) and CSV.
+
+Every energy figure carries its method; a figure that could not be measured is null
+with method "unavailable", never 0.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+from experiments.models import Experiment, Run
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def run_document(run: Run) -> dict[str, Any]:
+    return {
+        "config": run.config_index,
+        "repeat": run.repeat_index,
+        "attempt": run.attempt,
+        "status": run.status,
+        "hyperparameters": run.hyperparameters,
+        "started_at": _iso(run.started_at),
+        "ended_at": _iso(run.ended_at),
+        "duration_s": run.duration_s,
+        "exit_code": run.exit_code,
+        "metrics": run.metrics,
+        "energy": {
+            "gpu_j": run.gpu_energy_j,
+            "gpu_method": run.gpu_method or "unavailable",
+            "gpu_foreground_j": run.gpu_foreground_j,
+            "cpu_j": run.cpu_energy_j,
+            "cpu_method": run.cpu_method or "unavailable",
+            "dram_j": run.dram_energy_j,
+            "dram_method": run.dram_method or "unavailable",
+        },
+        "coverage": {
+            "percent": run.coverage_percent,
+            "longest_gap_s": run.coverage_longest_gap_s,
+            "verdict": run.coverage_verdict or None,
+        },
+        "flags": run.flags,
+        "error": run.error,
+    }
+
+
+def experiment_document(experiment: Experiment) -> dict[str, Any]:
+    runs = Run.objects.filter(experiment=experiment).order_by(
+        "config_index", "repeat_index", "attempt"
+    )
+    background = experiment.background_runs.order_by("index")
+    return {
+        "code": str(experiment.code),
+        "name": experiment.name,
+        "mode": experiment.mode,
+        "status": experiment.status,
+        "error": experiment.error,
+        "target": experiment.target,
+        "host": experiment.host.hostname if experiment.host_id and experiment.host else None,
+        "gpu_index": experiment.gpu_index,
+        "created_at": _iso(experiment.created_at),
+        "started_at": _iso(experiment.started_at),
+        "ended_at": _iso(experiment.ended_at),
+        "total_runs": experiment.total_runs,
+        "submitted_config": experiment.submitted_config,
+        "runs": [run_document(run) for run in runs],
+        "background_runs": [
+            {
+                "index": bg.index,
+                "started_at": _iso(bg.started_at),
+                "ended_at": _iso(bg.ended_at),
+                "exit_code": bg.exit_code,
+                "stopped": bg.stopped,
+            }
+            for bg in background
+        ],
+        "events": experiment.events,
+    }
+
+
+CSV_COLUMNS = [
+    "experiment", "name", "mode", "config", "repeat", "attempt", "status",
+    "hyperparameters", "started_at", "ended_at", "duration_s", "exit_code", "metrics",
+    "gpu_j", "gpu_method", "cpu_j", "cpu_method", "dram_j", "dram_method",
+    "coverage_percent", "coverage_longest_gap_s", "coverage_verdict",
+]  # fmt: skip
+
+
+def experiment_csv(experiment: Experiment) -> str:
+    """One row per run; hyperparameters and metrics as JSON text in their cells."""
+    import json
+
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    doc = experiment_document(experiment)
+    for run in doc["runs"]:
+        writer.writerow(
+            {
+                "experiment": doc["code"],
+                "name": doc["name"],
+                "mode": doc["mode"],
+                "config": run["config"],
+                "repeat": run["repeat"],
+                "attempt": run["attempt"],
+                "status": run["status"],
+                "hyperparameters": json.dumps(run["hyperparameters"], sort_keys=True),
+                "started_at": run["started_at"],
+                "ended_at": run["ended_at"],
+                "duration_s": run["duration_s"],
+                "exit_code": run["exit_code"],
+                "metrics": json.dumps(run["metrics"], sort_keys=True),
+                "gpu_j": run["energy"]["gpu_j"],
+                "gpu_method": run["energy"]["gpu_method"],
+                "cpu_j": run["energy"]["cpu_j"],
+                "cpu_method": run["energy"]["cpu_method"],
+                "dram_j": run["energy"]["dram_j"],
+                "dram_method": run["energy"]["dram_method"],
+                "coverage_percent": run["coverage"]["percent"],
+                "coverage_longest_gap_s": run["coverage"]["longest_gap_s"],
+                "coverage_verdict": run["coverage"]["verdict"],
+            }
+        )
+    return out.getvalue()

@@ -1,0 +1,133 @@
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import connection
+from django.utils import timezone
+
+from experiments.expfile import ExperimentFileError, parse_experiment_text
+from experiments.exports import experiment_document
+from experiments.models import BackgroundRun, Experiment, Run
+from experiments.services import experiment_cancel, experiment_submit
+
+POLL_SECONDS = 0.5
+
+
+class Command(BaseCommand):
+    help = "Validate, store and enqueue an experiment file (YAML or JSON)."
+    requires_system_checks: list[str] = []
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("file", type=Path)
+        parser.add_argument("--wait", action="store_true", help="show progress until it ends")
+        parser.add_argument("--json", action="store_true", help="print the result as JSON")
+        parser.add_argument("--owner", default="", help="username that owns the experiment")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        path: Path = options["file"]
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise CommandError(f"{path}: {exc.strerror or exc}") from None
+        try:
+            spec = parse_experiment_text(text, filename=path.name)
+        except ExperimentFileError as exc:
+            raise CommandError(_lines(path, exc.errors)) from None
+        owner = None
+        if options["owner"]:
+            owner = get_user_model().objects.filter(username=options["owner"]).first()
+            if owner is None:
+                raise CommandError(f"--owner: no user named {options['owner']!r}")
+        try:
+            experiment = experiment_submit(owner=owner, spec=spec, source="cli")
+        except ValidationError as exc:
+            errors = [f"{key}: {m}" for key, msgs in exc.message_dict.items() for m in msgs]
+            raise CommandError(_lines(path, errors)) from None
+        out = sys.stderr if options["json"] else sys.stdout
+        print(
+            f"submitted {experiment.name} ({experiment.mode}): {experiment.code}, "
+            f"{experiment.total_runs} run(s)",
+            file=out,
+            flush=True,
+        )
+        if not (options["wait"] or options["json"]):
+            return
+        experiment = self._wait(experiment, out)
+        if options["json"]:
+            self.stdout.write(json.dumps(experiment_document(experiment), indent=2))
+        else:
+            print(f"{experiment.name}: {experiment.status} {experiment.error}", file=out)
+        if experiment.status != Experiment.Status.SUCCEEDED:
+            sys.exit(1)
+
+    def _wait(self, experiment: Experiment, out: Any) -> Experiment:
+        from rich.console import Console
+        from rich.live import Live
+
+        console = Console(file=out)
+        with Live(console=console, refresh_per_second=4, transient=False) as live:
+            while True:
+                try:
+                    experiment.refresh_from_db()
+                    live.update(_progress(experiment))
+                    if not experiment.is_active:
+                        return experiment
+                    connection.close()
+                    time.sleep(POLL_SECONDS)
+                except KeyboardInterrupt:
+                    live.stop()
+                    if _confirm(console, experiment):
+                        experiment_cancel(experiment=experiment, by=None)
+                        console.print("cancel requested; waiting for the worker to stop it")
+                    else:
+                        console.print(
+                            f"still {experiment.status}; follow it with "
+                            f"`manage.py export {experiment.code}`"
+                        )
+                        sys.exit(130)
+                    live.start()
+
+
+def _confirm(console: Any, experiment: Experiment) -> bool:
+    try:
+        answer = console.input(f"\nCancel {experiment.name} ({experiment.code})? [y/N] ")
+    except (EOFError, KeyboardInterrupt):
+        return False
+    return answer.strip().lower() in {"y", "yes"}
+
+
+def _progress(experiment: Experiment) -> str:
+    now = timezone.now()
+    runs = Run.objects.filter(experiment=experiment)
+    current = runs.filter(status=Run.Status.RUNNING).first()
+    covered = [r.coverage_percent for r in runs if r.coverage_percent is not None]
+    background = BackgroundRun.objects.filter(experiment=experiment).count()
+    elapsed = (now - experiment.started_at).total_seconds() if experiment.started_at else 0.0
+    lines = [
+        f"[bold]{experiment.name}[/] {experiment.status} - "
+        f"{experiment.runs_done}/{experiment.total_runs} runs done, {elapsed:.0f} s elapsed"
+    ]
+    if current is not None and current.started_at is not None:
+        run_elapsed = (now - current.started_at).total_seconds()
+        lines.append(
+            f"  run {current.config_index}.{current.repeat_index} "
+            f"(attempt {current.attempt}) running for {run_elapsed:.0f} s: "
+            f"{current.hyperparameters}"
+        )
+    if experiment.mode == Experiment.Mode.PARALLEL:
+        lines.append(
+            f"  background runs: {background}; coverage so far: "
+            + (", ".join(f"{c:.1f} %" for c in covered) or "-")
+        )
+    return "\n".join(lines)
+
+
+def _lines(path: Path, errors: list[str]) -> str:
+    return f"{path} is not a valid experiment file:\n" + "\n".join(f"  {e}" for e in errors)

@@ -1,0 +1,171 @@
+"""Thin Celery tasks: they take ids, call the services and the engine.
+
+The only module under ``workers/`` that imports Django. Status, progress and results
+live in our tables; Celery carries messages only (no result backend).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+from typing import Any
+
+from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+from celery.signals import worker_ready, worker_shutdown
+from django.conf import settings
+
+from experiments import services
+from experiments.engine_store import OrmExperimentStore, plan_for
+from experiments.models import Host, ProcessGroup
+
+log = logging.getLogger(__name__)
+
+#: Set by the worker launcher for each worker process: the GPU it owns ("" = CPU slot).
+GPU_INDEX_ENV = "WATTLAB_GPU_INDEX"
+
+
+def worker_gpu_index() -> int | None:
+    raw = os.environ.get(GPU_INDEX_ENV, "").strip()
+    if raw in {"", "cpu", "none"}:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise RuntimeError(f"{GPU_INDEX_ENV}={raw!r} is not a GPU index (or empty)") from None
+
+
+def _host() -> Host:
+    host = Host.objects.filter(hostname=settings.WATTLAB_HOSTNAME).first()
+    return host if host is not None else register_host()
+
+
+def register_host() -> Host:
+    """Record this host, its GPUs and its meters (workers.energy finds them)."""
+    from workers.energy.nvml import list_gpus
+    from workers.energy.session import describe_meters
+
+    try:
+        meters = describe_meters()
+    except Exception as exc:  # a broken meter must not keep the worker from serving
+        log.exception("describing the meters failed")
+        meters = {"error": str(exc)}
+    return services.host_register(
+        hostname=settings.WATTLAB_HOSTNAME,
+        gpus=list_gpus(),
+        meters=meters,
+        cpu_count=os.cpu_count(),
+    )
+
+
+@shared_task(name="workers.tasks.run_experiment", acks_late=True)
+def run_experiment(experiment_id: int) -> None:
+    """Claim the experiment (queued -> running) and run it on this host.
+
+    A redelivered message finds the experiment no longer queued and does nothing:
+    a training never starts twice.
+    """
+    from workers.energy.session import open_meters
+    from workers.runner import run_experiment as engine_run
+
+    gpu_index = worker_gpu_index()
+    host = _host()
+    experiment = services.experiment_claim(
+        experiment_id=experiment_id, host=host, gpu_index=gpu_index
+    )
+    if experiment is None:
+        log.info("experiment %s is not queued any more; nothing to do", experiment_id)
+        return
+    try:
+        plan = plan_for(experiment, gpu_index=gpu_index, python=sys.executable)
+        store = OrmExperimentStore(experiment, host)
+        meters = open_meters(plan.gpu_indices)
+        try:
+            outcome = engine_run(plan, store, meters=meters)
+        finally:
+            meters.close()
+    except SoftTimeLimitExceeded:
+        # The runner's own cleanup (stopping its groups) ran on the way out.
+        services.experiment_fail(
+            experiment_id=experiment_id, error="stopped at the worker's time limit"
+        )
+        return
+    except Exception as exc:
+        log.exception("experiment %s failed in the worker", experiment.code)
+        services.experiment_fail(
+            experiment_id=experiment_id, error=f"worker error: {type(exc).__name__}: {exc}"
+        )
+        return
+    services.experiment_finish(experiment_id=experiment_id, error=_outcome_error(outcome))
+
+
+def _outcome_error(outcome: Any) -> str:
+    error = getattr(outcome, "error", "") or ""
+    return str(error)
+
+
+@shared_task(name="workers.tasks.terminate_group")
+def terminate_group(group_id: int) -> str:
+    """On the owning host: terminate an (orphaned) group by its recorded identity."""
+    from workers.procgroup import GroupIdentity, StopError, terminate_recorded
+
+    group = ProcessGroup.objects.select_related("experiment").get(id=group_id)
+    identity = GroupIdentity(
+        pgid=group.pgid,
+        leader_pid=group.leader_pid,
+        leader_create_time=group.leader_create_time,
+    )
+    try:
+        result: str = terminate_recorded(
+            identity, marker=str(group.experiment.code), grace=settings.WATTLAB_GRACE_SECONDS
+        )
+    except StopError as exc:
+        result = f"failed: {exc}"
+    services.process_group_terminated(
+        group_id=group_id, result=result, ended=result in {"terminated", "already gone"}
+    )
+    return result
+
+
+@shared_task(name="workers.tasks.reap_lost")
+def reap_lost() -> list[str]:
+    return services.experiments_reap_lost()
+
+
+# --- host registration and heartbeat (in the worker's main process) -----------------
+
+_stop_heartbeat = threading.Event()
+
+
+def _heartbeat_loop() -> None:
+    period = settings.WATTLAB_HEARTBEAT_SECONDS
+    while not _stop_heartbeat.wait(period):
+        try:
+            services.host_heartbeat(hostname=settings.WATTLAB_HOSTNAME)
+        except Exception:  # the database may be briefly away; try again next period
+            log.exception("host heartbeat failed")
+        finally:
+            from django.db import connection
+
+            connection.close()
+
+
+@worker_ready.connect
+def _on_worker_ready(**_kwargs: Any) -> None:
+    register_host()
+    from django.db import connection
+
+    # The pool forks children after this; they must not share this connection.
+    connection.close()
+    _stop_heartbeat.clear()
+    threading.Thread(target=_heartbeat_loop, name="wattlab-host-heartbeat", daemon=True).start()
+
+
+@worker_shutdown.connect
+def _on_worker_shutdown(**_kwargs: Any) -> None:
+    _stop_heartbeat.set()
+
+
+__all__ = ["reap_lost", "register_host", "run_experiment", "terminate_group"]

@@ -27,7 +27,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
-            report = import_results_file(options["csv"], timezone=options["timezone"])
+            report = import_results_file(Path(options["csv"]), timezone=options["timezone"])
         except LegacyResultsError as exc:
             raise CommandError(str(exc)) from None
         for line, message in report.problems:

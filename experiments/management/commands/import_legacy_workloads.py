@@ -26,9 +26,9 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        root = options["root"].expanduser().resolve()
+        root = Path(options["root"]).expanduser().resolve()
         try:
-            specs = load_models_config(options["config"], root=root)
+            specs = load_models_config(Path(options["config"]), root=root)
             created, updated = import_workloads(specs)
         except LegacyConfigError as exc:
             raise CommandError(str(exc)) from None

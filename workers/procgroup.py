@@ -182,6 +182,7 @@ class ProcessGroup:
         self.marker = marker
         self.role = role
         self.log_path = log_path
+        self._term_sent_at: float | None = None
 
     @property
     def pid(self) -> int:
@@ -306,6 +307,16 @@ class ProcessGroup:
                 continue
             _signal_pid(pid, sig)
 
+    def terminate(self) -> None:
+        """Send SIGTERM now without waiting; a later :meth:`stop` counts grace from here.
+
+        Lets the runner start stopping the background while it stops the foreground,
+        so a cancel costs one grace period, not two.
+        """
+        if self._term_sent_at is None:
+            self._signal_all(signal.SIGTERM)
+            self._term_sent_at = time.monotonic()
+
     def stop(self, grace: float = 10.0) -> StopReport:
         """SIGTERM, ``grace`` seconds, SIGKILL; return once no process of the group is left.
 
@@ -315,9 +326,10 @@ class ProcessGroup:
         began = time.monotonic()
         if not self.remaining():
             return StopReport("exited", time.monotonic() - began, self.popen.wait())
-        self._signal_all(signal.SIGTERM)
+        self.terminate()
         how: Literal["sigterm", "sigkill"] = "sigterm"
-        deadline = began + grace
+        assert self._term_sent_at is not None
+        deadline = self._term_sent_at + grace
         while self.remaining():
             if time.monotonic() >= deadline:
                 how = "sigkill"

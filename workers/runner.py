@@ -187,6 +187,11 @@ class _Background:
                 f"{self.bplan.crash_threshold_s:g} s; next start in {event['backoff_s']:g} s",
             )
 
+    def terminate(self) -> None:
+        """Start stopping the loop now (SIGTERM), to be finished by :meth:`stop`."""
+        if self.group is not None:
+            self.group.terminate()
+
     def stop(self, reason: str) -> None:
         if self.group is None:
             return
@@ -242,8 +247,16 @@ class _ExperimentRun:
         if self.background is not None:
             self.background.poll()
 
+    def cancel_requested(self) -> bool:
+        if not self.store.cancel_requested():
+            return False
+        # Signal the background at once, so its grace runs alongside the foreground's.
+        if self.background is not None:
+            self.background.terminate()
+        return True
+
     def check_cancel(self) -> None:
-        if self.store.cancel_requested():
+        if self.cancel_requested():
             raise Cancelled
 
     def sleep(self, seconds: float) -> None:
@@ -344,7 +357,7 @@ class _ExperimentRun:
                 log_path=log_path,
                 timeout=plan.timeout,
                 grace=plan.grace,
-                cancel_requested=self.store.cancel_requested,
+                cancel_requested=self.cancel_requested,
                 metric_patterns=plan.metric_patterns,
                 success_pattern=plan.success_pattern,
                 on_started=on_started,

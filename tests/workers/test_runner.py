@@ -358,3 +358,24 @@ def test_a_crash_looping_background_is_reported(marker, tmp_path, meters):
     failed = [r for r in store.of("background_run_finished") if r.exit_code == 1]
     assert len(failed) >= 2
     assert store.of("run_finished")[0].coverage.verdict == "insufficient"
+
+
+def test_a_cancel_costs_one_grace_period_when_both_groups_ignore_sigterm(marker, tmp_path, meters):
+    fg_pids, bg_pids = tmp_path / "fg-pids", tmp_path / "bg-pids"
+    plan = make_plan(
+        marker, tmp_path,
+        [fg(tmp_path, program("spawn_tree.py", str(fg_pids), "--ignore-term"))],
+        grace=2.0,
+        background=background(
+            tmp_path, program("spawn_tree.py", str(bg_pids), "--ignore-term"), startup_wait=0.3
+        ),
+    )  # fmt: skip
+    store = RecordingStore(cancel_when=lambda s: fg_pids.exists() and bg_pids.exists())
+    outcome = run_experiment(plan, store, meters=meters)
+    took = time.monotonic() - store.cancelled_at
+    assert outcome.status == "cancelled"
+    # Both groups get SIGTERM together and are killed after one grace period each,
+    # concurrently: well under the 4 s that stopping them one after the other takes.
+    assert 2.0 <= took < 3.8
+    assert not any(alive(pid) for pid in read_pids(fg_pids, 3) + read_pids(bg_pids, 3))
+    assert find_marked(marker) == []

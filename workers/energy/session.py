@@ -188,9 +188,11 @@ class Measurement:
         self._fg_pgid = foreground_pgid
         if foreground_pid is not None:
             self._fg_pids[foreground_pid] = True
+        # The CPU meter's setup (a process-tree scan) comes before t0, so that the
+        # first GPU reading is taken at t = 0 and not some milliseconds later.
+        self.meters.cpu.start(foreground_pid)
         self._started_at = dt.datetime.now(dt.UTC)
         self._t0 = time.monotonic()
-        self.meters.cpu.start(foreground_pid)
         self._tick(self._t0)  # the sample at t = 0: the counters' starting values
         self._sampler.start(self._t0)
 
@@ -205,7 +207,10 @@ class Measurement:
         self._fg_pids[pid] = mine
         return mine
 
-    def _tick(self, now: float) -> None:
+    def _tick(self, scheduled: float) -> None:
+        # Stamp the samples with the moment the GPUs are read, not the deadline the
+        # sampler woke for: energy is integrated over the real reading times.
+        now = max(time.monotonic(), scheduled)
         readings: list[GpuSample] = []
         for series in self._series:
             try:

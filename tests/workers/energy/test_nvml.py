@@ -32,18 +32,20 @@ needs_no_nvml = pytest.mark.skipif(_nvml_works(), reason="this host has a workin
 
 
 @needs_no_nvml
-def test_init_without_the_nvml_library_says_why():
+def test_init_without_the_nvml_library_says_why() -> None:
     with pytest.raises(MeterUnavailable, match="libnvidia-ml"):
         nvml.init()
 
 
 @needs_no_nvml
-def test_list_gpus_is_empty_without_nvml():
+def test_list_gpus_is_empty_without_nvml() -> None:
     assert nvml.list_gpus() == []
 
 
 @needs_no_nvml
-def test_a_run_without_nvml_reports_the_gpu_as_unavailable_not_zero(monkeypatch):
+def test_a_run_without_nvml_reports_the_gpu_as_unavailable_not_zero(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.delenv("WATTLAB_METER_DOUBLE", raising=False)
     meters = open_meters([0])
     assert meters.gpus == []
@@ -119,7 +121,7 @@ class FakeNvmlLibrary:
 
 
 @pytest.fixture
-def fake(monkeypatch):
+def fake(monkeypatch: pytest.MonkeyPatch) -> FakeNvmlLibrary:
     lib = FakeNvmlLibrary()
     monkeypatch.setattr(nvml, "_pynvml", lib)
     monkeypatch.setattr(nvml, "PROC_UTIL_PERIOD_S", 0.0)
@@ -130,7 +132,9 @@ def _sample(pid: int, stamp: int, sm: int) -> SimpleNamespace:
     return SimpleNamespace(pid=pid, timeStamp=stamp, smUtil=sm, memUtil=0, encUtil=0, decUtil=0)
 
 
-def test_it_converts_nvml_units_and_keeps_unsupported_readings_as_none(fake):
+def test_it_converts_nvml_units_and_keeps_unsupported_readings_as_none(
+    fake: FakeNvmlLibrary,
+) -> None:
     meter = nvml.NvmlGpuMeter(0)
     sample = meter.read()
     assert meter.device == "GPU 0: NVIDIA Fake 100 (GPU-fake-uuid)"
@@ -142,14 +146,14 @@ def test_it_converts_nvml_units_and_keeps_unsupported_readings_as_none(fake):
     assert sample.temp_c is None
 
 
-def test_a_gpu_without_the_energy_counter_is_marked_for_integration(fake):
+def test_a_gpu_without_the_energy_counter_is_marked_for_integration(fake: FakeNvmlLibrary) -> None:
     fake.counter = False
     meter = nvml.NvmlGpuMeter(0)
     assert not meter.has_energy_counter
     assert meter.read().energy_mj is None
 
 
-def test_process_samples_are_returned_once_using_last_seen_timestamp(fake):
+def test_process_samples_are_returned_once_using_last_seen_timestamp(fake: FakeNvmlLibrary) -> None:
     meter = nvml.NvmlGpuMeter(0)
     start = fake_start = meter._last_seen_us
     fake.proc_samples = [_sample(10, start - 5, 99)]  # older than the meter: not ours
@@ -160,19 +164,19 @@ def test_process_samples_are_returned_once_using_last_seen_timestamp(fake):
     assert fake.last_seen_args[-1] == fake_start + 20
 
 
-def test_unsupported_process_utilisation_is_none_and_flagged(fake):
+def test_unsupported_process_utilisation_is_none_and_flagged(fake: FakeNvmlLibrary) -> None:
     fake.proc = False
     meter = nvml.NvmlGpuMeter(0)
     assert meter.read().proc_util is None
     assert any("per-process" in f for f in meter.flags)
 
 
-def test_a_missing_gpu_index_is_unavailable_with_the_count(fake):
+def test_a_missing_gpu_index_is_unavailable_with_the_count(fake: FakeNvmlLibrary) -> None:
     with pytest.raises(MeterUnavailable, match="NVML sees 1 GPU"):
         nvml.NvmlGpuMeter(3)
 
 
-def test_list_gpus_reports_memory_and_counter_support(fake):
+def test_list_gpus_reports_memory_and_counter_support(fake: FakeNvmlLibrary) -> None:
     assert nvml.list_gpus() == [
         {
             "index": 0,

@@ -17,7 +17,7 @@ def _legacy_metrics(run: Path) -> dict[str, float]:
 
 
 @pytest.mark.parametrize("run", RUNS, ids=[r.name for r in RUNS])
-def test_it_parses_recorded_perf_output_with_thousands_separators(run):
+def test_it_parses_recorded_perf_output_with_thousands_separators(run: Path) -> None:
     # Recorded: the real `perf stat -e power/energy-pkg/,power/energy-ram/` output of
     # two RTX 3080 host runs (shared/traces), checked against what the earlier tool read.
     result = parse_perf_stat((run / "cpu_energy_raw.txt").read_text())
@@ -27,7 +27,7 @@ def test_it_parses_recorded_perf_output_with_thousands_separators(run):
     assert result.elapsed_s is not None and result.elapsed_s > 100
 
 
-def test_unsupported_counters_are_none_not_zero():
+def test_unsupported_counters_are_none_not_zero() -> None:
     text = """
  Performance counter stats for 'system wide':
 
@@ -41,12 +41,12 @@ def test_unsupported_counters_are_none_not_zero():
     assert result.elapsed_s == pytest.approx(1.001)
 
 
-def test_c_locale_output_without_grouping():
+def test_c_locale_output_without_grouping() -> None:
     result = parse_perf_stat("             12.34 Joules power/energy-pkg/\n")
     assert result.joules[PKG_EVENT] == pytest.approx(12.34)
 
 
-def test_perf_on_this_machine_reports_why_it_cannot_count_energy():
+def test_perf_on_this_machine_reports_why_it_cannot_count_energy() -> None:
     # For real: /usr/bin/perf exists here but the kernel exposes no `power` PMU.
     try:
         events = probe_events()

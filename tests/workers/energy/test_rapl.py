@@ -17,7 +17,7 @@ def _zone(path: Path, name: str, energy_uj: int, max_range: int = MAX_RANGE) -> 
 
 
 @pytest.fixture
-def powercap(tmp_path):
+def powercap(tmp_path: Path) -> tuple[Path, dict[str, Path]]:
     """A fake /sys/class/powercap laid out like the intel_rapl driver's."""
     root = tmp_path / "powercap"
     pkg = _zone(root / "intel-rapl:0", "package-0", 1_000_000)
@@ -27,7 +27,9 @@ def powercap(tmp_path):
     return root, {"pkg": pkg, "core": core, "dram": dram, "psys": psys}
 
 
-def test_it_sums_package_and_dram_and_ignores_core_and_psys(powercap):
+def test_it_sums_package_and_dram_and_ignores_core_and_psys(
+    powercap: tuple[Path, dict[str, Path]],
+) -> None:
     root, files = powercap
     meter = RaplCpuMeter(root)
     meter.start(None)
@@ -42,7 +44,7 @@ def test_it_sums_package_and_dram_and_ignores_core_and_psys(powercap):
     assert "package-0" in meter.device and "dram" in meter.device
 
 
-def test_it_handles_a_counter_wraparound(powercap):
+def test_it_handles_a_counter_wraparound(powercap: tuple[Path, dict[str, Path]]) -> None:
     root, files = powercap
     files["pkg"].write_text(f"{MAX_RANGE - 10_000_000}\n")
     meter = RaplCpuMeter(root)
@@ -57,7 +59,7 @@ def test_it_handles_a_counter_wraparound(powercap):
     assert any("wrapped 1 time" in f for f in reading.flags)
 
 
-def test_a_tree_without_dram_reports_dram_as_not_measured(tmp_path):
+def test_a_tree_without_dram_reports_dram_as_not_measured(tmp_path: Path) -> None:
     root = tmp_path / "powercap"
     _zone(root / "intel-rapl:0", "package-0", 0)
     meter = RaplCpuMeter(root)
@@ -65,13 +67,13 @@ def test_a_tree_without_dram_reports_dram_as_not_measured(tmp_path):
     assert meter.stop().dram_j is None
 
 
-def test_a_tree_with_no_rapl_zone_is_unavailable(tmp_path):
+def test_a_tree_with_no_rapl_zone_is_unavailable(tmp_path: Path) -> None:
     (tmp_path / "powercap" / "other:0").mkdir(parents=True)
     with pytest.raises(MeterUnavailable, match="no RAPL package or dram zone"):
         RaplCpuMeter(tmp_path / "powercap")
 
 
-def test_powercap_on_this_machine_is_unavailable_with_a_reason():
+def test_powercap_on_this_machine_is_unavailable_with_a_reason() -> None:
     # For real: this dev box has no powercap tree (and non-root users could not read
     # energy_uj anyway). Where a host can read it, this check does not apply.
     try:

@@ -6,7 +6,7 @@ import pytest
 from workers.energy.sampler import Sampler
 
 
-def test_it_ticks_at_the_requested_rate_on_deadlines_without_drift():
+def test_it_ticks_at_the_requested_rate_on_deadlines_without_drift() -> None:
     stamps: list[float] = []
     sampler = Sampler(stamps.append, hz=50.0)
     start = time.monotonic()
@@ -26,7 +26,8 @@ def test_it_ticks_at_the_requested_rate_on_deadlines_without_drift():
         assert min(lateness) >= -1e-6
         assert sum(lateness) / len(lateness) < 0.01
 
-def test_a_slow_tick_skips_missed_deadlines_instead_of_bursting():
+
+def test_a_slow_tick_skips_missed_deadlines_instead_of_bursting() -> None:
     stamps: list[float] = []
 
     def tick(now: float) -> None:
@@ -43,7 +44,7 @@ def test_a_slow_tick_skips_missed_deadlines_instead_of_bursting():
     assert min(gaps[2:]) > 0.02  # no catch-up burst after the stall
 
 
-def test_it_records_the_threads_own_cpu_time():
+def test_it_records_the_threads_own_cpu_time() -> None:
     def busy(now: float) -> None:
         end = time.thread_time() + 0.01
         while time.thread_time() < end:
@@ -56,7 +57,7 @@ def test_it_records_the_threads_own_cpu_time():
     assert sampler.cpu_s >= 0.01 * (sampler.ticks - 1)
 
 
-def test_stop_returns_promptly_and_runs_in_one_named_thread():
+def test_stop_returns_promptly_and_runs_in_one_named_thread() -> None:
     names: set[str] = set()
     sampler = Sampler(lambda now: names.add(threading.current_thread().name), hz=1.0)
     sampler.start()
@@ -67,7 +68,7 @@ def test_stop_returns_promptly_and_runs_in_one_named_thread():
     assert names <= {"energy-sampler"}
 
 
-def test_an_error_in_a_tick_is_kept_for_the_report():
+def test_an_error_in_a_tick_is_kept_for_the_report() -> None:
     def fail(now: float) -> None:
         raise RuntimeError("meter exploded")
 
@@ -79,6 +80,6 @@ def test_an_error_in_a_tick_is_kept_for_the_report():
 
 
 @pytest.mark.parametrize("hz", [0, -1, 5000])
-def test_an_impossible_rate_is_refused(hz):
+def test_an_impossible_rate_is_refused(hz: float) -> None:
     with pytest.raises(ValueError, match="hz"):
         Sampler(lambda now: None, hz=hz)

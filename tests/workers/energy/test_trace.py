@@ -16,14 +16,15 @@ reading = st.one_of(st.none(), st.floats(min_value=0, max_value=1000, allow_nan=
 
 
 @st.composite
-def traces(draw):
+def traces(draw: st.DrawFn) -> dict[str, list[float | None]]:
     n = draw(st.integers(min_value=0, max_value=200))
     steps = draw(st.lists(st.floats(min_value=0.0, max_value=5.0), min_size=n, max_size=n))
-    t, now = [], 0.0
+    t: list[float | None] = []
+    now = 0.0
     for step in steps:
         t.append(now)
         now += step
-    channels = {"t": t}
+    channels: dict[str, list[float | None]] = {"t": t}
     for field in ("power_w", "util_pct", "mem_mib", "temp_c"):
         channels[gpu_key(0, field)] = draw(st.lists(reading, min_size=n, max_size=n))
     return channels
@@ -31,7 +32,9 @@ def traces(draw):
 
 @settings(max_examples=60, deadline=None)
 @given(traces())
-def test_round_trip_is_within_half_a_quantisation_step_and_keeps_gaps(channels):
+def test_round_trip_is_within_half_a_quantisation_step_and_keeps_gaps(
+    channels: dict[str, list[float | None]],
+) -> None:
     decoded = decode_channels(encode_trace(channels))
     assert set(decoded) == set(channels)
     for key, values in channels.items():
@@ -44,7 +47,7 @@ def test_round_trip_is_within_half_a_quantisation_step_and_keeps_gaps(channels):
                 assert back is not None and abs(back - original) <= half_step
 
 
-def test_decode_trace_names_the_single_gpu_fields_plainly():
+def test_decode_trace_names_the_single_gpu_fields_plainly() -> None:
     data = encode_trace(
         {"t": [0.0, 0.1], gpu_key(0, "power_w"): [100.0, 101.5], gpu_key(0, "temp_c"): [60, 61]},
         {"hz": 10.0},
@@ -57,7 +60,7 @@ def test_decode_trace_names_the_single_gpu_fields_plainly():
     assert trace_meta(data) == {"hz": 10.0}
 
 
-def test_several_gpus_are_kept_apart_and_combined():
+def test_several_gpus_are_kept_apart_and_combined() -> None:
     data = encode_trace(
         {
             "t": [0.0, 0.1, 0.2],
@@ -74,7 +77,7 @@ def test_several_gpus_are_kept_apart_and_combined():
     assert out["temp_c"] == [70.0, 61.0, 62.0]  # the hottest GPU
 
 
-def test_an_hour_at_10_hz_fits_in_500_kb():
+def test_an_hour_at_10_hz_fits_in_500_kb() -> None:
     # Deterministic pseudo-random walk so the test is reproducible.
     n, seed = 36_000, 12345
     power, util, p = [], [], 200.0
@@ -93,12 +96,14 @@ def test_an_hour_at_10_hz_fits_in_500_kb():
     assert len(encode_trace(channels)) < 500_000
 
 
-@pytest.mark.parametrize("data", [b"", b"nope", b"WLT1\x00\x00\x00\x02{}", b"WLT1\x00\x00\x00\x02{}xx"])
-def test_damaged_bytes_raise_a_clear_error(data):
+@pytest.mark.parametrize(
+    "data", [b"", b"nope", b"WLT1\x00\x00\x00\x02{}", b"WLT1\x00\x00\x00\x02{}xx"]
+)
+def test_damaged_bytes_raise_a_clear_error(data: bytes) -> None:
     with pytest.raises(TraceFormatError):
         decode_trace(data)
 
 
-def test_channels_of_unequal_length_are_refused_by_name():
+def test_channels_of_unequal_length_are_refused_by_name() -> None:
     with pytest.raises(ValueError, match="gpu0.power_w"):
         encode_trace({"t": [0.0, 0.1], gpu_key(0, "power_w"): [1.0]})

@@ -1,0 +1,204 @@
+"""The measurement session through the GPU doubles (this host has no GPU).
+
+Replay tests use the *recorded* RTX 3080 traces in shared/traces (a real run, not
+this machine); synthetic tests use formulas whose integral is known exactly.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import cast
+
+import pytest
+
+from workers.contract import EnergyReport
+from workers.energy.doubles import ReplayGpuMeter, SyntheticGpuMeter, constant_power, sine_power
+from workers.energy.estimate import EstimateCpuMeter
+from workers.energy.meters import GpuMeter
+from workers.energy.session import WINDOW_SHORT_FLAG, Measurement, MeterSet, open_meters
+from workers.energy.trace import decode_trace, trace_meta
+
+TRACES = Path(__file__).resolve().parents[3] / ".." / "shared" / "traces" / "rtx3080"
+MRT = TRACES / "MRT-OAST_default_035_parallel"
+
+
+def _run(meters: MeterSet, seconds: float, hz: float = 20.0) -> tuple[EnergyReport, bytes]:
+    m = Measurement(meters=meters, hz=hz)
+    m.start(foreground_pid=os.getpid(), foreground_pgid=os.getpgid(0))
+    time.sleep(seconds)
+    report, trace = m.stop()
+    meters.close()
+    return report, trace
+
+
+def _duration(report: EnergyReport) -> float:
+    value = report.summaries["duration_s"]
+    assert value is not None
+    return value
+
+
+def _meters(*gpus: GpuMeter) -> MeterSet:
+    return MeterSet(list(gpus), EstimateCpuMeter(watts_per_core=10.0))
+
+
+def test_synthetic_counter_gives_the_known_integral_with_method_counter() -> None:
+    power, energy = sine_power(200.0, 80.0, period_s=0.7)
+    gpu = SyntheticGpuMeter(power, energy, label="sine")
+    report, trace = _run(_meters(gpu), 1.2)
+    duration = _duration(report)
+    assert report.gpu.method == "counter"
+    # The counter is read within a millisecond of each timestamp: 1 % covers a loaded host.
+    assert report.gpu.value == pytest.approx(energy(duration), rel=0.01)
+    assert "synthetic" in report.gpu.device
+    assert any("not measured" in f for f in report.gpu.flags)
+    assert report.gpu.sampling_period_s == pytest.approx(0.05)
+
+
+def test_without_a_counter_the_trapezoid_over_real_timestamps_is_used() -> None:
+    power, energy = sine_power(150.0, 50.0, period_s=3.0)
+    report, _ = _run(_meters(SyntheticGpuMeter(power, None, label="sine")), 1.0)
+    assert report.gpu.method == "integrated"
+    assert report.gpu.value == pytest.approx(energy(_duration(report)), rel=0.01)
+
+
+def test_a_window_shorter_than_the_counter_update_period_is_flagged_and_integrated() -> None:
+    gpu = constant_power(100.0, counter_period_s=5.0)
+    report, _ = _run(_meters(gpu), 0.3)
+    assert report.gpu.method == "integrated"
+    assert any(WINDOW_SHORT_FLAG in f for f in report.gpu.flags)
+    assert report.gpu.value == pytest.approx(100.0 * _duration(report), rel=0.01)
+
+
+def test_the_replayed_rtx3080_trace_is_integrated_and_labelled_as_a_replay() -> None:
+    # Recorded trace: a real RTX 3080 run (shared/traces), replayed 20x fast.
+    gpu = ReplayGpuMeter(MRT, speed=20.0)
+    report, trace = _run(_meters(gpu), 1.0)
+    duration = _duration(report)
+    power_at = cast(Callable[[float], float], gpu.power_at)  # the recording has no gaps
+    # Reference: the recorded curve (linearly interpolated) integrated finely.
+    steps = 4000
+    dt = duration / steps
+    ref = sum((power_at(i * dt) + power_at((i + 1) * dt)) * dt / 2 for i in range(steps))
+    assert report.gpu.method == "integrated"
+    assert report.gpu.value == pytest.approx(ref, rel=0.02)
+    assert "replay of recorded RTX 3080 trace" in report.gpu.device
+    assert "not this machine" in report.gpu.device
+    recorded = [
+        float(line.split(",")[1]) for line in (MRT / "gpu_power.csv").read_text().split()[1:]
+    ]
+    low, high = report.summaries["gpu_power_min_w"], report.summaries["gpu_power_max_w"]
+    assert low is not None and high is not None
+    assert min(recorded) <= low <= high <= max(recorded)
+    assert report.summaries["gpu_temp_max_c"] is not None
+    assert report.summaries["gpu_memory_max_mib"] is None  # not recorded: not invented
+    assert trace_meta(trace)["gpus"][0]["device"] == gpu.device
+
+
+def test_it_flags_a_gpu_that_starts_hot() -> None:
+    report, _ = _run(_meters(constant_power(100.0, temp_c=84.0)), 0.2)
+    assert any(f.startswith("started hot: GPU 0 at 84") for f in report.gpu.flags)
+
+
+def test_several_gpus_are_summed_and_named_in_the_provenance() -> None:
+    a = constant_power(100.0, index=0)
+    b = SyntheticGpuMeter(lambda t: 50.0, None, index=1, label="constant 50 W, no counter")
+    report, trace = _run(_meters(a, b), 0.5)
+    duration = _duration(report)
+    assert report.gpu.value == pytest.approx(150.0 * duration, rel=0.01)
+    assert report.gpu.method == "integrated"  # one of them had no counter
+    assert "GPU 0" in report.gpu.device and "GPU 1" in report.gpu.device
+    assert any(f.startswith("GPU 0:") and "(counter)" in f for f in report.gpu.flags)
+    assert any(f.startswith("GPU 1:") and "(integrated)" in f for f in report.gpu.flags)
+    assert report.summaries["gpu_power_avg_w"] == pytest.approx(150.0)
+    decoded = decode_trace(trace)
+    assert set(decoded["gpu1_power_w"]) == {50.0}
+    assert set(decoded["power_w"]) == {150.0}
+
+
+@pytest.fixture
+def other_group() -> Iterator[int]:
+    """A real process in its own session: a stranger to the foreground group."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(30)"], start_new_session=True
+    )
+    yield proc.pid
+    proc.kill()
+    proc.wait()
+
+
+def test_per_process_utilisation_splits_the_energy_between_foreground_and_the_rest(
+    other_group: int,
+) -> None:
+    me = os.getpid()
+
+    def proc_util(t: float) -> tuple[tuple[int, float], ...]:
+        return ((me, 60.0), (other_group, 20.0))
+
+    gpu = constant_power(200.0, proc_util=proc_util)
+    report, _ = _run(_meters(gpu), 0.6)
+    assert report.gpu.value is not None
+    assert report.gpu_foreground_j == pytest.approx(report.gpu.value * 0.75, rel=1e-6)
+
+
+def test_no_split_is_reported_when_the_meter_gives_no_process_samples() -> None:
+    report, _ = _run(_meters(constant_power(200.0, proc_util=lambda t: ())), 0.3)
+    assert report.gpu_foreground_j is None
+    assert any("no per-process sample" in f for f in report.flags)
+
+
+def test_the_live_trace_grows_while_the_run_goes_on() -> None:
+    meters = _meters(constant_power(120.0))
+    m = Measurement(meters=meters, hz=20.0)
+    m.start(foreground_pid=os.getpid(), foreground_pgid=os.getpgid(0))
+    time.sleep(0.3)
+    early = decode_trace(m.trace_bytes())
+    time.sleep(0.3)
+    report, trace = m.stop()
+    final = decode_trace(trace)
+    assert 2 <= len(early["t"]) < len(final["t"])
+    assert final["t"][0] == 0.0
+    assert final["t"][-1] == pytest.approx(_duration(report), abs=0.001)
+    assert set(final["power_w"]) == {120.0}
+
+
+def test_the_double_is_chosen_by_environment_and_says_so(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("WATTLAB_METER_DOUBLE", "synthetic:90")
+    meters = open_meters([0], powercap_root=tmp_path / "none", try_perf=False)
+    report, _ = _run(meters, 0.3)
+    assert report.gpu.value == pytest.approx(90.0 * _duration(report), rel=0.01)
+    assert "synthetic" in report.gpu.device
+
+
+def test_a_bad_double_setting_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WATTLAB_METER_DOUBLE", "synthetic:lots")
+    with pytest.raises(ValueError, match="WATTLAB_METER_DOUBLE"):
+        open_meters([0])
+
+
+def test_unreadable_cpu_meters_fall_back_to_a_labelled_estimate(tmp_path: Path) -> None:
+    meters = open_meters([], powercap_root=tmp_path / "missing", double="synthetic:10")
+    assert meters.cpu.method in ("estimate", "perf")
+    if meters.cpu.method != "estimate":
+        pytest.skip("this host's perf counts energy")
+    report, _ = _run(meters, 0.2)
+    assert report.cpu.method == "estimate"
+    assert any("W per busy core" in f for f in report.cpu.flags)
+    assert any("rapl not used" in f and "missing" in f for f in report.cpu.flags)
+    assert report.dram.value is None and report.dram.method == "unavailable"
+
+
+def test_start_and_stop_are_one_shot() -> None:
+    m = Measurement(meters=_meters(constant_power(1.0)), hz=20.0)
+    with pytest.raises(RuntimeError):
+        m.stop()
+    m.start(foreground_pid=os.getpid(), foreground_pgid=os.getpgid(0))
+    m.stop()
+    with pytest.raises(RuntimeError):
+        m.stop()

@@ -9,6 +9,7 @@ module (a fake library, not our code) with NVML's documented return codes.
 from __future__ import annotations
 
 import os
+import time
 from types import SimpleNamespace
 
 import pynvml
@@ -72,7 +73,8 @@ class FakeNvmlLibrary:
     def __init__(self, counter: bool = True, proc: bool = True) -> None:
         self.counter = counter
         self.proc = proc
-        self.energy_mj = 5_000_000
+        self.energy_mj: int | None = 5_000_000  # None: grows at 250.5 W from now on
+        self._born = time.monotonic()
         self.proc_samples: list[SimpleNamespace] = []
         self.last_seen_args: list[int] = []
 
@@ -96,6 +98,8 @@ class FakeNvmlLibrary:
     def nvmlDeviceGetTotalEnergyConsumption(self, h: str) -> int:
         if not self.counter:
             raise self._err(pynvml.NVML_ERROR_NOT_SUPPORTED)
+        if self.energy_mj is None:
+            return 5_000_000 + int((time.monotonic() - self._born) * 250_500)
         return self.energy_mj
 
     def nvmlDeviceGetPowerUsage(self, h: str) -> int:
@@ -186,3 +190,27 @@ def test_list_gpus_reports_memory_and_counter_support(fake: FakeNvmlLibrary) -> 
             "energy_counter": True,
         }
     ]
+
+
+def test_a_measurement_through_nvml_uses_the_counter_and_splits_by_process(
+    fake: FakeNvmlLibrary, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("WATTLAB_METER_DOUBLE", raising=False)
+    fake.energy_mj = None
+    meters = open_meters([0], double="", try_perf=False)
+    assert [g.device for g in meters.gpus] == ["GPU 0: NVIDIA Fake 100 (GPU-fake-uuid)"]
+    m = Measurement(meters=meters, hz=20.0)
+    m.start(foreground_pid=os.getpid(), foreground_pgid=os.getpgid(0))
+    stamp = int(time.time() * 1_000_000) + 1
+    # pid 1 (init) is in no group of ours: the "background" share.
+    fake.proc_samples = [_sample(os.getpid(), stamp, 30), _sample(1, stamp + 1, 10)]
+    time.sleep(0.5)
+    report, _ = m.stop()
+    meters.close()
+    duration = report.summaries["duration_s"]
+    assert duration is not None and report.gpu.value is not None
+    assert report.gpu.method == "counter"
+    assert report.gpu.value == pytest.approx(250.5 * duration, rel=0.02)
+    assert report.gpu_foreground_j == pytest.approx(0.75 * report.gpu.value, rel=1e-6)
+    assert report.summaries["gpu_temp_max_c"] is None  # NOT_SUPPORTED stays unknown
+    assert report.summaries["gpu_memory_max_mib"] == pytest.approx(3072)

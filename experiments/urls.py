@@ -1,3 +1,25 @@
 from django.urls import path
 
-urlpatterns: list = []
+from experiments import views
+
+urlpatterns = [
+    path("", views.experiment_list, name="experiment_list"),
+    path("experiments/new/", views.experiment_new, name="experiment_new"),
+    path("experiments/<uuid:code>/", views.experiment_detail, name="experiment_detail"),
+    path("experiments/<uuid:code>/progress/", views.experiment_progress, name="experiment_progress"),
+    path("experiments/<uuid:code>/cancel/", views.experiment_cancel, name="experiment_cancel"),
+    path("experiments/<uuid:code>/rerun/", views.experiment_rerun, name="experiment_rerun"),
+    path("experiments/<uuid:code>/delete/", views.experiment_delete, name="experiment_delete"),
+    path("experiments/<uuid:code>/export.<str:fmt>", views.experiment_export,
+         name="experiment_export"),
+    path("experiments/<uuid:code>/runs/<int:config>.<int:repeat>.<int:attempt>/",
+         views.run_detail, name="run_detail"),
+    path("experiments/<uuid:code>/runs/<int:config>.<int:repeat>.<int:attempt>/log/",
+         views.run_log, name="run_log"),
+    path("experiments/<uuid:code>/background/<int:index>/log/", views.background_log,
+         name="background_log"),
+    path("compare/", views.compare, name="compare"),
+    path("hosts/", views.host_list, name="host_list"),
+    path("account/tokens/", views.token_list, name="token_list"),
+    path("account/tokens/<str:prefix>/revoke/", views.token_revoke, name="token_revoke"),
+]

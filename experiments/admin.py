@@ -1,0 +1,131 @@
+"""Staff tools: workloads, hosts, experiments, runs and process groups (with orphans)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from experiments import selectors, services
+from experiments.models import (
+    ApiToken,
+    BackgroundRun,
+    Experiment,
+    Host,
+    ProcessGroup,
+    Run,
+    Workload,
+)
+
+
+@admin.register(Workload)
+class WorkloadAdmin(admin.ModelAdmin):
+    list_display = ("name", "source", "is_active", "legacy_repository", "legacy_model", "updated_at")
+    list_filter = ("source", "is_active")
+    search_fields = ("name", "description", "legacy_repository", "legacy_model")
+
+
+@admin.register(Host)
+class HostAdmin(admin.ModelAdmin):
+    list_display = ("hostname", "queue", "last_heartbeat", "cpu_count")
+    search_fields = ("hostname",)
+
+
+class RunInline(admin.TabularInline):
+    model = Run
+    extra = 0
+    can_delete = False
+    show_change_link = True
+    fields = ("config_index", "repeat_index", "attempt", "status", "duration_s", "gpu_energy_j",
+              "gpu_method", "coverage_percent", "coverage_verdict")
+    readonly_fields = fields
+
+
+@admin.register(Experiment)
+class ExperimentAdmin(admin.ModelAdmin):
+    list_display = ("name", "code", "owner", "mode", "status", "foreground_workload",
+                    "runs_done", "total_runs", "imported", "created_at")
+    list_filter = ("status", "mode", "imported", "source")
+    search_fields = ("name", "code", "owner__username", "foreground_workload__name")
+    list_select_related = ("owner", "foreground_workload")
+    readonly_fields = ("code", "created_at", "started_at", "ended_at", "heartbeat_at",
+                       "cancel_requested_at", "cancel_requested_by")
+    raw_id_fields = ("owner", "host")
+    inlines = [RunInline]
+
+
+@admin.register(Run)
+class RunAdmin(admin.ModelAdmin):
+    list_display = ("__str__", "status", "duration_s", "gpu_energy_j", "gpu_method",
+                    "cpu_energy_j", "cpu_method", "coverage_percent", "imported")
+    list_filter = ("status", "gpu_method", "cpu_method", "coverage_verdict", "imported")
+    list_select_related = ("experiment",)
+    raw_id_fields = ("experiment",)
+    exclude = ("trace",)
+
+
+@admin.register(BackgroundRun)
+class BackgroundRunAdmin(admin.ModelAdmin):
+    list_display = ("__str__", "started_at", "ended_at", "exit_code", "stopped")
+    raw_id_fields = ("experiment",)
+
+
+class OrphanedFilter(admin.SimpleListFilter):
+    """Orphan: not ended while its experiment is over, or its host went silent."""
+
+    title = "orphaned"
+    parameter_name = "orphaned"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", "orphaned"), ("no", "not orphaned")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.value() == "yes":
+            return queryset.filter(selectors.orphaned_groups_q())
+        if self.value() == "no":
+            return queryset.exclude(selectors.orphaned_groups_q())
+        return queryset
+
+
+@admin.register(ProcessGroup)
+class ProcessGroupAdmin(admin.ModelAdmin):
+    list_display = ("pgid", "leader_pid", "role", "host", "experiment_link", "started_at",
+                    "ended_at", "end_reason", "terminate_requested_at",
+                    "terminate_requested_by", "terminate_result")
+    list_filter = (OrphanedFilter, "role", "host")
+    list_select_related = ("host", "experiment", "terminate_requested_by")
+    readonly_fields = ("terminate_requested_at", "terminate_requested_by", "terminate_result")
+    raw_id_fields = ("experiment", "run")
+    actions = ["terminate"]
+
+    @admin.display(description="experiment")
+    def experiment_link(self, obj: ProcessGroup) -> str:
+        return f"{obj.experiment.name} ({obj.experiment.status})"
+
+    @admin.action(description="Terminate the selected process groups (on their host)")
+    def terminate(self, request: HttpRequest, queryset: QuerySet[ProcessGroup]) -> None:
+        sent = 0
+        for group in queryset.select_related("host"):
+            try:
+                services.process_group_request_terminate(group=group, by=request.user)
+            except ValidationError as exc:
+                self.message_user(request, f"group {group.pgid}: {'; '.join(exc.messages)}",
+                                  messages.WARNING)
+            else:
+                sent += 1
+        if sent:
+            self.message_user(
+                request,
+                f"Sent {sent} terminate request(s) to the owning hosts; the result appears "
+                "here once the worker has checked the process and acted.",
+                messages.SUCCESS,
+            )
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    list_display = ("prefix", "user", "name", "created_at", "last_used_at")
+    readonly_fields = ("key_hash", "prefix", "created_at", "last_used_at")

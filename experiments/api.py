@@ -1,0 +1,223 @@
+"""The JSON API for scripts (django-ninja; OpenAPI schema at /api/openapi.json, docs at
+/api/docs). Token authentication (``Authorization: Bearer <key>``); the same
+permissions as the pages: every member reads everything, the owner or staff cancel."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import secrets
+from typing import Any, Literal
+
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import Http404, HttpRequest, HttpResponse
+from django.utils import timezone
+from ninja import NinjaAPI, Schema
+from ninja.errors import HttpError
+from ninja.security import HttpBearer
+
+from experiments import selectors, services
+from experiments.expfile import ExperimentFileError, experiment_file_from_dict, parse_experiment_text
+from experiments.models import ApiToken, Experiment
+from experiments.permissions import _get_experiment_for_user
+from experiments.views.exports import experiment_csv, experiment_document
+
+
+def _hash(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def token_create(*, user: Any, name: str = "") -> str:
+    """A new token for ``user``; the key is returned once and only its hash is kept."""
+    key = "wl_" + secrets.token_urlsafe(32)
+    ApiToken.objects.create(user=user, name=name, key_hash=_hash(key), prefix=key[3:11])
+    return key
+
+
+class TokenAuth(HttpBearer):
+    def authenticate(self, request: HttpRequest, token: str) -> Any:
+        row = ApiToken.objects.select_related("user").filter(key_hash=_hash(token)).first()
+        if row is None or not row.user.is_active:
+            return None
+        now = timezone.now()
+        # Touch at most once a minute: a polling script must not write on every call.
+        if row.last_used_at is None or now - row.last_used_at > dt.timedelta(minutes=1):
+            ApiToken.objects.filter(pk=row.pk).update(last_used_at=now)
+        request.user = row.user
+        return row.user
+
+
+api = NinjaAPI(
+    title="Wattlab API",
+    version="1",
+    description="Submit experiments, follow them and read their results. "
+    "Energies in joules (J), durations in seconds (s), coverage in percent (%).",
+    auth=TokenAuth(),
+    urls_namespace="api",
+)
+
+
+@api.exception_handler(Http404)
+def _not_found(request: HttpRequest, exc: Exception) -> HttpResponse:
+    return api.create_response(request, {"detail": str(exc) or "Not found."}, status=404)
+
+
+@api.exception_handler(PermissionDenied)
+def _forbidden(request: HttpRequest, exc: Exception) -> HttpResponse:
+    return api.create_response(request, {"detail": str(exc) or "Forbidden."}, status=403)
+
+
+class ExperimentOut(Schema):
+    code: str
+    name: str
+    owner: str | None
+    mode: str
+    status: str
+    imported: bool
+    foreground_workload: str
+    background_workload: str | None
+    runs_done: int
+    total_runs: int
+    gpu_energy_j: float | None
+    cpu_energy_j: float | None
+    worst_verdict: str
+    created_at: dt.datetime
+    started_at: dt.datetime | None
+    ended_at: dt.datetime | None
+    url: str
+
+
+def _out(request: HttpRequest, e: Experiment) -> dict[str, Any]:
+    return {
+        "code": str(e.code),
+        "name": e.name,
+        "owner": e.owner.username if e.owner else None,
+        "mode": e.mode,
+        "status": e.status,
+        "imported": e.imported,
+        "foreground_workload": e.foreground_workload.name,
+        "background_workload": e.background_workload.name if e.background_workload else None,
+        "runs_done": e.runs_done,
+        "total_runs": e.total_runs,
+        "gpu_energy_j": e.gpu_energy_j,
+        "cpu_energy_j": e.cpu_energy_j,
+        "worst_verdict": e.worst_verdict,
+        "created_at": e.created_at,
+        "started_at": e.started_at,
+        "ended_at": e.ended_at,
+        "url": request.build_absolute_uri(f"/experiments/{e.code}/"),
+    }
+
+
+class ExperimentPage(Schema):
+    count: int
+    page: int
+    pages: int
+    results: list[ExperimentOut]
+
+
+class SubmitIn(Schema):
+    """Either ``spec`` (the experiment file as JSON) or ``text`` (YAML or JSON text)."""
+
+    spec: dict[str, Any] | None = None
+    text: str | None = None
+
+
+class ErrorOut(Schema):
+    detail: str
+    errors: dict[str, list[str]] = {}
+
+
+@api.get("/experiments", response=ExperimentPage, summary="List the team's experiments")
+def list_experiments(
+    request: HttpRequest,
+    owner: str = "",
+    workload: str = "",
+    status: str = "",
+    mode: str = "",
+    q: str = "",
+    page: int = 1,
+    page_size: int = 50,
+) -> dict[str, Any]:
+    from django.core.paginator import Paginator
+
+    if status and status not in Experiment.Status.values:
+        raise HttpError(422, f"status: not one of {', '.join(Experiment.Status.values)}")
+    if mode and mode not in Experiment.Mode.values:
+        raise HttpError(422, "mode: not one of solo, parallel")
+    qs = selectors.experiment_list(owner=owner, workload=workload, status=status, mode=mode, q=q)
+    paginator = Paginator(qs, max(1, min(page_size, 200)))
+    current = paginator.get_page(page)
+    return {
+        "count": paginator.count,
+        "page": current.number,
+        "pages": paginator.num_pages,
+        "results": [_out(request, e) for e in current.object_list],
+    }
+
+
+@api.post(
+    "/experiments",
+    response={201: ExperimentOut, 400: ErrorOut},
+    summary="Submit an experiment (the experiment-file format)",
+)
+def submit_experiment(request: HttpRequest, payload: SubmitIn) -> Any:
+    try:
+        if payload.text is not None:
+            spec = parse_experiment_text(payload.text)
+        elif payload.spec is not None:
+            spec = experiment_file_from_dict(payload.spec)
+        else:
+            return 400, {"detail": "send spec (a JSON object) or text (YAML)", "errors": {}}
+        experiment = services.experiment_submit(owner=request.user, spec=spec, source="api")
+    except ExperimentFileError as exc:
+        errors: dict[str, list[str]] = {}
+        for line in exc.errors:
+            path, _, message = line.partition(": ")
+            errors.setdefault(path, []).append(message)
+        return 400, {"detail": "invalid experiment file", "errors": errors}
+    except ValidationError as exc:
+        detail = exc.message_dict if hasattr(exc, "error_dict") else {"__all__": exc.messages}
+        return 400, {"detail": "the experiment does not fit the registered workloads",
+                     "errors": detail}
+    experiment = Experiment.objects.select_related(
+        "owner", "foreground_workload", "background_workload"
+    ).get(pk=experiment.pk)
+    return 201, _out(request, experiment)
+
+
+_QS = Experiment.objects.select_related("owner", "foreground_workload", "background_workload")
+
+
+@api.get("/experiments/{code}", response=ExperimentOut, summary="Status of one experiment")
+def experiment_status(request: HttpRequest, code: str) -> dict[str, Any]:
+    return _out(request, _get_experiment_for_user(request.user, code, queryset=_QS))
+
+
+@api.get("/experiments/{code}/results", summary="Runs with energy, metrics and coverage")
+def experiment_results(request: HttpRequest, code: str) -> dict[str, Any]:
+    return experiment_document(_get_experiment_for_user(request.user, code, queryset=_QS))
+
+
+@api.get("/experiments/{code}/export", summary="Export as CSV or JSON")
+def experiment_export(
+    request: HttpRequest, code: str, format: Literal["csv", "json"] = "json"
+) -> Any:
+    experiment = _get_experiment_for_user(request.user, code, queryset=_QS)
+    if format == "csv":
+        response = HttpResponse(experiment_csv(experiment), content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="wattlab-{experiment.code}.csv"'
+        return response
+    return experiment_document(experiment)
+
+
+class CancelOut(Schema):
+    cancelled: bool
+    status: str
+
+
+@api.post("/experiments/{code}/cancel", response=CancelOut, summary="Cancel (owner or staff)")
+def experiment_cancel(request: HttpRequest, code: str) -> dict[str, Any]:
+    experiment = _get_experiment_for_user(request.user, code, manage=True)
+    changed = services.experiment_cancel(experiment=experiment, by=request.user)
+    return {"cancelled": changed, "status": experiment.status}

@@ -1,0 +1,454 @@
+"""Server-rendered SVG charts: readable without JavaScript, no CDN, no build step.
+
+Every chart names its axes with units and carries a <title> per mark so hovering a
+point shows its exact value. Labels are escaped; the output is safe to mark_safe.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from html import escape
+
+from django.utils.safestring import SafeString, mark_safe
+
+PALETTE = ["#2563eb", "#e11d48", "#059669", "#d97706", "#7c3aed", "#0891b2"]
+#: The same mode has the same colour on every chart.
+GROUP_COLORS = {"solo": "#2563eb", "parallel": "#e11d48", "solo (imported)": "#93c5fd",
+                "parallel (imported)": "#fda4af"}
+
+
+def _colors(groups: list[str]) -> dict[str, str]:
+    spare = iter(c for c in PALETTE if c not in GROUP_COLORS.values())
+    return {g: GROUP_COLORS.get(g) or next(spare, "#475569") for g in groups}
+
+
+def _fmt(value: float) -> str:
+    if value == 0:
+        return "0"
+    mag = abs(value)
+    if mag >= 10000:
+        return f"{value:,.0f}"
+    if mag >= 100:
+        return f"{value:.0f}"
+    if mag >= 1:
+        return f"{value:.3g}"
+    return f"{value:.2g}"
+
+
+def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
+    """Round tick values covering [lo, hi]."""
+    if not math.isfinite(lo) or not math.isfinite(hi):
+        return [0.0]
+    if hi <= lo:
+        hi = lo + (abs(lo) or 1.0)
+    raw = (hi - lo) / max(count, 1)
+    exp = math.floor(math.log10(raw))
+    frac = raw / 10**exp
+    step = (1 if frac < 1.5 else 2 if frac < 3 else 5 if frac < 7 else 10) * 10**exp
+    start = math.floor(lo / step) * step
+    ticks = []
+    value = start
+    while value <= hi + step * 0.5 and len(ticks) < 20:
+        ticks.append(round(value, 12))
+        value += step
+    return ticks
+
+
+def _ok(y: float | None) -> bool:
+    return y is not None and math.isfinite(y)
+
+
+@dataclass
+class Series:
+    label: str
+    xs: Sequence[float]
+    ys: Sequence[float | None]
+    color: str = ""
+
+
+@dataclass
+class Marker:
+    """A vertical line at x (e.g. a background run starting)."""
+
+    x: float
+    label: str
+    color: str = "#64748b"
+    dashed: bool = True
+
+
+@dataclass
+class _Frame:
+    width: int
+    height: int
+    left: int = 58
+    right: int = 16
+    top: int = 14
+    bottom: int = 40
+    x0: float = 0.0
+    x1: float = 1.0
+    y0: float = 0.0
+    y1: float = 1.0
+    parts: list[str] = field(default_factory=list)
+
+    def sx(self, x: float) -> float:
+        span = (self.x1 - self.x0) or 1.0
+        return self.left + (x - self.x0) / span * (self.width - self.left - self.right)
+
+    def sy(self, y: float) -> float:
+        span = (self.y1 - self.y0) or 1.0
+        return self.height - self.bottom - (y - self.y0) / span * (
+            self.height - self.top - self.bottom
+        )
+
+
+def _tick_fmt(ticks: list[float]):  # type: ignore[no-untyped-def]
+    """Enough decimals to tell neighbouring ticks apart (0.94, 0.95, not 0.94, 0.94)."""
+    if len(ticks) < 2:
+        return _fmt
+    step = abs(ticks[1] - ticks[0]) or 1.0
+    decimals = max(0, -math.floor(math.log10(step))) if step < 1 else 0
+
+    def fmt(v: float) -> str:
+        return f"{v:,.{decimals}f}" if abs(v) < 1e6 else f"{v:.3g}"
+
+    return fmt
+
+
+def _axes(f: _Frame, x_label: str, y_label: str, *, x_ticks: list[float], y_ticks: list[float],
+          x_fmt=None) -> None:  # type: ignore[no-untyped-def]
+    p = f.parts
+    y_fmt = _tick_fmt(y_ticks)
+    x_fmt = x_fmt or _tick_fmt(x_ticks)
+    plot_w = f.width - f.left - f.right
+    for t in y_ticks:
+        y = f.sy(t)
+        p.append(f'<line class="grid" x1="{f.left}" x2="{f.left + plot_w}" y1="{y:.1f}" y2="{y:.1f}"/>')
+        p.append(f'<text class="tick" x="{f.left - 6}" y="{y + 4:.1f}" text-anchor="end">{escape(y_fmt(t))}</text>')
+    for t in x_ticks:
+        x = f.sx(t)
+        p.append(f'<line class="tickmark" x1="{x:.1f}" x2="{x:.1f}" y1="{f.height - f.bottom}" y2="{f.height - f.bottom + 4}"/>')
+        p.append(f'<text class="tick" x="{x:.1f}" y="{f.height - f.bottom + 16}" text-anchor="middle">{escape(x_fmt(t))}</text>')
+    p.append(f'<line class="axis" x1="{f.left}" x2="{f.left}" y1="{f.top}" y2="{f.height - f.bottom}"/>')
+    p.append(f'<line class="axis" x1="{f.left}" x2="{f.left + plot_w}" y1="{f.height - f.bottom}" y2="{f.height - f.bottom}"/>')
+    p.append(f'<text class="label" x="{f.left + plot_w / 2:.0f}" y="{f.height - 6}" text-anchor="middle">{escape(x_label)}</text>')
+    p.append(f'<text class="label" transform="translate(13 {f.top + (f.height - f.top - f.bottom) / 2:.0f}) rotate(-90)" text-anchor="middle">{escape(y_label)}</text>')
+
+
+def _svg(f: _Frame, title: str) -> SafeString:
+    body = "".join(f.parts)
+    return mark_safe(  # noqa: S308 - every label above went through escape()
+        f'<svg class="chart" viewBox="0 0 {f.width} {f.height}" role="img" '
+        f'aria-label="{escape(title)}" xmlns="http://www.w3.org/2000/svg">'
+        f"<title>{escape(title)}</title>{body}</svg>"
+    )
+
+
+def _empty(title: str, message: str, width: int, height: int) -> SafeString:
+    return mark_safe(  # noqa: S308
+        f'<svg class="chart empty" viewBox="0 0 {width} {height}" role="img" '
+        f'aria-label="{escape(title)}" xmlns="http://www.w3.org/2000/svg">'
+        f'<text x="{width / 2}" y="{height / 2}" text-anchor="middle" class="label">'
+        f"{escape(message)}</text></svg>"
+    )
+
+
+def line_chart(
+    series: list[Series],
+    *,
+    title: str,
+    x_label: str,
+    y_label: str,
+    markers: Sequence[Marker] = (),
+    width: int = 1000,
+    height: int = 220,
+    y_min: float | None = 0.0,
+) -> SafeString:
+    pts = [(x, y) for s in series for x, y in zip(s.xs, s.ys, strict=False) if _ok(y)]
+    if not pts:
+        return _empty(title, "no samples yet", width, height)
+    xs = [p[0] for p in pts] + [m.x for m in markers]
+    ys = [float(p[1]) for p in pts if p[1] is not None]
+    f = _Frame(width, height)
+    f.x0, f.x1 = min(xs), max(xs)
+    lo = min(ys) if y_min is None else min(y_min, min(ys))
+    y_ticks = nice_ticks(lo, max(ys))
+    f.y0, f.y1 = y_ticks[0], y_ticks[-1]
+    x_ticks = [t for t in nice_ticks(f.x0, f.x1, 6) if f.x0 <= t <= f.x1]
+    _axes(f, x_label, y_label, x_ticks=x_ticks, y_ticks=y_ticks)
+    for m in markers:
+        x = f.sx(m.x)
+        dash = ' stroke-dasharray="4 3"' if m.dashed else ""
+        f.parts.append(
+            f'<line class="marker" x1="{x:.1f}" x2="{x:.1f}" y1="{f.top}" y2="{f.height - f.bottom}" '
+            f'stroke="{m.color}"{dash}><title>{escape(m.label)}</title></line>'
+        )
+    for i, s in enumerate(series):
+        color = s.color or PALETTE[i % len(PALETTE)]
+        # A sample the meter could not read (None) breaks the line: no invented values.
+        segments: list[list[str]] = [[]]
+        for x, y in zip(s.xs, s.ys, strict=False):
+            if _ok(y):
+                segments[-1].append(f"{f.sx(x):.1f},{f.sy(y):.1f}")
+            elif segments[-1]:
+                segments.append([])
+        for seg in segments:
+            if seg:
+                f.parts.append(
+                    f'<polyline fill="none" stroke="{color}" stroke-width="1.6" '
+                    f'points="{" ".join(seg)}"><title>{escape(s.label)}</title></polyline>'
+                )
+    if len(series) > 1:
+        for i, s in enumerate(series):
+            color = s.color or PALETTE[i % len(PALETTE)]
+            x = f.left + 10 + i * 150
+            f.parts.append(f'<rect x="{x}" y="{f.top}" width="10" height="10" fill="{color}"/>')
+            f.parts.append(f'<text class="legend" x="{x + 14}" y="{f.top + 9}">{escape(s.label)}</text>')
+    return _svg(f, title)
+
+
+@dataclass
+class Point:
+    x: float
+    y: float
+    label: str
+    group: str = ""
+    href: str = ""
+
+
+def scatter(
+    points: list[Point],
+    *,
+    title: str,
+    x_label: str,
+    y_label: str,
+    front: Sequence[int] = (),
+    log_x: bool = False,
+    width: int = 1000,
+    height: int = 360,
+) -> SafeString:
+    """Points coloured by group; ``front`` (indices) is joined as the Pareto front."""
+    pts = [p for p in points if math.isfinite(p.x) and math.isfinite(p.y) and (p.x > 0 or not log_x)]
+    if not pts:
+        return _empty(title, "no finished runs to plot", width, height)
+
+    def tx(x: float) -> float:
+        return math.log10(x) if log_x else x
+
+    f = _Frame(width, height)
+    x_ticks = nice_ticks(min(tx(p.x) for p in pts), max(tx(p.x) for p in pts))
+    if log_x:
+        x_ticks = [float(t) for t in range(math.floor(x_ticks[0]), math.ceil(x_ticks[-1]) + 1)]
+    y_ticks = nice_ticks(min(p.y for p in pts), max(p.y for p in pts))
+    f.x0, f.x1, f.y0, f.y1 = x_ticks[0], x_ticks[-1], y_ticks[0], y_ticks[-1]
+    _axes(f, x_label, y_label, x_ticks=x_ticks, y_ticks=y_ticks,
+          x_fmt=(lambda t: _fmt(10**t)) if log_x else None)
+    groups = sorted({p.group for p in pts})
+    colors = _colors(groups)
+    if front:
+        chosen = [points[i] for i in front if points[i] in pts]
+        coords = " ".join(f"{f.sx(tx(p.x)):.1f},{f.sy(p.y):.1f}" for p in chosen)
+        f.parts.append(
+            f'<polyline class="front" fill="none" stroke="#0f172a" stroke-width="1.5" '
+            f'stroke-dasharray="5 3" points="{coords}"><title>Pareto front</title></polyline>'
+        )
+    front_set = {id(points[i]) for i in front}
+    for p in pts:
+        cx, cy = f.sx(tx(p.x)), f.sy(p.y)
+        r = 4.5 if id(p) in front_set else 3.2
+        mark = (
+            f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="{r}" fill="{colors[p.group]}" '
+            f'fill-opacity="0.75"><title>{escape(p.label)}</title></circle>'
+        )
+        if p.href:
+            mark = f'<a href="{escape(p.href)}">{mark}</a>'
+        f.parts.append(mark)
+    if len(groups) > 1 or front:
+        items = [(g, colors[g]) for g in groups]
+        for i, (g, color) in enumerate(items):
+            x = f.left + 10 + i * 120
+            f.parts.append(f'<circle cx="{x + 5}" cy="{f.top + 5}" r="4" fill="{color}"/>')
+            f.parts.append(f'<text class="legend" x="{x + 14}" y="{f.top + 9}">{escape(g or "runs")}</text>')
+        if front:
+            x = f.left + 10 + len(items) * 120
+            f.parts.append(f'<line x1="{x}" x2="{x + 16}" y1="{f.top + 5}" y2="{f.top + 5}" stroke="#0f172a" stroke-dasharray="5 3"/>')
+            f.parts.append(f'<text class="legend" x="{x + 20}" y="{f.top + 9}">Pareto front</text>')
+    return _svg(f, title)
+
+
+@dataclass
+class RangeBar:
+    """One group: median with a low–high whisker, for a category and a series."""
+
+    category: str
+    series: str
+    median: float
+    low: float
+    high: float
+    n: int
+
+
+def range_chart(
+    bars: list[RangeBar], *, title: str, y_label: str, width: int = 1000, height: int = 300
+) -> SafeString:
+    """Median bars with min–max whiskers, side by side per category (parallel vs solo)."""
+    if not bars:
+        return _empty(title, "nothing measured both ways yet", width, height)
+    cats = list(dict.fromkeys(b.category for b in bars))
+    series = list(dict.fromkeys(b.series for b in bars))
+    colors = _colors(series)
+    f = _Frame(width, height, bottom=56)
+    y_ticks = nice_ticks(0.0, max(b.high for b in bars))
+    f.y0, f.y1 = 0.0, y_ticks[-1]
+    _axes(f, "", y_label, x_ticks=[], y_ticks=y_ticks)
+    plot_w = f.width - f.left - f.right
+    slot = plot_w / len(cats)
+    bar_w = min(28.0, slot * 0.8 / len(series))
+    for ci, cat in enumerate(cats):
+        cx = f.left + slot * (ci + 0.5)
+        label = cat if len(cat) <= 22 else cat[:21] + "…"
+        f.parts.append(f'<text class="tick" x="{cx:.1f}" y="{f.height - f.bottom + 16}" text-anchor="middle"><title>{escape(cat)}</title>{escape(label)}</text>')
+        for si, s in enumerate(series):
+            b = next((b for b in bars if b.category == cat and b.series == s), None)
+            if b is None:
+                continue
+            x = cx + (si - len(series) / 2) * bar_w
+            y = f.sy(b.median)
+            base = f.sy(0)
+            tip = f"{s}: median {_fmt(b.median)} {y_label}, range {_fmt(b.low)}–{_fmt(b.high)}, n={b.n}"
+            f.parts.append(
+                f'<rect x="{x:.1f}" y="{y:.1f}" width="{bar_w - 2:.1f}" height="{max(base - y, 0.5):.1f}" '
+                f'fill="{colors[s]}" fill-opacity="0.8"><title>{escape(tip)}</title></rect>'
+            )
+            wx = x + (bar_w - 2) / 2
+            f.parts.append(
+                f'<line class="whisker" x1="{wx:.1f}" x2="{wx:.1f}" y1="{f.sy(b.low):.1f}" y2="{f.sy(b.high):.1f}"/>'
+            )
+    for i, s in enumerate(series):
+        x = f.left + 10 + i * 120
+        f.parts.append(f'<rect x="{x}" y="{f.height - 20}" width="10" height="10" fill="{colors[s]}"/>')
+        f.parts.append(f'<text class="legend" x="{x + 14}" y="{f.height - 11}">{escape(s)}</text>')
+    return _svg(f, title)
+
+
+@dataclass
+class Window:
+    """One foreground run's window and the background intervals overlapping it."""
+
+    label: str
+    start: dt.datetime
+    end: dt.datetime
+    background: list[tuple[dt.datetime, dt.datetime, str]]
+    percent: float | None
+    verdict: str
+    href: str = ""
+    live: bool = False
+
+
+def _union(intervals: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    merged: list[tuple[float, float]] = []
+    for a, b in sorted(intervals):
+        if merged and a <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], b))
+        else:
+            merged.append((a, b))
+    return merged
+
+
+def gaps_in(window_s: float, covered: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The parts of [0, window_s] no background interval covers."""
+    gaps = []
+    at = 0.0
+    for a, b in _union(covered):
+        if a > at:
+            gaps.append((at, a))
+        at = max(at, b)
+    if at < window_s:
+        gaps.append((at, window_s))
+    return gaps
+
+
+VERDICT_COLOR = {"good": "#059669", "partial": "#d97706", "insufficient": "#dc2626"}
+
+
+def coverage_timeline(windows: list[Window], *, width: int = 1000) -> SafeString:
+    """One row per foreground window, the window spanning the full width: background
+    runs laid over it as bars, uncovered gaps hatched red, % and verdict on the right."""
+    title = "Background coverage of each foreground run"
+    if not windows:
+        return _empty(title, "no foreground run has started yet", width, 60)
+    row_h = 26
+    left, right = 70, 150
+    height = 26 + row_h * len(windows)
+    plot_w = width - left - right
+    parts = [
+        '<defs><pattern id="gap-hatch" width="6" height="6" patternUnits="userSpaceOnUse" '
+        'patternTransform="rotate(45)"><rect width="6" height="6" fill="#fee2e2"/>'
+        '<line x1="0" y1="0" x2="0" y2="6" stroke="#dc2626" stroke-width="2"/></pattern></defs>',
+        f'<text class="tick" x="{left}" y="12">window start</text>',
+        f'<text class="tick" x="{left + plot_w}" y="12" text-anchor="end">window end</text>',
+    ]
+    for i, w in enumerate(windows):
+        y = 20 + i * row_h
+        span = max((w.end - w.start).total_seconds(), 1e-6)
+
+        def sx(seconds: float, span: float = span) -> float:
+            return left + max(0.0, min(seconds, span)) / span * plot_w
+
+        label = escape(w.label)
+        if w.href:
+            label = f'<a href="{escape(w.href)}">{label}</a>'
+        parts.append(f'<text class="rowlabel" x="{left - 8}" y="{y + 14}" text-anchor="end">{label}</text>')
+        parts.append(
+            f'<rect class="window" x="{left}" y="{y + 2}" width="{plot_w}" height="{row_h - 8}">'
+            f"<title>{escape(w.label)}: foreground window {span:.1f} s</title></rect>"
+        )
+        covered = []
+        for b_start, b_end, b_label in w.background:
+            a = (b_start - w.start).total_seconds()
+            b = (b_end - w.start).total_seconds()
+            a, b = max(a, 0.0), min(b, span)
+            if b <= a:
+                continue
+            covered.append((a, b))
+            parts.append(
+                f'<rect class="bg" x="{sx(a):.1f}" y="{y + 6}" width="{max(sx(b) - sx(a), 0.8):.1f}" '
+                f'height="{row_h - 16}"><title>{escape(b_label)}: {a:.1f}–{b:.1f} s into the window'
+                "</title></rect>"
+            )
+        for a, b in gaps_in(span, covered):
+            parts.append(
+                f'<rect class="gap" x="{sx(a):.1f}" y="{y + 2}" width="{max(sx(b) - sx(a), 1.0):.1f}" '
+                f'height="{row_h - 8}" fill="url(#gap-hatch)"><title>gap {b - a:.1f} s '
+                f"(no background running)</title></rect>"
+            )
+        pct = "…" if w.percent is None else f"{w.percent:.1f} %"
+        verdict = w.verdict or ("running" if w.live else "")
+        color = VERDICT_COLOR.get(w.verdict, "#475569")
+        parts.append(
+            f'<text class="pct" x="{left + plot_w + 8}" y="{y + 14}">{escape(pct)}</text>'
+            f'<text class="verdict" x="{left + plot_w + 68}" y="{y + 14}" fill="{color}">'
+            f"{escape(verdict)}</text>"
+        )
+    return mark_safe(  # noqa: S308
+        f'<svg class="chart timeline" viewBox="0 0 {width} {height}" role="img" '
+        f'aria-label="{title}" xmlns="http://www.w3.org/2000/svg"><title>{title}</title>'
+        + "".join(parts)
+        + "</svg>"
+    )
+
+
+def covered_percent(w: Window) -> float:
+    """Union of the background intervals inside the window / window length, in %."""
+    span = (w.end - w.start).total_seconds()
+    if span <= 0:
+        return 0.0
+    covered = []
+    for b_start, b_end, _ in w.background:
+        a = max((b_start - w.start).total_seconds(), 0.0)
+        b = min((b_end - w.start).total_seconds(), span)
+        if b > a:
+            covered.append((a, b))
+    return 100.0 * sum(b - a for a, b in _union(covered)) / span

@@ -1,0 +1,125 @@
+"""Formatting with units: every number on a page carries its unit (and None is never 0)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from django import template
+from django.utils.html import format_html
+
+from experiments.models import Run
+
+register = template.Library()
+
+_METHODS = dict(Run.Method.choices)
+_SHORT = {
+    "counter": "counter",
+    "integrated": "integrated",
+    "rapl": "RAPL",
+    "perf": "perf",
+    "estimate": "estimate",
+    "unavailable": "n/a",
+    "legacy_power_sum": "legacy 1 s sum",
+    "legacy_machine_rapl": "legacy machine RAPL",
+}
+
+
+@register.filter
+def joules(value: Any) -> str:
+    if value is None or value == "":
+        return "—"
+    v = float(value)
+    if abs(v) >= 1e6:
+        return f"{v / 1e6:.3g} MJ"
+    if abs(v) >= 1e3:
+        return f"{v / 1e3:.3g} kJ"
+    return f"{v:.3g} J"
+
+
+@register.filter
+def watts(value: Any) -> str:
+    if value is None or value == "":
+        return "—"
+    return f"{float(value):.1f} W"
+
+
+@register.filter
+def percent(value: Any) -> str:
+    if value is None or value == "":
+        return "—"
+    return f"{float(value):.1f} %"
+
+
+@register.filter
+def seconds(value: Any) -> str:
+    """1.2 s, 3 min 04 s, 2 h 05 min."""
+    if value is None or value == "":
+        return "—"
+    s = float(value.total_seconds() if isinstance(value, dt.timedelta) else value)
+    if s < 60:
+        return f"{s:.1f} s"
+    if s < 3600:
+        return f"{int(s // 60)} min {int(s % 60):02d} s"
+    return f"{int(s // 3600)} h {int(s % 3600 // 60):02d} min"
+
+
+@register.filter
+def number(value: Any) -> str:
+    if value is None or value == "":
+        return "—"
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+@register.simple_tag
+def energy(value: Any, method: str = "") -> str:
+    """An energy figure with its method; "not measured" is said, never shown as 0 J."""
+    if value is None:
+        label = _METHODS.get(method, "not measured") if method else "not measured"
+        return format_html('<span class="muted" title="{}">not measured</span>', label)
+    return format_html(
+        '{} <span class="method" title="{}">{}</span>',
+        joules(value),
+        _METHODS.get(method, method or "method not recorded"),
+        _SHORT.get(method, method or "?"),
+    )
+
+
+@register.filter
+def method_label(method: str) -> str:
+    return _METHODS.get(method, method or "not recorded")
+
+
+@register.filter
+def hp_inline(values: Any) -> str:
+    if not values:
+        return "defaults"
+    return ", ".join(f"{k}={v}" for k, v in values.items())
+
+
+@register.filter
+def get_item(mapping: Any, key: str) -> Any:
+    try:
+        return mapping.get(key)
+    except AttributeError:
+        return None
+
+
+@register.filter
+def run_ref(run: Any) -> str:
+    return f"{run.config_index}.{run.repeat_index}.{run.attempt}"
+
+
+@register.filter
+def span_s(obj: Any) -> float | None:
+    """Seconds between an object's started_at and ended_at (None while it goes on)."""
+    start, end = getattr(obj, "started_at", None), getattr(obj, "ended_at", None)
+    if start is None or end is None:
+        return None
+    return float((end - start).total_seconds())

@@ -1,0 +1,220 @@
+"""One experiment: progress, coverage timeline, runs, background runs, actions, exports."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from experiments import charts, selectors, services
+from experiments.coverage import compute_coverage
+from experiments.models import BackgroundRun, Experiment, Run
+from experiments.permissions import _get_experiment_for_user, can_manage
+from experiments.views._common import render_live
+from experiments.views.traces import trace_series
+
+_DETAIL_QS = Experiment.objects.select_related(
+    "owner", "foreground_workload", "background_workload", "host", "cancel_requested_by"
+)
+
+
+def run_url(experiment: Experiment, run: Run) -> str:
+    return reverse(
+        "run_detail",
+        kwargs={
+            "code": experiment.code,
+            "config": run.config_index,
+            "repeat": run.repeat_index,
+            "attempt": run.attempt,
+        },
+    )
+
+
+def coverage_windows(
+    experiment: Experiment, runs: list[Run], background: list[BackgroundRun]
+) -> list[charts.Window]:
+    """Each started foreground run's window with the background runs overlapping it.
+
+    A run still going is drawn up to now, and its percentage computed live with the
+    same interval maths the worker uses (``experiments.coverage``)."""
+    now = timezone.now()
+    windows = []
+    for run in runs:
+        if run.started_at is None:
+            continue
+        end = run.ended_at or now
+        over = [
+            (b.started_at, b.ended_at or now, f"background run {b.index}")
+            for b in background
+            if b.started_at < end and (b.ended_at is None or b.ended_at > run.started_at)
+        ]
+        percent = run.coverage_percent
+        verdict = run.coverage_verdict
+        if run.ended_at is None and experiment.mode == Experiment.Mode.PARALLEL:
+            report = compute_coverage(
+                run.started_at.timestamp(),
+                end.timestamp(),
+                [(a.timestamp(), b.timestamp()) for a, b, _ in over],
+            )
+            percent, verdict = report.percent, ""
+        windows.append(
+            charts.Window(
+                label=f"run {run.config_index}.{run.repeat_index}",
+                start=run.started_at,
+                end=end,
+                background=over,
+                percent=percent,
+                verdict=verdict,
+                href=run_url(experiment, run),
+                live=run.ended_at is None,
+            )
+        )
+    return windows
+
+
+def _live_power_chart(run: Run | None) -> Any:
+    if run is None:
+        return None
+    trace = Run.objects.filter(pk=run.pk).values_list("trace", flat=True).first()
+    series = trace_series(bytes(trace or b""))
+    if series is None:
+        return charts.line_chart(
+            [], title="GPU power, live", x_label="time since the run started (s)",
+            y_label="power (W)",
+        )
+    return charts.line_chart(
+        [charts.Series("GPU power (W)", series["t"], series.get("power_w", []))],
+        title="GPU power, live",
+        x_label="time since the run started (s)",
+        y_label="power (W)",
+        height=180,
+    )
+
+
+def _context(request: HttpRequest, experiment: Experiment) -> dict[str, Any]:
+    data = selectors.experiment_detail(experiment=experiment)
+    runs, background = data["runs"], data["background_runs"]
+    progress = selectors.experiment_progress(experiment=experiment, runs=runs)
+    windows = (
+        coverage_windows(experiment, runs, background)
+        if experiment.mode == Experiment.Mode.PARALLEL
+        else []
+    )
+    return {
+        "experiment": experiment,
+        "runs": [(run, run_url(experiment, run)) for run in runs],
+        "background_runs": background,
+        "progress": progress,
+        "timeline": charts.coverage_timeline(windows) if windows or experiment.mode == "parallel" else None,
+        "power_chart": _live_power_chart(progress["current"]) if experiment.is_active else None,
+        "can_manage": can_manage(request.user, experiment),
+        "live": experiment.is_active,
+        "now": timezone.now(),
+    }
+
+
+@login_required
+@require_GET
+def experiment_detail(request: HttpRequest, code: str) -> HttpResponse:
+    experiment = _get_experiment_for_user(request.user, code, queryset=_DETAIL_QS)
+    context = _context(request, experiment)
+    return render_live(
+        request,
+        "experiments/detail.html",
+        "experiments/htmx/_live.html",
+        context,
+        live=experiment.is_active,
+    )
+
+
+@login_required
+@require_GET
+def experiment_progress(request: HttpRequest, code: str) -> HttpResponse:
+    """The small progress fragment (one query beyond the session): cheap to poll."""
+    experiment = _get_experiment_for_user(request.user, code)
+    current = (
+        Run.objects.filter(experiment=experiment, status=Run.Status.RUNNING)
+        .only("started_at", "config_index", "repeat_index", "attempt")
+        .order_by("-started_at")
+        .first()
+        if experiment.is_active
+        else None
+    )
+    progress = selectors.experiment_progress(experiment=experiment, runs=None)
+    if current and current.started_at:
+        progress["current"] = current
+        progress["current_elapsed_s"] = (timezone.now() - current.started_at).total_seconds()
+    return render_live(
+        request,
+        "experiments/detail.html",
+        "experiments/htmx/_progress.html",
+        {"experiment": experiment, "progress": progress, "live": experiment.is_active}
+        | ({} if getattr(request, "htmx", False) else _context(request, experiment)),
+        live=experiment.is_active,
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def experiment_cancel(request: HttpRequest, code: str) -> HttpResponse:
+    experiment = _get_experiment_for_user(request.user, code, manage=True, queryset=_DETAIL_QS)
+    if request.method == "GET":
+        return render(request, "experiments/confirm.html", {
+            "experiment": experiment, "action": "cancel",
+            "question": "Cancel this experiment?",
+            "explain": "The worker stops the running training and the background loop "
+                       "(SIGTERM, a grace period, then SIGKILL) and keeps the runs measured so far.",
+            "button": "Cancel experiment",
+        })
+    if services.experiment_cancel(experiment=experiment, by=request.user):
+        messages.success(request, "Cancel requested: the worker stops its processes within seconds.")
+    else:
+        messages.info(request, f"Nothing to cancel: the experiment is {experiment.status}.")
+    return redirect("experiment_detail", code=experiment.code)
+
+
+@login_required
+@require_POST
+def experiment_rerun(request: HttpRequest, code: str) -> HttpResponse:
+    experiment = _get_experiment_for_user(request.user, code, manage=True)
+    try:
+        new = services.experiment_rerun(experiment=experiment, by=request.user)
+    except ValidationError as exc:
+        messages.error(request, "Cannot re-run: " + "; ".join(exc.messages))
+        return redirect("experiment_detail", code=experiment.code)
+    messages.success(request, "Re-run submitted with the same configurations.")
+    return redirect("experiment_detail", code=new.code)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def experiment_delete(request: HttpRequest, code: str) -> HttpResponse:
+    experiment = _get_experiment_for_user(request.user, code, manage=True, queryset=_DETAIL_QS)
+    if request.method == "GET":
+        return render(request, "experiments/confirm.html", {
+            "experiment": experiment, "action": "delete",
+            "question": "Delete this experiment and all its runs?",
+            "explain": "Its runs, background runs, logs and traces are removed for the whole team. "
+                       "This cannot be undone.",
+            "button": "Delete for good",
+            "danger": True,
+        })
+    try:
+        services.experiment_delete(experiment=experiment, by=request.user)
+    except ValidationError as exc:
+        messages.error(request, "Cannot delete: " + "; ".join(exc.messages))
+        return redirect("experiment_detail", code=experiment.code)
+    messages.success(request, f"Deleted {experiment.name}.")
+    return redirect("experiment_list")
+
+
+def elapsed_since(start: dt.datetime | None) -> float | None:
+    return (timezone.now() - start).total_seconds() if start else None

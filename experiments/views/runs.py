@@ -1,0 +1,145 @@
+"""One foreground run: its power/utilisation/temperature, provenance, metrics and log."""
+
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_required
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_GET
+
+from experiments import charts, selectors
+from experiments.models import BackgroundRun, Experiment, Run
+from experiments.permissions import _get_experiment_for_user
+from experiments.views.traces import trace_metadata, trace_series
+
+#: How much of the log the page shows (the rest is a download away).
+LOG_TAIL_BYTES = 64 * 1024
+
+
+def _run_or_404(request: HttpRequest, code: str, config: int, repeat: int, attempt: int) -> Run:
+    experiment = _get_experiment_for_user(
+        request.user,
+        code,
+        queryset=Experiment.objects.select_related(
+            "owner", "foreground_workload", "background_workload", "host"
+        ),
+    )
+    run = selectors.run_for_experiment(
+        experiment=experiment, config_index=config, repeat_index=repeat, attempt=attempt
+    )
+    if run is None:
+        raise Http404("No such run.")
+    run.experiment = experiment
+    return run
+
+
+def _log_tail(run: Run) -> tuple[str, bool]:
+    """The end of the log (where failures are), and whether it was cut."""
+    if run.log:
+        try:
+            with run.log.open("rb") as fh:
+                fh.seek(0, 2)
+                size = fh.tell()
+                fh.seek(max(size - LOG_TAIL_BYTES, 0))
+                data = fh.read()
+            return data.decode("utf-8", errors="replace"), size > LOG_TAIL_BYTES
+        except (OSError, ValueError):
+            pass
+    return run.log_tail, False
+
+
+def _markers(run: Run, background: list[BackgroundRun]) -> list[charts.Marker]:
+    if run.started_at is None:
+        return []
+    out = []
+    for b in background:
+        start = (b.started_at - run.started_at).total_seconds()
+        out.append(charts.Marker(start, f"background run {b.index} starts", "#059669"))
+        if b.ended_at:
+            end = (b.ended_at - run.started_at).total_seconds()
+            out.append(charts.Marker(end, f"background run {b.index} ends (exit {b.exit_code})", "#dc2626"))
+    return out
+
+
+@login_required
+@require_GET
+def run_detail(request: HttpRequest, code: str, config: int, repeat: int, attempt: int) -> HttpResponse:
+    run = _run_or_404(request, code, config, repeat, attempt)
+    experiment = run.experiment
+    background: list[BackgroundRun] = []
+    if experiment.mode == Experiment.Mode.PARALLEL and run.started_at:
+        background = selectors.background_runs_between(
+            experiment=experiment, start=run.started_at, end=run.ended_at or run.started_at
+        )
+    series = trace_series(bytes(run.trace or b""))
+    chart_list = []
+    if series is not None:
+        t = series["t"]
+        markers = _markers(run, background)
+        duration = run.duration_s or (t[-1] if t else 0.0)
+        markers = [m for m in markers if -1.0 <= m.x <= duration + 1.0]
+        for key, title, unit in (
+            ("power_w", "GPU power", "power (W)"),
+            ("util_pct", "GPU utilisation", "utilisation (%)"),
+            ("temp_c", "GPU temperature", "temperature (°C)"),
+            ("mem_mib", "GPU memory", "memory (MiB)"),
+            ("cpu_power_w", "CPU power", "power (W)"),
+        ):
+            if key in series:
+                chart_list.append(
+                    charts.line_chart(
+                        [charts.Series(title, t, series[key])],
+                        title=title,
+                        x_label="time since the run started (s)",
+                        y_label=unit,
+                        markers=markers,
+                        height=190,
+                    )
+                )
+    log_text, cut = _log_tail(run)
+    return render(request, "experiments/run.html", {
+        "experiment": experiment,
+        "run": run,
+        "charts": chart_list,
+        "has_trace": series is not None,
+        "trace_meta": trace_metadata(bytes(run.trace or b"")),
+        "background_runs": background,
+        "log_text": log_text,
+        "log_cut": cut,
+        "provenance": run.provenance or {},
+    })
+
+
+@login_required
+@require_GET
+def run_log(request: HttpRequest, code: str, config: int, repeat: int, attempt: int) -> HttpResponse:
+    run = _run_or_404(request, code, config, repeat, attempt)
+    filename = f"{run.experiment.code}-run-{config}.{repeat}.{attempt}.log"
+    if run.log:
+        try:
+            return FileResponse(run.log.open("rb"), as_attachment=True, filename=filename,
+                                content_type="text/plain; charset=utf-8")
+        except OSError:
+            pass
+    response = HttpResponse(run.log_tail, content_type="text/plain; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+@login_required
+@require_GET
+def background_log(request: HttpRequest, code: str, index: int) -> HttpResponse:
+    experiment = _get_experiment_for_user(request.user, code)
+    bg = BackgroundRun.objects.filter(experiment=experiment, index=index).first()
+    if bg is None:
+        raise Http404("No such background run.")
+    filename = f"{experiment.code}-background-{index}.log"
+    if bg.log:
+        try:
+            return FileResponse(bg.log.open("rb"), as_attachment=True, filename=filename,
+                                content_type="text/plain; charset=utf-8")
+        except OSError:
+            pass
+    response = HttpResponse(bg.log_tail, content_type="text/plain; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response

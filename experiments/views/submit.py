@@ -1,0 +1,138 @@
+"""Submitting an experiment: the form (with its htmx helpers) or an uploaded file."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils.cache import patch_vary_headers
+from django.views.decorators.http import require_http_methods
+
+from experiments import selectors, services
+from experiments.expfile import (
+    ExperimentFileError,
+    experiment_file_from_dict,
+    parse_experiment_text,
+)
+from experiments.forms import ExperimentForm, UploadForm
+from experiments.models import Experiment
+
+
+def _preview(form: ExperimentForm) -> dict[str, Any] | None:
+    """How many of the asked configurations are still new for this workload and mode."""
+    if not form.is_valid():
+        return None
+    try:
+        spec = experiment_file_from_dict(form.to_spec_dict())
+    except ExperimentFileError as exc:
+        return {"errors": exc.errors}
+    preview = services.experiment_plan_preview(spec=spec)
+    asked = spec.configurations
+    errors = [f"{k}: {m}" for k, ms in preview.errors.items() for m in ms]
+    return {
+        "asked": asked,
+        "available": preview.available,
+        "enough": preview.available >= asked,
+        "mutating": bool(spec.foreground.mutate),
+        "strategy": spec.strategy,
+        "errors": errors,
+        "mode": spec.mode,
+    }
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def experiment_new(request: HttpRequest) -> HttpResponse:
+    targets = selectors.target_choices()
+    part = request.GET.get("part") or request.POST.get("_part") or ""
+    upload = UploadForm()
+    if request.method == "GET":
+        initial: dict[str, Any] = {}
+        if request.GET.get("workload"):
+            initial["workload"] = request.GET["workload"]
+        form = ExperimentForm(initial=initial, targets=targets)
+        if getattr(request, "htmx", False) and part in {"fg", "bg"}:
+            # The workload select swapped: only its hyperparameter fieldset comes back.
+            form = ExperimentForm(request.GET, targets=targets)
+            form.errors.clear()  # a half-filled form is not an error yet
+            template = "experiments/htmx/_fg_params.html" if part == "fg" else "experiments/htmx/_bg_params.html"
+            response = render(request, template, {"form": form})
+            patch_vary_headers(response, ("HX-Request",))
+            return response
+        return _page(request, form, upload)
+
+    if "upload" in request.POST:
+        upload = UploadForm(request.POST, request.FILES)
+        form = ExperimentForm(targets=targets)
+        if upload.is_valid():
+            try:
+                spec = parse_experiment_text(
+                    upload.cleaned_data["content"], filename=upload.cleaned_data["filename"]
+                )
+                experiment = services.experiment_submit(owner=request.user, spec=spec, source="web")
+            except ExperimentFileError as exc:
+                for line in exc.errors:
+                    upload.add_error(None, line)
+            except ValidationError as exc:
+                for path, messages in _error_items(exc):
+                    for message in messages:
+                        upload.add_error(None, f"{path}: {message}" if path else message)
+            else:
+                return redirect("experiment_detail", code=experiment.code)
+        return _page(request, form, upload, status=400, upload_open=True)
+
+    form = ExperimentForm(request.POST, targets=targets)
+    if part == "preview" or "_preview" in request.POST or "_reload" in request.POST:
+        # "Check" / "load parameters" without JavaScript, or the htmx plan preview.
+        if part == "preview" and getattr(request, "htmx", False):
+            response = render(
+                request, "experiments/htmx/_preview.html", {"preview": _preview(form)}
+            )
+            patch_vary_headers(response, ("HX-Request",))
+            return response
+        preview = _preview(form) if "_preview" in request.POST else None
+        if "_reload" in request.POST:
+            form = ExperimentForm(request.POST, targets=targets)
+            form.errors.clear()
+        return _page(request, form, upload, preview=preview)
+    if form.is_valid():
+        try:
+            spec = experiment_file_from_dict(form.to_spec_dict())
+            experiment = services.experiment_submit(owner=request.user, spec=spec, source="web")
+        except ExperimentFileError as exc:
+            form.add_path_errors(exc.errors)
+        except ValidationError as exc:
+            form.add_validation_error(exc)
+        else:
+            return redirect("experiment_detail", code=experiment.code)
+    return _page(request, form, upload, status=400)
+
+
+def _error_items(exc: ValidationError) -> list[tuple[str, list[str]]]:
+    if hasattr(exc, "error_dict"):
+        return [("" if k == "__all__" else k, v) for k, v in exc.message_dict.items()]
+    return [("", exc.messages)]
+
+
+def _page(
+    request: HttpRequest,
+    form: ExperimentForm,
+    upload: UploadForm,
+    *,
+    status: int = 200,
+    preview: dict[str, Any] | None = None,
+    upload_open: bool = False,
+) -> HttpResponse:
+    context = {
+        "form": form,
+        "upload": upload,
+        "preview": preview,
+        "upload_open": upload_open,
+        "strategies": Experiment.Strategy,
+    }
+    response = render(request, "experiments/new.html", context, status=status)
+    patch_vary_headers(response, ("HX-Request",))
+    return response

@@ -1,0 +1,32 @@
+"""Personal API tokens: create (the key is shown once) and revoke."""
+
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods, require_POST
+
+from experiments.models import ApiToken
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def token_list(request: HttpRequest) -> HttpResponse:
+    new_key = None
+    if request.method == "POST":
+        name = request.POST.get("name", "").strip()[:100]
+        from experiments.api import token_create  # the API module imports the views
+
+        new_key = token_create(user=request.user, name=name)
+    tokens = ApiToken.objects.filter(user=request.user).order_by("-created_at")
+    return render(request, "experiments/tokens.html", {"tokens": tokens, "new_key": new_key})
+
+
+@login_required
+@require_POST
+def token_revoke(request: HttpRequest, prefix: str) -> HttpResponse:
+    deleted, _ = ApiToken.objects.filter(user=request.user, prefix=prefix).delete()
+    if not deleted:
+        raise Http404("No such token.")
+    return redirect("token_list")

@@ -60,7 +60,10 @@ ENERGY_COLUMNS = {
 FLAG_GPU = "legacy_gpu_1s_power_sum"  # about 2.7 % low: samples were not 1 s apart
 FLAG_CPU = "legacy_cpu_whole_machine"  # RAPL for the machine, not the training
 FLAG_CPU_BACKGROUND = "legacy_cpu_includes_background"
+# The row's fg_* block belonged to another run; the plain columns were used.
+FLAG_STALE_FG = "legacy_fg_columns_of_another_run"
 
+_IDENTITY_COLUMNS = ("duration_seconds", "energy_gpu_total_joules", "energy_cpu_pkg_joules")
 _INT_TEXT = re.compile(r"^[-+]?\d+$")
 
 
@@ -86,6 +89,7 @@ class LegacyRun:
     retries: int | None
     error_message: str
     recorded_hyperparameters: dict[str, int | float]
+    stale_fg: bool
     metrics: dict[str, float]
     energy: dict[str, float]
     row: dict[str, str] = field(default_factory=dict)
@@ -144,6 +148,17 @@ def _merge(first: dict[str, str], second: dict[str, str]) -> dict[str, str]:
     return merged
 
 
+def _fg_block_is_stale(row: dict[str, str]) -> bool:
+    """Some parallel rows carry another run's fg_* block (copied forward by the
+    profiler): the plain columns then disagree on what identifies a measurement.
+    Those rows are read from their plain columns only."""
+    for column in _IDENTITY_COLUMNS:
+        plain, fg = (row.get(column) or "").strip(), (row.get(f"fg_{column}") or "").strip()
+        if plain and fg and plain != fg:
+            return True
+    return False
+
+
 def _parse_row(row: dict[str, str], line: int, tz: dt.tzinfo, all_ids: list[str]) -> LegacyRun:
     raw_id = (row.get("experiment_id") or "").strip()
     if not raw_id:
@@ -158,11 +173,12 @@ def _parse_row(row: dict[str, str], line: int, tz: dt.tzinfo, all_ids: list[str]
     if ended.tzinfo is None:
         ended = ended.replace(tzinfo=tz)
     parallel = (row.get("mode") or "").strip() == "parallel"
+    stale_fg = parallel and _fg_block_is_stale(row)
 
     def cell(column: str) -> str:
         # A parallel run's foreground values live in fg_* (sometimes only in the
         # plain column); a solo run has only the plain columns.
-        if parallel:
+        if parallel and not stale_fg:
             value = (row.get(f"fg_{column}") or "").strip()
             if value:
                 return value
@@ -194,7 +210,9 @@ def _parse_row(row: dict[str, str], line: int, tz: dt.tzinfo, all_ids: list[str]
             energy[column] = _number(value, column)
     return LegacyRun(
         line=line,
-        legacy_id=raw_id.removeprefix(DUPLICATE_PREFIX),
+        # The run's own id: the one without the prefix the second copy carries (a run
+        # seen only as ``default__X`` keeps that id).
+        legacy_id=next((i for i in all_ids if not i.startswith(DUPLICATE_PREFIX)), raw_id),
         all_ids=all_ids,
         timestamp=stamp,
         ended_at=ended,
@@ -209,6 +227,7 @@ def _parse_row(row: dict[str, str], line: int, tz: dt.tzinfo, all_ids: list[str]
         retries=int(_number(retries, "retries")) if retries else None,
         error_message=cell("error_message"),
         recorded_hyperparameters=hypers,
+        stale_fg=stale_fg,
         metrics=metrics,
         energy=energy,
         row={k: v for k, v in row.items() if k and v},
@@ -328,6 +347,8 @@ def _run_fields(run: LegacyRun, workload: Workload) -> dict[str, Any]:
         flags.append(FLAG_CPU)
         if run.mode == "parallel":
             flags.append(FLAG_CPU_BACKGROUND)
+    if run.stale_fg:
+        flags.append(FLAG_STALE_FG)
     cpu_method = Run.Method.LEGACY_MACHINE_RAPL
     started = (
         run.ended_at - dt.timedelta(seconds=run.duration_s) if run.duration_s is not None else None
@@ -356,6 +377,7 @@ def _run_fields(run: LegacyRun, workload: Workload) -> dict[str, Any]:
                 "retries": run.retries,
                 "error_message": run.error_message,
                 "recorded_hyperparameters": run.recorded_hyperparameters,
+                "fg_columns_ignored": run.stale_fg,
                 "row": run.row,
             },
         },

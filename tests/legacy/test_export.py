@@ -6,7 +6,6 @@ import csv
 import io
 import math
 
-import pytest
 from django.core.management import call_command
 
 from experiments.legacy.export import LEGACY_COLUMNS, legacy_csv

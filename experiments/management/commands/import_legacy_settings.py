@@ -1,0 +1,104 @@
+"""Turn one of the earlier profiler's experiment files into Wattlab experiments."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import transaction
+from rich.console import Console
+from rich.table import Table
+
+from experiments import services
+from experiments.legacy.experiment_files import LegacySettingsError, load_settings
+
+
+class Command(BaseCommand):
+    help = (
+        "Show the experiments one of the profiler's settings/*.json files describes; "
+        "with --submit, queue them (all or none)."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("file", type=Path, help="the profiler's experiment file (JSON)")
+        parser.add_argument("--submit", action="store_true", help="queue the experiments")
+        parser.add_argument("--owner", help="username that will own them (with --submit)")
+        parser.add_argument(
+            "--timeout",
+            type=float,
+            default=3 * 3600.0,
+            help="seconds one run may take (the profiler had no limit; default 3 h)",
+        )
+        parser.add_argument(
+            "--sleep", type=float, default=60.0, help="seconds between runs (default 60)"
+        )
+        parser.add_argument("--target", default="any", help="any, HOST or HOST:GPU")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        owner = None
+        if options["owner"]:
+            owner = get_user_model().objects.filter(username=options["owner"]).first()
+            if owner is None:
+                raise CommandError(f"--owner: no user named {options['owner']!r}")
+        try:
+            planned = load_settings(
+                Path(options["file"]),
+                timeout=options["timeout"],
+                sleep_between_runs=options["sleep"],
+                target=options["target"],
+            )
+        except LegacySettingsError as exc:
+            raise CommandError("\n".join(exc.errors)) from None
+
+        table = Table(title=f"{options['file']}: {len(planned)} experiments")
+        for column in ("entry", "name", "workload", "mode", "mutate", "configs", "runs/config",
+                       "background", "new configs", "problems"):  # fmt: skip
+            table.add_column(column)
+        problems: list[str] = []
+        for item in planned:
+            preview = services.experiment_plan_preview(spec=item.spec)
+            issues = [f"{key}: {m}" for key, msgs in preview.errors.items() for m in msgs]
+            problems += [f"experiments[{item.index}]: {issue}" for issue in issues]
+            spec = item.spec
+            table.add_row(
+                str(item.index),
+                spec.name,
+                spec.foreground.workload,
+                item.mode,
+                ", ".join(spec.foreground.mutate) or "-",
+                str(spec.configurations),
+                str(spec.runs_per_config),
+                spec.background.workload if spec.background else "-",
+                "unlimited" if preview.available is None else str(preview.available),
+                "; ".join(issues) or "ok",
+            )
+        buffer = io.StringIO()
+        Console(file=buffer, width=160, force_terminal=False).print(table)
+        self.stdout.write(buffer.getvalue())
+        if problems:
+            raise CommandError("\n".join(problems))
+        if not options["submit"]:
+            self.stdout.write("Nothing submitted; run again with --submit to queue these.")
+            return
+        created = []
+        try:
+            with transaction.atomic():
+                for item in planned:
+                    try:
+                        created.append(
+                            services.experiment_submit(owner=owner, spec=item.spec, source="legacy")
+                        )
+                    except ValidationError as exc:
+                        detail = "; ".join(
+                            f"{k}: {m}" for k, msgs in exc.message_dict.items() for m in msgs
+                        )
+                        raise CommandError(f"experiments[{item.index}]: {detail}") from None
+        except CommandError:
+            raise
+        for experiment in created:
+            self.stdout.write(f"  queued {experiment.name} ({experiment.code})")
+        self.stdout.write(self.style.SUCCESS(f"{len(created)} experiments submitted"))

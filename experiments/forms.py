@@ -199,6 +199,14 @@ class ExperimentForm(forms.Form):
     def bg_params(self) -> list[forms.BoundField]:
         return [self[name] for name in self.fields if name.startswith(BG_PREFIX)]
 
+    def full_clean(self) -> None:
+        # A ticked parameter is sampled, so its value box may be left empty.
+        if self.is_bound:
+            for name in self.fields:
+                if name.startswith(MUTATE_PREFIX) and self.data.get(self.add_prefix(name)):
+                    self.fields[HP_PREFIX + name[len(MUTATE_PREFIX):]].required = False
+        super().full_clean()
+
     def clean(self) -> dict[str, Any]:
         data = super().clean()
         if data.get("parallel") and not data.get("bg_workload"):
@@ -213,12 +221,14 @@ class ExperimentForm(forms.Form):
         mutate: list[str] = []
         for param in fg.hyperparameters:
             name = param.get("name")
+            if data.get(MUTATE_PREFIX + name):
+                # A mutated parameter is sampled; its typed value is not also fixed.
+                mutate.append(name)
+                continue
             value = data.get(HP_PREFIX + name)
             if value is None or value == "":
                 continue
             hps[name] = _choice_value(param, value) if param.get("type") == "choice" else value
-            if data.get(MUTATE_PREFIX + name):
-                mutate.append(name)
         spec: dict[str, Any] = {
             "name": data["name"],
             "foreground": {"workload": fg.name, "hyperparameters": hps, "mutate": mutate},

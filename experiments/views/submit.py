@@ -6,7 +6,7 @@ from typing import Any
 
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_http_methods
@@ -17,8 +17,8 @@ from experiments.expfile import (
     experiment_file_from_dict,
     parse_experiment_text,
 )
-from experiments.forms import ExperimentForm, UploadForm
-from experiments.models import Experiment
+from experiments.forms import BG_PREFIX, HP_PREFIX, ExperimentForm, UploadForm
+from experiments.models import Experiment, Workload
 
 
 def _preview(form: ExperimentForm) -> dict[str, Any] | None:
@@ -31,11 +31,19 @@ def _preview(form: ExperimentForm) -> dict[str, Any] | None:
         return {"errors": exc.errors}
     preview = services.experiment_plan_preview(spec=spec)
     asked = spec.configurations
-    errors = [f"{k}: {m}" for k, ms in preview.errors.items() for m in ms]
+    # "Not enough new configurations" is what the count below says, in numbers.
+    errors = [
+        f"{k}: {m}"
+        for k, ms in preview.errors.items()
+        if not (k == "configurations" and preview.available is not None)
+        for m in ms
+    ]
+    # None: the space is practically unlimited (a continuous range).
+    available = preview.available
     return {
         "asked": asked,
-        "available": preview.available,
-        "enough": preview.available >= asked,
+        "available": "plenty of" if available is None else available,
+        "enough": available is None or available >= asked,
         "mutating": bool(spec.foreground.mutate),
         "strategy": spec.strategy,
         "errors": errors,
@@ -56,7 +64,7 @@ def experiment_new(request: HttpRequest) -> HttpResponse:
         form = ExperimentForm(initial=initial, targets=targets)
         if getattr(request, "htmx", False) and part in {"fg", "bg"}:
             # The workload select swapped: only its hyperparameter fieldset comes back.
-            form = ExperimentForm(request.GET, targets=targets)
+            form = ExperimentForm(_with_defaults(request.GET), targets=targets)
             form.errors.clear()  # a half-filled form is not an error yet
             template = "experiments/htmx/_fg_params.html" if part == "fg" else "experiments/htmx/_bg_params.html"
             response = render(request, template, {"form": form})
@@ -95,7 +103,7 @@ def experiment_new(request: HttpRequest) -> HttpResponse:
             return response
         preview = _preview(form) if "_preview" in request.POST else None
         if "_reload" in request.POST:
-            form = ExperimentForm(request.POST, targets=targets)
+            form = ExperimentForm(_with_defaults(request.POST), targets=targets)
             form.errors.clear()
         return _page(request, form, upload, preview=preview)
     if form.is_valid():
@@ -109,6 +117,19 @@ def experiment_new(request: HttpRequest) -> HttpResponse:
         else:
             return redirect("experiment_detail", code=experiment.code)
     return _page(request, form, upload, status=400)
+
+
+def _with_defaults(data: QueryDict) -> QueryDict:
+    """The typed values, plus each chosen workload's defaults where nothing was typed
+    (a newly chosen workload's parameters start at their defaults)."""
+    data = data.copy()
+    for field, prefix in (("workload", HP_PREFIX), ("bg_workload", BG_PREFIX)):
+        workload = Workload.objects.filter(name=data.get(field, ""), is_active=True).first()
+        for param in workload.hyperparameters if workload else []:
+            key = prefix + str(param.get("name"))
+            if key not in data and param.get("default") is not None:
+                data[key] = str(param["default"])
+    return data
 
 
 def _error_items(exc: ValidationError) -> list[tuple[str, list[str]]]:

@@ -1,0 +1,301 @@
+"""Every page for the owner, a team member and an outsider (anonymous); CSRF on every
+state change; htmx fragments; no 500 on bad input."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+
+from experiments.models import ApiToken, Experiment
+from tests.web import factories
+
+pytestmark = pytest.mark.django_db
+
+
+def _read_urls(e: Experiment) -> list[str]:
+    code = e.code
+    return [
+        reverse("experiment_list"),
+        reverse("experiment_new"),
+        reverse("experiment_detail", args=[code]),
+        reverse("experiment_progress", args=[code]),
+        reverse("run_detail", args=[code, 0, 0, 0]),
+        reverse("run_log", args=[code, 0, 0, 0]),
+        reverse("experiment_export", args=[code, "csv"]),
+        reverse("experiment_export", args=[code, "json"]),
+        reverse("compare") + "?workload=mnist",
+        reverse("host_list"),
+        reverse("token_list"),
+    ]
+
+
+def test_it_sends_outsiders_to_the_login_page_from_every_page(anonymous, exp):
+    urls = _read_urls(exp) + [
+        reverse("experiment_cancel", args=[exp.code]),
+        reverse("experiment_delete", args=[exp.code]),
+    ]
+    for url in urls:
+        response = anonymous.get(url)
+        assert response.status_code == 302, url
+        assert response["Location"].startswith(reverse("login")), url
+    for url in (reverse("experiment_rerun", args=[exp.code]),
+                reverse("experiment_cancel", args=[exp.code])):
+        assert anonymous.post(url).status_code == 302
+    assert Experiment.objects.filter(pk=exp.pk, status="succeeded").exists()
+
+
+@pytest.mark.parametrize("who", ["as_owner", "as_member"])
+def test_every_member_sees_every_page_of_an_experiment(request, who, exp):
+    client = request.getfixturevalue(who)
+    for url in _read_urls(exp):
+        response = client.get(url)
+        assert response.status_code == 200, (who, url)
+
+
+def test_a_member_may_not_cancel_rerun_or_delete_someone_elses_experiment(as_member, exp):
+    running = factories.experiment(exp.owner, exp.foreground_workload, status="running")
+    assert as_member.get(reverse("experiment_cancel", args=[running.code])).status_code == 403
+    assert as_member.post(reverse("experiment_cancel", args=[running.code])).status_code == 403
+    assert as_member.post(reverse("experiment_rerun", args=[exp.code])).status_code == 403
+    assert as_member.get(reverse("experiment_delete", args=[exp.code])).status_code == 403
+    assert as_member.post(reverse("experiment_delete", args=[exp.code])).status_code == 403
+    running.refresh_from_db()
+    assert running.cancel_requested_at is None
+    assert Experiment.objects.filter(pk=exp.pk).exists()
+    page = as_member.get(reverse("experiment_detail", args=[running.code])).content.decode()
+    assert "Cancel…" not in page
+
+
+def test_the_owner_cancels_after_a_confirmation_page(as_owner, owner, wl):
+    queued = factories.experiment(owner, wl, status="queued")
+    confirm = as_owner.get(reverse("experiment_cancel", args=[queued.code]))
+    assert confirm.status_code == 200 and b"Cancel this experiment?" in confirm.content
+    queued.refresh_from_db()
+    assert queued.status == "queued"  # a GET changes nothing
+    response = as_owner.post(reverse("experiment_cancel", args=[queued.code]))
+    assert response.status_code == 302
+    queued.refresh_from_db()
+    assert queued.status == "cancelled"
+
+
+def test_staff_may_cancel_anyones_running_experiment(as_staff, staff, exp):
+    running = factories.experiment(exp.owner, exp.foreground_workload, status="running")
+    as_staff.post(reverse("experiment_cancel", args=[running.code]))
+    running.refresh_from_db()
+    assert running.cancel_requested_at is not None
+    assert running.cancel_requested_by == staff
+
+
+def test_the_owner_deletes_a_finished_experiment(as_owner, exp):
+    response = as_owner.post(reverse("experiment_delete", args=[exp.code]))
+    assert response.status_code == 302
+    assert not Experiment.objects.filter(pk=exp.pk).exists()
+
+
+def test_deleting_a_running_experiment_is_refused_with_a_message(as_owner, owner, wl):
+    running = factories.experiment(owner, wl, status="running")
+    response = as_owner.post(reverse("experiment_delete", args=[running.code]), follow=True)
+    assert response.status_code == 200
+    assert b"cancel it before deleting it" in response.content
+    assert Experiment.objects.filter(pk=running.pk).exists()
+
+
+def test_imported_history_is_read_only_even_for_staff(as_staff, staff, wl):
+    old = factories.experiment(staff, wl, status="imported", imported=True, name="2023 sweep")
+    assert as_staff.post(reverse("experiment_delete", args=[old.code])).status_code == 403
+    assert b"imported" in as_staff.get(reverse("experiment_list")).content
+
+
+def test_every_state_change_needs_the_csrf_token(csrf_client, owner, wl, exp):
+    queued = factories.experiment(owner, wl, status="queued")
+    token = ApiToken.objects.create(user=owner, key_hash="x" * 64, prefix="abcdefgh")
+    posts = [
+        reverse("experiment_new"),
+        reverse("experiment_cancel", args=[queued.code]),
+        reverse("experiment_rerun", args=[exp.code]),
+        reverse("experiment_delete", args=[exp.code]),
+        reverse("token_list"),
+        reverse("token_revoke", args=[token.prefix]),
+        reverse("logout"),
+    ]
+    for url in posts:
+        assert csrf_client.post(url, {"name": "x"}).status_code == 403, url
+    queued.refresh_from_db()
+    assert queued.status == "queued"
+    assert ApiToken.objects.filter(pk=token.pk).exists()
+    assert Experiment.objects.count() == 2
+
+
+def test_htmx_headers_carry_the_csrf_token_and_the_page_varies_on_hx_request(as_owner, exp):
+    response = as_owner.get(reverse("experiment_list"))
+    html = response.content.decode()
+    assert 'hx-headers=\'{"X-CSRFToken": "' in html
+    assert "HX-Request" in response["Vary"]
+    assert "django_htmx/htmx-2.min.js" in html
+
+
+def test_the_list_polls_while_something_runs_and_stops_with_286(as_owner, owner, wl, exp):
+    idle = as_owner.get(reverse("experiment_list"), HTTP_HX_REQUEST="true")
+    assert idle.status_code == 286
+    assert b"<html" not in idle.content and b"experiment-rows" in idle.content
+    assert b"hx-trigger" not in idle.content
+    assert "HX-Request" in idle["Vary"]
+    factories.experiment(owner, wl, status="running", name="live one")
+    live = as_owner.get(reverse("experiment_list"), HTTP_HX_REQUEST="true")
+    assert live.status_code == 200
+    assert b'hx-trigger="every 3s"' in live.content and b"live one" in live.content
+
+
+def test_the_experiment_page_serves_its_live_fragment_until_the_end(as_owner, owner, wl):
+    running = factories.experiment(owner, wl, status="running", mode="parallel", total_runs=2)
+    start = timezone.now() - dt.timedelta(seconds=20)
+    factories.run(running, 0, status="running", started_at=start, ended_at=None, duration_s=None,
+                  trace=factories.sample_trace(5))
+    factories.background_run(running, 0, start - dt.timedelta(seconds=5), 10)
+    url = reverse("experiment_detail", args=[running.code])
+    live = as_owner.get(url, HTTP_HX_REQUEST="true")
+    assert live.status_code == 200
+    body = live.content.decode()
+    assert "<html" not in body and 'id="live"' in body and "every 2s" in body
+    assert "GPU power, live" in body  # the live power chart while a run goes
+    assert "gap-hatch" in body  # the uncovered part of the window is drawn
+    progress = as_owner.get(reverse("experiment_progress", args=[running.code]),
+                            HTTP_HX_REQUEST="true")
+    assert progress.status_code == 200 and b"0 / 2" in progress.content
+    Experiment.objects.filter(pk=running.pk).update(status="succeeded", runs_done=2)
+    done = as_owner.get(url, HTTP_HX_REQUEST="true")
+    assert done.status_code == 286
+    assert b"every 2s" not in done.content
+    done_progress = as_owner.get(reverse("experiment_progress", args=[running.code]),
+                                 HTTP_HX_REQUEST="true")
+    assert done_progress.status_code == 286 and b"2 / 2" in done_progress.content
+
+
+def test_the_run_log_is_escaped_on_the_page_and_whole_in_the_download(as_member, exp):
+    page = as_member.get(reverse("run_detail", args=[exp.code, 0, 0, 0])).content.decode()
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "<script>alert(1)</script>" not in page
+    download = as_member.get(reverse("run_log", args=[exp.code, 0, 0, 0]))
+    assert download["Content-Disposition"].startswith("attachment")
+    assert b"<script>alert(1)</script>" in download.content
+
+
+def test_every_energy_figure_carries_its_unit_and_method(as_member, exp):
+    page = as_member.get(reverse("experiment_detail", args=[exp.code])).content.decode()
+    assert "1.5 kJ" in page and "NVML energy counter" in page and "estimate from CPU time" in page
+    run_page = as_member.get(reverse("run_detail", args=[exp.code, 1, 0, 0])).content.decode()
+    assert "1.6 kJ" in run_page and "NVML energy counter" in run_page
+
+
+def test_a_figure_that_could_not_be_measured_is_never_shown_as_zero(as_member, exp):
+    factories.run(exp, 2, gpu_energy_j=None, gpu_method="unavailable")
+    page = as_member.get(reverse("experiment_detail", args=[exp.code])).content.decode()
+    assert "not measured" in page
+    assert ">0 J" not in page
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/experiments/not-a-uuid/",
+        f"/experiments/{uuid.uuid4()}/",
+        f"/experiments/{uuid.uuid4()}/runs/0.0.0/",
+        "/?page=banana&status=exploded&mode=%00&q=" + "x" * 5000,
+        "/?page=99999",
+        "/compare/?workload=nope&pick=garbage&pick=%s:1.2" % uuid.uuid4(),
+        "/compare/?workload=mnist&metric=<script>",
+        "/experiments/new/?workload=does-not-exist",
+        "/experiments/new/?part=fg&workload=does-not-exist",
+    ],
+)
+def test_bad_input_never_gives_a_500(as_owner, exp, url):
+    response = as_owner.get(url, HTTP_HX_REQUEST="true" if "part=" in url else None) \
+        if "part=" in url else as_owner.get(url)
+    assert response.status_code in {200, 404}, url
+
+
+def test_unknown_export_formats_and_runs_are_404(as_owner, exp):
+    assert as_owner.get(f"/experiments/{exp.code}/export.xml").status_code == 404
+    assert as_owner.get(reverse("run_detail", args=[exp.code, 9, 0, 0])).status_code == 404
+    assert as_owner.get(reverse("background_log", args=[exp.code, 3])).status_code == 404
+
+
+def test_the_list_filters_and_searches(as_member, owner, member, wl, exp):
+    other_wl = factories.workload("cifar")
+    factories.experiment(member, other_wl, name="cifar baseline", mode="parallel", status="failed")
+    body = as_member.get("/?workload=cifar").content.decode()
+    assert "cifar baseline" in body and "lr sweep" not in body
+    body = as_member.get("/?owner=olivia").content.decode()
+    assert "lr sweep" in body and "cifar baseline" not in body
+    body = as_member.get("/?mode=parallel&status=failed").content.decode()
+    assert "cifar baseline" in body and "lr sweep" not in body
+    body = as_member.get("/?q=SWEEP").content.decode()
+    assert "lr sweep" in body and "cifar baseline" not in body
+    body = as_member.get(f"/?q={exp.code}").content.decode()
+    assert "lr sweep" in body
+
+
+def test_the_list_is_newest_first_and_paginated(as_member, owner, wl):
+    for i in range(30):
+        factories.experiment(owner, wl, name=f"exp-{i:02d}", status="succeeded")
+    first = as_member.get("/").content.decode()
+    assert first.index("exp-29") < first.index("exp-28")
+    assert "exp-04" not in first and "page 1 of 2" in first
+    second = as_member.get("/?page=2").content.decode()
+    assert "exp-04" in second and "exp-29" not in second
+
+
+def test_hosts_show_gpus_online_state_and_what_runs(as_member, owner, wl):
+    h = factories.host("gpu01")
+    factories.host("gpu02", online=False)
+    factories.experiment(owner, wl, name="busy one", status="running", host=h, gpu_index=0)
+    body = as_member.get(reverse("host_list")).content.decode()
+    assert "gpu01" in body and "gpu02" in body and "RTX 3080" in body
+    assert "online" in body and "offline" in body and "busy one" in body
+
+
+def test_a_token_is_shown_once_and_only_its_hash_is_kept(as_owner, owner):
+    body = as_owner.post(reverse("token_list"), {"name": "laptop"}).content.decode()
+    token = ApiToken.objects.get(user=owner)
+    assert f"wl_{token.prefix}" in body
+    assert token.key_hash not in body
+    later = as_owner.get(reverse("token_list")).content.decode()
+    assert f"wl_{token.prefix}…" in later
+    import re
+
+    key = re.search(r"wl_[A-Za-z0-9_-]{40,}", body)
+    assert key and key.group(0) not in later
+    as_owner.post(reverse("token_revoke", args=[token.prefix]))
+    assert not ApiToken.objects.filter(user=owner).exists()
+
+
+def test_a_member_cannot_revoke_someone_elses_token(as_member, owner):
+    token = ApiToken.objects.create(user=owner, key_hash="y" * 64, prefix="zzzzzzzz")
+    assert as_member.post(reverse("token_revoke", args=[token.prefix])).status_code == 404
+    assert ApiToken.objects.filter(pk=token.pk).exists()
+
+
+def test_the_export_has_a_row_per_run_with_units_in_json(as_member, exp):
+    csv_text = as_member.get(reverse("experiment_export", args=[exp.code, "csv"])).content.decode()
+    lines = csv_text.strip().splitlines()
+    assert len(lines) == 3 and "gpu_energy_j" in lines[0] and "hp_learning_rate" in lines[0]
+    data = as_member.get(reverse("experiment_export", args=[exp.code, "json"])).json()
+    assert data["code"] == str(exp.code) and len(data["runs"]) == 2
+    assert data["runs"][0]["units"]["energy"] == "J"
+
+
+def test_login_page_renders_and_signs_in(db, owner):
+    c = Client()
+    assert c.get(reverse("login")).status_code == 200
+    response = c.post(reverse("login"), {"username": "olivia", "password": "pw-olivia-123"})
+    assert response.status_code == 302 and response["Location"] == reverse("experiment_list")
+
+
+def test_outsider_cannot_reach_the_api_docs_without_a_token(anonymous):
+    assert anonymous.get("/api/experiments").status_code == 401
+    assert Client().get(f"/experiments/{uuid.uuid4()}/").status_code == 302

@@ -9,32 +9,48 @@ an hours-long training.
 
 from __future__ import annotations
 
+from django.conf import settings
+
 SHARED_QUEUE = "gpu"
+SHARED_CONTROL_QUEUE = "control"
 RUN_EXPERIMENT_TASK = "workers.tasks.run_experiment"
 TERMINATE_GROUP_TASK = "workers.tasks.terminate_group"
 REAP_TASK = "workers.tasks.reap_lost"
 
 
+def _p(name: str) -> str:
+    # A prefix keeps separate installations (or test sessions) on one broker apart.
+    return f"{settings.WATTLAB_QUEUE_PREFIX}{name}"
+
+
+def shared_queue() -> str:
+    return _p(SHARED_QUEUE)
+
+
+def shared_control_queue() -> str:
+    return _p(SHARED_CONTROL_QUEUE)
+
+
 def host_queue(hostname: str) -> str:
-    return f"gpu.{hostname}"
+    return _p(f"gpu.{hostname}")
 
 
 def gpu_queue(hostname: str, gpu_index: int | None) -> str:
-    return f"gpu.{hostname}.{'cpu' if gpu_index is None else gpu_index}"
+    return _p(f"gpu.{hostname}.{'cpu' if gpu_index is None else gpu_index}")
 
 
 def control_queue(hostname: str) -> str:
-    return f"control.{hostname}"
+    return _p(f"control.{hostname}")
 
 
 def worker_queues(hostname: str, gpu_index: int | None) -> list[str]:
-    return [SHARED_QUEUE, host_queue(hostname), gpu_queue(hostname, gpu_index)]
+    return [shared_queue(), host_queue(hostname), gpu_queue(hostname, gpu_index)]
 
 
 def queue_for_target(target: str) -> str:
     """``any`` -> gpu, ``HOST`` -> gpu.HOST, ``HOST:GPU`` -> gpu.HOST.GPU."""
     if target == "any":
-        return SHARED_QUEUE
+        return shared_queue()
     hostname, _, gpu = target.partition(":")
     if gpu:
         return gpu_queue(hostname, int(gpu))

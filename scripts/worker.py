@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         label = f"gpu{index}" if index is not None else f"cpu{n}"
         queue_names = queues.worker_queues(host, index)
         children.append(subprocess.Popen(_celery(queue_names, f"{label}@{host}"), env=env))
-    control = [queues.control_queue(host), "control"]
+    control = [queues.control_queue(host), queues.shared_control_queue()]
     children.append(subprocess.Popen(_celery(control, f"control@{host}", "--pool", "solo")))
     if args.reaper:
         reaper = [sys.executable, str(ROOT / "manage.py"), "reap", "--loop"]

@@ -27,10 +27,9 @@ def _beat_schedule() -> dict[str, dict[str, object]]:
         "reap-lost-experiments": {
             "task": "workers.tasks.reap_lost",
             "schedule": max(1.0, settings.WATTLAB_HEARTBEAT_SECONDS / 2),
-            "options": {"queue": "control"},
+            "options": {"queue": f"{settings.WATTLAB_QUEUE_PREFIX}control"},
         }
     }
 
 
-app.conf.task_default_queue = "gpu"
 app.conf.beat_schedule = _beat_schedule()

@@ -164,6 +164,8 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
 # The name this host's workers register under (queues gpu.<host>.*, control.<host>).
 WATTLAB_HOSTNAME = env_str("WATTLAB_HOSTNAME", socket.gethostname())
+# Prepended to every queue name: installations (or test sessions) sharing a broker.
+WATTLAB_QUEUE_PREFIX = env_str("WATTLAB_QUEUE_PREFIX", "")
 WATTLAB_HEARTBEAT_SECONDS = env_float("WATTLAB_HEARTBEAT_SECONDS", 10.0)
 WATTLAB_SAMPLE_HZ = env_float("WATTLAB_SAMPLE_HZ", 10.0)
 WATTLAB_GRACE_SECONDS = env_float("WATTLAB_GRACE_SECONDS", 10.0)

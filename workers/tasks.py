@@ -20,6 +20,7 @@ from django.conf import settings
 from experiments import services
 from experiments.engine_store import OrmExperimentStore, plan_for
 from experiments.models import Host, ProcessGroup
+from workers.runner import ExperimentOutcome
 
 log = logging.getLogger(__name__)
 
@@ -101,9 +102,9 @@ def run_experiment(experiment_id: int) -> None:
     services.experiment_finish(experiment_id=experiment_id, error=_outcome_error(outcome))
 
 
-def _outcome_error(outcome: Any) -> str:
-    error = getattr(outcome, "error", "") or ""
-    return str(error)
+def _outcome_error(outcome: ExperimentOutcome) -> str:
+    """Only an infrastructure error overrides what the stored runs say."""
+    return outcome.message if outcome.status == "error" else ""
 
 
 @shared_task(name="workers.tasks.terminate_group")

@@ -1,0 +1,212 @@
+"""Shared fixtures.
+
+Database: PostgreSQL when ``DATABASE_URL`` is set (CI: ``make test``), else SQLite; the
+broker: Redis when ``REDIS_URL`` is set, else kombu's filesystem transport. Tests that
+need a queue run a REAL Celery worker process (never ``task_always_eager``) through
+the real launcher ``scripts/worker.py``; see :func:`celery_worker_factory`.
+
+A test that uses a worker must use the ``transactional_db`` fixture (or
+``@pytest.mark.django_db(transaction=True)``): the worker is another process and sees
+only committed rows.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+#: ``<repo>/../shared`` (CI clones the repo with a copy of shared/ beside it).
+SHARED = ROOT.parent / "shared"
+
+#: One prefix per test session keeps its messages apart from any other session (or a
+#: developer's ``make run``) on the same Redis or broker folder.
+QUEUE_PREFIX = f"t{uuid.uuid4().hex[:8]}."
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _session_queue_prefix() -> Iterator[None]:
+    from django.conf import settings
+
+    old = settings.WATTLAB_QUEUE_PREFIX
+    settings.WATTLAB_QUEUE_PREFIX = QUEUE_PREFIX
+    yield
+    settings.WATTLAB_QUEUE_PREFIX = old
+
+
+@pytest.fixture
+def examples_dir() -> Path:
+    return ROOT / "examples"
+
+
+@pytest.fixture
+def digits_workload(db: None) -> object:
+    """The example digits-mlp workload, registered from its YAML file."""
+    from experiments.workloads import workload_load
+
+    workload, _created = workload_load(path=ROOT / "examples" / "workloads" / "digits-mlp.yaml")
+    return workload
+
+
+def _database_env() -> dict[str, str]:
+    """Environment that points a child process at the database this test uses."""
+    from django.db import connection
+
+    conf = connection.settings_dict
+    if conf["ENGINE"] == "django.db.backends.sqlite3":
+        return {"WATTLAB_SQLITE_PATH": str(conf["NAME"]), "DATABASE_URL": ""}
+    user = conf.get("USER") or "postgres"
+    password = f":{conf['PASSWORD']}" if conf.get("PASSWORD") else ""
+    host = conf.get("HOST") or "127.0.0.1"
+    port = conf.get("PORT") or 5432
+    return {"DATABASE_URL": f"postgres://{user}{password}@{host}:{port}/{conf['NAME']}"}
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """The environment for a Wattlab child process (manage.py, worker) in a test."""
+    from django.conf import settings
+
+    env = dict(os.environ)
+    env.update(_database_env())
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "webapp.settings",
+            "WATTLAB_QUEUE_PREFIX": QUEUE_PREFIX,
+            "WATTLAB_ARTIFACTS_DIR": str(settings.MEDIA_ROOT),
+            "WATTLAB_SCRATCH_DIR": str(settings.WATTLAB_SCRATCH_DIR),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    if not settings.REDIS_URL:
+        env["WATTLAB_BROKER_DIR"] = str(settings.BROKER_DIR)
+    env.update(extra)
+    return env
+
+
+@dataclass
+class WorkerProc:
+    """A running ``scripts/worker.py`` (one CPU slot + a control worker [+ reaper])."""
+
+    hostname: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    heartbeat_s: float
+    env: dict[str, str] = field(default_factory=dict)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def kill(self) -> None:
+        """SIGKILL the launcher and every Celery process of it (not the trainings,
+        which run in their own sessions): a host that died mid-run."""
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.process.wait(timeout=10)
+
+    def stop(self, timeout: float = 60.0) -> None:
+        """The launcher's own shutdown (cancels what runs here, warm-stops the workers)."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        # Whatever is left of the worker's own process group goes too.
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        if self.process.poll() is None:
+            self.process.wait(timeout=10)
+
+
+def _wait_ready(worker: WorkerProc, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    wanted = [f"cpu0@{worker.hostname} ready.", f"control@{worker.hostname} ready."]
+    while time.monotonic() < deadline:
+        text = worker.log()
+        if all(w in text for w in wanted):
+            return
+        if worker.process.poll() is not None:
+            raise RuntimeError(f"the worker exited early:\n{text[-3000:]}")
+        time.sleep(0.2)
+    raise RuntimeError(f"the worker was not ready after {timeout:.0f} s:\n{worker.log()[-3000:]}")
+
+
+@pytest.fixture
+def celery_worker_factory(
+    transactional_db: None, tmp_path: Path
+) -> Iterator[Callable[..., WorkerProc]]:
+    """Start real worker launchers: ``start(heartbeat=1.0, reaper=False, hostname=None,
+    **env)``. Every worker started is stopped (and its process group killed) at the
+    end of the test."""
+    started: list[WorkerProc] = []
+
+    def start(
+        *,
+        heartbeat: float = 1.0,
+        reaper: bool = False,
+        hostname: str | None = None,
+        ready_timeout: float = 90.0,
+        **extra_env: str,
+    ) -> WorkerProc:
+        name = hostname or f"testhost-{uuid.uuid4().hex[:6]}"
+        log_path = tmp_path / f"worker-{name}-{len(started)}.log"
+        env = child_env(
+            WATTLAB_HOSTNAME=name,
+            WATTLAB_HEARTBEAT_SECONDS=str(heartbeat),
+            WATTLAB_GRACE_SECONDS="3",
+            WATTLAB_SAMPLE_HZ="5",
+            **extra_env,
+        )
+        argv = [sys.executable, str(ROOT / "scripts" / "worker.py")]
+        if reaper:
+            argv.append("--reaper")
+        with log_path.open("wb") as log_file:
+            # Its own session: the test can SIGKILL the whole worker at once.
+            process = subprocess.Popen(
+                argv,
+                cwd=ROOT,
+                env=env,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        worker = WorkerProc(name, process, log_path, heartbeat, env)
+        started.append(worker)
+        _wait_ready(worker, ready_timeout)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+@pytest.fixture
+def celery_worker_proc(celery_worker_factory: Callable[..., WorkerProc]) -> WorkerProc:
+    """One real worker for this host (a CPU slot and a control worker), heartbeat 1 s."""
+    return celery_worker_factory()
+
+
+def run_manage(*args: str, timeout: float = 120.0, **env: str) -> subprocess.CompletedProcess[str]:
+    """``python manage.py ARGS`` against the test database, as a child process."""
+    return subprocess.run(
+        [sys.executable, str(ROOT / "manage.py"), *args],
+        cwd=ROOT,
+        env=child_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )

@@ -12,7 +12,7 @@ from typing import Any, Literal
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.utils import timezone
-from ninja import NinjaAPI, Schema
+from ninja import NinjaAPI, Schema, Status
 from ninja.errors import HttpError
 from ninja.security import HttpBearer
 
@@ -168,22 +168,22 @@ def submit_experiment(request: HttpRequest, payload: SubmitIn) -> Any:
         elif payload.spec is not None:
             spec = experiment_file_from_dict(payload.spec)
         else:
-            return 400, {"detail": "send spec (a JSON object) or text (YAML)", "errors": {}}
+            return Status(400, {"detail": "send spec (a JSON object) or text (YAML)", "errors": {}})
         experiment = services.experiment_submit(owner=request.user, spec=spec, source="api")
     except ExperimentFileError as exc:
         errors: dict[str, list[str]] = {}
         for line in exc.errors:
             path, _, message = line.partition(": ")
             errors.setdefault(path, []).append(message)
-        return 400, {"detail": "invalid experiment file", "errors": errors}
+        return Status(400, {"detail": "invalid experiment file", "errors": errors})
     except ValidationError as exc:
         detail = exc.message_dict if hasattr(exc, "error_dict") else {"__all__": exc.messages}
-        return 400, {"detail": "the experiment does not fit the registered workloads",
-                     "errors": detail}
+        return Status(400, {"detail": "the experiment does not fit the registered workloads",
+                            "errors": detail})
     experiment = Experiment.objects.select_related(
         "owner", "foreground_workload", "background_workload"
     ).get(pk=experiment.pk)
-    return 201, _out(request, experiment)
+    return Status(201, _out(request, experiment))
 
 
 _QS = Experiment.objects.select_related("owner", "foreground_workload", "background_workload")

@@ -1,0 +1,72 @@
+"""The list and compare pages issue the same number of SQL queries however many rows
+there are (no query per row)."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from tests.web import factories
+
+pytestmark = pytest.mark.django_db
+
+
+def _grow(owner, member, wl, bg, n: int) -> None:
+    for i in range(n):
+        e = factories.experiment(owner if i % 2 else member, wl, name=f"e{i}",
+                                 mode="parallel" if i % 2 else "solo", status="running" if i % 3 == 0 else "succeeded",
+                                 background_workload=bg if i % 2 else None)
+        factories.run(e, 0, hyperparameters={"learning_rate": 0.01 * (i % 4 + 1), "epochs": 2})
+        factories.run(e, 1, metrics={"accuracy": 0.9, "loss": 0.1})
+
+
+def _count(client, url: str) -> int:
+    with CaptureQueriesContext(connection) as ctx:
+        response = client.get(url)
+    assert response.status_code in {200, 286}
+    return len(ctx.captured_queries)
+
+
+@pytest.mark.parametrize(
+    "url, pinned",
+    [
+        ("/", 6),
+        ("/?status=succeeded&mode=parallel&q=e&owner=olivia&workload=mnist", 6),
+        ("/compare/?workload=mnist", 4),
+    ],
+)
+def test_page_query_count_is_pinned_and_independent_of_rows(as_member, owner, member, wl, url, pinned):
+    bg = factories.workload("bg")
+    _grow(owner, member, wl, bg, 3)
+    small = _count(as_member, url)
+    _grow(owner, member, wl, bg, 40)
+    large = _count(as_member, url)
+    assert small == large == pinned
+
+
+def test_the_htmx_list_fragment_query_count_is_pinned(as_member, owner, member, wl):
+    bg = factories.workload("bg")
+    _grow(owner, member, wl, bg, 3)
+    small = _count_htmx(as_member)
+    _grow(owner, member, wl, bg, 40)
+    assert small == _count_htmx(as_member) == 4
+
+
+def test_compare_with_picked_runs_adds_one_query_whatever_the_number_picked(as_member, owner, member, wl):
+    bg = factories.workload("bg")
+    _grow(owner, member, wl, bg, 10)
+    from experiments.models import Run
+
+    refs = [f"{r.experiment.code}:{r.config_index}.{r.repeat_index}.{r.attempt}"
+            for r in Run.objects.select_related("experiment")[:8]]
+    one = _count(as_member, "/compare/?workload=mnist&pick=" + refs[0])
+    many = _count(as_member, "/compare/?workload=mnist&" + "&".join(f"pick={r}" for r in refs))
+    assert one == many == 5
+
+
+def _count_htmx(client) -> int:
+    with CaptureQueriesContext(connection) as ctx:
+        response = client.get("/", HTTP_HX_REQUEST="true")
+    assert response.status_code == 200
+    return len(ctx.captured_queries)

@@ -23,6 +23,9 @@ Role = Literal["foreground", "background"]
 #: code), so a leftover can be found by its environment even after its pgid is gone.
 ENV_MARKER = "WATTLAB_EXPERIMENT"
 ENV_ROLE = "WATTLAB_ROLE"
+#: A token unique to each started group, inherited by its descendants: finds what
+#: escaped one group without touching the experiment's other groups.
+ENV_GROUP = "WATTLAB_GROUP"
 
 
 class InfrastructureError(RuntimeError):

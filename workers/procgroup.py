@@ -2,9 +2,9 @@
 
 Every program the engine starts gets its own session and process group
 (``start_new_session=True``), so one signal reaches the whole training tree, and it
-carries :data:`~workers.contract.ENV_MARKER` / :data:`~workers.contract.ENV_ROLE` in its
-environment. The marker lets :func:`find_marked` catch descendants that left the group
-(``setsid``, double forks) after their parent is gone.
+carries :data:`~workers.contract.ENV_MARKER` (the experiment), ``ENV_ROLE`` and ``ENV_GROUP`` (a
+token unique to the group) in its environment. They let :func:`find_marked` catch
+descendants that left the group (``setsid``, double forks) after their parent is gone.
 
 Pids are reused, so before any signal we check that the pid still belongs to the
 process we started: same pid *and* same start time (``psutil`` create time).
@@ -17,6 +17,7 @@ import select
 import signal
 import subprocess
 import time
+import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,7 @@ from typing import Final, Literal
 
 import psutil
 
-from workers.contract import ENV_MARKER, ENV_ROLE, Role
+from workers.contract import ENV_GROUP, ENV_MARKER, ENV_ROLE, Role
 
 #: Two start times closer than this are the same process: psutil derives them from
 #: clock ticks (10 ms) plus the boot time, so the same process reads back identically,
@@ -61,13 +62,19 @@ class StopReport:
 
 
 def child_env(
-    extra: Mapping[str, str], *, marker: str, role: Role, base: Mapping[str, str] | None = None
+    extra: Mapping[str, str],
+    *,
+    marker: str,
+    role: Role,
+    group: str,
+    base: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """The environment of a started program: ours, the spec's, and the engine's marker."""
+    """The environment of a started program: ours, the spec's, and the engine's markers."""
     env = dict(os.environ if base is None else base)
     env.update(extra)
     env[ENV_MARKER] = marker
     env[ENV_ROLE] = role
+    env[ENV_GROUP] = group
     return env
 
 
@@ -111,15 +118,18 @@ def _ancestors_and_self() -> set[int]:
     return pids
 
 
-def find_marked(marker: str, role: Role | None = None) -> list[int]:
-    """Live (non-zombie) processes whose environment carries this experiment's marker.
+def find_marked(marker: str, role: Role | None = None, *, group: str | None = None) -> list[int]:
+    """Live (non-zombie) processes whose environment carries this experiment's marker
+    (and the given role / group token).
 
-    Excludes the calling process and its ancestors, so the background loop can sweep
-    its own role without signalling itself.
+    Excludes the calling process and its ancestors: a marked process sweeping its
+    experiment never signals itself.
     """
     pairs = [f"{ENV_MARKER}={marker}".encode()]
     if role is not None:
         pairs.append(f"{ENV_ROLE}={role}".encode())
+    if group is not None:
+        pairs.append(f"{ENV_GROUP}={group}".encode())
     mine = _ancestors_and_self()
     found = []
     for pid in _all_pids():
@@ -176,8 +186,10 @@ class ProcessGroup:
         marker: str,
         role: Role,
         log_path: Path | None,
+        token: str = "",
     ) -> None:
         self.popen = popen
+        self.token = token
         self.identity = identity
         self.marker = marker
         self.role = role
@@ -211,6 +223,7 @@ class ProcessGroup:
         """
         if isinstance(argv, str) or not argv:
             raise ValueError("argv must be a non-empty list of strings, not a shell string")
+        token = uuid.uuid4().hex
         log = None
         path = Path(log_path) if log_path is not None else None
         if path is not None:
@@ -220,7 +233,7 @@ class ProcessGroup:
             popen = subprocess.Popen(  # noqa: S603 (argv list, no shell)
                 list(argv),
                 cwd=cwd,
-                env=child_env(env, marker=marker, role=role, base=base_env),
+                env=child_env(env, marker=marker, role=role, group=token, base=base_env),
                 stdin=subprocess.DEVNULL,
                 stdout=log if log is not None else subprocess.DEVNULL,
                 stderr=subprocess.STDOUT,
@@ -238,7 +251,7 @@ class ProcessGroup:
         identity = GroupIdentity(
             pgid=popen.pid, leader_pid=popen.pid, leader_create_time=create_time
         )
-        return cls(popen, identity, marker=marker, role=role, log_path=path)
+        return cls(popen, identity, marker=marker, role=role, log_path=path, token=token)
 
     def leader_exited(self) -> bool:
         """Has the leader ended? Checked without reaping it (``WNOWAIT``).
@@ -282,8 +295,9 @@ class ProcessGroup:
         return False
 
     def remaining(self) -> list[int]:
-        """Live processes of this group: members of the pgid, and marked descendants."""
-        marked = set(find_marked(self.marker, self.role))
+        """Live processes of this group: members of the pgid, and descendants that left
+        it (found by this group's token)."""
+        marked = set(find_marked(self.marker, self.role, group=self.token))
         members = group_members(self.pgid)
         if self.popen.returncode is not None:
             # Leader reaped: the pgid number is no longer pinned, trust only the marker.

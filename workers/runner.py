@@ -196,6 +196,9 @@ class _Background:
         if self.group is None:
             return
         self.group.stop(self.runner.plan.grace + LOOP_MARGIN_S)
+        # The loop stops its training itself; if it had to be killed first, what its
+        # training left is swept here (the loop is gone: every background process is).
+        sweep_marked(self.runner.plan.code, role="background", grace=self.runner.plan.grace)
         self._ended(reason)
 
     def _ended(self, reason: str) -> None:

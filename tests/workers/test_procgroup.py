@@ -143,3 +143,23 @@ def test_terminate_recorded_needs_the_marker_for_a_group_without_its_leader(mark
     assert alive(child)
     assert terminate_recorded(group.identity, marker=marker, grace=1) == "terminated"
     assert not alive(child) and not alive(grandchild)
+
+
+def test_stopping_one_group_leaves_another_group_of_the_same_experiment_alone(marker, tmp_path):
+    # Same experiment, same role: only the group token tells them apart once a
+    # descendant has left its process group.
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a = start(
+        program("spawn_tree.py", str(tmp_path / "a" / "pids"), "--escape"), marker, tmp_path / "a"
+    )
+    b = start(
+        program("spawn_tree.py", str(tmp_path / "b" / "pids"), "--escape"), marker, tmp_path / "b"
+    )
+    a_pids = read_pids(tmp_path / "a" / "pids", 3)
+    b_pids = read_pids(tmp_path / "b" / "pids", 3)
+    a.stop(grace=1)
+    assert not any(alive(pid) for pid in a_pids)
+    assert all(alive(pid) for pid in b_pids)
+    b.stop(grace=1)
+    assert not any(alive(pid) for pid in b_pids)

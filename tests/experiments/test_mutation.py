@@ -225,6 +225,16 @@ def test_dedup_key_ignores_key_order():
 def test_plans_respect_ranges_types_and_never_repeat(seed, n, mutate, strategy):
     space = parse_space(MRT_OAST)
     by_name = {p.name: p for p in space}
+    available = count_available(space, fixed={}, mutate=mutate, strategy=strategy, seen=())
+    if available is not None and available < n:
+        # A small discrete space (epochs alone has 10 mutations): refused up front,
+        # with the exact number it can supply.
+        with pytest.raises(SpaceExhausted) as info:
+            plan_configurations(
+                space, fixed={}, mutate=mutate, n=n, seed=seed, strategy=strategy, seen=set()
+            )
+        assert info.value.available == available and info.value.exact
+        return
     plan = plan_configurations(
         space, fixed={}, mutate=mutate, n=n, seed=seed, strategy=strategy, seen=set()
     )

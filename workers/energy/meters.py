@@ -21,7 +21,7 @@ class MeterUnavailable(RuntimeError):
     """A meter cannot be used on this host; the message says why (shown to users)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a day at 10 Hz is ~860k of them
 class GpuSample:
     """One reading of one GPU. ``None`` = the device did not report that quantity."""
 

@@ -179,6 +179,7 @@ class Measurement:
         self._fg_pgid: int | None = None
         self._fg_pids: dict[int, bool] = {}
         self._stopped = False
+        self._cpu_poll_error = ""
 
     # -- sampling (sampler thread, and once in start/stop) --------------------------
 
@@ -218,8 +219,12 @@ class Measurement:
             except Exception as exc:  # noqa: BLE001 - a failed read is a gap, not a crash
                 series.read_errors += 1
                 series.last_error = f"{type(exc).__name__}: {exc}"
-                readings.append(GpuSample())
-        self.meters.cpu.poll()
+                # A gap in every quantity; proc_util () = "no sample", not "unsupported".
+                readings.append(GpuSample(proc_util=()))
+        try:
+            self.meters.cpu.poll()
+        except Exception as exc:  # noqa: BLE001 - one missed poll must not end sampling
+            self._cpu_poll_error = f"{type(exc).__name__}: {exc}"
         cpu_power = self._cpu_power_since_last(now)
         with self._lock:
             self._t.append(now - self._t0)
@@ -244,6 +249,11 @@ class Measurement:
 
     def _attribute(self, s: _GpuSeries, sample: GpuSample, now: float) -> None:
         """Split this tick's device energy by the foreground's share of SM utilisation."""
+        if not s.samples:
+            # The t = 0 reading: its process samples describe the time before the run
+            # (a meter kept open between runs), so they set no share.
+            s.proc_supported = sample.proc_util is not None
+            return
         if sample.proc_util is None:
             s.proc_supported = False
         elif sample.proc_util:
@@ -253,8 +263,6 @@ class Measurement:
             s.fg_seen = s.fg_seen or fg > 0
             if total > 0:  # an idle GPU says nothing about who is using it
                 s.share = fg / total
-        if not s.samples:
-            return
         prev, prev_t = s.samples[-1], s.times[-1]
         de: float | None = None
         if prev.energy_mj is not None and sample.energy_mj is not None:
@@ -399,6 +407,8 @@ class Measurement:
         reasons = [f"{k} not used: {v}" for k, v in self.meters.cpu_fallback_reasons.items()]
         cpu_period = {"rapl": period, "estimate": POLL_PERIOD_S}.get(cpu_meter.method)
         cpu_flags = list(cpu_reading.flags) + reasons
+        if self._cpu_poll_error:
+            cpu_flags.append(f"CPU meter poll failed at least once: {self._cpu_poll_error}")
         cpu = Figure(
             value=cpu_reading.package_j,
             method=cpu_meter.method if cpu_reading.package_j is not None else "unavailable",

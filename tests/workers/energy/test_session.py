@@ -19,7 +19,7 @@ import pytest
 from workers.contract import EnergyReport
 from workers.energy.doubles import ReplayGpuMeter, SyntheticGpuMeter, constant_power, sine_power
 from workers.energy.estimate import EstimateCpuMeter
-from workers.energy.meters import GpuMeter
+from workers.energy.meters import GpuMeter, GpuSample
 from workers.energy.session import WINDOW_SHORT_FLAG, Measurement, MeterSet, open_meters
 from workers.energy.trace import decode_trace, trace_meta
 
@@ -202,3 +202,53 @@ def test_start_and_stop_are_one_shot() -> None:
     m.stop()
     with pytest.raises(RuntimeError):
         m.stop()
+
+
+class FlakyGpu:
+    """A GPU double whose second read fails (a driver hiccup)."""
+
+    index = 0
+    device = "synthetic GPU 0: flaky (not a measurement)"
+    has_energy_counter = False
+    flags: list[str] = []
+
+    def __init__(self) -> None:
+        self.reads = 0
+
+    def read(self) -> GpuSample:
+        self.reads += 1
+        if self.reads == 2:
+            raise OSError("driver hiccup")
+        return GpuSample(power_w=100.0, proc_util=())
+
+    def close(self) -> None: ...
+
+
+def test_a_failed_gpu_read_is_a_gap_in_the_trace_and_a_flag() -> None:
+    report, trace = _run(_meters(FlakyGpu()), 0.4)
+    assert report.gpu.value == pytest.approx(100.0 * _duration(report), rel=0.01)
+    assert any("1 failed read(s)" in f and "driver hiccup" in f for f in report.gpu.flags)
+    assert decode_trace(trace)["power_w"][1] is None
+
+
+def test_rapl_through_a_measurement_reports_the_whole_machine(tmp_path: Path) -> None:
+    root = tmp_path / "powercap"
+    zone = root / "intel-rapl:0"
+    zone.mkdir(parents=True)
+    (zone / "name").write_text("package-0\n")
+    (zone / "energy_uj").write_text("1000000\n")
+    (zone / "max_energy_range_uj").write_text("262143328850\n")
+    meters = open_meters([0], powercap_root=root, double="synthetic:50")
+    m = Measurement(meters=meters, hz=20.0)
+    m.start(foreground_pid=os.getpid(), foreground_pgid=os.getpgid(0))
+    time.sleep(0.3)
+    (zone / "energy_uj").write_text("8000000\n")  # +7 J
+    time.sleep(0.3)
+    report, trace = m.stop()
+    meters.close()
+    assert report.cpu.method == "rapl"
+    assert report.cpu.value == pytest.approx(7.0)
+    assert "whole machine: includes the background" in report.cpu.flags
+    assert report.dram.method == "unavailable" and report.dram.value is None
+    cpu_power = [p for p in decode_trace(trace)["cpu_power_w"] if p]
+    assert len(cpu_power) == 1 and cpu_power[0] > 7.0  # 7 J within one tick of 50 ms

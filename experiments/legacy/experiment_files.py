@@ -57,7 +57,7 @@ def _count(value: Any, where: str, errors: list[str]) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         errors.append(f"{where}: {value!r} is not a positive whole number")
         return None
-    return value
+    return int(value)
 
 
 def _workload(block: dict[str, Any], where: str, errors: list[str]) -> Workload | None:
@@ -154,14 +154,15 @@ def convert_settings(
         fg_where = where
         bg_block: dict[str, Any] | None = None
         if mode == "parallel":
-            fg_block, bg_block = entry.get("foreground"), entry.get("background")
+            fg_raw, bg_raw = entry.get("foreground"), entry.get("background")
             fg_where = f"{where}.foreground"
-            if not isinstance(fg_block, dict):
+            if not isinstance(fg_raw, dict):
                 errors.append(f"{fg_where}: is required for a parallel entry (an object)")
                 continue
-            if not isinstance(bg_block, dict):
+            if not isinstance(bg_raw, dict):
                 errors.append(f"{where}.background: is required for a parallel entry (an object)")
                 continue
+            fg_block, bg_block = fg_raw, bg_raw
         fg_mode = fg_block.get("mode", "mutation" if "mutate" in fg_block else "default")
         if mode == "parallel" and fg_mode not in ("mutation", "default"):
             errors.append(f"{fg_where}.mode: {fg_mode!r} is not mutation or default")

@@ -95,7 +95,9 @@ def _names(workload: Any) -> tuple[str, str]:
     return workload.legacy_repository or workload.name, workload.legacy_model or ""
 
 
-def _row(run: Run, tz: zoneinfo.ZoneInfo, defaults_cache: dict[int, dict[str, Any]]) -> dict:
+def _row(
+    run: Run, tz: zoneinfo.ZoneInfo, defaults_cache: dict[int, dict[str, Any]]
+) -> dict[str, str]:
     experiment = run.experiment
     workload = experiment.foreground_workload
     repository, model = _names(workload)

@@ -250,7 +250,8 @@ def read_results(text: str, *, tz: dt.tzinfo) -> ReadResult:
         start, line = line + 1, reader.line_num
         rows += 1
         if None in row:  # more cells than the header has columns
-            problems.append((start, f"{len(row[None])} cells more than the header has"))  # type: ignore[index]
+            extra = row[None]
+            problems.append((start, f"{len(extra)} more cell(s) than the header has columns"))
             continue
         clean = {k: (v or "") for k, v in row.items()}
         raw_id = clean.get("experiment_id", "").strip()

@@ -163,6 +163,7 @@ BAD_CSV = (
     "bad_004,2025-11-18T21:10:00,,,True,10,7,100.0,parallel,,,\n"
     "bad_005,2025-11-18T21:20:00,examples,mnist,maybe,10,7,100.0,,,,\n"
     "ok_006,2025-11-18T21:30:00,,,,12,8,200.0,parallel,examples,mnist,True\n"
+    "bad_007,2025-11-18T21:40:00,examples,mnist,True,10,7,100.0,,,,,surplus\n"
 )
 
 
@@ -192,9 +193,10 @@ def test_bad_rows_are_reported_by_line_and_the_rest_imports(db, tmp_path):
         "line 4: duration_seconds: 'ten' is not a number (row skipped)",
         "line 5: repository: is empty (and fg_repository too) (row skipped)",
         "line 6: training_success: 'maybe' is not True or False (row skipped)",
+        "line 8: 1 more cell(s) than the header has columns (row skipped)",
     ]
     assert sorted(Run.objects.values_list("legacy_id", flat=True)) == ["ok_001", "ok_006"]
-    assert "4 bad rows" in out
+    assert "5 bad rows" in out
 
 
 def test_a_file_without_the_needed_columns_is_refused(db, tmp_path):

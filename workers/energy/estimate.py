@@ -120,6 +120,8 @@ class EstimateCpuMeter:
                 f"estimate: {self.watts_per_core:g} W per busy core x "
                 f"{self._cpu_s:.1f} CPU-seconds of the foreground process tree (not measured)",
                 "foreground only: the background is not included",
+                f"CPU time read every {POLL_PERIOD_S:g} s: up to that much before the "
+                "foreground's exit can be missed",
             ],
         )
 

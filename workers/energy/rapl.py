@@ -8,8 +8,9 @@ Layout (Linux ``intel_rapl`` driver, also used for AMD since 5.8)::
     intel-rapl:0/intel-rapl:0:1/name   "dram" (also "core", "uncore": parts of the package)
 
 Only ``package-N`` and ``dram`` zones are summed: core/uncore are inside the package,
-and ``psys`` (platform) would count the package twice. RAPL sees the whole socket,
-so the figure includes the background training and everything else on the host.
+and ``psys`` (platform) and ``intel-rapl-mmio`` would count the package twice. RAPL
+sees the whole socket, so the figure includes the background training and everything
+else on the host.
 """
 
 from __future__ import annotations
@@ -53,6 +54,10 @@ def discover_zones(root: Path = DEFAULT_POWERCAP_ROOT) -> list[_Zone]:
         # /sys/class/powercap lists subzones at top level too (as symlinks): dedupe.
         real = zone_dir.resolve()
         if real in seen or not (zone_dir / "energy_uj").exists():
+            continue
+        if "mmio" in zone_dir.name:
+            # intel-rapl-mmio:N is the same package counter read through MMIO on
+            # newer Intel parts: summing it too would count the package twice.
             continue
         seen.add(real)
         try:

@@ -24,10 +24,13 @@ def powercap(tmp_path: Path) -> tuple[Path, dict[str, Path]]:
     core = _zone(root / "intel-rapl:0" / "intel-rapl:0:0", "core", 500_000)
     dram = _zone(root / "intel-rapl:0" / "intel-rapl:0:1", "dram", 2_000_000)
     psys = _zone(root / "intel-rapl:1", "psys", 9_000_000)
-    return root, {"pkg": pkg, "core": core, "dram": dram, "psys": psys}
+    mmio = _zone(root / "intel-rapl-mmio:0", "package-0", 7_000_000)
+    # /sys/class/powercap also lists every subzone at top level, as a symlink.
+    (root / "intel-rapl:0:1").symlink_to(root / "intel-rapl:0" / "intel-rapl:0:1")
+    return root, {"pkg": pkg, "core": core, "dram": dram, "psys": psys, "mmio": mmio}
 
 
-def test_it_sums_package_and_dram_and_ignores_core_and_psys(
+def test_it_sums_package_and_dram_once_and_ignores_core_psys_and_mmio(
     powercap: tuple[Path, dict[str, Path]],
 ) -> None:
     root, files = powercap
@@ -37,6 +40,7 @@ def test_it_sums_package_and_dram_and_ignores_core_and_psys(
     files["dram"].write_text(f"{2_000_000 + 4_500_000}\n")  # +4.5 J
     files["core"].write_text("99000000\n")
     files["psys"].write_text("99000000\n")
+    files["mmio"].write_text("99000000\n")
     reading = meter.stop()
     assert reading.package_j == pytest.approx(30.0)
     assert reading.dram_j == pytest.approx(4.5)

@@ -252,3 +252,14 @@ def test_rapl_through_a_measurement_reports_the_whole_machine(tmp_path: Path) ->
     assert report.dram.method == "unavailable" and report.dram.value is None
     cpu_power = [p for p in decode_trace(trace)["cpu_power_w"] if p]
     assert len(cpu_power) == 1 and cpu_power[0] > 7.0  # 7 J within one tick of 50 ms
+
+
+def test_the_energy_package_imports_nothing_from_django() -> None:
+    code = (
+        "import sys, workers.energy.session, workers.energy.trace\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] == 'django')\n"
+        "print(bad); sys.exit(1 if bad else 0)\n"
+    )
+    repo = Path(__file__).resolve().parents[3]
+    done = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr

@@ -1,0 +1,51 @@
+# Wattlab: `make run` (everything on this machine) and `make test` (what CI runs).
+PYTHON ?= $(shell command -v python3.11 || command -v python3.12 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# The suite runs against real servers (CI: .ci/run starts them).
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/wattlab
+TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
+LINTED := webapp experiments workers scripts bench tests examples manage.py
+
+.PHONY: install run worker test lint pytest pytest-single-machine bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# Playwright drives Debian's /usr/bin/chromium: no browser download.
+	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(PY) scripts/run.py
+
+worker: $(STAMP)
+	$(PY) scripts/worker.py
+
+test: $(STAMP) lint pytest pytest-single-machine
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check $(LINTED)
+	$(VENV)/bin/ruff format --check $(LINTED)
+	$(VENV)/bin/mypy webapp experiments workers scripts
+
+# The whole suite on PostgreSQL + Redis. Exit status 5 (no tests collected) is not a
+# failure of the code.
+pytest: $(STAMP)
+	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) \
+		$(VENV)/bin/pytest -q; rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ]
+
+# The queue tests again with no server at all: SQLite and the filesystem broker.
+pytest-single-machine: $(STAMP)
+	env -u DATABASE_URL -u REDIS_URL WATTLAB_VAR_DIR=$(CURDIR)/var/single-machine-tests \
+		$(VENV)/bin/pytest -q -m "queue or single_machine" tests/app; \
+		rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ]
+
+bench: $(STAMP)
+	$(PY) bench/bench_submit_latency.py
+
+clean:
+	rm -rf var/broker var/scratch var/single-machine-tests

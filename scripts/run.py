@@ -1,0 +1,146 @@
+"""``make run``: the whole of Wattlab on this machine, in one terminal.
+
+Migrates, loads the example workloads, creates a demo login and prints it, starts the
+web app and one local worker (with the reaper), submits the demo parallel experiment
+and prints the URL. Ctrl-C stops all of it: the worker cancels what it runs and stops
+its trainings, then every process this script started is ended; none is left behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
+DEMO_USER = "demo"
+
+
+def _manage(*args: str) -> None:
+    subprocess.run([sys.executable, str(ROOT / "manage.py"), *args], cwd=ROOT, check=True)
+
+
+def _start(argv: list[str]) -> subprocess.Popen[bytes]:
+    # Own session: Ctrl-C reaches this script only, which then stops the children in
+    # order (worker first, so it can stop its trainings) and kills their groups.
+    return subprocess.Popen(argv, cwd=ROOT, start_new_session=True)
+
+
+def _wait_http(url: str, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2):  # noqa: S310 (our own local URL)
+                return True
+        except urllib.error.HTTPError:
+            return True  # it answered
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.3)
+    return False
+
+
+def _demo_login() -> tuple[str, str]:
+    from django.contrib.auth import get_user_model
+
+    password = os.environ.get("WATTLAB_DEMO_PASSWORD") or secrets.token_urlsafe(9)
+    user, _created = get_user_model().objects.get_or_create(username=DEMO_USER)
+    # Staff so the demo shows the admin too (orphaned process groups, workloads).
+    user.is_staff = True
+    user.is_superuser = True
+    user.set_password(password)
+    user.save()
+    return DEMO_USER, password
+
+
+def _submit_demo(path: Path) -> str:
+    from django.contrib.auth import get_user_model
+
+    from experiments.expfile import parse_experiment_text
+    from experiments.services import experiment_submit
+
+    owner = get_user_model().objects.get(username=DEMO_USER)
+    spec = parse_experiment_text(path.read_text(), filename=path.name)
+    experiment = experiment_submit(owner=owner, spec=spec, source="cli")
+    return str(experiment.code)
+
+
+def _stop(children: list[subprocess.Popen[bytes]]) -> None:
+    for child in children:  # worker first: it cancels and stops its trainings
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+        try:
+            child.wait(timeout=45)
+        except subprocess.TimeoutExpired:
+            pass
+    for child in children:
+        try:
+            os.killpg(child.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        if child.poll() is None:
+            child.wait(timeout=10)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=int(os.environ.get("WATTLAB_PORT", "8000")))
+    parser.add_argument(
+        "--experiment", type=Path, default=ROOT / "examples" / "experiments" / "demo-parallel.yaml"
+    )
+    parser.add_argument("--no-submit", action="store_true")
+    args = parser.parse_args(argv)
+
+    _manage("migrate", "--no-input", "-v", "0")
+    _manage("load_workloads", str(ROOT / "examples" / "workloads"))
+    import django
+
+    django.setup()
+    user, password = _demo_login()
+
+    children: list[subprocess.Popen[bytes]] = []
+    stopping = False
+
+    def stop(_signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        children.append(_start([sys.executable, str(ROOT / "scripts" / "worker.py"), "--reaper"]))
+        address = f"127.0.0.1:{args.port}"
+        children.append(
+            _start([sys.executable, str(ROOT / "manage.py"), "runserver", "--noreload", address])
+        )
+        url = f"http://{address}/"
+        if not _wait_http(url, 60):
+            print("the web app did not start; see the messages above", file=sys.stderr)
+            return 1
+        code = "" if args.no_submit else _submit_demo(args.experiment)
+        print(
+            "\n"
+            f"  Wattlab is running at {url}\n"
+            f"  Log in as {user!r} with password {password!r}\n"
+            + (f"  Submitted {args.experiment.name}: experiment {code}\n" if code else "")
+            + "  Ctrl-C stops everything.\n",
+            flush=True,
+        )
+        while not stopping and all(child.poll() is None for child in children):
+            time.sleep(0.3)
+    finally:
+        print("stopping Wattlab ...", flush=True)
+        _stop(children)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

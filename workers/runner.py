@@ -470,7 +470,10 @@ def run_experiment(
     ``$WATTLAB_METER_DOUBLE``) and closes them at the end.
     """
     own_meters = meters is None
-    meter_set = open_meters(plan.gpu_indices) if meters is None else meters
+    try:
+        meter_set = open_meters(plan.gpu_indices) if meters is None else meters
+    except (OSError, ValueError) as exc:  # e.g. a malformed $WATTLAB_METER_DOUBLE
+        return ExperimentOutcome("error", f"cannot open the energy meters: {exc}")
     run = _ExperimentRun(plan, store, meter_set)
     # Until run() returns or raises an Exception, assume the worst: a BaseException
     # (worker shutdown) still gets the cleanup below.

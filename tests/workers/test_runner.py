@@ -4,6 +4,8 @@ recording store (a double of the outside world: the database lives in the app)."
 from __future__ import annotations
 
 import dataclasses
+import os
+import signal
 import tempfile
 import time
 from collections.abc import Callable
@@ -142,6 +144,8 @@ def test_a_parallel_run_records_background_runs_and_the_coverage_they_give(
     assert 2.4 < first.duration_s < 10
     assert Path(first.log_path).read_text().count("epoch") == 3
     assert first.energy.gpu.value is not None and first.trace
+    samples = [(key, trace) for key, trace in store.of("run_samples") if key == first.key]
+    assert samples and all(trace for _, trace in samples)  # the live chart got data
 
     # Background runs were reported while the experiment went on, not at its end.
     names = store.names()
@@ -379,3 +383,42 @@ def test_a_cancel_costs_one_grace_period_when_both_groups_ignore_sigterm(marker,
     assert 2.0 <= took < 3.8
     assert not any(alive(pid) for pid in read_pids(fg_pids, 3) + read_pids(bg_pids, 3))
     assert find_marked(marker) == []
+
+
+def test_a_background_loop_that_dies_is_reported_and_its_training_swept(marker, tmp_path, meters):
+    bg_pids = tmp_path / "bg-pids"
+
+    def kill_the_loop(store: RecordingStore) -> bool:
+        # Staged from outside, as the OOM killer would: SIGKILL the loop (not its
+        # training, which lives in its own session and is now orphaned).
+        groups = store.of("group_started")
+        if groups and bg_pids.exists() and alive(groups[0].leader_pid):
+            os.kill(groups[0].leader_pid, signal.SIGKILL)
+        return False
+
+    plan = make_plan(
+        marker, tmp_path, [fg(tmp_path, program("train.py", "--seconds", "1.5"))],
+        background=background(
+            tmp_path, program("spawn_tree.py", str(bg_pids)), startup_wait=1.0
+        ),
+    )  # fmt: skip
+    store = RecordingStore(cancel_when=kill_the_loop)
+    outcome = run_experiment(plan, store, meters=meters)
+    assert outcome.status == "succeeded", outcome.message
+    assert "background_exited" in [kind for kind, _ in store.of("event")]
+    assert "exited" in [reason for _, reason in store.of("group_ended")]
+    [record] = store.of("background_run_finished")
+    assert record.stopped is True and record.ended_at is not None  # closed by the runner
+    assert not any(alive(pid) for pid in read_pids(bg_pids, 3))
+    assert "leftover_processes" in [kind for kind, _ in store.of("event")]
+    assert find_marked(marker) == []
+
+
+def test_a_bad_meter_double_is_an_error_outcome_not_a_traceback(marker, tmp_path, monkeypatch):
+    monkeypatch.setenv("WATTLAB_METER_DOUBLE", "synthetic:lots")
+    plan = make_plan(marker, tmp_path, [fg(tmp_path, program("train.py"))])
+    store = RecordingStore()
+    outcome = run_experiment(plan, store)
+    assert outcome.status == "error"
+    assert "WATTLAB_METER_DOUBLE" in outcome.message
+    assert store.calls == []

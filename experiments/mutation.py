@@ -442,6 +442,65 @@ def _enumerate_together(
     return configs
 
 
+def _in_domain(param: Param, text: str) -> bool:
+    """Whether a canonical value text (from a ``config_key``) is one sampling can give."""
+    if param.type == "choice":
+        return text in {_canonical(c, param) for c in param.choices}
+    assert param.low is not None and param.high is not None
+    if param.type == "int":
+        return _is_int_text(text) and param.low <= int(text) <= param.high
+    return param.low == param.high and text == _canonical(param.low, param)
+
+
+def _count_discrete(
+    space: Sequence[Param],
+    base: Mapping[str, Value],
+    params: Sequence[Param],
+    strategy: Strategy,
+    seen: Iterable[str],
+) -> int:
+    """Exact count without listing the space: its size minus the excluded keys (and
+    the baseline) that fall inside it. Every parameter in ``params`` is discrete."""
+    base_parts: dict[str, str] = json.loads(config_key(base, space))
+    names = set(base_parts)
+    excluded: list[dict[str, str]] = []
+    for key in set(seen):
+        try:
+            parts = json.loads(key)
+        except ValueError:
+            continue
+        if isinstance(parts, dict) and set(parts) == names:
+            excluded.append(parts)
+
+    def fixed_match(parts: Mapping[str, str], free: set[str]) -> bool:
+        return all(parts[n] == base_parts[n] for n in names - free)
+
+    if strategy == "together":
+        free = {p.name for p in params}
+        total = math.prod(p.domain_size() or 0 for p in params)
+        hits = [
+            parts
+            for parts in excluded
+            if fixed_match(parts, free) and all(_in_domain(p, parts[p.name]) for p in params)
+        ]
+        base_hit = all(_in_domain(p, base_parts[p.name]) for p in params)
+        return total - len(hits) - (1 if base_hit and base_parts not in hits else 0)
+    total = 0
+    for p in params:
+        # Each parameter's line of configurations without the baseline; the lines are
+        # disjoint, so their sizes add up.
+        line = (p.domain_size() or 0) - (1 if _in_domain(p, base_parts[p.name]) else 0)
+        line_hits = sum(
+            1
+            for parts in excluded
+            if fixed_match(parts, {p.name})
+            and parts[p.name] != base_parts[p.name]
+            and _in_domain(p, parts[p.name])
+        )
+        total += line - line_hits
+    return total
+
+
 def count_available(
     space: Sequence[Param],
     *,
@@ -455,20 +514,10 @@ def count_available(
     by_name, base = _validate_request(space, fixed, mutate, 1)
     if not mutate:
         return 1
-    excluded = set(seen) | {config_key(base, space)}
     params = [by_name[m] for m in mutate]
-    if strategy == "together":
-        configs = _enumerate_together(space, base, params)
-        if configs is None:
-            return None
-        return len({config_key(c, space) for c in configs} - excluded)
-    total = 0
-    for p in params:
-        if p.domain_size() is None or (p.domain_size() or 0) > ENUMERATE_LIMIT:
-            return None
-        keys = {config_key({**base, p.name: v}, space) for v in p.domain()}
-        total += len(keys - excluded)
-    return total
+    if any(p.domain_size() is None for p in params):
+        return None
+    return _count_discrete(space, base, params, strategy, seen)
 
 
 def plan_configurations(
@@ -520,6 +569,10 @@ def _plan_together(
     excluded: set[str],
 ) -> list[dict[str, Value]]:
     enumerated = _enumerate_together(space, base, params)
+    if enumerated is None and all(p.domain_size() is not None for p in params):
+        available = _count_discrete(space, base, params, "together", excluded)
+        if available < n:
+            raise SpaceExhausted(available=available, requested=n, exact=True)
     if enumerated is not None:
         remaining = {config_key(c, space): c for c in enumerated}
         for key in excluded:

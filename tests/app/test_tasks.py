@@ -52,12 +52,15 @@ foreground:
 timeout: 600
 """
 
-LONG_PARALLEL = LONG_SOLO.replace("name: long-solo", "name: long-parallel") + """
+LONG_PARALLEL = (
+    LONG_SOLO.replace("name: long-solo", "name: long-parallel")
+    + """
 background:
   workload: digits-mlp
   hyperparameters: {epochs: 1000, hidden: 256}
   startup_wait: 0.5
 """
+)
 
 REPLAY_TRACE = SHARED / "traces" / "rtx3080" / "MRT-OAST_default_035_parallel"
 
@@ -214,15 +217,17 @@ def test_a_killed_worker_leaves_a_lost_experiment_and_orphans_the_control_queue_
     for group in orphans:
         services.process_group_request_terminate(group=group, by=None)
     _wait_for(
-        lambda: not ProcessGroup.objects.filter(
-            experiment=experiment, ended_at__isnull=True
-        ).exists(),
+        lambda: (
+            not ProcessGroup.objects.filter(experiment=experiment, ended_at__isnull=True).exists()
+        ),
         60,
         "the control worker to terminate the orphans",
     )
-    results = set(ProcessGroup.objects.filter(experiment=experiment).values_list(
-        "terminate_result", flat=True
-    ))
+    results = set(
+        ProcessGroup.objects.filter(experiment=experiment).values_list(
+            "terminate_result", flat=True
+        )
+    )
     assert results <= {"terminated", "already gone", ""}
     assert "terminated" in results
     _wait_for(lambda: find_marked(code) == [], 15, "every process of it to end")

@@ -609,18 +609,9 @@ def _plan_one_at_a_time(
     rng: random.Random,
     excluded: set[str],
 ) -> list[dict[str, Value]]:
-    # What each parameter still has, when it can be listed.
-    left: dict[str, list[dict[str, Value]] | None] = {}
-    for p in params:
-        size = p.domain_size()
-        if size is None or size > ENUMERATE_LIMIT:
-            left[p.name] = None
-        else:
-            configs = [{**base, p.name: v} for v in p.domain()]
-            left[p.name] = [c for c in configs if config_key(c, space) not in excluded]
-    bounded = all(v is not None for v in left.values())
+    bounded = all(p.domain_size() is not None for p in params)
     if bounded:
-        available = sum(len(v or []) for v in left.values())
+        available = _count_discrete(space, base, params, "one_at_a_time", excluded)
         if available < n:
             raise SpaceExhausted(available=available, requested=n, exact=True)
     plan: list[dict[str, Value]] = []
@@ -639,8 +630,13 @@ def _plan_one_at_a_time(
             continue
         misses[p.name] += 1
         if misses[p.name] >= budget:
-            spare = left[p.name]
-            spare = [c for c in spare or [] if config_key(c, space) not in excluded]
+            # Random draws keep hitting used values: list what this parameter has left
+            # (when it can be listed) and take one of those.
+            size = p.domain_size()
+            spare: list[dict[str, Value]] = []
+            if size is not None and size <= ENUMERATE_LIMIT:
+                line = ({**base, p.name: v} for v in p.domain())
+                spare = [c for c in line if config_key(c, space) not in excluded]
             if spare:
                 config = rng.choice(spare)
                 excluded.add(config_key(config, space))

@@ -1,0 +1,108 @@
+"""The management commands as a user runs them: child processes, exit codes, output."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from experiments import services
+from experiments.models import Workload
+from tests.conftest import ROOT, run_manage
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_load_workloads_registers_the_examples(transactional_db: None) -> None:
+    done = run_manage("load_workloads", str(ROOT / "examples" / "workloads"))
+    assert done.returncode == 0, done.stderr
+    assert "loaded workload digits-mlp" in done.stdout
+    workload = Workload.objects.get(name="digits-mlp")
+    assert workload.argv == ["{python}", "train.py"]
+    assert Path(workload.workdir) == ROOT / "examples" / "digits_mlp"
+    assert {p["name"] for p in workload.hyperparameters} == {
+        "epochs",
+        "learning_rate",
+        "batch_size",
+        "hidden",
+        "seed",
+    }
+
+
+def test_load_workloads_names_the_bad_key(transactional_db: None, tmp_path: Path) -> None:
+    (tmp_path / "bad.yaml").write_text(
+        "name: bad\nargv: [python, x.py]\nmetrics: {acc: '([0-9'}\n"
+        "hyperparameters: [{name: e, flag: --e, type: int, default: 5, min: 1, max: 3}]\n"
+        "colour: blue\n"
+    )
+    done = run_manage("load_workloads", str(tmp_path))
+    assert done.returncode == 1
+    assert "colour: unknown key" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not Workload.objects.filter(name="bad").exists()
+
+    (tmp_path / "bad.yaml").write_text(
+        "name: bad\nargv: [python, x.py]\nmetrics: {acc: '([0-9'}\n"
+        "hyperparameters: [{name: e, flag: --e, type: integer, default: 5}]\n"
+    )
+    done = run_manage("load_workloads", str(tmp_path))
+    assert "metrics.acc: not a valid regular expression" in done.stderr
+    assert "hyperparameters: parameter 'e'" in done.stderr
+
+
+def test_submit_reports_every_bad_key_without_a_traceback(
+    digits_workload: Any, tmp_path: Path
+) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(
+        "name: bad\nforeground:\n  workload: digits-mlp\n"
+        "  hyperparameters: {epochs: 5000}\nruns_per_conifg: 2\n"
+    )
+    done = run_manage("submit", str(path))
+    assert done.returncode == 1
+    assert "runs_per_conifg: unknown key" in done.stderr
+    assert "Traceback" not in done.stderr
+
+    path.write_text(
+        "name: bad\nforeground:\n  workload: digits-mlp\n  hyperparameters: {epochs: 5000}\n"
+    )
+    done = run_manage("submit", str(path))
+    assert done.returncode == 1
+    assert "foreground.hyperparameters.epochs: 5000 is outside 1..1000" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_submit_of_a_missing_file_says_so(transactional_db: None, tmp_path: Path) -> None:
+    done = run_manage("submit", str(tmp_path / "nope.yaml"))
+    assert done.returncode == 1
+    assert "No such file" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_cancel_and_export_by_code(digits_workload: Any) -> None:
+    from experiments.expfile import parse_experiment_text
+
+    spec = parse_experiment_text(
+        "name: e\nforeground: {workload: digits-mlp, hyperparameters: {epochs: 2}}\n"
+    )
+    experiment = services.experiment_submit(owner=None, spec=spec)
+    code = str(experiment.code)
+
+    cancelled = run_manage("cancel", code)
+    assert cancelled.returncode == 0 and "cancel requested" in cancelled.stdout
+    assert (
+        run_manage("cancel", "not-a-code")
+        .stderr.strip()
+        .endswith("'not-a-code' is not an experiment code (a UUID)")
+    )
+
+    exported = run_manage("export", code, "--format", "json")
+    doc = json.loads(exported.stdout)
+    assert (doc["code"], doc["status"], doc["runs"]) == (code, "cancelled", [])
+
+    table = run_manage("export", code, "--format", "csv")
+    rows = list(csv.reader(io.StringIO(table.stdout)))
+    assert rows[0][:3] == ["experiment", "name", "mode"] and len(rows) == 1

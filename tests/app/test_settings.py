@@ -1,0 +1,58 @@
+"""Settings come from the environment: a server-less broker without REDIS_URL, Redis
+with it, and a loud failure on a bad value."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import ROOT
+
+PROBE = (
+    "import django, json; django.setup(); from django.conf import settings as s; "
+    "print(json.dumps({'broker': s.CELERY_BROKER_URL, 'options': s.CELERY_BROKER_TRANSPORT_OPTIONS,"
+    " 'db': s.DATABASES['default']['ENGINE']}))"
+)
+
+
+def _probe(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
+    base.update(DJANGO_SETTINGS_MODULE="webapp.settings", WATTLAB_VAR_DIR=str(tmp_path), **env)
+    return subprocess.run(
+        [sys.executable, "-c", PROBE],
+        cwd=ROOT,
+        env=base,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_without_servers_it_uses_sqlite_and_a_broker_folder(tmp_path: Path) -> None:
+    done = _probe(tmp_path)
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout)
+    assert found["db"] == "django.db.backends.sqlite3"
+    assert found["broker"] == "filesystem://"
+    assert found["options"]["data_folder_in"] == str(tmp_path / "broker" / "queue")
+    assert (tmp_path / "broker" / "queue").is_dir()
+
+
+def test_with_redis_the_visibility_timeout_outlasts_the_longest_experiment(
+    tmp_path: Path,
+) -> None:
+    done = _probe(
+        tmp_path, REDIS_URL="redis://127.0.0.1:6379/0", WATTLAB_MAX_EXPERIMENT_SECONDS="1000"
+    )
+    found = json.loads(done.stdout)
+    assert found["broker"] == "redis://127.0.0.1:6379/0"
+    assert found["options"]["visibility_timeout"] > 1000
+
+
+def test_a_bad_value_fails_loudly_with_its_name(tmp_path: Path) -> None:
+    done = _probe(tmp_path, WATTLAB_HEARTBEAT_SECONDS="often")
+    assert done.returncode != 0
+    assert "WATTLAB_HEARTBEAT_SECONDS='often' is not a number" in done.stderr

@@ -143,8 +143,10 @@ class BackgroundLoop:
         else:
             start_event.update(pid=group.pid, pgid=group.pgid)
             self._append(start_event)
-            while not group.leader_exited():
-                if self.stopping.wait(_POLL_S):
+            # wait_exit wakes the moment the training ends (exact end times); the
+            # stop flag is checked between waits.
+            while not group.wait_exit(_POLL_S):
+                if self.stopping.is_set():
                     stopped = True
                     break
             # Also sweeps what an exited training left behind (dataloader workers...).

@@ -31,7 +31,9 @@ from workers.contract import ENV_GROUP, ENV_MARKER, ENV_ROLE, Role
 #: clock ticks (10 ms) plus the boot time, so the same process reads back identically,
 #: while a reused pid would need the whole pid space to wrap within this window.
 CREATE_TIME_TOLERANCE_S: Final = 0.05
-_POLL_S: Final = 0.02
+#: While a group stops we rescan /proc this often: short enough for sub-second stops,
+#: long enough that a ten-second grace period does not busy a core.
+_POLL_S: Final = 0.05
 #: After SIGKILL the kernel needs a moment to tear processes down; past this the
 #: group is stuck in uninterruptible sleep (D state) and we say so instead of hanging.
 KILL_SETTLE_S: Final = 10.0
@@ -296,13 +298,26 @@ class ProcessGroup:
 
     def remaining(self) -> list[int]:
         """Live processes of this group: members of the pgid, and descendants that left
-        it (found by this group's token)."""
-        marked = set(find_marked(self.marker, self.role, group=self.token))
-        members = group_members(self.pgid)
-        if self.popen.returncode is not None:
-            # Leader reaped: the pgid number is no longer pinned, trust only the marker.
-            members = [pid for pid in members if pid in marked]
-        return sorted(marked.union(members))
+        it (found by this group's token). One pass over /proc."""
+        pairs = [
+            f"{ENV_MARKER}={self.marker}".encode(),
+            f"{ENV_ROLE}={self.role}".encode(),
+            f"{ENV_GROUP}={self.token}".encode(),
+        ]
+        # Leader reaped: the pgid number is no longer pinned, so members must also
+        # carry our token; before that every member of the pgid is ours.
+        pinned = self.popen.returncode is None
+        mine = _ancestors_and_self()
+        found = []
+        for pid in _all_pids():
+            if pid in mine:
+                continue
+            stat = _read_stat(pid)
+            if stat is None or stat[0] in ("Z", "X"):
+                continue
+            if (pinned and stat[1] == self.pgid) or _environ_has(pid, pairs):
+                found.append(pid)
+        return found
 
     def _signal_all(self, sig: int) -> None:
         signalled_group = False

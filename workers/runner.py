@@ -36,6 +36,7 @@ from workers.contract import (
     Figure,
     GroupInfo,
     InfrastructureError,
+    Role,
     RunKey,
     RunPlan,
     RunResult,
@@ -143,8 +144,16 @@ class _Background:
         data = self._partial + chunk
         *lines, self._partial = data.split(b"\n")
         for line in lines:
-            if line.strip():
-                self._handle(json.loads(line))
+            if not line.strip():
+                continue
+            try:
+                event = json.loads(line)
+            except ValueError:
+                self.runner.store.event(
+                    "background_intervals", f"unreadable line in the intervals file: {line!r}"
+                )
+                continue
+            self._handle(event)
         if self.group is not None and self.group.leader_exited():
             report = self.group.stop(self.runner.plan.grace)
             self.runner.store.event(
@@ -196,12 +205,13 @@ class _Background:
         if self.group is None:
             return
         self.group.stop(self.runner.plan.grace + LOOP_MARGIN_S)
-        # The loop stops its training itself; if it had to be killed first, what its
-        # training left is swept here (the loop is gone: every background process is).
-        sweep_marked(self.runner.plan.code, role="background", grace=self.runner.plan.grace)
         self._ended(reason)
 
     def _ended(self, reason: str) -> None:
+        # The loop stops its training itself; if it died or had to be killed first,
+        # its training lives on in its own session: with the loop gone, every
+        # background process of this experiment is a leftover.
+        self.runner.sweep("background")
         self.poll_file_only()
         # A loop killed before it could write its last line leaves a run open: close it
         # here so no background run stays "running" for ever.
@@ -443,6 +453,16 @@ class _ExperimentRun:
 
     # -- the end -------------------------------------------------------------------
 
+    def sweep(self, role: Role | None = None) -> None:
+        """Stop whatever still carries this experiment's marker (and ``role``)."""
+        leftovers = sweep_marked(self.plan.code, role=role, grace=self.plan.grace)
+        if leftovers:
+            self.store.event(
+                "leftover_processes",
+                f"stopped {len(leftovers)} {role or 'experiment'} process(es) that "
+                f"outlived their group: pids {leftovers}",
+            )
+
     def cleanup(self, reason: str) -> None:
         """Stop the background, sweep anything still carrying our marker, drop temp files."""
         try:
@@ -450,12 +470,7 @@ class _ExperimentRun:
                 self.background.stop(reason)
         finally:
             try:
-                leftovers = sweep_marked(self.plan.code, grace=self.plan.grace)
-                if leftovers:
-                    self.store.event(
-                        "leftover_processes",
-                        f"stopped {len(leftovers)} process(es) that outlived their group",
-                    )
+                self.sweep()
             finally:
                 shutil.rmtree(self.tmpdir, ignore_errors=True)
 

@@ -219,9 +219,12 @@ def test_it_stops_the_groups_on_cancel_during_the_foreground_run(marker, tmp_pat
 
 def test_it_stops_at_once_on_cancel_during_the_sleep_between_runs(marker, tmp_path, meters):
     runs = [fg(tmp_path, program("train.py", "--seconds", "0.3"), repeat=i) for i in range(2)]
+    bg_pids = tmp_path / "bg-pids"
     plan = make_plan(
         marker, tmp_path, runs, sleep_between_runs=60,
-        background=background(tmp_path, program("sleeper.py", "30"), startup_wait=0.2),
+        background=background(
+            tmp_path, program("spawn_tree.py", str(bg_pids), "--escape"), startup_wait=0.2
+        ),
     )  # fmt: skip
     store = RecordingStore(cancel_when=lambda s: bool(s.of("run_finished")))
     began = time.monotonic()
@@ -230,19 +233,26 @@ def test_it_stops_at_once_on_cancel_during_the_sleep_between_runs(marker, tmp_pa
     assert len(store.of("run_finished")) == 1
     assert time.monotonic() - store.cancelled_at < 3.0
     assert time.monotonic() - began < 30
+    assert not any(alive(pid) for pid in read_pids(bg_pids, 3))
+    assert not any(alive(g.leader_pid) for g in store.of("group_started"))
     assert find_marked(marker) == []
 
 
 def test_it_stops_at_once_on_cancel_during_the_startup_wait(marker, tmp_path, meters):
+    bg_pids = tmp_path / "bg-pids"
     plan = make_plan(
         marker, tmp_path, [fg(tmp_path, program("train.py"))],
-        background=background(tmp_path, program("sleeper.py", "30"), startup_wait=60),
+        background=background(
+            tmp_path, program("spawn_tree.py", str(bg_pids), "--escape"), startup_wait=60
+        ),
     )  # fmt: skip
-    store = RecordingStore(cancel_when=lambda s: bool(s.of("background_run_started")))
+    store = RecordingStore(cancel_when=lambda s: bg_pids.exists())
     outcome = run_experiment(plan, store, meters=meters)
     assert outcome.status == "cancelled"
     assert store.of("run_started") == []
     assert time.monotonic() - store.cancelled_at < 3.0
+    assert not any(alive(pid) for pid in read_pids(bg_pids, 3))
+    assert not any(alive(g.leader_pid) for g in store.of("group_started"))
     assert find_marked(marker) == []
     assert no_temp_dir_left(marker)
 
@@ -259,6 +269,7 @@ def test_a_timeout_kills_a_run_that_ignores_sigterm(marker, tmp_path, meters):
     assert 1.5 <= result.duration_s < 8
     assert outcome.status == "failed"
     assert "timeout" in Path(result.log_path).read_text()
+    assert not alive(store.of("group_started")[0].leader_pid)
     assert find_marked(marker) == []
 
 

@@ -1,0 +1,89 @@
+"""``make run`` (scripts/run.py) with no server at all: it starts the web app and a
+worker, submits the demo, and Ctrl-C leaves no process behind."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.conftest import ROOT
+from workers.procgroup import find_marked
+
+pytestmark = [pytest.mark.slow, pytest.mark.single_machine]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _descendants(pid: int) -> list[psutil.Process]:
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def test_make_run_serves_the_demo_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
+    env.update(
+        DJANGO_SETTINGS_MODULE="webapp.settings",
+        WATTLAB_VAR_DIR=str(tmp_path),
+        WATTLAB_SQLITE_PATH=str(tmp_path / "run.sqlite3"),
+        WATTLAB_HOSTNAME=f"runhost-{port}",
+        WATTLAB_HEARTBEAT_SECONDS="1",
+        WATTLAB_GRACE_SECONDS="3",
+        PYTHONUNBUFFERED="1",
+    )
+    log_path = tmp_path / "run.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, str(ROOT / "scripts" / "run.py"), "--port", str(port)],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while "Ctrl-C stops everything" not in log_path.read_text(errors="replace"):
+            assert process.poll() is None, log_path.read_text()[-3000:]
+            assert time.monotonic() < deadline, log_path.read_text()[-3000:]
+            time.sleep(0.3)
+        text = log_path.read_text()
+        assert f"http://127.0.0.1:{port}/" in text
+        login = re.search(r"Log in as 'demo' with password '([^']+)'", text)
+        assert login is not None
+        code_match = re.search(r"experiment ([0-9a-f-]{36})", text)
+        assert code_match is not None
+        code = code_match.group(1)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/accounts/login/", timeout=10) as r:
+            assert r.status == 200
+        # Wait until the demo's trainings run, so Ctrl-C has something to stop.
+        deadline = time.monotonic() + 90
+        while len(find_marked(code)) < 2:
+            assert time.monotonic() < deadline, log_path.read_text()[-3000:]
+            time.sleep(0.3)
+        children = _descendants(process.pid)
+        assert children
+
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=90)
+
+        assert process.returncode == 0
+        time.sleep(0.5)
+        assert [c.pid for c in children if c.is_running() and c.status() != "zombie"] == []
+        assert find_marked(code) == []
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

@@ -518,8 +518,10 @@ def _classify(run: _ExperimentRun) -> tuple[ExperimentOutcome, str]:
         return ExperimentOutcome("error", f"infrastructure error: {exc}"), "error"
     except Exception as exc:
         return ExperimentOutcome("error", f"{type(exc).__name__}: {exc}"), "error"
-    bad = [r for r in run.results if r.status != "succeeded"]
+    # The last attempt of each run decides it (an error retried into success is a success).
+    final = {(r.key.config_index, r.key.repeat_index): r.status for r in run.results}
+    bad = [status for status in final.values() if status != "succeeded"]
     if bad:
-        message = f"{len(bad)} of {len(run.results)} runs did not succeed"
+        message = f"{len(bad)} of {len(final)} runs did not succeed"
         return ExperimentOutcome("failed", message), "finished"
     return ExperimentOutcome("succeeded"), "finished"

@@ -405,14 +405,20 @@ def sweep_marked(marker: str, *, role: Role | None = None, grace: float = 10.0) 
 
 
 def terminate_recorded(
-    identity: GroupIdentity, *, marker: str | None, grace: float = 10.0
+    identity: GroupIdentity,
+    *,
+    marker: str | None,
+    grace: float = 10.0,
+    role: Role | None = None,
 ) -> TerminateResult:
     """Terminate a group from its recorded identity (admin: orphaned groups).
 
     The group is ours when its leader still has the recorded start time. When the
     leader is gone, the remaining members of its pgid are signalled only if each
     carries the experiment ``marker`` in its environment: a pgid without its leader
-    could otherwise belong to a stranger who got the same number.
+    could otherwise belong to a stranger who got the same number. Processes that left
+    the group are found by ``marker`` (and ``role`` when given: without it, every
+    leftover of the experiment goes).
     """
     pairs = [f"{ENV_MARKER}={marker}".encode()] if marker else []
     leader_ctime = create_time_of(identity.leader_pid)
@@ -423,7 +429,7 @@ def terminate_recorded(
         if abs(leader_ctime - identity.leader_create_time) > CREATE_TIME_TOLERANCE_S:
             return "pid reused: refused"
     members = group_members(identity.pgid)
-    marked_leftovers = find_marked(marker) if marker else []
+    marked_leftovers = find_marked(marker, role) if marker else []
     if not members and not marked_leftovers and not leader_alive:
         return "already gone"
     if not leader_alive and members:
@@ -433,7 +439,7 @@ def terminate_recorded(
     def alive() -> list[int]:
         found = set(group_members(identity.pgid))
         if marker:
-            found.update(find_marked(marker))
+            found.update(find_marked(marker, role))
         return sorted(found)
 
     _terminate(alive, grace)

@@ -163,3 +163,23 @@ def test_stopping_one_group_leaves_another_group_of_the_same_experiment_alone(ma
     assert all(alive(pid) for pid in b_pids)
     b.stop(grace=1)
     assert not any(alive(pid) for pid in b_pids)
+
+
+def test_terminate_recorded_with_a_role_spares_the_experiments_other_role(marker, tmp_path):
+    (tmp_path / "fg").mkdir()
+    (tmp_path / "bg").mkdir()
+    fg = start(
+        program("spawn_tree.py", str(tmp_path / "fg" / "pids"), "--escape"), marker, tmp_path / "fg"
+    )
+    bg = start(
+        program("spawn_tree.py", str(tmp_path / "bg" / "pids"), "--escape"),
+        marker, tmp_path / "bg", role="background",
+    )  # fmt: skip
+    fg_pids = read_pids(tmp_path / "fg" / "pids", 3)
+    bg_pids = read_pids(tmp_path / "bg" / "pids", 3)
+    result = terminate_recorded(fg.identity, marker=marker, role="foreground", grace=1)
+    assert result == "terminated"
+    assert not any(alive(pid) for pid in fg_pids)
+    assert all(alive(pid) for pid in bg_pids)
+    bg.stop(grace=1)
+    fg.popen.wait(5)

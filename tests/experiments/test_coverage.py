@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from experiments.coverage import compute_coverage
@@ -29,6 +29,8 @@ def brute_force(lo: int, hi: int, runs: list[tuple[int, int | None]], now: int):
     return sum(covered_cells), longest, overlapping
 
 
+# No per-example deadline: the suite runs on a loaded, shared machine.
+@settings(deadline=None)
 @given(
     window=st.tuples(instant, instant).map(sorted).filter(lambda w: w[0] < w[1]),
     runs=st.lists(run, max_size=8),
@@ -46,6 +48,7 @@ def test_it_matches_a_brute_force_count_of_covered_seconds(window, runs, now):
     assert sum(e - s for s, e in report.gaps) + report.covered_s == pytest.approx(hi - lo)
 
 
+@settings(deadline=None)
 @given(
     window=st.tuples(st.floats(0, 1e4), st.floats(0, 1e4)).map(sorted),
     runs=st.lists(st.tuples(st.floats(0, 1e4), st.floats(0, 1e4)).map(sorted), max_size=10),

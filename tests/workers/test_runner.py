@@ -6,6 +6,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -433,3 +435,15 @@ def test_a_bad_meter_double_is_an_error_outcome_not_a_traceback(marker, tmp_path
     assert outcome.status == "error"
     assert "WATTLAB_METER_DOUBLE" in outcome.message
     assert store.calls == []
+
+
+def test_the_engine_imports_nothing_from_django():
+    modules = "workers.runner, workers.background, workers.procgroup, workers.foreground"
+    code = f"import sys, {modules}, experiments.coverage; print(sorted(m for m in sys.modules "
+    code += "if m.split('.')[0] in ('django', 'celery')))"
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

@@ -89,7 +89,8 @@ def test_submit_wait_json_returns_a_succeeded_parallel_experiment(
     """The issue's "done means", on a short demo: succeeded, coverage >= 90 %, at least
     two background runs, energy figures with their methods, nothing left running."""
     env = {"WATTLAB_METER_DOUBLE": str(REPLAY_TRACE)} if REPLAY_TRACE.is_dir() else {}
-    celery_worker_factory(**env)
+    # With the reaper on and a 1 s heartbeat: a healthy run must never be taken as lost.
+    celery_worker_factory(reaper=True, **env)
     path = tmp_path / "short-parallel.yaml"
     path.write_text(SHORT_PARALLEL)
 
@@ -234,3 +235,43 @@ def test_a_killed_worker_leaves_a_lost_experiment_and_orphans_the_control_queue_
     for group in ProcessGroup.objects.filter(experiment=experiment):
         assert group_members(group.pgid) == []
     del reaper, replacement
+
+
+def test_ctrl_c_during_submit_wait_asks_and_cancels(
+    digits_workload: object, celery_worker_proc: WorkerProc, tmp_path: Path
+) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT, child_env
+
+    path = tmp_path / "long.yaml"
+    path.write_text(LONG_SOLO)
+    waiting = subprocess.Popen(
+        [sys.executable, str(ROOT / "manage.py"), "submit", str(path), "--wait"],
+        cwd=ROOT,
+        env=child_env(),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _wait_for(
+            lambda: Run.objects.filter(experiment__name="long-solo", status="running").exists(),
+            60,
+            "the run to start",
+        )
+        experiment = Experiment.objects.get(name="long-solo")
+        waiting.send_signal(signal.SIGINT)
+        out, err = waiting.communicate("y\n", timeout=60)
+    finally:
+        if waiting.poll() is None:
+            waiting.kill()
+    assert "Cancel long-solo" in out
+    assert "cancel requested" in out
+    assert waiting.returncode == 1  # only a succeeded experiment exits 0
+    assert "Traceback" not in err
+    assert _status(experiment) == "cancelled"
+    _wait_for(lambda: find_marked(str(experiment.code)) == [], 15, "every process of it to end")

@@ -34,8 +34,14 @@ def _default_metric(names: list[str]) -> str:
 
 def _charts(data: CompareData, metric: str) -> dict[str, Any]:
     bars = []
-    for row in data.rows[:12]:
-        label = charts_label(row.hyperparameters)
+    shown = data.rows[:12]
+    # Label bars by what differs between them; the table has the full configuration.
+    keys = {k for row in shown for k in row.hyperparameters}
+    varying = sorted(
+        k for k in keys if len({str(row.hyperparameters.get(k)) for row in shown}) > 1
+    )
+    for row in shown:
+        label = ", ".join(f"{k}={row.hyperparameters.get(k)}" for k in varying) or "defaults"
         for mode, stats in (("solo", row.solo), ("parallel", row.parallel)):
             if stats.n and stats.median is not None:
                 assert stats.low is not None and stats.high is not None

@@ -67,7 +67,7 @@ def coverage_windows(
             percent, verdict = report.percent, ""
         windows.append(
             charts.Window(
-                label=f"run {run.config_index}.{run.repeat_index}",
+                label=f"run {run.config_index}.{run.repeat_index}.{run.attempt}",
                 start=run.started_at,
                 end=end,
                 background=over,

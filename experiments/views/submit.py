@@ -42,7 +42,8 @@ def _preview(form: ExperimentForm) -> dict[str, Any] | None:
     available = preview.available
     return {
         "asked": asked,
-        "available": "plenty of" if available is None else available,
+        "available": available,
+        "unlimited": available is None,
         "enough": available is None or available >= asked,
         "mutating": bool(spec.foreground.mutate),
         "strategy": spec.strategy,

@@ -20,47 +20,92 @@ from experiments.models import (
     Workload,
 )
 
+admin.site.site_header = "Wattlab administration"
+admin.site.site_title = "Wattlab admin"
+
 
 @admin.register(Workload)
-class WorkloadAdmin(admin.ModelAdmin):
-    list_display = ("name", "source", "is_active", "legacy_repository", "legacy_model", "updated_at")
+class WorkloadAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = (
+        "name",
+        "source",
+        "is_active",
+        "legacy_repository",
+        "legacy_model",
+        "updated_at",
+    )
     list_filter = ("source", "is_active")
     search_fields = ("name", "description", "legacy_repository", "legacy_model")
 
 
 @admin.register(Host)
-class HostAdmin(admin.ModelAdmin):
+class HostAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = ("hostname", "queue", "last_heartbeat", "cpu_count")
     search_fields = ("hostname",)
 
 
-class RunInline(admin.TabularInline):
+class RunInline(admin.TabularInline):  # type: ignore[type-arg]
     model = Run
     extra = 0
     can_delete = False
     show_change_link = True
-    fields = ("config_index", "repeat_index", "attempt", "status", "duration_s", "gpu_energy_j",
-              "gpu_method", "coverage_percent", "coverage_verdict")
+    fields = (
+        "config_index",
+        "repeat_index",
+        "attempt",
+        "status",
+        "duration_s",
+        "gpu_energy_j",
+        "gpu_method",
+        "coverage_percent",
+        "coverage_verdict",
+    )
     readonly_fields = fields
 
 
 @admin.register(Experiment)
-class ExperimentAdmin(admin.ModelAdmin):
-    list_display = ("name", "code", "owner", "mode", "status", "foreground_workload",
-                    "runs_done", "total_runs", "imported", "created_at")
+class ExperimentAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = (
+        "name",
+        "code",
+        "owner",
+        "mode",
+        "status",
+        "foreground_workload",
+        "runs_done",
+        "total_runs",
+        "imported",
+        "created_at",
+    )
     list_filter = ("status", "mode", "imported", "source")
     search_fields = ("name", "code", "owner__username", "foreground_workload__name")
     list_select_related = ("owner", "foreground_workload")
-    readonly_fields = ("code", "created_at", "started_at", "ended_at", "heartbeat_at",
-                       "cancel_requested_at", "cancel_requested_by")
+    readonly_fields = (
+        "code",
+        "created_at",
+        "started_at",
+        "ended_at",
+        "heartbeat_at",
+        "cancel_requested_at",
+        "cancel_requested_by",
+    )
     raw_id_fields = ("owner", "host")
     inlines = [RunInline]
 
 
 @admin.register(Run)
-class RunAdmin(admin.ModelAdmin):
-    list_display = ("__str__", "status", "duration_s", "gpu_energy_j", "gpu_method",
-                    "cpu_energy_j", "cpu_method", "coverage_percent", "imported")
+class RunAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = (
+        "__str__",
+        "status",
+        "duration_s",
+        "gpu_energy_j",
+        "gpu_method",
+        "cpu_energy_j",
+        "cpu_method",
+        "coverage_percent",
+        "imported",
+    )
     list_filter = ("status", "gpu_method", "cpu_method", "coverage_verdict", "imported")
     list_select_related = ("experiment",)
     raw_id_fields = ("experiment",)
@@ -68,7 +113,7 @@ class RunAdmin(admin.ModelAdmin):
 
 
 @admin.register(BackgroundRun)
-class BackgroundRunAdmin(admin.ModelAdmin):
+class BackgroundRunAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = ("__str__", "started_at", "ended_at", "exit_code", "stopped")
     raw_id_fields = ("experiment",)
 
@@ -91,10 +136,8 @@ class OrphanedFilter(admin.SimpleListFilter):
 
 
 @admin.register(ProcessGroup)
-class ProcessGroupAdmin(admin.ModelAdmin):
-    list_display = ("pgid", "leader_pid", "role", "host", "experiment_link", "started_at",
-                    "ended_at", "end_reason", "terminate_requested_at",
-                    "terminate_requested_by", "terminate_result")
+class ProcessGroupAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = ("pgid", "role", "host", "experiment_link", "started_at", "state", "termination")
     list_filter = (OrphanedFilter, "role", "host")
     list_select_related = ("host", "experiment", "terminate_requested_by")
     readonly_fields = ("terminate_requested_at", "terminate_requested_by", "terminate_result")
@@ -105,6 +148,22 @@ class ProcessGroupAdmin(admin.ModelAdmin):
     def experiment_link(self, obj: ProcessGroup) -> str:
         return f"{obj.experiment.name} ({obj.experiment.status})"
 
+    @admin.display(description="state")
+    def state(self, obj: ProcessGroup) -> str:
+        if obj.ended_at:
+            return f"ended {obj.ended_at:%H:%M:%S}" + (
+                f" ({obj.end_reason})" if obj.end_reason else ""
+            )
+        return f"running (leader pid {obj.leader_pid})"
+
+    @admin.display(description="terminate: result · who · when")
+    def termination(self, obj: ProcessGroup) -> str:
+        if obj.terminate_requested_at is None:
+            return "—"
+        who = obj.terminate_requested_by.get_username() if obj.terminate_requested_by else "system"
+        result = obj.terminate_result or "waiting for the host"
+        return f"{result} · {who} · {obj.terminate_requested_at:%Y-%m-%d %H:%M:%S}"
+
     @admin.action(description="Terminate the selected process groups (on their host)")
     def terminate(self, request: HttpRequest, queryset: QuerySet[ProcessGroup]) -> None:
         sent = 0
@@ -112,8 +171,9 @@ class ProcessGroupAdmin(admin.ModelAdmin):
             try:
                 services.process_group_request_terminate(group=group, by=request.user)
             except ValidationError as exc:
-                self.message_user(request, f"group {group.pgid}: {'; '.join(exc.messages)}",
-                                  messages.WARNING)
+                self.message_user(
+                    request, f"group {group.pgid}: {'; '.join(exc.messages)}", messages.WARNING
+                )
             else:
                 sent += 1
         if sent:
@@ -126,6 +186,6 @@ class ProcessGroupAdmin(admin.ModelAdmin):
 
 
 @admin.register(ApiToken)
-class ApiTokenAdmin(admin.ModelAdmin):
+class ApiTokenAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = ("prefix", "user", "name", "created_at", "last_used_at")
     readonly_fields = ("key_hash", "prefix", "created_at", "last_used_at")

@@ -17,7 +17,11 @@ from ninja.errors import HttpError
 from ninja.security import HttpBearer
 
 from experiments import selectors, services
-from experiments.expfile import ExperimentFileError, experiment_file_from_dict, parse_experiment_text
+from experiments.expfile import (
+    ExperimentFileError,
+    experiment_file_from_dict,
+    parse_experiment_text,
+)
 from experiments.models import ApiToken, Experiment
 from experiments.permissions import _get_experiment_for_user
 from experiments.views.exports import experiment_csv, experiment_document
@@ -178,8 +182,10 @@ def submit_experiment(request: HttpRequest, payload: SubmitIn) -> Any:
         return Status(400, {"detail": "invalid experiment file", "errors": errors})
     except ValidationError as exc:
         detail = exc.message_dict if hasattr(exc, "error_dict") else {"__all__": exc.messages}
-        return Status(400, {"detail": "the experiment does not fit the registered workloads",
-                            "errors": detail})
+        return Status(
+            400,
+            {"detail": "the experiment does not fit the registered workloads", "errors": detail},
+        )
     experiment = Experiment.objects.select_related(
         "owner", "foreground_workload", "background_workload"
     ).get(pk=experiment.pk)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from html import escape
 
@@ -16,8 +16,12 @@ from django.utils.safestring import SafeString, mark_safe
 
 PALETTE = ["#2563eb", "#e11d48", "#059669", "#d97706", "#7c3aed", "#0891b2"]
 #: The same mode has the same colour on every chart.
-GROUP_COLORS = {"solo": "#2563eb", "parallel": "#e11d48", "solo (imported)": "#93c5fd",
-                "parallel (imported)": "#fda4af"}
+GROUP_COLORS = {
+    "solo": "#2563eb",
+    "parallel": "#e11d48",
+    "solo (imported)": "#93c5fd",
+    "parallel (imported)": "#fda4af",
+}
 
 
 def _colors(groups: list[str]) -> dict[str, str]:
@@ -49,7 +53,7 @@ def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
     frac = raw / 10**exp
     step = (1 if frac < 1.5 else 2 if frac < 3 else 5 if frac < 7 else 10) * 10**exp
     start = math.floor(lo / step) * step
-    ticks = []
+    ticks: list[float] = []
     value = start
     while value <= hi + step * 0.5 and len(ticks) < 20:
         ticks.append(round(value, 12))
@@ -99,12 +103,14 @@ class _Frame:
 
     def sy(self, y: float) -> float:
         span = (self.y1 - self.y0) or 1.0
-        return self.height - self.bottom - (y - self.y0) / span * (
-            self.height - self.top - self.bottom
+        return (
+            self.height
+            - self.bottom
+            - (y - self.y0) / span * (self.height - self.top - self.bottom)
         )
 
 
-def _tick_fmt(ticks: list[float]):  # type: ignore[no-untyped-def]
+def _tick_fmt(ticks: list[float]) -> Callable[[float], str]:
     """Enough decimals to tell neighbouring ticks apart (0.94, 0.95, not 0.94, 0.94)."""
     if len(ticks) < 2:
         return _fmt
@@ -117,24 +123,54 @@ def _tick_fmt(ticks: list[float]):  # type: ignore[no-untyped-def]
     return fmt
 
 
-def _axes(f: _Frame, x_label: str, y_label: str, *, x_ticks: list[float], y_ticks: list[float],
-          x_fmt=None) -> None:  # type: ignore[no-untyped-def]
+def _axes(
+    f: _Frame,
+    x_label: str,
+    y_label: str,
+    *,
+    x_ticks: list[float],
+    y_ticks: list[float],
+    x_fmt: Callable[[float], str] | None = None,
+) -> None:
     p = f.parts
     y_fmt = _tick_fmt(y_ticks)
     x_fmt = x_fmt or _tick_fmt(x_ticks)
     plot_w = f.width - f.left - f.right
     for t in y_ticks:
         y = f.sy(t)
-        p.append(f'<line class="grid" x1="{f.left}" x2="{f.left + plot_w}" y1="{y:.1f}" y2="{y:.1f}"/>')
-        p.append(f'<text class="tick" x="{f.left - 6}" y="{y + 4:.1f}" text-anchor="end">{escape(y_fmt(t))}</text>')
+        p.append(
+            f'<line class="grid" x1="{f.left}" x2="{f.left + plot_w}" y1="{y:.1f}" y2="{y:.1f}"/>'
+        )
+        p.append(
+            f'<text class="tick" x="{f.left - 6}" y="{y + 4:.1f}" '
+            f'text-anchor="end">{escape(y_fmt(t))}</text>'
+        )
     for t in x_ticks:
         x = f.sx(t)
-        p.append(f'<line class="tickmark" x1="{x:.1f}" x2="{x:.1f}" y1="{f.height - f.bottom}" y2="{f.height - f.bottom + 4}"/>')
-        p.append(f'<text class="tick" x="{x:.1f}" y="{f.height - f.bottom + 16}" text-anchor="middle">{escape(x_fmt(t))}</text>')
-    p.append(f'<line class="axis" x1="{f.left}" x2="{f.left}" y1="{f.top}" y2="{f.height - f.bottom}"/>')
-    p.append(f'<line class="axis" x1="{f.left}" x2="{f.left + plot_w}" y1="{f.height - f.bottom}" y2="{f.height - f.bottom}"/>')
-    p.append(f'<text class="label" x="{f.left + plot_w / 2:.0f}" y="{f.height - 6}" text-anchor="middle">{escape(x_label)}</text>')
-    p.append(f'<text class="label" transform="translate(13 {f.top + (f.height - f.top - f.bottom) / 2:.0f}) rotate(-90)" text-anchor="middle">{escape(y_label)}</text>')
+        p.append(
+            f'<line class="tickmark" x1="{x:.1f}" x2="{x:.1f}" y1="{f.height - f.bottom}" '
+            f'y2="{f.height - f.bottom + 4}"/>'
+        )
+        p.append(
+            f'<text class="tick" x="{x:.1f}" y="{f.height - f.bottom + 16}" '
+            f'text-anchor="middle">{escape(x_fmt(t))}</text>'
+        )
+    p.append(
+        f'<line class="axis" x1="{f.left}" x2="{f.left}" y1="{f.top}" y2="{f.height - f.bottom}"/>'
+    )
+    p.append(
+        f'<line class="axis" x1="{f.left}" x2="{f.left + plot_w}" y1="{f.height - f.bottom}" '
+        f'y2="{f.height - f.bottom}"/>'
+    )
+    p.append(
+        f'<text class="label" x="{f.left + plot_w / 2:.0f}" y="{f.height - 6}" '
+        f'text-anchor="middle">{escape(x_label)}</text>'
+    )
+    mid_y = f.top + (f.height - f.top - f.bottom) / 2
+    p.append(
+        f'<text class="label" transform="translate(13 {mid_y:.0f}) rotate(-90)" '
+        f'text-anchor="middle">{escape(y_label)}</text>'
+    )
 
 
 def _svg(f: _Frame, title: str) -> SafeString:
@@ -182,7 +218,8 @@ def line_chart(
         x = f.sx(m.x)
         dash = ' stroke-dasharray="4 3"' if m.dashed else ""
         f.parts.append(
-            f'<line class="marker" x1="{x:.1f}" x2="{x:.1f}" y1="{f.top}" y2="{f.height - f.bottom}" '
+            f'<line class="marker" x1="{x:.1f}" x2="{x:.1f}" y1="{f.top}" '
+            f'y2="{f.height - f.bottom}" '
             f'stroke="{m.color}"{dash}><title>{escape(m.label)}</title></line>'
         )
     for i, s in enumerate(series):
@@ -190,7 +227,7 @@ def line_chart(
         # A sample the meter could not read (None) breaks the line: no invented values.
         segments: list[list[str]] = [[]]
         for x, y in zip(s.xs, s.ys, strict=False):
-            if _ok(y):
+            if y is not None and _ok(y):
                 segments[-1].append(f"{f.sx(x):.1f},{f.sy(y):.1f}")
             elif segments[-1]:
                 segments.append([])
@@ -205,7 +242,9 @@ def line_chart(
             color = s.color or PALETTE[i % len(PALETTE)]
             x = f.left + 10 + i * 150
             f.parts.append(f'<rect x="{x}" y="{f.top}" width="10" height="10" fill="{color}"/>')
-            f.parts.append(f'<text class="legend" x="{x + 14}" y="{f.top + 9}">{escape(s.label)}</text>')
+            f.parts.append(
+                f'<text class="legend" x="{x + 14}" y="{f.top + 9}">{escape(s.label)}</text>'
+            )
     return _svg(f, title)
 
 
@@ -230,7 +269,9 @@ def scatter(
     height: int = 360,
 ) -> SafeString:
     """Points coloured by group; ``front`` (indices) is joined as the Pareto front."""
-    pts = [p for p in points if math.isfinite(p.x) and math.isfinite(p.y) and (p.x > 0 or not log_x)]
+    pts = [
+        p for p in points if math.isfinite(p.x) and math.isfinite(p.y) and (p.x > 0 or not log_x)
+    ]
     if not pts:
         return _empty(title, "no finished runs to plot", width, height)
 
@@ -243,8 +284,14 @@ def scatter(
         x_ticks = [float(t) for t in range(math.floor(x_ticks[0]), math.ceil(x_ticks[-1]) + 1)]
     y_ticks = nice_ticks(min(p.y for p in pts), max(p.y for p in pts))
     f.x0, f.x1, f.y0, f.y1 = x_ticks[0], x_ticks[-1], y_ticks[0], y_ticks[-1]
-    _axes(f, x_label, y_label, x_ticks=x_ticks, y_ticks=y_ticks,
-          x_fmt=(lambda t: _fmt(10**t)) if log_x else None)
+    _axes(
+        f,
+        x_label,
+        y_label,
+        x_ticks=x_ticks,
+        y_ticks=y_ticks,
+        x_fmt=(lambda t: _fmt(10**t)) if log_x else None,
+    )
     groups = sorted({p.group for p in pts})
     colors = _colors(groups)
     if front:
@@ -270,10 +317,15 @@ def scatter(
         for i, (g, color) in enumerate(items):
             x = f.left + 10 + i * 120
             f.parts.append(f'<circle cx="{x + 5}" cy="{f.top + 5}" r="4" fill="{color}"/>')
-            f.parts.append(f'<text class="legend" x="{x + 14}" y="{f.top + 9}">{escape(g or "runs")}</text>')
+            f.parts.append(
+                f'<text class="legend" x="{x + 14}" y="{f.top + 9}">{escape(g or "runs")}</text>'
+            )
         if front:
             x = f.left + 10 + len(items) * 120
-            f.parts.append(f'<line x1="{x}" x2="{x + 16}" y1="{f.top + 5}" y2="{f.top + 5}" stroke="#0f172a" stroke-dasharray="5 3"/>')
+            f.parts.append(
+                f'<line x1="{x}" x2="{x + 16}" y1="{f.top + 5}" y2="{f.top + 5}" stroke="#0f172a" '
+                f'stroke-dasharray="5 3"/>'
+            )
             f.parts.append(f'<text class="legend" x="{x + 20}" y="{f.top + 9}">Pareto front</text>')
     return _svg(f, title)
 
@@ -309,7 +361,10 @@ def range_chart(
     for ci, cat in enumerate(cats):
         cx = f.left + slot * (ci + 0.5)
         label = cat if len(cat) <= 22 else cat[:21] + "…"
-        f.parts.append(f'<text class="tick" x="{cx:.1f}" y="{f.height - f.bottom + 16}" text-anchor="middle"><title>{escape(cat)}</title>{escape(label)}</text>')
+        f.parts.append(
+            f'<text class="tick" x="{cx:.1f}" y="{f.height - f.bottom + 16}" '
+            f'text-anchor="middle"><title>{escape(cat)}</title>{escape(label)}</text>'
+        )
         for si, s in enumerate(series):
             b = next((b for b in bars if b.category == cat and b.series == s), None)
             if b is None:
@@ -317,18 +372,25 @@ def range_chart(
             x = cx + (si - len(series) / 2) * bar_w
             y = f.sy(b.median)
             base = f.sy(0)
-            tip = f"{s}: median {_fmt(b.median)} {y_label}, range {_fmt(b.low)}–{_fmt(b.high)}, n={b.n}"
+            tip = (
+                f"{s}: median {_fmt(b.median)} {y_label}, "
+                f"range {_fmt(b.low)}–{_fmt(b.high)}, n={b.n}"
+            )
             f.parts.append(
-                f'<rect x="{x:.1f}" y="{y:.1f}" width="{bar_w - 2:.1f}" height="{max(base - y, 0.5):.1f}" '
+                f'<rect x="{x:.1f}" y="{y:.1f}" width="{bar_w - 2:.1f}" '
+                f'height="{max(base - y, 0.5):.1f}" '
                 f'fill="{colors[s]}" fill-opacity="0.8"><title>{escape(tip)}</title></rect>'
             )
             wx = x + (bar_w - 2) / 2
             f.parts.append(
-                f'<line class="whisker" x1="{wx:.1f}" x2="{wx:.1f}" y1="{f.sy(b.low):.1f}" y2="{f.sy(b.high):.1f}"/>'
+                f'<line class="whisker" x1="{wx:.1f}" x2="{wx:.1f}" y1="{f.sy(b.low):.1f}" '
+                f'y2="{f.sy(b.high):.1f}"/>'
             )
     for i, s in enumerate(series):
         x = f.left + 10 + i * 120
-        f.parts.append(f'<rect x="{x}" y="{f.height - 20}" width="10" height="10" fill="{colors[s]}"/>')
+        f.parts.append(
+            f'<rect x="{x}" y="{f.height - 20}" width="10" height="10" fill="{colors[s]}"/>'
+        )
         f.parts.append(f'<text class="legend" x="{x + 14}" y="{f.height - 11}">{escape(s)}</text>')
     return _svg(f, title)
 
@@ -400,7 +462,9 @@ def coverage_timeline(windows: list[Window], *, width: int = 1000) -> SafeString
         label = escape(w.label)
         if w.href:
             label = f'<a href="{escape(w.href)}">{label}</a>'
-        parts.append(f'<text class="rowlabel" x="{left - 8}" y="{y + 14}" text-anchor="end">{label}</text>')
+        parts.append(
+            f'<text class="rowlabel" x="{left - 8}" y="{y + 14}" text-anchor="end">{label}</text>'
+        )
         parts.append(
             f'<rect class="window" x="{left}" y="{y + 2}" width="{plot_w}" height="{row_h - 8}">'
             f"<title>{escape(w.label)}: foreground window {span:.1f} s</title></rect>"
@@ -414,13 +478,15 @@ def coverage_timeline(windows: list[Window], *, width: int = 1000) -> SafeString
                 continue
             covered.append((a, b))
             parts.append(
-                f'<rect class="bg" x="{sx(a):.1f}" y="{y + 6}" width="{max(sx(b) - sx(a), 0.8):.1f}" '
+                f'<rect class="bg" x="{sx(a):.1f}" y="{y + 6}" '
+                f'width="{max(sx(b) - sx(a), 0.8):.1f}" '
                 f'height="{row_h - 16}"><title>{escape(b_label)}: {a:.1f}–{b:.1f} s into the window'
                 "</title></rect>"
             )
         for a, b in gaps_in(span, covered):
             parts.append(
-                f'<rect class="gap" x="{sx(a):.1f}" y="{y + 2}" width="{max(sx(b) - sx(a), 1.0):.1f}" '
+                f'<rect class="gap" x="{sx(a):.1f}" y="{y + 2}" '
+                f'width="{max(sx(b) - sx(a), 1.0):.1f}" '
                 f'height="{row_h - 8}" fill="url(#gap-hatch)"><title>gap {b - a:.1f} s '
                 f"(no background running)</title></rect>"
             )

@@ -47,7 +47,7 @@ def field_for_path(path: str) -> str | None:
         ("background.hyperparameters.", BG_PREFIX),
     ):
         if path.startswith(prefix):
-            name = path[len(prefix):].split(".")[0]
+            name = path[len(prefix) :].split(".")[0]
             if field_prefix == MUTATE_PREFIX and not name.isdigit():
                 return MUTATE_PREFIX + name
             if field_prefix == MUTATE_PREFIX:
@@ -86,7 +86,9 @@ def hyperparameter_field(param: dict[str, Any], *, required: bool = True) -> for
     label = param.get("name", "?")
     flag = param.get("flag", "")
     help_text = " · ".join(
-        t for t in (_range_text(param), f"flag {flag}" if flag else "", param.get("description", "")) if t
+        t
+        for t in (_range_text(param), f"flag {flag}" if flag else "", param.get("description", ""))
+        if t
     )
     common: dict[str, Any] = {
         "label": label,
@@ -127,16 +129,25 @@ class ExperimentForm(forms.Form):
         widget=forms.RadioSelect,
     )
     configurations = forms.IntegerField(
-        min_value=1, max_value=1000, initial=1,
-        help_text="How many different configurations to run (mutated ones when you tick parameters).",
+        min_value=1,
+        max_value=1000,
+        initial=1,
+        help_text="How many different configurations to run "
+        "(mutated ones when you tick parameters).",
     )
     runs_per_config = forms.IntegerField(
-        min_value=1, max_value=100, initial=1, label="Runs per configuration",
+        min_value=1,
+        max_value=100,
+        initial=1,
+        label="Runs per configuration",
         help_text="Repeats of each configuration, for the spread.",
     )
     seed = forms.IntegerField(required=False, help_text="Leave empty for a random seed (recorded).")
     sleep_between_runs = forms.FloatField(
-        min_value=0, max_value=86400, initial=60.0, label="Sleep between runs (s)",
+        min_value=0,
+        max_value=86400,
+        initial=60.0,
+        label="Sleep between runs (s)",
         help_text="Lets the GPU cool down; the background keeps running.",
     )
     timeout = forms.FloatField(min_value=1, initial=3600.0, label="Timeout per run (s)")
@@ -153,10 +164,15 @@ class ExperimentForm(forms.Form):
         label="Background workload",
         empty_label="choose a workload…",
     )
-    restart_delay = forms.FloatField(min_value=0, max_value=3600, initial=2.0, label="Restart delay (s)")
-    startup_wait = forms.FloatField(min_value=0, max_value=3600, initial=5.0, label="Startup wait (s)")
+    restart_delay = forms.FloatField(
+        min_value=0, max_value=3600, initial=2.0, label="Restart delay (s)"
+    )
+    startup_wait = forms.FloatField(
+        min_value=0, max_value=3600, initial=5.0, label="Startup wait (s)"
+    )
     between_runs = forms.ChoiceField(
-        choices=Experiment.BetweenRuns.choices, initial=Experiment.BetweenRuns.KEEP,
+        choices=Experiment.BetweenRuns.choices,
+        initial=Experiment.BetweenRuns.KEEP,
         label="Between foreground runs",
     )
     target = forms.ChoiceField(choices=[("any", "any free GPU")], initial="any")
@@ -164,7 +180,9 @@ class ExperimentForm(forms.Form):
     def __init__(self, *args: Any, targets: list[tuple[str, str]] | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
         if targets:
-            self.fields["target"].choices = targets
+            target = self.fields["target"]
+            assert isinstance(target, forms.ChoiceField)
+            target.choices = targets
         self.fg_workload = self._chosen("workload")
         self.bg_workload_obj = self._chosen("bg_workload")
         for param in self.fg_workload.hyperparameters if self.fg_workload else []:
@@ -191,7 +209,7 @@ class ExperimentForm(forms.Form):
     # Groups of bound fields for the template.
     def fg_params(self) -> list[tuple[forms.BoundField, forms.BoundField]]:
         return [
-            (self[name], self[MUTATE_PREFIX + name[len(HP_PREFIX):]])
+            (self[name], self[MUTATE_PREFIX + name[len(HP_PREFIX) :]])
             for name in self.fields
             if name.startswith(HP_PREFIX)
         ]
@@ -204,11 +222,11 @@ class ExperimentForm(forms.Form):
         if self.is_bound:
             for name in self.fields:
                 if name.startswith(MUTATE_PREFIX) and self.data.get(self.add_prefix(name)):
-                    self.fields[HP_PREFIX + name[len(MUTATE_PREFIX):]].required = False
+                    self.fields[HP_PREFIX + name[len(MUTATE_PREFIX) :]].required = False
         super().full_clean()
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        data = super().clean() or {}
         if data.get("parallel") and not data.get("bg_workload"):
             self.add_error("bg_workload", "Parallel mode needs a background workload.")
         return data
@@ -290,14 +308,15 @@ class UploadForm(forms.Form):
         required=False, help_text="YAML or JSON, the same format as `wattlab submit`."
     )
     text = forms.CharField(
-        required=False, widget=forms.Textarea(attrs={"rows": 10, "spellcheck": "false"}),
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 10, "spellcheck": "false"}),
         label="…or paste it",
     )
 
     MAX_BYTES = 256 * 1024
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        data = super().clean() or {}
         upload = data.get("file")
         if upload:
             if upload.size > self.MAX_BYTES:

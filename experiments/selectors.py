@@ -21,15 +21,35 @@ from experiments.models import BackgroundRun, Experiment, Host, ProcessGroup, Ru
 
 #: Columns the list shows; the big JSON columns (plan, submitted config) stay in the DB.
 _LIST_FIELDS = (
-    "code", "name", "mode", "status", "source", "imported", "created_at", "started_at",
-    "ended_at", "total_runs", "runs_done", "gpu_energy_j", "cpu_energy_j", "worst_verdict",
-    "configurations", "runs_per_config", "owner__username", "foreground_workload__name",
-    "background_workload__name", "host__hostname", "gpu_index",
+    "code",
+    "name",
+    "mode",
+    "status",
+    "source",
+    "imported",
+    "created_at",
+    "started_at",
+    "ended_at",
+    "total_runs",
+    "runs_done",
+    "gpu_energy_j",
+    "cpu_energy_j",
+    "worst_verdict",
+    "configurations",
+    "runs_per_config",
+    "owner__username",
+    "foreground_workload__name",
+    "background_workload__name",
+    "host__hostname",
+    "gpu_index",
 )
 
 FINISHED_STATUSES = (
-    Experiment.Status.SUCCEEDED, Experiment.Status.FAILED, Experiment.Status.CANCELLED,
-    Experiment.Status.LOST, Experiment.Status.IMPORTED,
+    Experiment.Status.SUCCEEDED,
+    Experiment.Status.FAILED,
+    Experiment.Status.CANCELLED,
+    Experiment.Status.LOST,
+    Experiment.Status.IMPORTED,
 )
 
 VERDICT_RANK = {"": 0, "good": 1, "partial": 2, "insufficient": 3}
@@ -50,7 +70,9 @@ def experiment_list(
     if owner:
         qs = qs.filter(owner__username=owner)
     if workload:
-        qs = qs.filter(Q(foreground_workload__name=workload) | Q(background_workload__name=workload))
+        qs = qs.filter(
+            Q(foreground_workload__name=workload) | Q(background_workload__name=workload)
+        )
     if status:
         qs = qs.filter(status=status)
     if mode:
@@ -172,8 +194,18 @@ def host_list() -> list[dict[str, Any]]:
     for exp in (
         Experiment.objects.filter(status=Experiment.Status.RUNNING, host__isnull=False)
         .select_related("owner", "foreground_workload")
-        .only("code", "name", "host_id", "gpu_index", "owner__username", "foreground_workload__name",
-              "runs_done", "total_runs", "mode", "status")
+        .only(
+            "code",
+            "name",
+            "host_id",
+            "gpu_index",
+            "owner__username",
+            "foreground_workload__name",
+            "runs_done",
+            "total_runs",
+            "mode",
+            "status",
+        )
     ):
         assert exp.host_id is not None
         running[exp.host_id].append(exp)
@@ -183,13 +215,19 @@ def host_list() -> list[dict[str, Any]]:
     for host in hosts:
         online = bool(host.last_heartbeat and host.last_heartbeat >= cutoff)
         age = (now - host.last_heartbeat).total_seconds() if host.last_heartbeat else None
-        rows.append({"host": host, "online": online, "heartbeat_age_s": age,
-                     "experiments": running.get(host.pk, [])})
+        rows.append(
+            {
+                "host": host,
+                "online": online,
+                "heartbeat_age_s": age,
+                "experiments": running.get(host.pk, []),
+            }
+        )
     return rows
 
 
 def target_choices() -> list[tuple[str, str]]:
-    """"any", then each online host and each of its GPUs."""
+    """ "any", then each online host and each of its GPUs."""
     choices = [("any", "any free GPU")]
     for host in Host.objects.filter(last_heartbeat__gte=host_online_after()):
         choices.append((host.hostname, f"{host.hostname} (any GPU)"))
@@ -318,8 +356,16 @@ def compare_workload(*, workload: Workload) -> CompareData:
         )
         .order_by("-id")
         .values_list(
-            "experiment__code", "config_index", "repeat_index", "attempt", "experiment__mode",
-            "hyperparameters", "gpu_energy_j", "gpu_foreground_j", "gpu_method", "metrics",
+            "experiment__code",
+            "config_index",
+            "repeat_index",
+            "attempt",
+            "experiment__mode",
+            "hyperparameters",
+            "gpu_energy_j",
+            "gpu_foreground_j",
+            "gpu_method",
+            "metrics",
             "imported",
         )[: COMPARE_RUN_LIMIT + 1]
     )
@@ -333,6 +379,8 @@ def compare_workload(*, workload: Workload) -> CompareData:
     methods: dict[str, int] = defaultdict(int)
     numeric: set[str] = set()
     for code, ci, ri, at, mode, hp, energy, _fg, method, metrics, imported in rows:
+        if energy is None:  # excluded by the query; keeps the type checker honest
+            continue
         hp = hp or {}
         key = hyper_key(hp)
         groups[key][mode].append(energy)

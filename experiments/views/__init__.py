@@ -17,7 +17,19 @@ from experiments.views.submit import experiment_new
 from experiments.views.tokens import token_list, token_revoke
 
 __all__ = [
-    "background_log", "compare", "experiment_cancel", "experiment_delete", "experiment_detail",
-    "experiment_export", "experiment_list", "experiment_new", "experiment_progress",
-    "experiment_rerun", "host_list", "run_detail", "run_log", "token_list", "token_revoke",
+    "background_log",
+    "compare",
+    "experiment_cancel",
+    "experiment_delete",
+    "experiment_detail",
+    "experiment_export",
+    "experiment_list",
+    "experiment_new",
+    "experiment_progress",
+    "experiment_rerun",
+    "host_list",
+    "run_detail",
+    "run_log",
+    "token_list",
+    "token_revoke",
 ]

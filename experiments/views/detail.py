@@ -87,7 +87,9 @@ def _live_power_chart(run: Run | None) -> Any:
     series = trace_series(bytes(trace or b""))
     if series is None:
         return charts.line_chart(
-            [], title="GPU power, live", x_label="time since the run started (s)",
+            [],
+            title="GPU power, live",
+            x_label="time since the run started (s)",
             y_label="power (W)",
         )
     return charts.line_chart(
@@ -113,7 +115,9 @@ def _context(request: HttpRequest, experiment: Experiment) -> dict[str, Any]:
         "runs": [(run, run_url(experiment, run)) for run in runs],
         "background_runs": background,
         "progress": progress,
-        "timeline": charts.coverage_timeline(windows) if windows or experiment.mode == "parallel" else None,
+        "timeline": charts.coverage_timeline(windows)
+        if windows or experiment.mode == "parallel"
+        else None,
         "power_chart": _live_power_chart(progress["current"]) if experiment.is_active else None,
         "can_manage": can_manage(request.user, experiment),
         "live": experiment.is_active,
@@ -167,15 +171,22 @@ def experiment_progress(request: HttpRequest, code: str) -> HttpResponse:
 def experiment_cancel(request: HttpRequest, code: str) -> HttpResponse:
     experiment = _get_experiment_for_user(request.user, code, manage=True, queryset=_DETAIL_QS)
     if request.method == "GET":
-        return render(request, "experiments/confirm.html", {
-            "experiment": experiment, "action": "cancel",
-            "question": "Cancel this experiment?",
-            "explain": "The worker stops the running training and the background loop "
-                       "(SIGTERM, a grace period, then SIGKILL) and keeps the runs measured so far.",
-            "button": "Cancel experiment",
-        })
+        return render(
+            request,
+            "experiments/confirm.html",
+            {
+                "experiment": experiment,
+                "action": "cancel",
+                "question": "Cancel this experiment?",
+                "explain": "The worker stops the running training and the background loop "
+                "(SIGTERM, a grace period, then SIGKILL) and keeps the runs measured so far.",
+                "button": "Cancel experiment",
+            },
+        )
     if services.experiment_cancel(experiment=experiment, by=request.user):
-        messages.success(request, "Cancel requested: the worker stops its processes within seconds.")
+        messages.success(
+            request, "Cancel requested: the worker stops its processes within seconds."
+        )
     else:
         messages.info(request, f"Nothing to cancel: the experiment is {experiment.status}.")
     return redirect("experiment_detail", code=experiment.code)
@@ -199,14 +210,20 @@ def experiment_rerun(request: HttpRequest, code: str) -> HttpResponse:
 def experiment_delete(request: HttpRequest, code: str) -> HttpResponse:
     experiment = _get_experiment_for_user(request.user, code, manage=True, queryset=_DETAIL_QS)
     if request.method == "GET":
-        return render(request, "experiments/confirm.html", {
-            "experiment": experiment, "action": "delete",
-            "question": "Delete this experiment and all its runs?",
-            "explain": "Its runs, background runs, logs and traces are removed for the whole team. "
-                       "This cannot be undone.",
-            "button": "Delete for good",
-            "danger": True,
-        })
+        return render(
+            request,
+            "experiments/confirm.html",
+            {
+                "experiment": experiment,
+                "action": "delete",
+                "question": "Delete this experiment and all its runs?",
+                "explain": "Its runs, background runs, logs and traces are removed "
+                "for the whole team. "
+                "This cannot be undone.",
+                "button": "Delete for good",
+                "danger": True,
+            },
+        )
     try:
         services.experiment_delete(experiment=experiment, by=request.user)
     except ValidationError as exc:

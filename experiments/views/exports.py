@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-
 from typing import Any
 
 from django.contrib.auth.decorators import login_required
@@ -15,11 +14,30 @@ from experiments.models import Experiment
 from experiments.permissions import _get_experiment_for_user
 
 RUN_FIELDS = [
-    "config_index", "repeat_index", "attempt", "status", "started_at", "ended_at",
-    "duration_s", "exit_code", "gpu_energy_j", "gpu_method", "gpu_foreground_j",
-    "cpu_energy_j", "cpu_method", "dram_energy_j", "dram_method", "gpu_power_avg_w",
-    "gpu_power_max_w", "gpu_util_avg", "gpu_temp_max_c", "gpu_memory_max_mib",
-    "coverage_percent", "coverage_longest_gap_s", "coverage_verdict", "imported",
+    "config_index",
+    "repeat_index",
+    "attempt",
+    "status",
+    "started_at",
+    "ended_at",
+    "duration_s",
+    "exit_code",
+    "gpu_energy_j",
+    "gpu_method",
+    "gpu_foreground_j",
+    "cpu_energy_j",
+    "cpu_method",
+    "dram_energy_j",
+    "dram_method",
+    "gpu_power_avg_w",
+    "gpu_power_max_w",
+    "gpu_util_avg",
+    "gpu_temp_max_c",
+    "gpu_memory_max_mib",
+    "coverage_percent",
+    "coverage_longest_gap_s",
+    "coverage_verdict",
+    "imported",
 ]
 
 
@@ -74,16 +92,21 @@ def experiment_document(experiment: Experiment) -> dict[str, Any]:
 
 
 def experiment_csv(experiment: Experiment) -> str:
-    runs = list(experiment.runs.defer("trace", "log_tail").order_by(
-        "config_index", "repeat_index", "attempt"
-    ))
+    runs = list(
+        experiment.runs.defer("trace", "log_tail").order_by(
+            "config_index", "repeat_index", "attempt"
+        )
+    )
     hp_names = sorted({k for r in runs for k in (r.hyperparameters or {})})
     metric_names = sorted({k for r in runs for k in (r.metrics or {})})
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(
-        ["experiment", "mode"] + RUN_FIELDS + [f"hp_{n}" for n in hp_names]
-        + [f"metric_{n}" for n in metric_names] + ["flags"]
+        ["experiment", "mode"]
+        + RUN_FIELDS
+        + [f"hp_{n}" for n in hp_names]
+        + [f"metric_{n}" for n in metric_names]
+        + ["flags"]
     )
     for run in runs:
         writer.writerow(
@@ -106,11 +129,10 @@ def experiment_export(request: HttpRequest, code: str, fmt: str) -> HttpResponse
         raise Http404("Exports are .csv or .json.")
     experiment = _get_experiment_for_user(request.user, code, queryset=_QS)
     if fmt == "json":
-        response: HttpResponse = JsonResponse(experiment_document(experiment), json_dumps_params={"indent": 1})
+        response: HttpResponse = JsonResponse(
+            experiment_document(experiment), json_dumps_params={"indent": 1}
+        )
     else:
         response = HttpResponse(experiment_csv(experiment), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="wattlab-{experiment.code}.{fmt}"'
     return response
-
-
-

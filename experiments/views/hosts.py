@@ -15,5 +15,10 @@ from experiments.views._common import render_live
 def host_list(request: HttpRequest) -> HttpResponse:
     rows = selectors.host_list()
     live = any(r["online"] for r in rows)
-    return render_live(request, "experiments/hosts.html", "experiments/htmx/_hosts.html",
-                       {"rows": rows, "live": live}, live=live)
+    return render_live(
+        request,
+        "experiments/hosts.html",
+        "experiments/htmx/_hosts.html",
+        {"rows": rows, "live": live},
+        live=live,
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
@@ -57,13 +58,17 @@ def _markers(run: Run, background: list[BackgroundRun]) -> list[charts.Marker]:
         out.append(charts.Marker(start, f"background run {b.index} starts", "#059669"))
         if b.ended_at:
             end = (b.ended_at - run.started_at).total_seconds()
-            out.append(charts.Marker(end, f"background run {b.index} ends (exit {b.exit_code})", "#dc2626"))
+            out.append(
+                charts.Marker(end, f"background run {b.index} ends (exit {b.exit_code})", "#dc2626")
+            )
     return out
 
 
 @login_required
 @require_GET
-def run_detail(request: HttpRequest, code: str, config: int, repeat: int, attempt: int) -> HttpResponse:
+def run_detail(
+    request: HttpRequest, code: str, config: int, repeat: int, attempt: int
+) -> HttpResponse:
     run = _run_or_404(request, code, config, repeat, attempt)
     experiment = run.experiment
     background: list[BackgroundRun] = []
@@ -85,7 +90,7 @@ def run_detail(request: HttpRequest, code: str, config: int, repeat: int, attemp
             ("mem_mib", "GPU memory", "memory (MiB)"),
             ("cpu_power_w", "CPU power", "power (W)"),
         ):
-            if key in series:
+            if any(v is not None for v in series.get(key, [])):
                 chart_list.append(
                     charts.line_chart(
                         [charts.Series(title, t, series[key])],
@@ -97,28 +102,43 @@ def run_detail(request: HttpRequest, code: str, config: int, repeat: int, attemp
                     )
                 )
     log_text, cut = _log_tail(run)
-    return render(request, "experiments/run.html", {
-        "experiment": experiment,
-        "run": run,
-        "charts": chart_list,
-        "has_trace": series is not None,
-        "trace_meta": trace_metadata(bytes(run.trace or b"")),
-        "background_runs": background,
-        "log_text": log_text,
-        "log_cut": cut,
-        "provenance": run.provenance or {},
-    })
+    return render(
+        request,
+        "experiments/run.html",
+        {
+            "experiment": experiment,
+            "run": run,
+            "charts": chart_list,
+            "has_trace": series is not None,
+            "trace_meta": trace_metadata(bytes(run.trace or b"")),
+            "background_runs": background,
+            "log_text": log_text,
+            "log_cut": cut,
+            # Only the measured figures (dicts with a method); flags are listed apart.
+            "provenance": {
+                name: p
+                for name, p in (run.provenance or {}).items()
+                if isinstance(p, dict) and "method" in p
+            },
+        },
+    )
 
 
 @login_required
 @require_GET
-def run_log(request: HttpRequest, code: str, config: int, repeat: int, attempt: int) -> HttpResponse:
+def run_log(
+    request: HttpRequest, code: str, config: int, repeat: int, attempt: int
+) -> HttpResponseBase:
     run = _run_or_404(request, code, config, repeat, attempt)
     filename = f"{run.experiment.code}-run-{config}.{repeat}.{attempt}.log"
     if run.log:
         try:
-            return FileResponse(run.log.open("rb"), as_attachment=True, filename=filename,
-                                content_type="text/plain; charset=utf-8")
+            return FileResponse(
+                run.log.open("rb"),
+                as_attachment=True,
+                filename=filename,
+                content_type="text/plain; charset=utf-8",
+            )
         except OSError:
             pass
     response = HttpResponse(run.log_tail, content_type="text/plain; charset=utf-8")
@@ -128,7 +148,7 @@ def run_log(request: HttpRequest, code: str, config: int, repeat: int, attempt: 
 
 @login_required
 @require_GET
-def background_log(request: HttpRequest, code: str, index: int) -> HttpResponse:
+def background_log(request: HttpRequest, code: str, index: int) -> HttpResponseBase:
     experiment = _get_experiment_for_user(request.user, code)
     bg = BackgroundRun.objects.filter(experiment=experiment, index=index).first()
     if bg is None:
@@ -136,8 +156,12 @@ def background_log(request: HttpRequest, code: str, index: int) -> HttpResponse:
     filename = f"{experiment.code}-background-{index}.log"
     if bg.log:
         try:
-            return FileResponse(bg.log.open("rb"), as_attachment=True, filename=filename,
-                                content_type="text/plain; charset=utf-8")
+            return FileResponse(
+                bg.log.open("rb"),
+                as_attachment=True,
+                filename=filename,
+                content_type="text/plain; charset=utf-8",
+            )
         except OSError:
             pass
     response = HttpResponse(bg.log_tail, content_type="text/plain; charset=utf-8")

@@ -67,7 +67,11 @@ def experiment_new(request: HttpRequest) -> HttpResponse:
             # The workload select swapped: only its hyperparameter fieldset comes back.
             form = ExperimentForm(_with_defaults(request.GET), targets=targets)
             form.errors.clear()  # a half-filled form is not an error yet
-            template = "experiments/htmx/_fg_params.html" if part == "fg" else "experiments/htmx/_bg_params.html"
+            template = (
+                "experiments/htmx/_fg_params.html"
+                if part == "fg"
+                else "experiments/htmx/_bg_params.html"
+            )
             response = render(request, template, {"form": form})
             patch_vary_headers(response, ("HX-Request",))
             return response

@@ -10,6 +10,12 @@ from django.views.decorators.http import require_http_methods, require_POST
 from experiments.models import ApiToken
 
 
+def _user_id(request: HttpRequest) -> int:
+    user_id = request.user.pk
+    assert user_id is not None  # behind login_required
+    return int(user_id)
+
+
 @login_required
 @require_http_methods(["GET", "POST"])
 def token_list(request: HttpRequest) -> HttpResponse:
@@ -19,14 +25,14 @@ def token_list(request: HttpRequest) -> HttpResponse:
         from experiments.api import token_create  # the API module imports the views
 
         new_key = token_create(user=request.user, name=name)
-    tokens = ApiToken.objects.filter(user=request.user).order_by("-created_at")
+    tokens = ApiToken.objects.filter(user_id=_user_id(request)).order_by("-created_at")
     return render(request, "experiments/tokens.html", {"tokens": tokens, "new_key": new_key})
 
 
 @login_required
 @require_POST
 def token_revoke(request: HttpRequest, prefix: str) -> HttpResponse:
-    deleted, _ = ApiToken.objects.filter(user=request.user, prefix=prefix).delete()
+    deleted, _ = ApiToken.objects.filter(user_id=_user_id(request), prefix=prefix).delete()
     if not deleted:
         raise Http404("No such token.")
     return redirect("token_list")

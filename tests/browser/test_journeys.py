@@ -93,8 +93,11 @@ def test_a_new_user_submits_a_parallel_experiment_watches_it_and_compares_runs(
     page.evaluate("window.__sameDocument = true")  # gone if the page reloads
     page.wait_for_selector("svg.timeline text.pct", timeout=120_000)
     shoot(page, "11-journey-running")
-    _wait_for(lambda: "2 / 2" in page.inner_text("[data-testid=runs-done]"), 180,
-              "both runs to finish on the page")
+    _wait_for(
+        lambda: "2 / 2" in page.inner_text("[data-testid=runs-done]"),
+        180,
+        "both runs to finish on the page",
+    )
     page.wait_for_selector("#live .status.s-succeeded", timeout=30_000)
     assert page.evaluate("window.__sameDocument") is True, "progress came without a reload"
     assert page.locator("svg.timeline text.pct").count() == 2
@@ -125,8 +128,9 @@ def test_cancelling_stops_the_processes_and_staff_terminate_an_orphan_from_the_a
     digits_workload, celery_worker_factory, live_server, page
 ):
     worker = _worker(celery_worker_factory)
-    get_user_model().objects.create_user("root", password="pw-root-12345", is_staff=True,
-                                         is_superuser=True)
+    get_user_model().objects.create_user(
+        "root", password="pw-root-12345", is_staff=True, is_superuser=True
+    )
     login(page, live_server, "root", "pw-root-12345")
 
     # Submit by pasting an experiment file.
@@ -138,8 +142,11 @@ def test_cancelling_stops_the_processes_and_staff_terminate_an_orphan_from_the_a
     experiment = Experiment.objects.get(name="long parallel, to cancel")
     code = str(experiment.code)
     page.wait_for_selector("#live .status.s-running", timeout=90_000)
-    _wait_for(lambda: ProcessGroup.objects.filter(experiment=experiment, role="foreground").exists(),
-              60, "the foreground run to start")
+    _wait_for(
+        lambda: ProcessGroup.objects.filter(experiment=experiment, role="foreground").exists(),
+        60,
+        "the foreground run to start",
+    )
     assert find_marked(code), "the trainings should be running"
     page.click("text=Cancel…")
     shoot(page, "20-cancel-confirm")
@@ -158,18 +165,26 @@ def test_cancelling_stops_the_processes_and_staff_terminate_an_orphan_from_the_a
     try:
         host = Host.objects.get(hostname=worker.hostname)
         group = ProcessGroup.objects.create(
-            host=host, pgid=leftover.pid, leader_pid=leftover.pid,
+            host=host,
+            pgid=leftover.pid,
+            leader_pid=leftover.pid,
             leader_create_time=psutil.Process(leftover.pid).create_time(),
-            role="background", experiment=experiment, started_at=timezone.now(),
+            role="background",
+            experiment=experiment,
+            started_at=timezone.now(),
         )
         page.goto(f"{live_server.url}/admin/experiments/processgroup/?orphaned=yes")
-        row = page.locator(f"tr:has(td:text-is('{leftover.pid}')), tr:has(th:has-text('{leftover.pid}'))")
+        row = page.locator(
+            f"tr:has(td:text-is('{leftover.pid}')), tr:has(th:has-text('{leftover.pid}'))"
+        )
         row.locator("input[name=_selected_action]").check()
         page.select_option("select[name=action]", "terminate")
         shoot(page, "22-admin-orphans")
         page.click("button[name=index]")
         page.wait_for_selector("text=terminate request")
-        _wait_for(lambda: leftover.poll() is not None, 60, "the orphan to be terminated by the worker")
+        _wait_for(
+            lambda: leftover.poll() is not None, 60, "the orphan to be terminated by the worker"
+        )
         group.refresh_from_db()
         assert group.terminate_result == "terminated"
         assert group.ended_at is not None

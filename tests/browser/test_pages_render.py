@@ -15,38 +15,98 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 def _history():
-    user = get_user_model().objects.create_user("olivia", password="pw-olivia-123", is_staff=True,
-                                                is_superuser=True)
+    user = get_user_model().objects.create_user(
+        "olivia", password="pw-olivia-123", is_staff=True, is_superuser=True
+    )
     other = get_user_model().objects.create_user("maxime", password="pw-maxime-123")
     wl = factories.workload("mnist-cnn")
-    bg = factories.workload("resnet18-cifar", hyperparameters=[
-        {"name": "batch_size", "flag": "--bs", "type": "int", "default": 128, "min": 16, "max": 512}])
+    bg = factories.workload(
+        "resnet18-cifar",
+        hyperparameters=[
+            {
+                "name": "batch_size",
+                "flag": "--bs",
+                "type": "int",
+                "default": 128,
+                "min": 16,
+                "max": 512,
+            }
+        ],
+    )
     h = factories.host("gpu01")
     now = timezone.now()
-    solo = factories.experiment(other, wl, name="baseline solo", status="succeeded", total_runs=6,
-                                runs_done=6, gpu_energy_j=9800.0, cpu_energy_j=2100.0,
-                                started_at=now - dt.timedelta(hours=3), ended_at=now - dt.timedelta(hours=2))
+    solo = factories.experiment(
+        other,
+        wl,
+        name="baseline solo",
+        status="succeeded",
+        total_runs=6,
+        runs_done=6,
+        gpu_energy_j=9800.0,
+        cpu_energy_j=2100.0,
+        started_at=now - dt.timedelta(hours=3),
+        ended_at=now - dt.timedelta(hours=2),
+    )
     for c in range(3):
         for r in range(2):
-            factories.run(solo, c, r, hyperparameters={"learning_rate": [0.01, 0.003, 0.03][c], "epochs": 2},
-                          gpu_energy_j=1500 + 120 * c + 30 * r, metrics={"accuracy": 0.95 + 0.01 * c - 0.004 * r})
-    par = factories.experiment(user, wl, name="lr sweep under resnet load", mode="parallel",
-                               status="running", total_runs=6, runs_done=3, background_workload=bg,
-                               gpu_energy_j=5400.0, cpu_energy_j=900.0, worst_verdict="partial",
-                               host=h, gpu_index=0, started_at=now - dt.timedelta(minutes=3),
-                               mutate=["learning_rate"], seed=7)
+            factories.run(
+                solo,
+                c,
+                r,
+                hyperparameters={"learning_rate": [0.01, 0.003, 0.03][c], "epochs": 2},
+                gpu_energy_j=1500 + 120 * c + 30 * r,
+                metrics={"accuracy": 0.95 + 0.01 * c - 0.004 * r},
+            )
+    par = factories.experiment(
+        user,
+        wl,
+        name="lr sweep under resnet load",
+        mode="parallel",
+        status="running",
+        total_runs=6,
+        runs_done=3,
+        background_workload=bg,
+        gpu_energy_j=5400.0,
+        cpu_energy_j=900.0,
+        worst_verdict="partial",
+        host=h,
+        gpu_index=0,
+        started_at=now - dt.timedelta(minutes=3),
+        mutate=["learning_rate"],
+        seed=7,
+    )
     t0 = now - dt.timedelta(seconds=170)
     for i, (c, r) in enumerate([(0, 0), (0, 1), (1, 0)]):
         start = t0 + dt.timedelta(seconds=40 * i)
-        factories.run(par, c, r, started_at=start, trace=factories.sample_trace(30, 2),
-                      hyperparameters={"learning_rate": [0.01, 0.003, 0.03][c], "epochs": 2},
-                      gpu_energy_j=1900 + 150 * c + 40 * r, duration_s=30,
-                      ended_at=start + dt.timedelta(seconds=30),
-                      coverage_percent=[99.1, 86.4, 97.0][i], coverage_verdict=["good", "partial", "good"][i],
-                      metrics={"accuracy": 0.94 + 0.01 * c})
-    factories.run(par, 1, 1, status="running", started_at=t0 + dt.timedelta(seconds=120), ended_at=None,
-                  duration_s=None, gpu_energy_j=None, gpu_method="", cpu_energy_j=None, cpu_method="",
-                  metrics={}, trace=factories.sample_trace(40, 2))
+        factories.run(
+            par,
+            c,
+            r,
+            started_at=start,
+            trace=factories.sample_trace(30, 2),
+            hyperparameters={"learning_rate": [0.01, 0.003, 0.03][c], "epochs": 2},
+            gpu_energy_j=1900 + 150 * c + 40 * r,
+            duration_s=30,
+            ended_at=start + dt.timedelta(seconds=30),
+            coverage_percent=[99.1, 86.4, 97.0][i],
+            coverage_verdict=["good", "partial", "good"][i],
+            metrics={"accuracy": 0.94 + 0.01 * c},
+        )
+    factories.run(
+        par,
+        1,
+        1,
+        status="running",
+        started_at=t0 + dt.timedelta(seconds=120),
+        ended_at=None,
+        duration_s=None,
+        gpu_energy_j=None,
+        gpu_method="",
+        cpu_energy_j=None,
+        cpu_method="",
+        metrics={},
+        trace=factories.sample_trace(40, 2),
+    )
     at = t0 - dt.timedelta(seconds=5)
     for b in range(9):
         factories.background_run(par, b, at, 17)

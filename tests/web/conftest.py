@@ -19,8 +19,9 @@ def member(db):
 
 @pytest.fixture
 def staff(db):
-    return get_user_model().objects.create_user("sam", password="pw-sam-123", is_staff=True,
-                                                is_superuser=True)
+    return get_user_model().objects.create_user(
+        "sam", password="pw-sam-123", is_staff=True, is_superuser=True
+    )
 
 
 def _client(user) -> Client:

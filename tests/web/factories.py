@@ -11,17 +11,31 @@ from experiments.models import BackgroundRun, Experiment, Host, ProcessGroup, Ru
 from workers.energy.trace import encode_trace
 
 HPARAMS = [
-    {"name": "learning_rate", "flag": "--lr", "type": "float", "default": 0.01, "min": 0.0001,
-     "max": 0.1, "distribution": "log_uniform"},
+    {
+        "name": "learning_rate",
+        "flag": "--lr",
+        "type": "float",
+        "default": 0.01,
+        "min": 0.0001,
+        "max": 0.1,
+        "distribution": "log_uniform",
+    },
     {"name": "epochs", "flag": "--epochs", "type": "int", "default": 2, "min": 1, "max": 20},
-    {"name": "optimizer", "flag": "--opt", "type": "choice", "default": "sgd",
-     "choices": ["sgd", "adam"]},
+    {
+        "name": "optimizer",
+        "flag": "--opt",
+        "type": "choice",
+        "default": "sgd",
+        "choices": ["sgd", "adam"],
+    },
 ]
 
 
 def workload(name: str = "mnist", **kw: Any) -> Workload:
     defaults: dict[str, Any] = {
-        "workdir": "/tmp", "argv": ["python", "train.py"], "hyperparameters": HPARAMS,
+        "workdir": "/tmp",
+        "argv": ["python", "train.py"],
+        "hyperparameters": HPARAMS,
         "metric_patterns": {"accuracy": r"acc(?:uracy)?[:=]\s*([0-9.]+)"},
     }
     defaults.update(kw)
@@ -69,25 +83,45 @@ def run(exp: Experiment, config: int = 0, repeat: int = 0, **kw: Any) -> Run:
     return Run.objects.create(experiment=exp, config_index=config, repeat_index=repeat, **defaults)
 
 
-def background_run(exp: Experiment, index: int, start: dt.datetime, seconds: float, **kw: Any) -> BackgroundRun:
+def background_run(
+    exp: Experiment, index: int, start: dt.datetime, seconds: float, **kw: Any
+) -> BackgroundRun:
     return BackgroundRun.objects.create(
-        experiment=exp, index=index, started_at=start,
-        ended_at=start + dt.timedelta(seconds=seconds), exit_code=0, **kw,
+        experiment=exp,
+        index=index,
+        started_at=start,
+        ended_at=start + dt.timedelta(seconds=seconds),
+        exit_code=0,
+        **kw,
     )
 
 
 def host(name: str = "gpu01", *, online: bool = True) -> Host:
     beat = timezone.now() if online else timezone.now() - dt.timedelta(hours=1)
     return Host.objects.create(
-        hostname=name, queue=f"gpu.{name}.0", control_queue=f"control.{name}",
-        gpus=[{"index": 0, "name": "RTX 3080", "uuid": "GPU-1", "memory_mib": 10240,
-               "energy_counter": True}],
+        hostname=name,
+        queue=f"gpu.{name}.0",
+        control_queue=f"control.{name}",
+        gpus=[
+            {
+                "index": 0,
+                "name": "RTX 3080",
+                "uuid": "GPU-1",
+                "memory_mib": 10240,
+                "energy_counter": True,
+            }
+        ],
         last_heartbeat=beat,
     )
 
 
 def process_group(exp: Experiment, h: Host, **kw: Any) -> ProcessGroup:
-    defaults: dict[str, Any] = {"pgid": 4242, "leader_pid": 4242, "leader_create_time": 1.0,
-                                "role": "background", "started_at": timezone.now()}
+    defaults: dict[str, Any] = {
+        "pgid": 4242,
+        "leader_pid": 4242,
+        "leader_create_time": 1.0,
+        "role": "background",
+        "started_at": timezone.now(),
+    }
     defaults.update(kw)
     return ProcessGroup.objects.create(experiment=exp, host=h, **defaults)

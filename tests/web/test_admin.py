@@ -63,8 +63,9 @@ def test_terminate_records_who_asked_and_when(as_staff, staff, groups):
 
 def test_terminating_an_ended_group_is_refused_with_a_message(as_staff, groups):
     ended = groups["ended"]
-    response = as_staff.post(reverse(CHANGELIST),
-                             {"action": "terminate", "_selected_action": [ended.pk]}, follow=True)
+    response = as_staff.post(
+        reverse(CHANGELIST), {"action": "terminate", "_selected_action": [ended.pk]}, follow=True
+    )
     assert b"already ended" in response.content
     ended.refresh_from_db()
     assert ended.terminate_requested_at is None

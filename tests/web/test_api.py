@@ -58,8 +58,12 @@ def test_submit_through_the_api_creates_an_experiment_owned_by_the_token_user(me
     api = _api(member)
     response = api.post(
         "/api/experiments",
-        {"spec": {"name": "api run", "foreground": {"workload": "mnist",
-                                                    "hyperparameters": {"epochs": 3}}}},
+        {
+            "spec": {
+                "name": "api run",
+                "foreground": {"workload": "mnist", "hyperparameters": {"epochs": 3}},
+            }
+        },
         content_type="application/json",
     )
     assert response.status_code == 201, response.content
@@ -69,14 +73,27 @@ def test_submit_through_the_api_creates_an_experiment_owned_by_the_token_user(me
 
 def test_submit_errors_name_the_key(member, wl):
     api = _api(member)
-    bad_value = api.post("/api/experiments", {"spec": {"name": "x", "foreground": {
-        "workload": "mnist", "hyperparameters": {"epochs": 500}}}}, content_type="application/json")
+    bad_value = api.post(
+        "/api/experiments",
+        {
+            "spec": {
+                "name": "x",
+                "foreground": {"workload": "mnist", "hyperparameters": {"epochs": 500}},
+            }
+        },
+        content_type="application/json",
+    )
     assert bad_value.status_code == 400
     assert "foreground.hyperparameters.epochs" in bad_value.json()["errors"]
-    bad_yaml = api.post("/api/experiments", {"text": "name: [oops"}, content_type="application/json")
+    bad_yaml = api.post(
+        "/api/experiments", {"text": "name: [oops"}, content_type="application/json"
+    )
     assert bad_yaml.status_code == 400 and "(file)" in bad_yaml.json()["errors"]
-    unknown = api.post("/api/experiments", {"spec": {"name": "x", "foreground": {"workload": "mnist"},
-                                                     "colour": "red"}}, content_type="application/json")
+    unknown = api.post(
+        "/api/experiments",
+        {"spec": {"name": "x", "foreground": {"workload": "mnist"}, "colour": "red"}},
+        content_type="application/json",
+    )
     assert unknown.status_code == 400 and "colour" in unknown.json()["errors"]
     assert not Experiment.objects.exists()
 
@@ -87,7 +104,10 @@ def test_only_the_owner_or_staff_cancel_through_the_api(owner, member, staff, wl
     queued.refresh_from_db()
     assert queued.status == "queued"
     response = _api(owner).post(f"/api/experiments/{queued.code}/cancel")
-    assert response.status_code == 200 and response.json() == {"cancelled": True, "status": "cancelled"}
+    assert response.status_code == 200 and response.json() == {
+        "cancelled": True,
+        "status": "cancelled",
+    }
     running = factories.experiment(owner, wl, status="running")
     assert _api(staff).post(f"/api/experiments/{running.code}/cancel").json()["cancelled"] is True
 

@@ -14,9 +14,14 @@ pytestmark = pytest.mark.django_db
 
 def _grow(owner, member, wl, bg, n: int) -> None:
     for i in range(n):
-        e = factories.experiment(owner if i % 2 else member, wl, name=f"e{i}",
-                                 mode="parallel" if i % 2 else "solo", status="running" if i % 3 == 0 else "succeeded",
-                                 background_workload=bg if i % 2 else None)
+        e = factories.experiment(
+            owner if i % 2 else member,
+            wl,
+            name=f"e{i}",
+            mode="parallel" if i % 2 else "solo",
+            status="running" if i % 3 == 0 else "succeeded",
+            background_workload=bg if i % 2 else None,
+        )
         factories.run(e, 0, hyperparameters={"learning_rate": 0.01 * (i % 4 + 1), "epochs": 2})
         factories.run(e, 1, metrics={"accuracy": 0.9, "loss": 0.1})
 
@@ -36,7 +41,9 @@ def _count(client, url: str) -> int:
         ("/compare/?workload=mnist", 4),
     ],
 )
-def test_page_query_count_is_pinned_and_independent_of_rows(as_member, owner, member, wl, url, pinned):
+def test_page_query_count_is_pinned_and_independent_of_rows(
+    as_member, owner, member, wl, url, pinned
+):
     bg = factories.workload("bg")
     _grow(owner, member, wl, bg, 3)
     small = _count(as_member, url)
@@ -53,13 +60,17 @@ def test_the_htmx_list_fragment_query_count_is_pinned(as_member, owner, member, 
     assert small == _count_htmx(as_member) == 4
 
 
-def test_compare_with_picked_runs_adds_one_query_whatever_the_number_picked(as_member, owner, member, wl):
+def test_compare_with_picked_runs_adds_one_query_whatever_the_number_picked(
+    as_member, owner, member, wl
+):
     bg = factories.workload("bg")
     _grow(owner, member, wl, bg, 10)
     from experiments.models import Run
 
-    refs = [f"{r.experiment.code}:{r.config_index}.{r.repeat_index}.{r.attempt}"
-            for r in Run.objects.select_related("experiment")[:8]]
+    refs = [
+        f"{r.experiment.code}:{r.config_index}.{r.repeat_index}.{r.attempt}"
+        for r in Run.objects.select_related("experiment")[:8]
+    ]
     one = _count(as_member, "/compare/?workload=mnist&pick=" + refs[0])
     many = _count(as_member, "/compare/?workload=mnist&" + "&".join(f"pick={r}" for r in refs))
     assert one == many == 5

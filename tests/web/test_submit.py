@@ -16,10 +16,21 @@ NEW = "/experiments/new/"
 
 def _form(**over):
     data = {
-        "name": "lr study", "workload": "mnist", "strategy": "together", "configurations": "1",
-        "runs_per_config": "2", "sleep_between_runs": "1", "timeout": "60", "max_retries": "0",
-        "restart_delay": "2", "startup_wait": "5", "between_runs": "keep", "target": "any",
-        "hp__learning_rate": "0.01", "hp__epochs": "3", "hp__optimizer": "adam",
+        "name": "lr study",
+        "workload": "mnist",
+        "strategy": "together",
+        "configurations": "1",
+        "runs_per_config": "2",
+        "sleep_between_runs": "1",
+        "timeout": "60",
+        "max_retries": "0",
+        "restart_delay": "2",
+        "startup_wait": "5",
+        "between_runs": "keep",
+        "target": "any",
+        "hp__learning_rate": "0.01",
+        "hp__epochs": "3",
+        "hp__optimizer": "adam",
     }
     data.update(over)
     return data
@@ -54,10 +65,30 @@ def test_a_valid_form_submits_an_experiment_and_goes_to_its_page(as_owner, owner
 
 
 def test_parallel_mode_submits_the_background_block(as_owner, wl):
-    factories.workload("resnet", hyperparameters=[
-        {"name": "batch_size", "flag": "--bs", "type": "int", "default": 64, "min": 8, "max": 256}])
-    response = as_owner.post(NEW, _form(parallel="on", bg_workload="resnet", bghp__batch_size="32",
-                                        restart_delay="1.5", startup_wait="3", between_runs="stop"))
+    factories.workload(
+        "resnet",
+        hyperparameters=[
+            {
+                "name": "batch_size",
+                "flag": "--bs",
+                "type": "int",
+                "default": 64,
+                "min": 8,
+                "max": 256,
+            }
+        ],
+    )
+    response = as_owner.post(
+        NEW,
+        _form(
+            parallel="on",
+            bg_workload="resnet",
+            bghp__batch_size="32",
+            restart_delay="1.5",
+            startup_wait="3",
+            between_runs="stop",
+        ),
+    )
     assert response.status_code == 302, response.content.decode()[:2000]
     e = Experiment.objects.get(name="lr study")
     assert e.mode == "parallel" and e.background_workload.name == "resnet"
@@ -66,8 +97,16 @@ def test_parallel_mode_submits_the_background_block(as_owner, wl):
 
 
 def test_mutating_submits_the_ticked_parameters_with_the_strategy(as_owner, wl):
-    response = as_owner.post(NEW, _form(configurations="3", mutate__learning_rate="on",
-                                        hp__learning_rate="", strategy="one_at_a_time", seed="7"))
+    response = as_owner.post(
+        NEW,
+        _form(
+            configurations="3",
+            mutate__learning_rate="on",
+            hp__learning_rate="",
+            strategy="one_at_a_time",
+            seed="7",
+        ),
+    )
     assert response.status_code == 302, response.content.decode()[:3000]
     e = Experiment.objects.get(name="lr study")
     assert e.mutate == ["learning_rate"] and e.strategy == "one_at_a_time" and e.seed == 7
@@ -80,7 +119,7 @@ def test_errors_appear_beside_their_field_and_nothing_typed_is_lost(as_owner, wl
     body = response.content.decode()
     assert 'value="keep me"' in body and 'value="99"' in body and 'value="adam" selected' in body
     # The error sits in the epochs row, not at the top of the form.
-    epochs_row = body[body.index('name="hp__epochs"'):]
+    epochs_row = body[body.index('name="hp__epochs"') :]
     epochs_row = epochs_row[: epochs_row.index("</tr>")]
     assert "less than or equal to 20" in epochs_row
     assert not Experiment.objects.exists()
@@ -91,7 +130,7 @@ def test_service_errors_keyed_by_file_path_land_beside_the_field(as_owner, wl):
     response = as_owner.post(NEW, _form(configurations="3"))
     assert response.status_code == 400
     body = response.content.decode()
-    conf = body[body.index('id="id_configurations"'):]
+    conf = body[body.index('id="id_configurations"') :]
     conf = conf[: conf.index("</div>")]
     assert "foreground.mutate" in conf or "at least one parameter" in conf
 
@@ -103,8 +142,12 @@ def test_parallel_without_a_background_workload_is_an_error_beside_it(as_owner, 
 
 
 def test_the_form_says_how_many_configurations_are_still_new(as_owner, owner, wl):
-    small = factories.workload("tiny", hyperparameters=[
-        {"name": "layers", "flag": "--layers", "type": "int", "default": 1, "min": 1, "max": 4}])
+    small = factories.workload(
+        "tiny",
+        hyperparameters=[
+            {"name": "layers", "flag": "--layers", "type": "int", "default": 1, "min": 1, "max": 4}
+        ],
+    )
     done = factories.experiment(owner, small, status="succeeded")
     factories.run(done, 0, hyperparameters={"layers": 2})
     data = _form(workload="tiny", configurations="5", mutate__layers="on", hp__layers="")
@@ -130,7 +173,10 @@ def test_uploading_an_experiment_file_submits_it(as_owner, wl):
     "text, message",
     [
         (b"name: [unclosed\n", "not valid YAML"),
-        (b"name: x\nforeground: {workload: mnist}\nruns_per_conifg: 2\n", "runs_per_conifg: unknown key"),
+        (
+            b"name: x\nforeground: {workload: mnist}\nruns_per_conifg: 2\n",
+            "runs_per_conifg: unknown key",
+        ),
         (b"name: x\nforeground: {workload: nope}\n", "foreground.workload"),
         (b"\xff\xfe\x00", "not UTF-8"),
     ],
@@ -143,7 +189,9 @@ def test_a_bad_file_is_reported_by_key_never_a_500(as_owner, wl, text, message):
 
 
 def test_pasted_text_works_like_a_file(as_owner, wl):
-    response = as_owner.post(NEW, {"upload": "1", "text": '{"name": "pasted", "foreground": {"workload": "mnist"}}'})
+    response = as_owner.post(
+        NEW, {"upload": "1", "text": '{"name": "pasted", "foreground": {"workload": "mnist"}}'}
+    )
     assert response.status_code == 302
     assert Experiment.objects.filter(name="pasted").exists()
 

@@ -43,8 +43,10 @@ def test_it_sends_outsiders_to_the_login_page_from_every_page(anonymous, exp):
         response = anonymous.get(url)
         assert response.status_code == 302, url
         assert response["Location"].startswith(reverse("login")), url
-    for url in (reverse("experiment_rerun", args=[exp.code]),
-                reverse("experiment_cancel", args=[exp.code])):
+    for url in (
+        reverse("experiment_rerun", args=[exp.code]),
+        reverse("experiment_cancel", args=[exp.code]),
+    ):
         assert anonymous.post(url).status_code == 302
     assert Experiment.objects.filter(pk=exp.pk, status="succeeded").exists()
 
@@ -154,8 +156,15 @@ def test_the_list_polls_while_something_runs_and_stops_with_286(as_owner, owner,
 def test_the_experiment_page_serves_its_live_fragment_until_the_end(as_owner, owner, wl):
     running = factories.experiment(owner, wl, status="running", mode="parallel", total_runs=2)
     start = timezone.now() - dt.timedelta(seconds=20)
-    factories.run(running, 0, status="running", started_at=start, ended_at=None, duration_s=None,
-                  trace=factories.sample_trace(5))
+    factories.run(
+        running,
+        0,
+        status="running",
+        started_at=start,
+        ended_at=None,
+        duration_s=None,
+        trace=factories.sample_trace(5),
+    )
     factories.background_run(running, 0, start - dt.timedelta(seconds=5), 10)
     url = reverse("experiment_detail", args=[running.code])
     live = as_owner.get(url, HTTP_HX_REQUEST="true")
@@ -164,15 +173,17 @@ def test_the_experiment_page_serves_its_live_fragment_until_the_end(as_owner, ow
     assert "<html" not in body and 'id="live"' in body and "every 2s" in body
     assert "GPU power, live" in body  # the live power chart while a run goes
     assert "gap-hatch" in body  # the uncovered part of the window is drawn
-    progress = as_owner.get(reverse("experiment_progress", args=[running.code]),
-                            HTTP_HX_REQUEST="true")
+    progress = as_owner.get(
+        reverse("experiment_progress", args=[running.code]), HTTP_HX_REQUEST="true"
+    )
     assert progress.status_code == 200 and b"0 / 2" in progress.content
     Experiment.objects.filter(pk=running.pk).update(status="succeeded", runs_done=2)
     done = as_owner.get(url, HTTP_HX_REQUEST="true")
     assert done.status_code == 286
     assert b"every 2s" not in done.content
-    done_progress = as_owner.get(reverse("experiment_progress", args=[running.code]),
-                                 HTTP_HX_REQUEST="true")
+    done_progress = as_owner.get(
+        reverse("experiment_progress", args=[running.code]), HTTP_HX_REQUEST="true"
+    )
     assert done_progress.status_code == 286 and b"2 / 2" in done_progress.content
 
 
@@ -207,15 +218,18 @@ def test_a_figure_that_could_not_be_measured_is_never_shown_as_zero(as_member, e
         f"/experiments/{uuid.uuid4()}/runs/0.0.0/",
         "/?page=banana&status=exploded&mode=%00&q=" + "x" * 5000,
         "/?page=99999",
-        "/compare/?workload=nope&pick=garbage&pick=%s:1.2" % uuid.uuid4(),
+        f"/compare/?workload=nope&pick=garbage&pick={uuid.uuid4()}:1.2",
         "/compare/?workload=mnist&metric=<script>",
         "/experiments/new/?workload=does-not-exist",
         "/experiments/new/?part=fg&workload=does-not-exist",
     ],
 )
 def test_bad_input_never_gives_a_500(as_owner, exp, url):
-    response = as_owner.get(url, HTTP_HX_REQUEST="true" if "part=" in url else None) \
-        if "part=" in url else as_owner.get(url)
+    response = (
+        as_owner.get(url, HTTP_HX_REQUEST="true" if "part=" in url else None)
+        if "part=" in url
+        else as_owner.get(url)
+    )
     assert response.status_code in {200, 404}, url
 
 

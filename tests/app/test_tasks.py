@@ -65,13 +65,16 @@ background:
 REPLAY_TRACE = SHARED / "traces" / "rtx3080" / "MRT-OAST_default_035_parallel"
 
 
-def _wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+def _wait_for(
+    predicate: Callable[[], bool], timeout: float, what: str, worker: WorkerProc | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return
         time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+    log = f"\nworker log:\n{worker.log()[-4000:]}" if worker is not None else ""
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}{log}")
 
 
 def _status(experiment: Experiment) -> str:
@@ -97,6 +100,8 @@ def test_submit_wait_json_returns_a_succeeded_parallel_experiment(
     done = run_manage("submit", str(path), "--wait", "--json", timeout=240)
 
     assert done.returncode == 0, done.stderr[-3000:]
+    # Progress went to stderr (stdout holds only the JSON document).
+    assert "2/2 runs done" in done.stderr and "background runs:" in done.stderr
     doc = json.loads(done.stdout)
     assert doc["status"] == "succeeded"
     assert doc["mode"] == "parallel"
@@ -262,6 +267,7 @@ def test_ctrl_c_during_submit_wait_asks_and_cancels(
             lambda: Run.objects.filter(experiment__name="long-solo", status="running").exists(),
             60,
             "the run to start",
+            celery_worker_proc,
         )
         experiment = Experiment.objects.get(name="long-solo")
         waiting.send_signal(signal.SIGINT)
@@ -274,4 +280,9 @@ def test_ctrl_c_during_submit_wait_asks_and_cancels(
     assert waiting.returncode == 1  # only a succeeded experiment exits 0
     assert "Traceback" not in err
     assert _status(experiment) == "cancelled"
-    _wait_for(lambda: find_marked(str(experiment.code)) == [], 15, "every process of it to end")
+    _wait_for(
+        lambda: find_marked(str(experiment.code)) == [],
+        15,
+        "every process of it to end",
+        celery_worker_proc,
+    )

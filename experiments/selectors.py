@@ -257,9 +257,11 @@ def process_groups_orphaned() -> QuerySet[ProcessGroup]:
 
 # --- Compare -----------------------------------------------------------------------
 
-#: The compare page reads at most this many recent runs of a workload, so its cost is
-#: bounded at team scale; the page says so when it is reached.
-COMPARE_RUN_LIMIT = 20000
+#: The charts plot a workload's latest runs up to this many (the page says so); the
+#: table's medians come from all of them, aggregated by the database.
+COMPARE_POINTS = 600
+#: Configurations in the table (the CSV has them all).
+COMPARE_ROWS = 50
 
 
 def hyper_key(hyperparameters: dict[str, Any]) -> str:
@@ -343,17 +345,117 @@ class CompareData:
     numeric_params: list[str]
     truncated: bool
     methods: dict[str, int] = field(default_factory=dict)
+    total_runs: int = 0
+    configurations: int = 0
 
 
-def compare_workload(*, workload: Workload) -> CompareData:
-    """Foreground GPU energy of a workload's finished runs, grouped by configuration and
-    mode. One query, whatever the number of runs (up to COMPARE_RUN_LIMIT)."""
-    rows = list(
-        Run.objects.filter(
-            experiment__foreground_workload=workload,
-            status=Run.Status.SUCCEEDED,
-            gpu_energy_j__isnull=False,
+def _compare_base(workload: Workload) -> QuerySet[Run]:
+    return Run.objects.filter(
+        experiment__foreground_workload=workload,
+        status=Run.Status.SUCCEEDED,
+        gpu_energy_j__isnull=False,
+    )
+
+
+# Two steps so the percentile is computed only for the configurations shown: count
+# runs per configuration (cheap), keep the top ones, then aggregate their energies.
+_GROUPS_SQL = """
+WITH base AS MATERIALIZED (
+    SELECT r.hyperparameters AS hp, e.mode AS mode, r.gpu_energy_j AS energy,
+           r.imported AS imp
+    FROM experiments_run r JOIN experiments_experiment e ON e.id = r.experiment_id
+    WHERE e.foreground_workload_id = %s AND r.status = %s AND r.gpu_energy_j IS NOT NULL
+), top AS (
+    SELECT hp, bool_or(mode = 'solo')::int + bool_or(mode = 'parallel')::int AS modes,
+           count(*) AS total, count(*) OVER () AS configs
+    FROM base GROUP BY hp ORDER BY 2 DESC, 3 DESC, hp::text LIMIT %s
+)
+SELECT b.hp::text, b.mode, count(*),
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY b.energy),
+       min(b.energy), max(b.energy), stddev_samp(b.energy), bool_or(b.imp), max(t.configs)
+FROM base b JOIN top t ON t.hp = b.hp
+GROUP BY b.hp, b.mode, t.modes, t.total
+ORDER BY t.modes DESC, t.total DESC, b.hp::text, b.mode
+"""
+
+
+def _groups_postgres(workload: Workload, limit: int) -> tuple[list[CompareRow], int]:
+    """Median / spread / n per configuration and mode, computed by PostgreSQL (jsonb
+    equality is by value, so 1 and 1.0 are the same configuration)."""
+    from django.db import connection
+
+    rows: dict[str, CompareRow] = {}
+    configs = 0
+    with connection.cursor() as cursor:
+        cursor.execute(_GROUPS_SQL, [workload.pk, Run.Status.SUCCEEDED, limit])
+        for hp_text, mode, n, med, lo, hi, sd, imp, total in cursor.fetchall():
+            configs = int(total)
+            hp = json.loads(hp_text)
+            key = hyper_key(hp)  # 2 and 2.0 are one group in jsonb: one row here too
+            row = rows.get(key)
+            if row is None:
+                empty = GroupStats(0, None, None, None, None)
+                row = rows[key] = CompareRow(key, hp, empty, empty)
+            stats = GroupStats(
+                int(n), float(med), float(lo), float(hi), float(sd) if sd is not None else None
+            )
+            if mode == Experiment.Mode.PARALLEL:
+                row.parallel = stats
+            else:
+                row.solo = stats
+            row.imported = row.imported or bool(imp)
+    return list(rows.values()), configs
+
+
+def _groups_python(workload: Workload, limit: int) -> tuple[list[CompareRow], int]:
+    """The same figures in Python, for SQLite (no percentile aggregate there)."""
+    groups: dict[str, dict[str, list[float]]] = defaultdict(lambda: {"solo": [], "parallel": []})
+    hparams: dict[str, dict[str, Any]] = {}
+    imported_keys: set[str] = set()
+    for hp, mode, energy, imported in _compare_base(workload).values_list(
+        "hyperparameters", "experiment__mode", "gpu_energy_j", "imported"
+    ):
+        key = hyper_key(hp or {})
+        groups[key][mode].append(energy)
+        hparams.setdefault(key, hp or {})
+        if imported:
+            imported_keys.add(key)
+    rows = [
+        CompareRow(
+            key,
+            hparams[key],
+            GroupStats.of(g["solo"]),
+            GroupStats.of(g["parallel"]),
+            key in imported_keys,
         )
+        for key, g in groups.items()
+    ]
+    # Configurations measured both ways first: they are what the comparison is for.
+    rows.sort(key=lambda r: (not (r.solo.n and r.parallel.n), -(r.solo.n + r.parallel.n), r.key))
+    return rows[:limit], len(rows)
+
+
+def compare_workload(*, workload: Workload, row_limit: int = COMPARE_ROWS) -> CompareData:
+    """A workload's finished runs for the compare page, in three queries whatever their
+    number: the configurations table (median, spread and n per mode, the ``row_limit``
+    configurations measured most), the GPU energy methods, and the latest
+    ``COMPARE_POINTS`` runs for the charts."""
+    from django.db import connection
+    from django.db.models import Count
+
+    if connection.vendor == "postgresql":
+        compare_rows, configs = _groups_postgres(workload, row_limit)
+    else:
+        compare_rows, configs = _groups_python(workload, row_limit)
+    methods = {
+        (m or "unknown"): n
+        for m, n in _compare_base(workload)
+        .order_by()
+        .values_list("gpu_method")
+        .annotate(n=Count("id"))
+    }
+    rows = list(
+        _compare_base(workload)
         .order_by("-id")
         .values_list(
             "experiment__code",
@@ -363,31 +465,18 @@ def compare_workload(*, workload: Workload) -> CompareData:
             "experiment__mode",
             "hyperparameters",
             "gpu_energy_j",
-            "gpu_foreground_j",
             "gpu_method",
             "metrics",
             "imported",
-        )[: COMPARE_RUN_LIMIT + 1]
+        )[:COMPARE_POINTS]
     )
-    truncated = len(rows) > COMPARE_RUN_LIMIT
-    rows = rows[:COMPARE_RUN_LIMIT]
-    groups: dict[str, dict[str, list[float]]] = defaultdict(lambda: {"solo": [], "parallel": []})
-    hparams: dict[str, dict[str, Any]] = {}
-    imported_keys: set[str] = set()
     points: list[ComparePoint] = []
     metric_names: set[str] = set()
-    methods: dict[str, int] = defaultdict(int)
     numeric: set[str] = set()
-    for code, ci, ri, at, mode, hp, energy, _fg, method, metrics, imported in rows:
+    for code, ci, ri, at, mode, hp, energy, method, metrics, imported in rows:
         if energy is None:  # excluded by the query; keeps the type checker honest
             continue
         hp = hp or {}
-        key = hyper_key(hp)
-        groups[key][mode].append(energy)
-        hparams.setdefault(key, hp)
-        if imported:
-            imported_keys.add(key)
-        methods[method or "unknown"] += 1
         metrics = metrics or {}
         metric_names.update(k for k, v in metrics.items() if isinstance(v, int | float))
         for name, value in hp.items():
@@ -396,26 +485,17 @@ def compare_workload(*, workload: Workload) -> CompareData:
         points.append(
             ComparePoint(str(code), ci, ri, at, mode, hp, energy, method, metrics, imported)
         )
-    compare_rows = [
-        CompareRow(
-            key=key,
-            hyperparameters=hparams[key],
-            solo=GroupStats.of(g["solo"]),
-            parallel=GroupStats.of(g["parallel"]),
-            imported=key in imported_keys,
-        )
-        for key, g in groups.items()
-    ]
-    # Configurations measured both ways first: they are what the comparison is for.
-    compare_rows.sort(key=lambda r: (not (r.solo.n and r.parallel.n), -(r.solo.n + r.parallel.n)))
+    total = sum(methods.values())
     return CompareData(
         workload=workload,
         rows=compare_rows,
         points=points,
         metric_names=sorted(metric_names),
         numeric_params=sorted(numeric),
-        truncated=truncated,
-        methods=dict(methods),
+        truncated=total > len(points),
+        methods=methods,
+        total_runs=total,
+        configurations=configs,
     )
 
 

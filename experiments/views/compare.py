@@ -57,6 +57,8 @@ def _charts(data: CompareData, metric: str) -> dict[str, Any]:
         title="Foreground GPU energy, parallel vs solo (median, min–max)",
         y_label="GPU energy (J)",
     )
+    # One URL per run, shared by every chart it appears on (reverse() is not free).
+    hrefs = {id(p): _run_href(p) for p in data.points}
     per_param = []
     for name in data.numeric_params:
         pts = [
@@ -65,9 +67,9 @@ def _charts(data: CompareData, metric: str) -> dict[str, Any]:
                 p.energy_j,
                 f"{name}={p.hyperparameters[name]}: {p.energy_j:.4g} J ({p.mode}, run {p.run_ref})",
                 p.mode + (" (imported)" if p.imported else ""),
-                _run_href(p),
+                hrefs[id(p)],
             )
-            for p in data.points[:5000]
+            for p in data.points
             if isinstance(p.hyperparameters.get(name), int | float)
         ]
         if len({pt.x for pt in pts}) < 2:
@@ -91,14 +93,14 @@ def _charts(data: CompareData, metric: str) -> dict[str, Any]:
     pareto = None
     front_rows: list[Any] = []
     if metric:
-        chosen = [p for p in data.points[:5000] if isinstance(p.metrics.get(metric), int | float)]
+        chosen = [p for p in data.points if isinstance(p.metrics.get(metric), int | float)]
         pts = [
             charts.Point(
                 p.energy_j,
                 float(p.metrics[metric]),
                 f"run {p.run_ref}: {p.energy_j:.4g} J, {metric} {p.metrics[metric]}",
                 p.mode,
-                _run_href(p),
+                hrefs[id(p)],
             )
             for p in chosen
         ]
@@ -174,9 +176,9 @@ def compare(request: HttpRequest) -> HttpResponse:
         "picks": picks,
     }
     if workload is not None:
-        data = selectors.compare_workload(workload=workload)
         if request.GET.get("format") == "csv":
-            return _csv(data)
+            return _csv(selectors.compare_workload(workload=workload, row_limit=10**9))
+        data = selectors.compare_workload(workload=workload)
         metric = request.GET.get("metric", "")
         if metric not in data.metric_names:
             metric = _default_metric(data.metric_names)

@@ -21,6 +21,9 @@ from experiments.permissions import _get_experiment_for_user, can_manage
 from experiments.views._common import render_live
 from experiments.views.traces import trace_series
 
+#: How many background runs the table lists (a long experiment has hundreds).
+BACKGROUND_ROWS = 50
+
 _DETAIL_QS = Experiment.objects.select_related(
     "owner", "foreground_workload", "background_workload", "host", "cancel_requested_by"
 )
@@ -113,7 +116,9 @@ def _context(request: HttpRequest, experiment: Experiment) -> dict[str, Any]:
     return {
         "experiment": experiment,
         "runs": [(run, run_url(experiment, run)) for run in runs],
-        "background_runs": background,
+        # The newest background runs; all of them are in the timeline and the exports.
+        "background_runs": background[-BACKGROUND_ROWS:],
+        "background_total": len(background),
         "progress": progress,
         "timeline": charts.coverage_timeline(windows)
         if windows or experiment.mode == "parallel"

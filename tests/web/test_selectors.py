@@ -1,0 +1,82 @@
+"""Reads behind the compare page and the orphan filter."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+
+from experiments import selectors
+from tests.web import factories
+
+pytestmark = pytest.mark.django_db
+
+
+def _history(owner, wl):
+    solo = factories.experiment(owner, wl, status="succeeded")
+    par = factories.experiment(owner, wl, status="succeeded", mode="parallel")
+    same = {"learning_rate": 0.01, "epochs": 2}
+    for i, energy in enumerate([100.0, 140.0, 120.0]):
+        factories.run(solo, 0, i, hyperparameters=same, gpu_energy_j=energy)
+    # The same configuration written with a float epoch (1 == 1.0) groups together.
+    for i, energy in enumerate([150.0, 190.0]):
+        factories.run(
+            par, 0, i, hyperparameters={"learning_rate": 0.01, "epochs": 2.0}, gpu_energy_j=energy
+        )
+    factories.run(
+        par, 1, 0, hyperparameters={"learning_rate": 0.05, "epochs": 2}, gpu_energy_j=300.0
+    )
+    factories.run(par, 2, 0, hyperparameters=same, gpu_energy_j=None, gpu_method="unavailable")
+    factories.run(par, 3, 0, hyperparameters=same, status="failed", gpu_energy_j=999.0)
+
+
+def test_compare_gives_median_spread_n_and_ratio_per_configuration(owner, wl):
+    _history(owner, wl)
+    data = selectors.compare_workload(workload=wl)
+    assert data.total_runs == 6 and data.configurations == 2
+    both = data.rows[0]
+    assert (both.solo.n, both.solo.median, both.solo.low, both.solo.high) == (
+        3,
+        120.0,
+        100.0,
+        140.0,
+    )
+    assert (both.parallel.n, both.parallel.median) == (2, 170.0)
+    assert both.ratio == pytest.approx(170.0 / 120.0)
+    only_parallel = data.rows[1]
+    assert only_parallel.solo.n == 0 and only_parallel.ratio is None
+
+
+@pytest.mark.skipif("connection.vendor != 'postgresql'")
+def test_the_database_aggregation_matches_the_python_one(owner, wl):
+    _history(owner, wl)
+    in_db, configs_db = selectors._groups_postgres(wl, 50)
+    in_py, configs_py = selectors._groups_python(wl, 50)
+    assert configs_db == configs_py
+    as_tuples = lambda rows: sorted(  # noqa: E731
+        (r.key, r.solo.n, r.solo.median, r.parallel.n, r.parallel.median, r.parallel.high)
+        for r in rows
+    )
+    assert as_tuples(in_db) == as_tuples(in_py)
+
+
+def test_the_table_is_cut_to_the_configurations_measured_most(owner, wl):
+    _history(owner, wl)
+    data = selectors.compare_workload(workload=wl, row_limit=1)
+    assert len(data.rows) == 1 and data.configurations == 2
+    assert data.rows[0].solo.n == 3
+
+
+def test_pareto_front_keeps_points_nothing_beats_on_both_energy_and_metric():
+    points = [(100.0, 0.90), (120.0, 0.95), (110.0, 0.85), (130.0, 0.94), (90.0, 0.80)]
+    assert selectors.pareto_front(points) == [4, 0, 1]
+
+
+def test_run_refs_that_do_not_parse_are_ignored(owner, wl):
+    e = factories.experiment(owner, wl)
+    factories.run(e, 1, 2, attempt=3)
+    found = selectors.runs_by_refs([f"{e.code}:1.2.3", "nonsense", f"{e.code}:x.y.z", ":1.2.3"])
+    assert [(r.config_index, r.repeat_index, r.attempt) for r in found] == [(1, 2, 3)]
+
+
+def test_connection_vendor_is_known():
+    assert connection.vendor in {"postgresql", "sqlite"}

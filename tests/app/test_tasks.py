@@ -263,12 +263,14 @@ def test_ctrl_c_during_submit_wait_asks_and_cancels(
         text=True,
     )
     try:
-        _wait_for(
-            lambda: Run.objects.filter(experiment__name="long-solo", status="running").exists(),
-            60,
-            "the run to start",
-            celery_worker_proc,
-        )
+
+        def started() -> bool:
+            if waiting.poll() is not None:
+                _out, err = waiting.communicate()
+                raise AssertionError(f"submit --wait ended early: {err[-3000:]}")
+            return Run.objects.filter(experiment__name="long-solo", status="running").exists()
+
+        _wait_for(started, 60, "the run to start", celery_worker_proc)
         experiment = Experiment.objects.get(name="long-solo")
         waiting.send_signal(signal.SIGINT)
         out, err = waiting.communicate("y\n", timeout=60)

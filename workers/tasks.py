@@ -144,13 +144,27 @@ def _heartbeat_loop() -> None:
     period = settings.WATTLAB_HEARTBEAT_SECONDS
     while not _stop_heartbeat.wait(period):
         try:
-            services.host_heartbeat(hostname=settings.WATTLAB_HOSTNAME)
+            services.host_heartbeat(
+                hostname=settings.WATTLAB_HOSTNAME, utilisation=_host_utilisation()
+            )
         except Exception:  # the database may be briefly away; try again next period
             log.exception("host heartbeat failed")
         finally:
             from django.db import connection
 
             connection.close()
+
+
+def _host_utilisation() -> dict[str, Any]:
+    import psutil
+
+    load1, load5, _load15 = os.getloadavg()
+    return {
+        "cpu_percent": psutil.cpu_percent(interval=None),
+        "load_1m": round(load1, 2),
+        "load_5m": round(load5, 2),
+        "memory_percent": psutil.virtual_memory().percent,
+    }
 
 
 @worker_ready.connect

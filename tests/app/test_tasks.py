@@ -288,3 +288,23 @@ def test_ctrl_c_during_submit_wait_asks_and_cancels(
         "every process of it to end",
         celery_worker_proc,
     )
+
+
+def test_the_worker_registers_its_host_and_heartbeats(
+    transactional_db: None, celery_worker_proc: WorkerProc
+) -> None:
+    from experiments.models import Host
+
+    host = Host.objects.get(hostname=celery_worker_proc.hostname)
+    assert host.queue == queues.host_queue(host.hostname)
+    assert host.control_queue == queues.control_queue(host.hostname)
+    assert host.gpus == []  # no NVIDIA GPU on this machine: one CPU slot
+    assert host.meters["cpu"]["method"] in {"rapl", "perf", "estimate"}
+    first = host.last_heartbeat
+    _wait_for(
+        lambda: Host.objects.get(id=host.id).last_heartbeat != first,
+        10,
+        "a heartbeat",
+        celery_worker_proc,
+    )
+    assert "cpu_percent" in Host.objects.get(id=host.id).utilisation

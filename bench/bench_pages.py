@@ -132,7 +132,7 @@ def page_latency(port: int, cookie: str, repeats: int, clients: int) -> dict[str
         samples: list[float] = []
         lock = threading.Lock()
 
-        def worker(make=make, samples=samples, lock=lock) -> None:  # type: ignore[no-untyped-def]
+        def worker(make=make, samples=samples, lock=lock, name=name) -> None:  # type: ignore[no-untyped-def]
             for _ in range(repeats):
                 ms, status, _size = _get(port, make(), cookie)
                 assert status == 200, (name, status)

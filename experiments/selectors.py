@@ -415,6 +415,8 @@ def _groups_python(workload: Workload, limit: int) -> tuple[list[CompareRow], in
     for hp, mode, energy, imported in _compare_base(workload).values_list(
         "hyperparameters", "experiment__mode", "gpu_energy_j", "imported"
     ):
+        if energy is None:  # excluded by the query; keeps the type checker honest
+            continue
         key = hyper_key(hp or {})
         groups[key][mode].append(energy)
         hparams.setdefault(key, hp or {})
@@ -433,6 +435,23 @@ def _groups_python(workload: Workload, limit: int) -> tuple[list[CompareRow], in
     # Configurations measured both ways first: they are what the comparison is for.
     rows.sort(key=lambda r: (not (r.solo.n and r.parallel.n), -(r.solo.n + r.parallel.n), r.key))
     return rows[:limit], len(rows)
+
+
+def compare_workload_cached(*, workload: Workload) -> CompareData:
+    """``compare_workload`` behind a cache keyed by the workload's finished runs (their
+    number, newest id and latest end): any run finishing, imported or deleted changes
+    the key, so the page never shows stale figures; one cheap aggregate query checks it."""
+    from django.core.cache import cache
+    from django.db.models import Count, Max
+
+    state = _compare_base(workload).aggregate(n=Count("id"), last=Max("id"), end=Max("ended_at"))
+    end = state["end"].timestamp() if state["end"] else 0
+    key = f"wattlab-compare-{workload.pk}-{state['n']}-{state['last']}-{end}"
+    data = cache.get(key)
+    if data is None:
+        data = compare_workload(workload=workload)
+        cache.set(key, data, timeout=600)
+    return data
 
 
 def compare_workload(*, workload: Workload, row_limit: int = COMPARE_ROWS) -> CompareData:

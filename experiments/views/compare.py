@@ -178,7 +178,7 @@ def compare(request: HttpRequest) -> HttpResponse:
     if workload is not None:
         if request.GET.get("format") == "csv":
             return _csv(selectors.compare_workload(workload=workload, row_limit=10**9))
-        data = selectors.compare_workload(workload=workload)
+        data = selectors.compare_workload_cached(workload=workload)
         metric = request.GET.get("metric", "")
         if metric not in data.metric_names:
             metric = _default_metric(data.metric_names)

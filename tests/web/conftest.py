@@ -7,6 +7,16 @@ from django.test import Client
 from tests.web import factories
 
 
+@pytest.fixture(autouse=True)
+def _empty_cache():
+    """The compare cache is keyed by database state; tests reuse primary keys."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
 @pytest.fixture
 def owner(db):
     return get_user_model().objects.create_user("olivia", password="pw-olivia-123")

@@ -24,7 +24,7 @@ from experiments.expfile import (
 )
 from experiments.models import ApiToken, Experiment
 from experiments.permissions import _get_experiment_for_user
-from experiments.views.exports import experiment_csv, experiment_document
+from experiments.exports import experiment_csv, experiment_document
 
 
 def _hash(key: str) -> str:

@@ -37,7 +37,7 @@ def test_a_member_lists_and_reads_every_experiment(member, exp):
     status = api.get(f"/api/experiments/{exp.code}").json()
     assert status["status"] == "succeeded" and status["owner"] == "olivia"
     results = api.get(f"/api/experiments/{exp.code}/results").json()
-    assert len(results["runs"]) == 2 and results["runs"][0]["gpu_method"] == "counter"
+    assert len(results["runs"]) == 2 and results["runs"][0]["energy"]["gpu_method"] == "counter"
     csv = api.get(f"/api/experiments/{exp.code}/export?format=csv")
     assert csv["Content-Type"].startswith("text/csv") and csv.content.count(b"\n") == 3
 

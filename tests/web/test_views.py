@@ -294,13 +294,15 @@ def test_a_member_cannot_revoke_someone_elses_token(as_member, owner):
     assert ApiToken.objects.filter(pk=token.pk).exists()
 
 
-def test_the_export_has_a_row_per_run_with_units_in_json(as_member, exp):
+def test_the_exports_have_a_row_per_run_and_every_method(as_member, exp):
     csv_text = as_member.get(reverse("experiment_export", args=[exp.code, "csv"])).content.decode()
     lines = csv_text.strip().splitlines()
-    assert len(lines) == 3 and "gpu_energy_j" in lines[0] and "hp_learning_rate" in lines[0]
+    assert len(lines) == 3 and "gpu_method" in lines[0] and "counter" in lines[1]
     data = as_member.get(reverse("experiment_export", args=[exp.code, "json"])).json()
     assert data["code"] == str(exp.code) and len(data["runs"]) == 2
-    assert data["runs"][0]["units"]["energy"] == "J"
+    assert data["runs"][0]["energy"]["gpu_method"] == "counter"
+    legacy = as_member.get(reverse("experiment_export", args=[exp.code, "legacy.csv"]))
+    assert legacy.status_code == 200 and legacy.content.decode().count("\n") == 3
 
 
 def test_login_page_renders_and_signs_in(db, owner):
@@ -313,3 +315,33 @@ def test_login_page_renders_and_signs_in(db, owner):
 def test_outsider_cannot_reach_the_api_docs_without_a_token(anonymous):
     assert anonymous.get("/api/experiments").status_code == 401
     assert Client().get(f"/experiments/{uuid.uuid4()}/").status_code == 302
+
+
+def test_imported_history_is_marked_with_its_measurement_method(as_member, owner, wl):
+    old = factories.experiment(
+        owner, wl, name="2023 profiler sweep", status="imported", imported=True, source="legacy"
+    )
+    factories.run(
+        old,
+        0,
+        imported=True,
+        gpu_method="legacy_power_sum",
+        cpu_method="legacy_machine_rapl",
+        trace=b"",
+    )
+    listing = as_member.get(reverse("experiment_list")).content.decode()
+    assert "2023 profiler sweep" in listing and "imported" in listing
+    page = as_member.get(reverse("run_detail", args=[old.code, 0, 0, 0])).content.decode()
+    assert "imported" in page and "earlier profiler: 1 s power sum" in page
+    assert "earlier profiler: whole-machine RAPL" in page
+    assert "no sample trace" in page
+    compare = as_member.get(reverse("compare") + "?workload=mnist").content.decode()
+    assert "earlier profiler: 1 s power sum (1)" in compare and "imported" in compare
+
+
+def test_the_host_page_shows_utilisation_from_the_heartbeat(as_member):
+    h = factories.host("gpu05")
+    h.utilisation = {"cpu_percent": 37.5, "load_1m": 1.2, "load_5m": 0.9, "memory_percent": 41.0}
+    h.save()
+    body = as_member.get(reverse("host_list")).content.decode()
+    assert "CPU 37.5 %" in body and "memory 41.0 %" in body

@@ -22,9 +22,9 @@ from experiments.expfile import (
     experiment_file_from_dict,
     parse_experiment_text,
 )
+from experiments.exports import experiment_csv, experiment_document
 from experiments.models import ApiToken, Experiment
 from experiments.permissions import _get_experiment_for_user
-from experiments.exports import experiment_csv, experiment_document
 
 
 def _hash(key: str) -> str:

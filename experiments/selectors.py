@@ -447,10 +447,11 @@ def compare_workload_cached(*, workload: Workload) -> CompareData:
     state = _compare_base(workload).aggregate(n=Count("id"), last=Max("id"), end=Max("ended_at"))
     end = state["end"].timestamp() if state["end"] else 0
     key = f"wattlab-compare-{workload.pk}-{state['n']}-{state['last']}-{end}"
-    data = cache.get(key)
-    if data is None:
-        data = compare_workload(workload=workload)
-        cache.set(key, data, timeout=600)
+    cached = cache.get(key)
+    if isinstance(cached, CompareData):
+        return cached
+    data = compare_workload(workload=workload)
+    cache.set(key, data, timeout=600)
     return data
 
 

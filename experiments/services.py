@@ -362,8 +362,16 @@ def experiment_event(*, experiment_id: int, kind: str, message: str) -> None:
         Experiment.objects.filter(id=experiment_id).update(events=events[-200:])
 
 
+def _close_unfinished_runs(experiment_id: int, reason: str) -> None:
+    """A run the runner never reported finished did not end well: say so."""
+    Run.objects.filter(
+        experiment_id=experiment_id, status__in=[Run.Status.PENDING, Run.Status.RUNNING]
+    ).update(status=Run.Status.ERROR, error=reason, ended_at=timezone.now())
+
+
 def experiment_finish(*, experiment_id: int, error: str = "") -> str:
     """running -> succeeded / failed / cancelled, decided from the stored runs."""
+    _close_unfinished_runs(experiment_id, error or "the runner ended before this run did")
     experiment = Experiment.objects.get(id=experiment_id)
     runs = Run.objects.filter(experiment_id=experiment_id)
     # The last attempt of each run decides it.
@@ -393,6 +401,7 @@ def experiment_finish(*, experiment_id: int, error: str = "") -> str:
 
 
 def experiment_fail(*, experiment_id: int, error: str) -> None:
+    _close_unfinished_runs(experiment_id, error)
     Experiment.objects.filter(id=experiment_id, status=Experiment.Status.RUNNING).update(
         status=Experiment.Status.FAILED, ended_at=timezone.now(), error=error[:10000]
     )

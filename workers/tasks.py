@@ -16,6 +16,7 @@ from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_ready, worker_shutdown
 from django.conf import settings
+from django.utils import timezone
 
 from experiments import services
 from experiments.engine_store import OrmExperimentStore, plan_for
@@ -99,7 +100,30 @@ def run_experiment(experiment_id: int) -> None:
             experiment_id=experiment_id, error=f"worker error: {type(exc).__name__}: {exc}"
         )
         return
+    finally:
+        _close_ended_groups(experiment_id, host)
     services.experiment_finish(experiment_id=experiment_id, error=_outcome_error(outcome))
+
+
+def _close_ended_groups(experiment_id: int, host: Host) -> None:
+    """Record the end of groups the runner stopped without reporting it (an exception
+    such as the soft time limit can cut its bookkeeping short). Only groups that are
+    really gone from this host are closed; a live one stays open, an orphan."""
+    from workers.procgroup import group_members, same_process
+
+    open_groups = ProcessGroup.objects.filter(
+        experiment_id=experiment_id, host=host, ended_at__isnull=True
+    )
+    for group in open_groups:
+        alive = same_process(group.leader_pid, group.leader_create_time)
+        if alive or group_members(group.pgid):
+            log.error(
+                "process group %s of experiment %s is still running", group.pgid, experiment_id
+            )
+            continue
+        ProcessGroup.objects.filter(id=group.id, ended_at__isnull=True).update(
+            ended_at=timezone.now(), end_reason="gone when the experiment ended (not reported)"
+        )
 
 
 def _outcome_error(outcome: ExperimentOutcome) -> str:

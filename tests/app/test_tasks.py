@@ -156,6 +156,7 @@ def test_cancel_stops_a_running_experiment_within_seconds(
     assert time.monotonic() - asked < 20
     _wait_for(lambda: find_marked(code) == [], 15, "every process of it to end")
     assert not ProcessGroup.objects.filter(experiment=experiment, ended_at__isnull=True).exists()
+    assert not Run.objects.filter(experiment=experiment, status="running").exists()
 
 
 def test_a_queued_experiment_is_cancelled_at_once_and_never_runs(
@@ -308,3 +309,20 @@ def test_the_worker_registers_its_host_and_heartbeats(
         celery_worker_proc,
     )
     assert "cpu_percent" in Host.objects.get(id=host.id).utilisation
+
+
+def test_the_soft_time_limit_lets_the_runner_stop_its_groups(
+    digits_workload: object, celery_worker_factory: Callable[..., WorkerProc]
+) -> None:
+    # This worker's experiments may last 6 s: the soft limit fires mid-training.
+    worker = celery_worker_factory(WATTLAB_MAX_EXPERIMENT_SECONDS="6")
+    experiment = _submit(LONG_PARALLEL)
+    code = str(experiment.code)
+    _wait_for(lambda: _status(experiment) == "running", 60, "the claim", worker)
+
+    _wait_for(lambda: _status(experiment) == "failed", 60, "the time limit", worker)
+
+    assert "SoftTimeLimitExceeded" in experiment.error or "time limit" in experiment.error
+    _wait_for(lambda: find_marked(code) == [], 15, "every process of it to end", worker)
+    assert not ProcessGroup.objects.filter(experiment=experiment, ended_at__isnull=True).exists()
+    assert not Run.objects.filter(experiment=experiment, status="running").exists()

@@ -63,7 +63,8 @@ class ExperimentFile(_Strict):
     foreground: ForegroundSpec
     configurations: int = Field(default=1, ge=1, le=1000)
     runs_per_config: int = Field(default=1, ge=1, le=100)
-    seed: int | None = None
+    # The database column is a signed 64-bit integer (a larger seed would be a 500).
+    seed: int | None = Field(default=None, ge=-(2**63), le=2**63 - 1)
     sleep_between_runs: float = Field(default=60.0, ge=0, le=24 * 3600)
     timeout: float = Field(default=3600.0, gt=0)
     max_retries: int = Field(default=0, ge=0, le=10)

@@ -142,7 +142,12 @@ class ExperimentForm(forms.Form):
         label="Runs per configuration",
         help_text="Repeats of each configuration, for the spread.",
     )
-    seed = forms.IntegerField(required=False, help_text="Leave empty for a random seed (recorded).")
+    seed = forms.IntegerField(
+        required=False,
+        min_value=0,
+        max_value=2**63 - 1,  # the database column is a signed 64-bit integer
+        help_text="Leave empty for a random seed (recorded).",
+    )
     sleep_between_runs = forms.FloatField(
         min_value=0,
         max_value=86400,

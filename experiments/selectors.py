@@ -151,9 +151,15 @@ def experiment_progress(*, experiment: Experiment, runs: list[Run] | None = None
     }
 
 
+#: PostgreSQL integer columns: a larger number in a URL is simply not found.
+_MAX_INT = 2**31 - 1
+
+
 def run_for_experiment(
     *, experiment: Experiment, config_index: int, repeat_index: int, attempt: int
 ) -> Run | None:
+    if max(config_index, repeat_index, attempt) > _MAX_INT:
+        return None
     return (
         Run.objects.filter(
             experiment=experiment,
@@ -543,6 +549,8 @@ def runs_by_refs(refs: list[str]) -> list[Run]:
             uid = uuid.UUID(code)
             ci, ri, at = (int(p) for p in parts)
         except ValueError:
+            continue
+        if max(ci, ri, at) > _MAX_INT or min(ci, ri, at) < 0:
             continue
         cond |= Q(experiment__code=uid, config_index=ci, repeat_index=ri, attempt=at)
         any_valid = True

@@ -150,7 +150,11 @@ def run_log(
 @require_GET
 def background_log(request: HttpRequest, code: str, index: int) -> HttpResponseBase:
     experiment = _get_experiment_for_user(request.user, code)
-    bg = BackgroundRun.objects.filter(experiment=experiment, index=index).first()
+    bg = (
+        BackgroundRun.objects.filter(experiment=experiment, index=index).first()
+        if index <= selectors._MAX_INT
+        else None
+    )
     if bg is None:
         raise Http404("No such background run.")
     filename = f"{experiment.code}-background-{index}.log"

@@ -202,3 +202,17 @@ def test_the_target_lists_online_hosts_and_their_gpus(as_owner, wl):
     body = as_owner.get(NEW).content.decode()
     assert 'value="gpu01:0"' in body and "RTX 3080" in body
     assert "gpu09" not in body
+
+
+def test_a_seed_too_large_for_the_database_is_an_error_beside_it(as_owner, wl):
+    response = as_owner.post(NEW, _form(seed=str(2**70)))
+    assert response.status_code == 400
+    body = response.content.decode()
+    seed = body[body.index('id="id_seed"'):]
+    assert "less than or equal to" in seed[: seed.index("</div>")]
+
+
+def test_an_uploaded_file_with_a_seed_too_large_is_not_a_500(as_owner, wl):
+    text = b"name: big\nforeground: {workload: mnist}\nseed: 123456789012345678901234567890\n"
+    response = as_owner.post(NEW, {"upload": "1", "file": SimpleUploadedFile("e.yaml", text)})
+    assert response.status_code in {302, 400}

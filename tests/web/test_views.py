@@ -345,3 +345,29 @@ def test_the_host_page_shows_utilisation_from_the_heartbeat(as_member):
     h.save()
     body = as_member.get(reverse("host_list")).content.decode()
     assert "CPU 37.5 %" in body and "memory 41.0 %" in body
+
+
+def test_numbers_too_large_for_the_database_are_404_not_500(as_owner, exp):
+    huge = 10**20
+    assert as_owner.get(f"/experiments/{exp.code}/runs/{huge}.0.0/").status_code == 404
+    assert as_owner.get(f"/experiments/{exp.code}/runs/0.0.{huge}/log/").status_code == 404
+    assert as_owner.get(f"/experiments/{exp.code}/background/{huge}/log/").status_code == 404
+    response = as_owner.get(f"/compare/?workload=mnist&pick={exp.code}:{huge}.0.0")
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"workload": "nope", "name": "x", "configurations": "abc"},
+        {"workload": "mnist", "strategy": "sideways", "target": "mars:99", "parallel": "on",
+         "bg_workload": "nope", "hp__epochs": "1e400", "hp__learning_rate": "nan"},
+        {"workload": ["mnist", "other"], "name": "\x00", "seed": "99999999999999999999999"},
+        {},
+    ],
+)
+def test_garbage_in_the_form_is_a_400_with_messages(as_owner, wl, data):
+    response = as_owner.post(reverse("experiment_new"), data)
+    assert response.status_code == 400
+    assert b'class="error' in response.content
+    assert not Experiment.objects.filter(name="x").exists()

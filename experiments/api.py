@@ -9,6 +9,7 @@ import hashlib
 import secrets
 from typing import Any, Literal
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.utils import timezone
@@ -51,7 +52,13 @@ class TokenAuth(HttpBearer):
         return row.user
 
 
+#: Swagger UI is served from django-ninja's own static files only when "ninja" is an
+#: installed app; otherwise ninja would load it from a CDN, which the machines cannot
+#: reach, so the interactive docs are off and the OpenAPI schema alone is served.
+LOCAL_DOCS = "ninja" in settings.INSTALLED_APPS
+
 api = NinjaAPI(
+    docs_url="/docs" if LOCAL_DOCS else None,
     title="Wattlab API",
     version="1",
     description="Submit experiments, follow them and read their results. "

@@ -183,6 +183,7 @@ def _svg(f: _Frame, title: str) -> SafeString:
 
 
 def _empty(title: str, message: str, width: int, height: int) -> SafeString:
+    height = min(height, 60)  # a note, not a blank chart-sized box
     return mark_safe(  # noqa: S308
         f'<svg class="chart empty" viewBox="0 0 {width} {height}" role="img" '
         f'aria-label="{escape(title)}" xmlns="http://www.w3.org/2000/svg">'

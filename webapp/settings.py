@@ -36,6 +36,8 @@ INSTALLED_APPS = [
     "django.contrib.humanize",
     "django_htmx",
     "template_partials",
+    # django-ninja serves its Swagger UI from its own static files (not a CDN) when installed.
+    "ninja",
     "experiments",
 ]
 

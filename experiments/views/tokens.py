@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
 from experiments.models import ApiToken
@@ -26,7 +27,12 @@ def token_list(request: HttpRequest) -> HttpResponse:
 
         new_key = token_create(user=request.user, name=name)
     tokens = ApiToken.objects.filter(user_id=_user_id(request)).order_by("-created_at")
-    return render(request, "experiments/tokens.html", {"tokens": tokens, "new_key": new_key})
+    from experiments.api import LOCAL_DOCS
+
+    docs = reverse("api:openapi-view") if LOCAL_DOCS else reverse("api:openapi-json")
+    return render(
+        request, "experiments/tokens.html", {"tokens": tokens, "new_key": new_key, "docs": docs}
+    )
 
 
 @login_required

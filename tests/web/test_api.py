@@ -118,3 +118,15 @@ def test_the_openapi_schema_is_served(member):
     paths = schema.json()["paths"]
     assert "/api/experiments" in paths and "/api/experiments/{code}/cancel" in paths
     assert schema.json()["components"]["securitySchemes"]
+
+
+def test_no_api_page_loads_anything_from_a_cdn(as_member):
+    from experiments.api import LOCAL_DOCS
+
+    docs = Client().get("/api/docs")
+    if LOCAL_DOCS:
+        assert docs.status_code == 200 and b"cdn" not in docs.content.lower()
+    else:
+        assert docs.status_code == 404
+    tokens = as_member.get("/account/tokens/").content.decode()
+    assert "/api/" in tokens and "cdn" not in tokens.lower()

@@ -208,7 +208,7 @@ def test_a_seed_too_large_for_the_database_is_an_error_beside_it(as_owner, wl):
     response = as_owner.post(NEW, _form(seed=str(2**70)))
     assert response.status_code == 400
     body = response.content.decode()
-    seed = body[body.index('id="id_seed"'):]
+    seed = body[body.index('id="id_seed"') :]
     assert "less than or equal to" in seed[: seed.index("</div>")]
 
 

@@ -360,8 +360,15 @@ def test_numbers_too_large_for_the_database_are_404_not_500(as_owner, exp):
     "data",
     [
         {"workload": "nope", "name": "x", "configurations": "abc"},
-        {"workload": "mnist", "strategy": "sideways", "target": "mars:99", "parallel": "on",
-         "bg_workload": "nope", "hp__epochs": "1e400", "hp__learning_rate": "nan"},
+        {
+            "workload": "mnist",
+            "strategy": "sideways",
+            "target": "mars:99",
+            "parallel": "on",
+            "bg_workload": "nope",
+            "hp__epochs": "1e400",
+            "hp__learning_rate": "nan",
+        },
         {"workload": ["mnist", "other"], "name": "\x00", "seed": "99999999999999999999999"},
         {},
     ],

@@ -10,6 +10,7 @@ import secrets
 from typing import Any, Literal
 
 from django.conf import settings
+from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.utils import timezone
@@ -59,6 +60,8 @@ LOCAL_DOCS = "ninja" in settings.INSTALLED_APPS
 
 api = NinjaAPI(
     docs_url="/docs" if LOCAL_DOCS else None,
+    # Login required everywhere, the schema included (a signed-in browser reads it).
+    docs_decorator=login_required,
     title="Wattlab API",
     version="1",
     description="Submit experiments, follow them and read their results. "

@@ -112,8 +112,9 @@ def test_only_the_owner_or_staff_cancel_through_the_api(owner, member, staff, wl
     assert _api(staff).post(f"/api/experiments/{running.code}/cancel").json()["cancelled"] is True
 
 
-def test_the_openapi_schema_is_served(member):
-    schema = Client().get("/api/openapi.json")
+def test_the_openapi_schema_is_served_to_members_only(as_member):
+    assert Client().get("/api/openapi.json").status_code == 302
+    schema = as_member.get("/api/openapi.json")
     assert schema.status_code == 200
     paths = schema.json()["paths"]
     assert "/api/experiments" in paths and "/api/experiments/{code}/cancel" in paths
@@ -123,7 +124,7 @@ def test_the_openapi_schema_is_served(member):
 def test_no_api_page_loads_anything_from_a_cdn(as_member):
     from experiments.api import LOCAL_DOCS
 
-    docs = Client().get("/api/docs")
+    docs = as_member.get("/api/docs")
     if LOCAL_DOCS:
         assert docs.status_code == 200 and b"cdn" not in docs.content.lower()
     else:

@@ -117,6 +117,9 @@ def _history():
 
 def test_every_page_renders_and_is_screenshotted(live_server, page):
     user, par = _history()
+    page.goto(f"{live_server.url}/")
+    page.wait_for_selector("#id_username")  # everything is behind login
+    shoot(page, "00-login")
     login(page, live_server, "olivia", "pw-olivia-123")
     shoot(page, "01-experiment-list")
     page.goto(f"{live_server.url}/experiments/new/")
@@ -133,4 +136,11 @@ def test_every_page_renders_and_is_screenshotted(live_server, page):
     shoot(page, "05-compare")
     page.goto(f"{live_server.url}/hosts/")
     shoot(page, "06-hosts")
+    page.goto(f"{live_server.url}/account/tokens/")
+    page.click("text=Create a token")
+    assert page.locator("pre.token").inner_text().startswith("wl_")
+    shoot(page, "07-api-tokens")
+    page.goto(f"{live_server.url}/api/docs")
+    page.wait_for_selector(".swagger-ui .opblock", timeout=20_000)  # local files, no CDN
+    shoot(page, "08-api-docs")
     assert page.js_errors == []

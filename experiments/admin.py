@@ -24,8 +24,31 @@ admin.site.site_header = "Wattlab administration"
 admin.site.site_title = "Wattlab admin"
 
 
+class StaffMayManage:
+    """Staff run the lab: any active staff member may register workloads, manage hosts
+    and clean up process groups, without per-model permissions to hand out first."""
+
+    def _staff(self, request: HttpRequest) -> bool:
+        return bool(request.user.is_active and request.user.is_staff)
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return self._staff(request)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._staff(request)
+
+    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
+        return self._staff(request)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._staff(request)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._staff(request)
+
+
 @admin.register(Workload)
-class WorkloadAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class WorkloadAdmin(StaffMayManage, admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = (
         "name",
         "source",
@@ -39,7 +62,7 @@ class WorkloadAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 
 @admin.register(Host)
-class HostAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class HostAdmin(StaffMayManage, admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = ("hostname", "queue", "last_heartbeat", "cpu_count")
     search_fields = ("hostname",)
 
@@ -62,9 +85,22 @@ class RunInline(admin.TabularInline):  # type: ignore[type-arg]
     )
     readonly_fields = fields
 
+    # A list of the experiment's runs to look at; runs are edited on their own page.
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return bool(request.user.is_active and request.user.is_staff)
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
 
 @admin.register(Experiment)
-class ExperimentAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class ExperimentAdmin(StaffMayManage, admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = (
         "name",
         "code",
@@ -94,7 +130,7 @@ class ExperimentAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 
 @admin.register(Run)
-class RunAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class RunAdmin(StaffMayManage, admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = (
         "__str__",
         "status",
@@ -113,7 +149,7 @@ class RunAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 
 @admin.register(BackgroundRun)
-class BackgroundRunAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class BackgroundRunAdmin(StaffMayManage, admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = ("__str__", "started_at", "ended_at", "exit_code", "stopped")
     raw_id_fields = ("experiment",)
 
@@ -136,7 +172,7 @@ class OrphanedFilter(admin.SimpleListFilter):
 
 
 @admin.register(ProcessGroup)
-class ProcessGroupAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class ProcessGroupAdmin(StaffMayManage, admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = ("pgid", "role", "host", "experiment_link", "started_at", "state", "termination")
     list_filter = (OrphanedFilter, "role", "host")
     list_select_related = ("host", "experiment", "terminate_requested_by")
@@ -186,6 +222,6 @@ class ProcessGroupAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 
 @admin.register(ApiToken)
-class ApiTokenAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class ApiTokenAdmin(StaffMayManage, admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = ("prefix", "user", "name", "created_at", "last_used_at")
     readonly_fields = ("key_hash", "prefix", "created_at", "last_used_at")

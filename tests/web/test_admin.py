@@ -69,3 +69,35 @@ def test_terminating_an_ended_group_is_refused_with_a_message(as_staff, groups):
     assert b"already ended" in response.content
     ended.refresh_from_db()
     assert ended.terminate_requested_at is None
+
+
+def test_staff_without_model_permissions_register_workloads_and_hosts(db, wl):
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    lab = get_user_model().objects.create_user("lab", password="pw-lab-12345", is_staff=True)
+    client = Client()
+    client.force_login(lab)
+    assert client.get(reverse("admin:experiments_workload_add")).status_code == 200
+    assert client.get(reverse("admin:experiments_host_changelist")).status_code == 200
+    response = client.post(
+        reverse("admin:experiments_workload_add"),
+        {
+            "name": "new-wl",
+            "workdir": "/srv",
+            "argv": '["python", "t.py"]',
+            "env": "{}",
+            "hyperparameters": "[]",
+            "metric_patterns": "{}",
+            "source": "admin",
+            "is_active": "on",
+        },
+    )
+    assert response.status_code == 302, response.content.decode()[:3000]
+    from experiments.models import Workload
+
+    assert Workload.objects.filter(name="new-wl").exists()
+
+
+def test_a_member_cannot_register_a_workload(as_member):
+    assert as_member.get(reverse("admin:experiments_workload_add")).status_code == 302

@@ -77,6 +77,7 @@ def wl(db):
 @pytest.fixture
 def exp(owner, wl):
     e = factories.experiment(owner, wl, name="lr sweep", status="succeeded", runs_done=2)
-    factories.run(e, 0)
+    first = factories.run(e, 0)
     factories.run(e, 1)
+    factories.background_run(e, 0, first.started_at, 30, log_tail="background says hello\n")
     return e

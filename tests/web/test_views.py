@@ -28,6 +28,8 @@ def _read_urls(e: Experiment) -> list[str]:
         reverse("run_log", args=[code, 0, 0, 0]),
         reverse("experiment_export", args=[code, "csv"]),
         reverse("experiment_export", args=[code, "json"]),
+        reverse("experiment_export", args=[code, "legacy.csv"]),
+        reverse("background_log", args=[code, 0]),
         reverse("compare") + "?workload=mnist",
         reverse("host_list"),
         reverse("token_list"),

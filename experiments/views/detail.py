@@ -16,6 +16,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from experiments import charts, selectors, services
 from experiments.coverage import compute_coverage
+from experiments.expfile import ExperimentFileError
 from experiments.models import BackgroundRun, Experiment, Run
 from experiments.permissions import _get_experiment_for_user, can_manage
 from experiments.views._common import render_live
@@ -205,6 +206,10 @@ def experiment_rerun(request: HttpRequest, code: str) -> HttpResponse:
         new = services.experiment_rerun(experiment=experiment, by=request.user)
     except ValidationError as exc:
         messages.error(request, "Cannot re-run: " + "; ".join(exc.messages))
+        return redirect("experiment_detail", code=experiment.code)
+    except ExperimentFileError as exc:
+        # Its stored settings no longer read as an experiment file (an old format).
+        messages.error(request, "Cannot re-run: " + "; ".join(exc.errors))
         return redirect("experiment_detail", code=experiment.code)
     messages.success(request, "Re-run submitted with the same configurations.")
     return redirect("experiment_detail", code=new.code)

@@ -216,3 +216,22 @@ def test_an_uploaded_file_with_a_seed_too_large_is_not_a_500(as_owner, wl):
     text = b"name: big\nforeground: {workload: mnist}\nseed: 123456789012345678901234567890\n"
     response = as_owner.post(NEW, {"upload": "1", "file": SimpleUploadedFile("e.yaml", text)})
     assert response.status_code in {302, 400}
+
+
+def test_the_owner_reruns_a_finished_experiment_with_the_same_configurations(as_owner, wl):
+    as_owner.post(NEW, _form(configurations="2", mutate__learning_rate="on", hp__learning_rate=""))
+    first = Experiment.objects.get(name="lr study")
+    Experiment.objects.filter(pk=first.pk).update(status="succeeded")
+    response = as_owner.post(reverse("experiment_rerun", args=[first.code]))
+    again = Experiment.objects.exclude(pk=first.pk).get()
+    assert response.status_code == 302
+    assert response["Location"] == reverse("experiment_detail", args=[again.code])
+    assert again.plan == first.plan and again.status == "queued"
+
+
+def test_a_rerun_that_no_longer_fits_the_workload_says_why(as_owner, owner, wl):
+    broken = factories.experiment(owner, wl, status="failed", submitted_config={"name": "x"})
+    response = as_owner.post(reverse("experiment_rerun", args=[broken.code]), follow=True)
+    assert response.status_code == 200
+    assert "Cannot re-run: foreground: is required" in response.content.decode()
+    assert Experiment.objects.count() == 1

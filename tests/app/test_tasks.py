@@ -182,11 +182,17 @@ def test_a_redelivered_message_never_starts_the_training_twice(
     queues.enqueue_experiment(experiment.id, queue=queues.shared_queue())
 
     _wait_for(lambda: _status(experiment) == "succeeded", 120, "the experiment to succeed")
-    time.sleep(3.0)  # time for the duplicate to be received and refused
+    # The duplicate is received and refused after the first delivery ends (the worker
+    # takes one message at a time).
+    _wait_for(
+        lambda: "is not queued any more" in celery_worker_proc.log(),
+        30,
+        "the duplicate to be refused",
+        celery_worker_proc,
+    )
     runs = Run.objects.filter(experiment=experiment)
     assert runs.count() == 2
     assert set(runs.values_list("config_index", flat=True)) == {0, 1}
-    assert "is not queued any more" in celery_worker_proc.log()
 
 
 def test_a_killed_worker_leaves_a_lost_experiment_and_orphans_the_control_queue_ends(

@@ -127,6 +127,13 @@ def test_every_page_renders_and_is_screenshotted(live_server, page):
     page.wait_for_selector("#id_hp__learning_rate")
     page.check("#id_parallel")
     shoot(page, "02-new-experiment")
+    page.fill("#id_name", "too many epochs")
+    page.fill("#id_hp__epochs", "99")
+    page.click("button[name=submit]")
+    page.wait_for_selector("tr.has-error")
+    assert page.input_value("#id_name") == "too many epochs"  # nothing typed is lost
+    assert "less than or equal to 20" in page.inner_text("tr.has-error")
+    shoot(page, "02b-new-experiment-errors")
     page.goto(f"{live_server.url}/experiments/{par.code}/")
     page.wait_for_selector("svg.timeline")
     shoot(page, "03-experiment-detail")

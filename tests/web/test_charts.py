@@ -1,0 +1,86 @@
+"""Server-side SVG charts: escaped labels, units on the axes, gaps drawn where no
+background ran, missing samples never drawn as values."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from experiments import charts
+
+T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+
+
+def _at(seconds: float) -> dt.datetime:
+    return T0 + dt.timedelta(seconds=seconds)
+
+
+def test_labels_are_escaped_so_names_cannot_inject_markup():
+    svg = str(
+        charts.scatter(
+            [charts.Point(1.0, 2.0, "<script>alert(1)</script>", "solo", "/x?a=1&b=<2>")],
+            title="t<",
+            x_label="lr <b>",
+            y_label="GPU energy (J)",
+        )
+    )
+    assert "<script>" not in svg and "&lt;script&gt;" in svg
+    assert "lr &lt;b&gt;" in svg and "a=1&amp;b=&lt;2&gt;" in svg
+
+
+def test_axes_carry_their_units():
+    svg = str(
+        charts.line_chart(
+            [charts.Series("power", [0, 1, 2], [100.0, 120.0, 110.0])],
+            title="GPU power",
+            x_label="time (s)",
+            y_label="power (W)",
+        )
+    )
+    assert "time (s)" in svg and "power (W)" in svg
+
+
+def test_a_missing_sample_breaks_the_line_instead_of_inventing_a_value():
+    svg = str(
+        charts.line_chart(
+            [charts.Series("p", [0, 1, 2, 3], [100.0, None, 110.0, 120.0])],
+            title="t",
+            x_label="x",
+            y_label="y",
+        )
+    )
+    assert svg.count("<polyline") == 2
+
+
+def test_no_samples_says_so():
+    svg = str(charts.line_chart([charts.Series("p", [], [])], title="t", x_label="x", y_label="y"))
+    assert "no samples yet" in svg
+
+
+def test_gaps_are_the_parts_of_the_window_no_background_covers():
+    assert charts.gaps_in(10.0, [(1.0, 4.0), (3.0, 6.0), (8.0, 12.0)]) == [(0.0, 1.0), (6.0, 8.0)]
+    assert charts.gaps_in(10.0, []) == [(0.0, 10.0)]
+
+
+def test_the_timeline_draws_background_runs_and_hatches_gaps():
+    window = charts.Window(
+        label="run 0.0.0",
+        start=_at(0),
+        end=_at(100),
+        background=[
+            (_at(-5), _at(40), "background run 0"),
+            (_at(50), _at(120), "background run 1"),
+        ],
+        percent=90.0,
+        verdict="partial",
+    )
+    svg = str(charts.coverage_timeline([window]))
+    assert svg.count('class="bg"') == 2
+    assert svg.count('class="gap"') == 1 and "gap 10.0 s" in svg
+    assert "90.0 %" in svg and "partial" in svg
+    assert charts.covered_percent(window) == 90.0
+
+
+def test_ticks_are_round_and_cover_the_range():
+    ticks = charts.nice_ticks(0.0, 137.0)
+    assert ticks[0] <= 0.0 and ticks[-1] >= 137.0
+    assert all(t % 20 == 0 for t in ticks)

@@ -209,6 +209,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--interval", type=float, default=2.0)
     parser.add_argument("--json", type=Path, help="write the figures here too")
+    parser.add_argument("--skip-pages", action="store_true", help="only the live pollers")
     args = parser.parse_args()
     counts = {
         "database": connection.vendor,
@@ -224,7 +225,9 @@ def main() -> None:
     connection.close()
     server = _start_server(args.port)
     try:
-        pages = page_latency(args.port, cookie, args.repeats, args.clients)
+        pages = (
+            {} if args.skip_pages else page_latency(args.port, cookie, args.repeats, args.clients)
+        )
         polls = pollers(args.port, cookie, args.pollers, args.seconds, args.interval)
     finally:
         server.terminate()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 from django.contrib import messages
@@ -241,7 +240,3 @@ def experiment_delete(request: HttpRequest, code: str) -> HttpResponse:
         return redirect("experiment_detail", code=experiment.code)
     messages.success(request, f"Deleted {experiment.name}.")
     return redirect("experiment_list")
-
-
-def elapsed_since(start: dt.datetime | None) -> float | None:
-    return (timezone.now() - start).total_seconds() if start else None

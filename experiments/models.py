@@ -7,6 +7,7 @@ Writes go through ``experiments.services``, reads through ``experiments.selector
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from django.conf import settings
 from django.db import models
@@ -50,10 +51,10 @@ class Workload(models.Model):
     def __str__(self) -> str:
         return self.name
 
-    def parameter(self, name: str) -> dict | None:
+    def parameter(self, name: str) -> dict[str, Any] | None:
         for param in self.hyperparameters:
             if param.get("name") == name:
-                return param
+                return dict(param)
         return None
 
 
@@ -109,7 +110,10 @@ class Experiment(models.Model):
 
     code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     owner = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
         related_name="experiments",
     )
     name = models.CharField(max_length=200)
@@ -133,7 +137,10 @@ class Experiment(models.Model):
     max_retries = models.PositiveIntegerField(default=0)
 
     background_workload = models.ForeignKey(
-        Workload, null=True, blank=True, on_delete=models.PROTECT,
+        Workload,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
         related_name="background_experiments",
     )
     bg_hyperparameters = models.JSONField(default=dict, blank=True)
@@ -160,7 +167,10 @@ class Experiment(models.Model):
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     cancel_requested_at = models.DateTimeField(null=True, blank=True)
     cancel_requested_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
         related_name="+",
     )
     error = models.TextField(blank=True)
@@ -320,7 +330,10 @@ class ProcessGroup(models.Model):
     end_reason = models.CharField(max_length=200, blank=True)
     terminate_requested_at = models.DateTimeField(null=True, blank=True)
     terminate_requested_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
         related_name="+",
     )
     terminate_result = models.TextField(blank=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Final, Literal
 
 from workers.contract import InfrastructureError, ProgramSpec
-from workers.metrics import extract_metrics, succeeded
+from workers.metrics import extract_metrics_report, succeeded
 from workers.procgroup import ProcessGroup, StopReport
 
 #: How often the run checks cancel and timeout (and calls ``on_tick``): a cancel is
@@ -39,6 +39,8 @@ class ForegroundResult:
     exit_code: int | None
     log_path: Path
     metrics: dict[str, float] = field(default_factory=dict)
+    #: metric name -> why its pattern gave no number (kept so nothing drops silently)
+    metric_problems: dict[str, str] = field(default_factory=dict)
     stop: StopReport | None = None
 
 
@@ -115,7 +117,7 @@ def run_foreground(
                 f"stopped by {report.how}, exit code {exit_code}\n"
             )
     text = log_path.read_text(encoding="utf-8", errors="replace") if log_path.exists() else ""
-    metrics = extract_metrics(text, metric_patterns or {})
+    metrics = extract_metrics_report(text, metric_patterns or {})
     if status is None:
         status = "succeeded" if succeeded(text, exit_code, success_pattern) else "failed"
     return ForegroundResult(
@@ -125,6 +127,7 @@ def run_foreground(
         duration_s=duration,
         exit_code=exit_code,
         log_path=log_path,
-        metrics=metrics,
+        metrics=metrics.values,
+        metric_problems=metrics.problems,
         stop=report,
     )

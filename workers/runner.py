@@ -381,7 +381,20 @@ class _ExperimentRun:
             if isinstance(exc, InfrastructureError):
                 raise
             return
+        except BaseException as exc:
+            # Anything else (Celery's soft time limit, a store that failed) still ends
+            # this run and its group in the record before it propagates; the group
+            # itself was already stopped by run_foreground.
+            try:
+                self._finish_unmeasured(key, run_plan, started_at, log_path, info, measurement, exc)
+            except Exception:  # the store may be what failed: keep the first error
+                pass
+            raise
         energy, trace = measurement.stop()
+        for name, problem in fg.metric_problems.items():
+            self.store.event(
+                "metric_unreadable", f"run {key.config_index}.{key.repeat_index}: {name}: {problem}"
+            )
         if info is not None:
             self.store.group_ended(info, fg.status)
         result = RunResult(
@@ -411,7 +424,7 @@ class _ExperimentRun:
         log_path: Path,
         info: GroupInfo | None,
         measurement: Measurement,
-        exc: Exception,
+        exc: BaseException,
     ) -> None:
         trace = b""
         energy = unavailable_energy("the run did not start")

@@ -447,3 +447,47 @@ def test_the_engine_imports_nothing_from_django():
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+class Interrupted(BaseException):
+    """Stands in for Celery's SoftTimeLimitExceeded, raised inside the worker's thread."""
+
+
+class InterruptingStore(RecordingStore):
+    """Raises from a heartbeat once the foreground run is under way."""
+
+    def heartbeat(self) -> None:
+        super().heartbeat()
+        if self.of("run_started") and len(self.of("heartbeat")) >= 3:
+            raise Interrupted("soft time limit")
+
+
+def test_an_interruption_mid_run_still_records_the_run_and_its_group(marker, tmp_path, meters):
+    plan = make_plan(
+        marker, tmp_path, [fg(tmp_path, program("sleeper.py", "60"))], heartbeat_interval=0.2
+    )
+    store = InterruptingStore()
+    with pytest.raises(Interrupted):
+        run_experiment(plan, store, meters=meters)
+    finished = store.of("run_finished")
+    assert [r.status for r in finished] == ["error"]
+    assert "soft time limit" in finished[0].error
+    started = store.of("group_started")
+    ended = [g for g, _ in store.of("group_ended")]
+    assert [g.pgid for g in started] == [g.pgid for g in ended]
+    assert find_marked(marker) == []
+
+
+def test_a_metric_that_matches_no_number_is_reported_not_dropped(marker, tmp_path, meters):
+    plan = make_plan(
+        marker,
+        tmp_path,
+        [fg(tmp_path, program("train.py", "--seconds", "0.2"))],
+        metric_patterns={"accuracy": r"accuracy:\s*([\d.]+)", "verdict": r"(Training) complete"},
+    )
+    store = RecordingStore()
+    outcome = run_experiment(plan, store, meters=meters)
+    assert outcome.status == "succeeded"
+    assert store.of("run_finished")[0].metrics == {"accuracy": pytest.approx(0.6)}
+    kinds = [kind for kind, message in store.of("event") if "verdict" in message]
+    assert kinds == ["metric_unreadable"]

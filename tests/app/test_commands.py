@@ -106,3 +106,8 @@ def test_cancel_and_export_by_code(digits_workload: Any) -> None:
     table = run_manage("export", code, "--format", "csv")
     rows = list(csv.reader(io.StringIO(table.stdout)))
     assert rows[0][:3] == ["experiment", "name", "mode"] and len(rows) == 1
+
+    legacy = run_manage("export", code, "--format", "legacy-csv")
+    assert legacy.returncode == 0, legacy.stderr
+    header = next(csv.reader(io.StringIO(legacy.stdout)))
+    assert header[:4] == ["experiment_id", "timestamp", "repository", "model"]

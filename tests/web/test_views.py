@@ -205,6 +205,20 @@ def test_every_energy_figure_carries_its_unit_and_method(as_member, exp):
     assert "1.6 kJ" in run_page and "NVML energy counter" in run_page
 
 
+def test_a_replayed_gpu_figure_says_so_beside_the_number(as_member, exp):
+    device = "replay of recorded RTX 3080 trace X (not this machine)"
+    factories.run(
+        exp,
+        3,
+        gpu_energy_j=341.0,
+        gpu_method="integrated",
+        provenance={"gpu": {"method": "integrated", "device": device, "flags": []}},
+    )
+    run_page = as_member.get(reverse("run_detail", args=[exp.code, 3, 0, 0])).content.decode()
+    card = run_page[run_page.index("GPU energy") : run_page.index("CPU energy")]
+    assert "341 J" in card and "not this machine" in card
+
+
 def test_a_figure_that_could_not_be_measured_is_never_shown_as_zero(as_member, exp):
     factories.run(exp, 2, gpu_energy_j=None, gpu_method="unavailable")
     page = as_member.get(reverse("experiment_detail", args=[exp.code])).content.decode()

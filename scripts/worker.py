@@ -30,7 +30,8 @@ def _celery(queues: list[str], name: str, *extra: str) -> list[str]:
     return [
         sys.executable, "-m", "celery", "-A", "webapp", "worker",
         "-Q", ",".join(queues), "-n", name, "--concurrency", "1",
-        "--without-gossip", "--without-mingle", "--loglevel", "INFO", *extra,
+        "--without-gossip", "--without-mingle",
+        "--loglevel", os.environ.get("WATTLAB_WORKER_LOGLEVEL", "INFO"), *extra,
     ]  # fmt: skip
 
 

@@ -11,4 +11,6 @@ RUN pip install -e . && useradd --create-home wattlab && mkdir -p /app/var \
     && chown -R wattlab /app/var
 USER wattlab
 EXPOSE 8000
-CMD ["python", "manage.py", "runserver", "--noreload", "0.0.0.0:8000"]
+# A production server: worker processes keep their database connections (CONN_MAX_AGE),
+# threads serve the many small HTMX polls of the live pages.
+CMD ["gunicorn", "webapp.wsgi", "--bind", "0.0.0.0:8000", "--workers", "4", "--threads", "4"]

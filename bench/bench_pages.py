@@ -3,7 +3,7 @@
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/wattlab_bench \
         .venv/bin/python bench/bench_pages.py --seconds 20
 
-Starts Django's own threaded server (``manage.py runserver --noreload``, DEBUG off) on
+Starts the server (gunicorn as docker-compose runs it, or ``--server runserver``), DEBUG off, on
 127.0.0.1, signs a user in by creating a session row, then:
 
 1. page latency: the experiment list (first page and a filtered page), random
@@ -88,10 +88,29 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
 
 
-def _start_server(port: int) -> subprocess.Popen[bytes]:
+def _server_argv(server: str, port: int, workers: int, threads: int) -> list[str]:
+    if server == "runserver":
+        # A thread per connection, and so a new database connection per request.
+        return [
+            sys.executable,
+            str(ROOT / "manage.py"),
+            "runserver",
+            "--noreload",
+            f"127.0.0.1:{port}",
+        ]
+    # What docker-compose runs: processes that keep their database connections.
+    return [
+        sys.executable, "-m", "gunicorn", "webapp.wsgi", "--bind", f"127.0.0.1:{port}",
+        "--workers", str(workers), "--threads", str(threads), "--log-level", "warning",
+    ]  # fmt: skip
+
+
+def _start_server(
+    port: int, server: str = "gunicorn", workers: int = 2, threads: int = 4
+) -> subprocess.Popen[bytes]:
     env = dict(os.environ, DJANGO_DEBUG="0")
     proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "manage.py"), "runserver", "--noreload", f"127.0.0.1:{port}"],
+        _server_argv(server, port, workers, threads),
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -210,6 +229,9 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=2.0)
     parser.add_argument("--json", type=Path, help="write the figures here too")
     parser.add_argument("--skip-pages", action="store_true", help="only the live pollers")
+    parser.add_argument("--server", choices=["gunicorn", "runserver"], default="gunicorn")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
+    parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker")
     args = parser.parse_args()
     counts = {
         "database": connection.vendor,
@@ -223,7 +245,11 @@ def main() -> None:
     print(f"history: {counts}")
     cookie = _session_cookie()
     connection.close()
-    server = _start_server(args.port)
+    server = _start_server(args.port, args.server, args.workers, args.threads)
+    print(
+        f"server: {args.server}"
+        + (f" {args.workers}x{args.threads}" if args.server == "gunicorn" else "")
+    )
     try:
         pages = (
             {} if args.skip_pages else page_latency(args.port, cookie, args.repeats, args.clients)
@@ -235,7 +261,10 @@ def main() -> None:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(
-            json.dumps({"history": counts, "pages": pages, "polling": polls}, indent=1)
+            json.dumps(
+                {"history": counts, "server": args.server, "pages": pages, "polling": polls},
+                indent=1,
+            )
         )
 
 

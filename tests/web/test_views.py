@@ -394,3 +394,13 @@ def test_garbage_in_the_form_is_a_400_with_messages(as_owner, wl, data):
     assert response.status_code == 400
     assert b'class="error' in response.content
     assert not Experiment.objects.filter(name="x").exists()
+
+
+def test_static_files_are_served_with_debug_off(anonymous, settings):
+    # `make run` and the compose web service run with DEBUG off: the pages' CSS and
+    # htmx must still load (WhiteNoise), or every page renders unstyled and static.
+    assert settings.DEBUG is False
+    css = anonymous.get("/static/wattlab.css")
+    assert css.status_code == 200 and b"{" in b"".join(css.streaming_content)
+    htmx = anonymous.get("/static/django_htmx/htmx-2.min.js")
+    assert htmx.status_code == 200

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
+from django.db.models.fields.files import FieldFile
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import render
@@ -130,20 +131,9 @@ def run_log(
     request: HttpRequest, code: str, config: int, repeat: int, attempt: int
 ) -> HttpResponseBase:
     run = _run_or_404(request, code, config, repeat, attempt)
-    filename = f"{run.experiment.code}-run-{config}.{repeat}.{attempt}.log"
-    if run.log:
-        try:
-            return FileResponse(
-                run.log.open("rb"),
-                as_attachment=True,
-                filename=filename,
-                content_type="text/plain; charset=utf-8",
-            )
-        except OSError:
-            pass
-    response = HttpResponse(run.log_tail, content_type="text/plain; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="{filename}"'
-    return response
+    return _log_download(
+        run.log, run.log_tail, f"{run.experiment.code}-run-{config}.{repeat}.{attempt}.log"
+    )
 
 
 @login_required
@@ -157,17 +147,21 @@ def background_log(request: HttpRequest, code: str, index: int) -> HttpResponseB
     )
     if bg is None:
         raise Http404("No such background run.")
-    filename = f"{experiment.code}-background-{index}.log"
-    if bg.log:
+    return _log_download(bg.log, bg.log_tail, f"{experiment.code}-background-{index}.log")
+
+
+def _log_download(log: FieldFile, tail: str, filename: str) -> HttpResponseBase:
+    """The whole stored log; its tail from the row when the artifact store lost it."""
+    if log:
         try:
             return FileResponse(
-                bg.log.open("rb"),
+                log.open("rb"),
                 as_attachment=True,
                 filename=filename,
                 content_type="text/plain; charset=utf-8",
             )
         except OSError:
             pass
-    response = HttpResponse(bg.log_tail, content_type="text/plain; charset=utf-8")
+    response = HttpResponse(tail, content_type="text/plain; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response

@@ -132,6 +132,12 @@ def find_marked(marker: str, role: Role | None = None, *, group: str | None = No
         pairs.append(f"{ENV_ROLE}={role}".encode())
     if group is not None:
         pairs.append(f"{ENV_GROUP}={group}".encode())
+    return _scan(pairs)
+
+
+def _scan(pairs: list[bytes], pgid: int | None = None) -> list[int]:
+    """One pass over /proc: live processes in ``pgid`` or carrying all ``pairs`` in
+    their environment, never this process or its ancestors."""
     mine = _ancestors_and_self()
     found = []
     for pid in _all_pids():
@@ -140,7 +146,7 @@ def find_marked(marker: str, role: Role | None = None, *, group: str | None = No
         stat = _read_stat(pid)
         if stat is None or stat[0] in ("Z", "X"):
             continue
-        if _environ_has(pid, pairs):
+        if (pgid is not None and stat[1] == pgid) or _environ_has(pid, pairs):
             found.append(pid)
     return found
 
@@ -307,17 +313,7 @@ class ProcessGroup:
         # Leader reaped: the pgid number is no longer pinned, so members must also
         # carry our token; before that every member of the pgid is ours.
         pinned = self.popen.returncode is None
-        mine = _ancestors_and_self()
-        found = []
-        for pid in _all_pids():
-            if pid in mine:
-                continue
-            stat = _read_stat(pid)
-            if stat is None or stat[0] in ("Z", "X"):
-                continue
-            if (pinned and stat[1] == self.pgid) or _environ_has(pid, pairs):
-                found.append(pid)
-        return found
+        return _scan(pairs, self.pgid if pinned else None)
 
     def _signal_all(self, sig: int) -> None:
         signalled_group = False

@@ -182,12 +182,16 @@ def _heartbeat_loop() -> None:
 def _host_utilisation() -> dict[str, Any]:
     import psutil
 
+    from workers.energy.nvml import gpu_utilisation
+
     load1, load5, _load15 = os.getloadavg()
     return {
         "cpu_percent": psutil.cpu_percent(interval=None),
         "load_1m": round(load1, 2),
         "load_5m": round(load5, 2),
         "memory_percent": psutil.virtual_memory().percent,
+        # {"0": 87.0, ...}: the Hosts page shows each GPU's utilisation beside it.
+        "gpus": gpu_utilisation(),
     }
 
 

@@ -104,9 +104,11 @@ def hp_inline(values: Any) -> str:
 
 
 @register.filter
-def get_item(mapping: Any, key: str) -> Any:
+def get_item(mapping: Any, key: Any) -> Any:
+    """mapping[key]; an int key also finds its string form (JSON objects have str keys)."""
     try:
-        return mapping.get(key)
+        value = mapping.get(key)
+        return mapping.get(str(key)) if value is None and not isinstance(key, str) else value
     except AttributeError:
         return None
 

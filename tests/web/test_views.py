@@ -289,6 +289,15 @@ def test_hosts_show_gpus_online_state_and_what_runs(as_member, owner, wl):
     assert "online" in body and "offline" in body and "busy one" in body
 
 
+def test_hosts_show_each_gpus_utilisation_from_the_last_heartbeat(as_member):
+    h = factories.host("gpu01")
+    h.utilisation = {"cpu_percent": 12.0, "gpus": {"0": 87.0}}  # as the heartbeat stores it
+    h.save(update_fields=["utilisation"])
+    body = as_member.get(reverse("host_list")).content.decode()
+    row = body[body.index("RTX 3080") :]
+    assert "87" in row[: row.index("</tr>")]
+
+
 def test_a_token_is_shown_once_and_only_its_hash_is_kept(as_owner, owner):
     body = as_owner.post(reverse("token_list"), {"name": "laptop"}).content.decode()
     token = ApiToken.objects.get(user=owner)

@@ -113,6 +113,29 @@ def list_gpus() -> list[dict[str, Any]]:
     return gpus
 
 
+def gpu_utilisation() -> dict[str, float | None]:
+    """Each GPU's utilisation now (percent, keyed by index as a string: it travels as
+    JSON), for the host heartbeat and the Hosts page; empty when NVML is absent."""
+    try:
+        init()
+    except MeterUnavailable:
+        return {}
+    nv = _nvml()
+    found: dict[str, float | None] = {}
+    try:
+        for index in range(int(nv.nvmlDeviceGetCount())):
+            handle = nv.nvmlDeviceGetHandleByIndex(index)
+            try:
+                found[str(index)] = float(nv.nvmlDeviceGetUtilizationRates(handle).gpu)
+            except nv.NVMLError:
+                found[str(index)] = None  # not supported on this GPU: shown as unknown
+    except nv.NVMLError:
+        return found
+    finally:
+        shutdown()
+    return found
+
+
 class NvmlGpuMeter:
     """One physical GPU read through NVML. Call :func:`init` first."""
 

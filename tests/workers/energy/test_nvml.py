@@ -214,3 +214,12 @@ def test_a_measurement_through_nvml_uses_the_counter_and_splits_by_process(
     assert report.gpu_foreground_j == pytest.approx(0.75 * report.gpu.value, rel=1e-6)
     assert report.summaries["gpu_temp_max_c"] is None  # NOT_SUPPORTED stays unknown
     assert report.summaries["gpu_memory_max_mib"] == pytest.approx(3072)
+
+
+@needs_no_nvml
+def test_gpu_utilisation_is_empty_without_nvml() -> None:
+    assert nvml.gpu_utilisation() == {}
+
+
+def test_gpu_utilisation_is_keyed_by_index_for_the_heartbeat(fake: FakeNvmlLibrary) -> None:
+    assert nvml.gpu_utilisation() == {"0": 87.0}

@@ -6,7 +6,6 @@ import io
 from pathlib import Path
 from typing import Any
 
-from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
@@ -15,6 +14,7 @@ from rich.table import Table
 
 from experiments import services
 from experiments.legacy.experiment_files import LegacySettingsError, load_settings
+from experiments.management.commands._lookup import owner_by_name
 
 
 class Command(BaseCommand):
@@ -39,11 +39,7 @@ class Command(BaseCommand):
         parser.add_argument("--target", default="any", help="any, HOST or HOST:GPU")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        owner = None
-        if options["owner"]:
-            owner = get_user_model().objects.filter(username=options["owner"]).first()
-            if owner is None:
-                raise CommandError(f"--owner: no user named {options['owner']!r}")
+        owner = owner_by_name(options["owner"])
         try:
             planned = load_settings(
                 Path(options["file"]),

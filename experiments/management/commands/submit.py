@@ -6,7 +6,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection
@@ -14,6 +13,7 @@ from django.utils import timezone
 
 from experiments.expfile import ExperimentFileError, parse_experiment_text
 from experiments.exports import experiment_document
+from experiments.management.commands._lookup import owner_by_name
 from experiments.models import BackgroundRun, Experiment, Run
 from experiments.services import experiment_cancel, experiment_submit
 
@@ -40,11 +40,7 @@ class Command(BaseCommand):
             spec = parse_experiment_text(text, filename=path.name)
         except ExperimentFileError as exc:
             raise CommandError(_lines(path, exc.errors)) from None
-        owner = None
-        if options["owner"]:
-            owner = get_user_model().objects.filter(username=options["owner"]).first()
-            if owner is None:
-                raise CommandError(f"--owner: no user named {options['owner']!r}")
+        owner = owner_by_name(options["owner"])
         try:
             experiment = experiment_submit(owner=owner, spec=spec, source="cli")
         except ValidationError as exc:

@@ -8,7 +8,7 @@ TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/wattlab
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 LINTED := webapp experiments workers scripts bench tests examples manage.py
 
-.PHONY: install run worker test lint pytest pytest-single-machine bench clean
+.PHONY: install run worker test lint pytest pytest-single-machine bench bench-web clean
 
 install: $(STAMP)
 
@@ -45,8 +45,28 @@ pytest-single-machine: $(STAMP)
 		$(VENV)/bin/pytest -q; \
 		rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ]
 
+# Every benchmark that needs no generated history (results: docs/benchmarks.md).
+# CodeCarbon, the overhead comparison, comes with the bench extra.
 bench: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	$(PY) bench/bench_monitoring_overhead.py --seconds 60
+	$(PY) bench/bench_trace_size.py
+	$(PY) bench/bench_integration.py
+	$(PY) bench/bench_coverage.py
+	$(PY) bench/bench_stop_latency.py
 	$(PY) bench/bench_submit_latency.py
+	$(PY) bench/bench_legacy_import.py
+
+# The team-scale page benchmark: 100,000 runs and 1,000,000 background runs in a
+# PostgreSQL database of its own (dropped and made anew each time), then the pages
+# under load on gunicorn.
+BENCH_PG := postgres://postgres@127.0.0.1:5432
+BENCH_DATABASE_URL := $(BENCH_PG)/wattlab_bench_history
+bench-web: $(STAMP)
+	psql "$(BENCH_PG)/postgres" -c "DROP DATABASE IF EXISTS wattlab_bench_history"
+	psql "$(BENCH_PG)/postgres" -c "CREATE DATABASE wattlab_bench_history"
+	DATABASE_URL=$(BENCH_DATABASE_URL) $(PY) bench/generate_history.py --runs 100000 --background 1000000
+	DATABASE_URL=$(BENCH_DATABASE_URL) $(PY) bench/bench_pages.py --clients 1 --repeats 60 --seconds 30
 
 clean:
 	rm -rf var/broker var/scratch var/single-machine-tests

@@ -2,7 +2,7 @@
 
 Database: PostgreSQL when ``DATABASE_URL`` is set (CI: ``make test``), else SQLite; the
 broker: Redis when ``REDIS_URL`` is set, else kombu's filesystem transport. Tests that
-need a queue run a REAL Celery worker process (never ``task_always_eager``) through
+need a queue run a REAL Celery worker process (never Celery's eager mode) through
 the real launcher ``scripts/worker.py``; see :func:`celery_worker_factory`.
 
 A test that uses a worker must use the ``transactional_db`` fixture (or

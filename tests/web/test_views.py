@@ -219,6 +219,17 @@ def test_a_replayed_gpu_figure_says_so_beside_the_number(as_member, exp):
     assert "341 J" in card and "not this machine" in card
 
 
+def test_a_run_whose_gpu_was_not_measured_says_why_its_charts_are_empty(as_member, exp):
+    # What a host without NVML records: timestamps, and no GPU readings at all.
+    from workers.energy.trace import encode_trace
+
+    trace = encode_trace({"t": [0.0, 0.1, 0.2]}, meta={"hz": 10.0})
+    factories.run(exp, 4, gpu_energy_j=None, gpu_method="unavailable", trace=trace)
+    page = as_member.get(reverse("run_detail", args=[exp.code, 4, 0, 0])).content.decode()
+    over_time = page[page.index("Over time") : page.index("Provenance")]
+    assert "the GPU was not measured on this host" in over_time
+
+
 def test_a_figure_that_could_not_be_measured_is_never_shown_as_zero(as_member, exp):
     factories.run(exp, 2, gpu_energy_j=None, gpu_method="unavailable")
     page = as_member.get(reverse("experiment_detail", args=[exp.code])).content.decode()

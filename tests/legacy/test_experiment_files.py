@@ -13,16 +13,6 @@ from experiments.legacy.experiment_files import LegacySettingsError, convert_set
 from experiments.models import Experiment
 
 
-@pytest.fixture
-def workloads(db, legacy_dir, tmp_path):
-    call_command(
-        "import_legacy_workloads",
-        str(legacy_dir / "models_config.json"),
-        root=str(tmp_path),
-        stdout=io.StringIO(),
-    )
-
-
 def _load(legacy_dir, name):
     return json.loads((legacy_dir / "settings" / name).read_text(encoding="utf-8"))
 

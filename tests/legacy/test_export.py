@@ -57,13 +57,7 @@ def _same_number(a: str, b: str, *, places: int | None = None) -> bool:
     return math.isclose(x, y, rel_tol=1e-12, abs_tol=1e-9)
 
 
-def test_an_imported_csv_exports_with_its_columns_and_values(db, legacy_dir, tmp_path):
-    call_command(
-        "import_legacy_workloads",
-        str(legacy_dir / "models_config.json"),
-        root=str(tmp_path),
-        stdout=io.StringIO(),
-    )
+def test_an_imported_csv_exports_with_its_columns_and_values(workloads, legacy_dir, tmp_path):
     path = legacy_dir / "raw_data.csv"
     call_command("import_legacy_results", str(path), stdout=io.StringIO())
     with path.open(encoding="utf-8", newline="") as fh:
@@ -117,13 +111,7 @@ def test_an_imported_csv_exports_with_its_columns_and_values(db, legacy_dir, tmp
     assert compared > 1205 * 40
 
 
-def test_metrics_without_a_profiler_column_get_their_own(db, legacy_dir, tmp_path):
-    call_command(
-        "import_legacy_workloads",
-        str(legacy_dir / "models_config.json"),
-        root=str(tmp_path),
-        stdout=io.StringIO(),
-    )
+def test_metrics_without_a_profiler_column_get_their_own(workloads, legacy_dir, tmp_path):
     path = tmp_path / "raw.csv"
     path.write_text(
         "experiment_id,timestamp,repository,model,training_success,perf_test_error\n"
@@ -139,13 +127,7 @@ def test_metrics_without_a_profiler_column_get_their_own(db, legacy_dir, tmp_pat
     assert row["wattlab_imported"] == "True"
 
 
-def test_a_wattlab_run_exports_its_methods_and_exact_values(db, legacy_dir, tmp_path):
-    call_command(
-        "import_legacy_workloads",
-        str(legacy_dir / "models_config.json"),
-        root=str(tmp_path),
-        stdout=io.StringIO(),
-    )
+def test_a_wattlab_run_exports_its_methods_and_exact_values(workloads, legacy_dir, tmp_path):
     from experiments.models import Workload
 
     fg = Workload.objects.get(name="mrt-oast-default")

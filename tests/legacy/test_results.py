@@ -27,13 +27,6 @@ def unique_runs(path) -> int:
         )
 
 
-@pytest.fixture
-def workloads(db, legacy_dir, tmp_path):
-    call_command(
-        "import_legacy_workloads", str(legacy_dir / "models_config.json"), root=str(tmp_path)
-    )
-
-
 def _import(path):
     out, err = io.StringIO(), io.StringIO()
     call_command("import_legacy_results", str(path), stdout=out, stderr=err)

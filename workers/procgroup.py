@@ -203,6 +203,8 @@ class ProcessGroup:
         self.role = role
         self.log_path = log_path
         self._term_sent_at: float | None = None
+        # pid -> create time of every process a scan found carrying our token.
+        self._seen: dict[int, float] = {}
 
     @property
     def pid(self) -> int:
@@ -313,7 +315,22 @@ class ProcessGroup:
         # Leader reaped: the pgid number is no longer pinned, so members must also
         # carry our token; before that every member of the pgid is ours.
         pinned = self.popen.returncode is None
-        return _scan(pairs, self.pgid if pinned else None)
+        found = set(_scan(pairs, self.pgid if pinned else None))
+        for pid in found - self._seen.keys():
+            if (created := create_time_of(pid)) is not None:
+                self._seen[pid] = created
+        # A process in its last steps of exiting has released its memory: its environ
+        # reads empty, so the token scan misses it while it is not yet a zombie. Keep
+        # counting every process we once found until it is a zombie, gone or reused.
+        for pid, created in list(self._seen.items()):
+            if pid in found:
+                continue
+            stat = _read_stat(pid)
+            if stat is None or stat[0] in ("Z", "X") or not same_process(pid, created):
+                del self._seen[pid]
+            else:
+                found.add(pid)
+        return sorted(found)
 
     def _signal_all(self, sig: int) -> None:
         signalled_group = False

@@ -382,7 +382,7 @@ def test_a_cancel_costs_one_grace_period_when_both_groups_ignore_sigterm(marker,
     plan = make_plan(
         marker, tmp_path,
         [fg(tmp_path, program("spawn_tree.py", str(fg_pids), "--ignore-term"))],
-        grace=2.0,
+        grace=3.0,
         background=background(
             tmp_path, program("spawn_tree.py", str(bg_pids), "--ignore-term"), startup_wait=0.3
         ),
@@ -392,8 +392,9 @@ def test_a_cancel_costs_one_grace_period_when_both_groups_ignore_sigterm(marker,
     took = time.monotonic() - store.cancelled_at
     assert outcome.status == "cancelled"
     # Both groups get SIGTERM together and are killed after one grace period each,
-    # concurrently: well under the 4 s that stopping them one after the other takes.
-    assert 2.0 <= took < 3.8
+    # concurrently: well under the 6 s that stopping them one after the other takes
+    # (the margin is for a loaded machine).
+    assert 3.0 <= took < 5.5
     assert not any(alive(pid) for pid in read_pids(fg_pids, 3) + read_pids(bg_pids, 3))
     assert find_marked(marker) == []
 

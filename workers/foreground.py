@@ -104,9 +104,12 @@ def run_foreground(
                 break
             if on_tick is not None:
                 on_tick()
-    finally:
-        # Stops it on timeout / cancel / error, and sweeps what a finished run left.
-        report = group.stop(grace)
+    except BaseException:
+        group.stop(grace)  # no ticks here: they could replace the error on its way out
+        raise
+    # Stops it on timeout / cancel, and sweeps what a finished run left; the ticks
+    # (heartbeat) go on while a stop waits out its grace.
+    report = group.stop(grace, on_wait=on_tick)
     duration = time.monotonic() - began
     ended_at = started_at + dt.timedelta(seconds=duration)
     exit_code = report.exit_code

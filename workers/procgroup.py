@@ -359,16 +359,18 @@ class ProcessGroup:
             self._signal_all(signal.SIGTERM)
             self._term_sent_at = time.monotonic()
 
-    def stop(self, grace: float = 10.0) -> StopReport:
+    def stop(self, grace: float = 10.0, on_wait: Callable[[], None] | None = None) -> StopReport:
         """SIGTERM, ``grace`` seconds, SIGKILL; return once no process of the group is left.
 
         Also sweeps what a leader that has already exited left behind (grandchildren).
         The leader is reaped only at the end, so the pgid stays ours throughout.
+        ``on_wait`` is called between polls (the runner's heartbeat); see :class:`_Waiter`.
         """
         began = time.monotonic()
         if not self.remaining():
             return StopReport("exited", time.monotonic() - began, self.popen.wait())
         self.terminate()
+        waiter = _Waiter(on_wait)
         how: Literal["sigterm", "sigkill"] = "sigterm"
         assert self._term_sent_at is not None
         deadline = self._term_sent_at + grace
@@ -376,7 +378,7 @@ class ProcessGroup:
             if time.monotonic() >= deadline:
                 how = "sigkill"
                 break
-            time.sleep(_POLL_S)
+            waiter.sleep()
         if how == "sigkill":
             settle = time.monotonic() + KILL_SETTLE_S
             while True:
@@ -385,27 +387,65 @@ class ProcessGroup:
                     break
                 if time.monotonic() >= settle:
                     raise StopError(f"processes {self.remaining()} survived SIGKILL")
-                time.sleep(_POLL_S)
-        return StopReport(how, time.monotonic() - began, self.popen.wait())
+                waiter.sleep()
+        report = StopReport(how, time.monotonic() - began, self.popen.wait())
+        waiter.reraise()
+        return report
 
 
-def _terminate(alive: Callable[[], list[int]], grace: float) -> None:
+class _Waiter:
+    """One poll's sleep of a stop, then ``on_wait()``.
+
+    A stop can take its whole grace period (a training that ignores SIGTERM); the
+    runner's heartbeat must go on meanwhile, or the reaper takes a healthy experiment
+    for lost. An error from ``on_wait`` (a failing store, Celery's soft time limit) is
+    held until the stop has finished, so a group is never left half stopped.
+    """
+
+    def __init__(self, on_wait: Callable[[], None] | None) -> None:
+        self.on_wait = on_wait
+        self.error: BaseException | None = None
+
+    def sleep(self) -> None:
+        time.sleep(_POLL_S)
+        if self.on_wait is not None and self.error is None:
+            try:
+                self.on_wait()
+            except BaseException as exc:  # re-raised by reraise(), after the stop
+                self.error = exc
+
+    def reraise(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+
+def _terminate(
+    alive: Callable[[], list[int]], grace: float, on_wait: Callable[[], None] | None = None
+) -> None:
     """SIGTERM what ``alive()`` lists, wait ``grace``, SIGKILL until it lists nothing."""
+    waiter = _Waiter(on_wait)
     for pid in alive():
         _signal_pid(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace
     while alive() and time.monotonic() < deadline:
-        time.sleep(_POLL_S)
+        waiter.sleep()
     settle = time.monotonic() + KILL_SETTLE_S
     while left := alive():
         for pid in left:
             _signal_pid(pid, signal.SIGKILL)
         if time.monotonic() >= settle:
             raise StopError(f"processes {left} survived SIGKILL")
-        time.sleep(_POLL_S)
+        waiter.sleep()
+    waiter.reraise()
 
 
-def sweep_marked(marker: str, *, role: Role | None = None, grace: float = 10.0) -> list[int]:
+def sweep_marked(
+    marker: str,
+    *,
+    role: Role | None = None,
+    grace: float = 10.0,
+    on_wait: Callable[[], None] | None = None,
+) -> list[int]:
     """Terminate every process carrying the experiment ``marker``; return the pids found.
 
     The last step of an experiment: whatever escaped its group (or outlived a killed
@@ -413,7 +453,7 @@ def sweep_marked(marker: str, *, role: Role | None = None, grace: float = 10.0) 
     """
     found = find_marked(marker, role)
     if found:
-        _terminate(lambda: find_marked(marker, role), grace)
+        _terminate(lambda: find_marked(marker, role), grace, on_wait)
     return found
 
 

@@ -155,7 +155,7 @@ class _Background:
                 continue
             self._handle(event)
         if self.group is not None and self.group.leader_exited():
-            report = self.group.stop(self.runner.plan.grace)
+            report = self.group.stop(self.runner.plan.grace, on_wait=self.runner.beat)
             self.runner.store.event(
                 "background_exited",
                 f"the background loop ended by itself (exit code {report.exit_code})",
@@ -204,7 +204,7 @@ class _Background:
     def stop(self, reason: str) -> None:
         if self.group is None:
             return
-        self.group.stop(self.runner.plan.grace + LOOP_MARGIN_S)
+        self.group.stop(self.runner.plan.grace + LOOP_MARGIN_S, on_wait=self.runner.beat)
         self._ended(reason)
 
     def _ended(self, reason: str) -> None:
@@ -249,14 +249,27 @@ class _ExperimentRun:
         self.background = _Background(self) if plan.background is not None else None
         self.results: list[RunResult] = []
         self._last_beat = float("-inf")
+        self._cleaning_up = False
 
     # -- waiting -------------------------------------------------------------------
 
+    def beat(self) -> None:
+        """Heartbeat when due. Also called while a stop waits out its grace period, so a
+        training that ignores SIGTERM never makes a healthy experiment look lost."""
+        if time.monotonic() - self._last_beat < self.plan.heartbeat_interval:
+            return
+        self._last_beat = time.monotonic()
+        if not self._cleaning_up:
+            self.store.heartbeat()
+            return
+        try:
+            self.store.heartbeat()
+        except Exception:
+            pass  # cleaning up: the outcome is decided, a failed beat must not change it
+
     def tick(self) -> None:
         """Between polls: heartbeat when due, background runs as they happen."""
-        if time.monotonic() - self._last_beat >= self.plan.heartbeat_interval:
-            self._last_beat = time.monotonic()
-            self.store.heartbeat()
+        self.beat()
         if self.background is not None:
             self.background.poll()
 
@@ -468,7 +481,9 @@ class _ExperimentRun:
 
     def sweep(self, role: Role | None = None) -> None:
         """Stop whatever still carries this experiment's marker (and ``role``)."""
-        leftovers = sweep_marked(self.plan.code, role=role, grace=self.plan.grace)
+        leftovers = sweep_marked(
+            self.plan.code, role=role, grace=self.plan.grace, on_wait=self.beat
+        )
         if leftovers:
             self.store.event(
                 "leftover_processes",
@@ -478,6 +493,7 @@ class _ExperimentRun:
 
     def cleanup(self, reason: str) -> None:
         """Stop the background, sweep anything still carrying our marker, drop temp files."""
+        self._cleaning_up = True
         try:
             if self.background is not None:
                 self.background.stop(reason)

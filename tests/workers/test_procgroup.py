@@ -183,3 +183,33 @@ def test_terminate_recorded_with_a_role_spares_the_experiments_other_role(marker
     assert all(alive(pid) for pid in bg_pids)
     bg.stop(grace=1)
     fg.popen.wait(5)
+
+
+def test_stop_calls_on_wait_while_it_waits_and_raises_its_error_only_once_done(marker, tmp_path):
+    pidfile = tmp_path / "pids"
+    group = start(program("spawn_tree.py", str(pidfile), "--ignore-term"), marker, tmp_path)
+    pids = read_pids(pidfile, 3)
+    calls: list[float] = []
+
+    def failing_heartbeat() -> None:
+        calls.append(time.monotonic())
+        raise RuntimeError("store unreachable")
+
+    with pytest.raises(RuntimeError, match="store unreachable"):
+        group.stop(grace=0.5, on_wait=failing_heartbeat)
+    # Called once, its error held while the stop went on to SIGKILL the whole tree.
+    assert len(calls) == 1
+    assert not any(alive(pid) for pid in pids)
+    assert find_marked(marker) == []
+
+
+def test_stop_calls_on_wait_between_polls_for_the_whole_grace(marker, tmp_path):
+    pidfile = tmp_path / "pids"
+    group = start(program("spawn_tree.py", str(pidfile), "--ignore-term"), marker, tmp_path)
+    read_pids(pidfile, 3)
+    calls: list[float] = []
+    began = time.monotonic()
+    report = group.stop(grace=1.0, on_wait=lambda: calls.append(time.monotonic()))
+    assert report.how == "sigkill"
+    assert len(calls) >= 5  # a poll is 0.1 s: ten in a 1 s grace, minus a loaded machine
+    assert calls[-1] - calls[0] > 0.5 and calls[0] - began < 0.5

@@ -492,3 +492,31 @@ def test_a_metric_that_matches_no_number_is_reported_not_dropped(marker, tmp_pat
     assert store.of("run_finished")[0].metrics == {"accuracy": pytest.approx(0.6)}
     kinds = [kind for kind, message in store.of("event") if "verdict" in message]
     assert kinds == ["metric_unreadable"]
+
+
+def test_the_heartbeat_goes_on_while_stops_wait_out_their_grace(marker, tmp_path, meters):
+    # A foreground that times out and a background that both ignore SIGTERM: each stop
+    # waits its whole 3 s grace. A heartbeat every 0.2 s must not pause for those 3 s,
+    # or the reaper would take this healthy experiment for lost.
+    fg_pids, bg_pids = tmp_path / "fg-pids", tmp_path / "bg-pids"
+    plan = make_plan(
+        marker, tmp_path,
+        [fg(tmp_path, program("spawn_tree.py", str(fg_pids), "--ignore-term"))],
+        timeout=1.5, grace=3.0, heartbeat_interval=0.2,
+        background=background(
+            tmp_path, program("spawn_tree.py", str(bg_pids), "--ignore-term"), startup_wait=0.3
+        ),
+    )  # fmt: skip
+    store = RecordingStore()
+    began = time.monotonic()
+    outcome = run_experiment(plan, store, meters=meters)
+    ended = time.monotonic()
+
+    assert outcome.status == "failed"
+    assert [r.status for r in store.of("run_finished")] == ["timeout"]
+    assert ended - began > 1.5 + 3.0 + 3.0  # both stops really waited their grace
+    beats = [began, *store.of("heartbeat"), ended]
+    gaps = [later - earlier for earlier, later in zip(beats, beats[1:], strict=False)]
+    assert max(gaps) < 1.5, f"longest pause between heartbeats: {max(gaps):.2f} s"
+    assert not any(alive(pid) for pid in read_pids(fg_pids, 3) + read_pids(bg_pids, 3))
+    assert find_marked(marker) == []

@@ -159,7 +159,7 @@ def reap_lost() -> list[str]:
     return services.experiments_reap_lost()
 
 
-# --- host registration and heartbeat (in the worker's main process) -----------------
+# --- host registration and heartbeat (in the control worker, which never forks) -----
 
 _stop_heartbeat = threading.Event()
 
@@ -195,15 +195,34 @@ def _host_utilisation() -> dict[str, Any]:
     }
 
 
+def _never_forks(consumer: Any) -> bool:
+    from celery.concurrency.solo import TaskPool as SoloPool
+
+    return isinstance(getattr(consumer, "pool", None), SoloPool)
+
+
 @worker_ready.connect
-def _on_worker_ready(**_kwargs: Any) -> None:
+def _on_worker_ready(sender: Any = None, **_kwargs: Any) -> None:
     register_host()
     from django.db import connection
 
     # The pool forks children after this; they must not share this connection.
     connection.close()
+    # The host heartbeat is a thread, so it runs only in the worker that never forks:
+    # the control worker (--pool solo, which scripts/worker.py always starts). In a
+    # prefork worker's main process it could hold a lock (pynvml's library lock, one
+    # inside libnvidia-ml or libpq) at the moment a pool child is forked; the child
+    # inherits it held and hangs in its own nvmlInit.
+    if not _never_forks(sender):
+        return
     _stop_heartbeat.clear()
     threading.Thread(target=_heartbeat_loop, name="wattlab-host-heartbeat", daemon=True).start()
+    log.info(
+        "host heartbeat for %s every %g s from %s",
+        settings.WATTLAB_HOSTNAME,
+        settings.WATTLAB_HEARTBEAT_SECONDS,
+        getattr(sender, "hostname", "this worker"),
+    )
 
 
 @worker_shutdown.connect

@@ -10,6 +10,7 @@ file a second time that way).
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -321,6 +322,10 @@ def test_the_worker_registers_its_host_and_heartbeats(
         celery_worker_proc,
     )
     assert "cpu_percent" in Host.objects.get(id=host.id).utilisation
+    # The heartbeat thread runs in the control worker alone, which never forks; the
+    # prefork worker (cpu0@) forks a child per experiment and must not carry it.
+    started = re.findall(r"host heartbeat for \S+ every \S+ s from (\S+)", celery_worker_proc.log())
+    assert started == [f"control@{celery_worker_proc.hostname}"]
 
 
 def test_the_soft_time_limit_lets_the_runner_stop_its_groups(

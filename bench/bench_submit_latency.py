@@ -8,6 +8,8 @@ are read at start), with a fresh SQLite database and a real worker started by
 
     .venv/bin/python bench/bench_submit_latency.py                 # both brokers
     .venv/bin/python bench/bench_submit_latency.py --broker redis --repeats 10
+    # queued right behind the previous experiment, Wattlab's pool against Celery's own:
+    .venv/bin/python bench/bench_submit_latency.py --broker redis --idle 0 --pool both
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ timeout: 60
 """
 
 
-def _measure(repeats: int) -> dict[str, object]:
+def _measure(repeats: int, idle_s: float) -> dict[str, object]:
     import django
 
     django.setup()
@@ -78,18 +80,20 @@ def _measure(repeats: int) -> dict[str, object]:
                 time.sleep(0.01)
             latencies.append(run.started_at.timestamp() - before)
             while Experiment.objects.get(id=experiment.id).is_active:
-                time.sleep(0.1)
+                time.sleep(0.01)
             # Idle again: the worker replaces its pool child after each task (one task
-            # per child). billiard notices the exit at once or, at worst, at its pool
-            # maintenance tick every 5 s; a submission inside that window waits for the
-            # new child (up to ~2 s seen), which is not an idle worker.
-            time.sleep(IDLE_S)
+            # per child); with Celery's own pool that can take until its 5 s maintenance
+            # tick (workers/pool.py). --idle 0 submits the next one at once instead:
+            # an experiment queued right behind another.
+            time.sleep(idle_s)
     finally:
         # Keep the worker's log beside the results (gitignored) to see where time went.
         results = ROOT / "bench" / "results"
         results.mkdir(exist_ok=True)
         broker = "redis" if settings.REDIS_URL else "filesystem"
-        (results / f"submit-latency-worker-{broker}.log").write_bytes(log_path.read_bytes())
+        pool = "celery" if settings.CELERY_WORKER_POOL == "prefork" else "wattlab"
+        log_name = f"submit-latency-worker-{broker}-{pool}.log"
+        (results / log_name).write_bytes(log_path.read_bytes())
         worker.send_signal(signal.SIGTERM)
         try:
             worker.wait(timeout=60)
@@ -100,6 +104,8 @@ def _measure(repeats: int) -> dict[str, object]:
                 pass
     return {
         "broker": "redis" if settings.REDIS_URL else "filesystem",
+        "pool": settings.CELERY_WORKER_POOL,
+        "idle_s": idle_s,
         "database": settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1],
         "repeats": repeats,
         "median_s": statistics.median(latencies),
@@ -109,7 +115,9 @@ def _measure(repeats: int) -> dict[str, object]:
     }
 
 
-def _run_child(broker: str, repeats: int, redis_url: str, database_url: str) -> dict[str, object]:
+def _run_child(
+    broker: str, repeats: int, redis_url: str, database_url: str, pool: str, idle_s: float
+) -> dict[str, object]:
     with tempfile.TemporaryDirectory(prefix="wattlab-bench-") as var:
         env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
         env.update(
@@ -118,13 +126,14 @@ def _run_child(broker: str, repeats: int, redis_url: str, database_url: str) -> 
             WATTLAB_SQLITE_PATH=str(Path(var) / "bench.sqlite3"),
             WATTLAB_QUEUE_PREFIX=f"bench{uuid.uuid4().hex[:6]}.",
             WATTLAB_HEARTBEAT_SECONDS="2",
+            WATTLAB_WORKER_POOL=pool,
         )
         if broker == "redis":
             env["REDIS_URL"] = redis_url
             if database_url:  # the team setup: Redis + PostgreSQL
                 env["DATABASE_URL"] = database_url
         done = subprocess.run(
-            [sys.executable, __file__, "--child", "--repeats", str(repeats)],
+            [sys.executable, __file__, "--child", "--repeats", str(repeats), "--idle", str(idle_s)],
             env=env, capture_output=True, text=True, check=False,
         )  # fmt: skip
         if done.returncode != 0:
@@ -146,20 +155,36 @@ def main() -> int:
         help="database for the Redis run (e.g. postgres://postgres@127.0.0.1:5432/wattlab_bench;"
         " it must exist); default: a fresh SQLite file",
     )
+    parser.add_argument(
+        "--idle", type=float, default=IDLE_S, help="seconds between one end and the next submit"
+    )
+    parser.add_argument(
+        "--pool",
+        choices=["wattlab", "celery", "both"],
+        default="wattlab",
+        help="the worker's pool: Wattlab's (workers/pool.py) or Celery's own prefork",
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(_measure(args.repeats)))
+        print(json.dumps(_measure(args.repeats, args.idle)))
         return 0
     brokers = ["redis", "filesystem"] if args.broker == "both" else [args.broker]
-    results = [_run_child(b, args.repeats, args.redis_url, args.database_url) for b in brokers]
+    pools = {"wattlab": "workers.pool:TaskPool", "celery": "prefork"}
+    chosen = list(pools) if args.pool == "both" else [args.pool]
+    results = [
+        _run_child(b, args.repeats, args.redis_url, args.database_url, pools[p], args.idle)
+        for b in brokers
+        for p in chosen
+    ]
     print(
-        f"{'broker':<12}{'database':<10}{'median':>10}{'min':>10}{'max':>10}  (s, n={args.repeats})"
+        f"{'broker':<12}{'database':<12}{'pool':<24}{'median':>10}{'min':>10}{'max':>10}"
+        f"  (s, n={args.repeats}, idle {args.idle:g} s)"
     )
     for r in results:
         print(
-            f"{r['broker']:<12}{r['database']:<10}{r['median_s']:>10.3f}{r['min_s']:>10.3f}"
-            f"{r['max_s']:>10.3f}"
+            f"{r['broker']:<12}{r['database']:<12}{r['pool']!s:<24}{r['median_s']:>10.3f}"
+            f"{r['min_s']:>10.3f}{r['max_s']:>10.3f}"
         )
     print(json.dumps(results))
     return 0

@@ -169,6 +169,9 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = False
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_WORKER_MAX_TASKS_PER_CHILD = 1
+# Celery's prefork pool with the child replaced at once (workers/pool.py says why);
+# "prefork" gives Celery's own, which can start a queued experiment up to 5 s late.
+CELERY_WORKER_POOL = env_str("WATTLAB_WORKER_POOL", "workers.pool:TaskPool")
 # The soft limit raises inside the task so the runner stops its process groups; the
 # hard limit, a little later, kills the child if even that hangs.
 CELERY_TASK_SOFT_TIME_LIMIT = WATTLAB_MAX_EXPERIMENT_SECONDS

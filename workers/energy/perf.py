@@ -75,6 +75,14 @@ def _c_locale() -> dict[str, str]:
     return env
 
 
+def perf_error_reason(stderr: str, returncode: int) -> str:
+    """perf's error in one line for a figure's flags: its first two lines, without the
+    ``\\___`` pointer art under the event name."""
+    lines = [ln.strip().lstrip("\\_").strip() for ln in stderr.splitlines()]
+    kept = [ln for ln in lines if ln][:2]
+    return ": ".join(kept) or f"exit code {returncode}"
+
+
 def probe_events(timeout_s: float = 5.0) -> list[str]:
     """The energy events perf can count here; MeterUnavailable with perf's reason if none."""
     perf = _perf_binary()
@@ -97,8 +105,7 @@ def probe_events(timeout_s: float = 5.0) -> list[str]:
         if done.returncode == 0 and parsed.joules.get(event) is not None:
             found.append(event)
         elif not reason:
-            lines = [ln.strip() for ln in done.stderr.splitlines() if ln.strip()]
-            reason = " ".join(lines[:2]) or f"exit code {done.returncode}"
+            reason = perf_error_reason(done.stderr, done.returncode)
     if PKG_EVENT not in found:
         raise MeterUnavailable(f"perf cannot count {PKG_EVENT}: {reason}")
     return found

@@ -4,7 +4,13 @@ from pathlib import Path
 import pytest
 
 from workers.energy.meters import MeterUnavailable
-from workers.energy.perf import PKG_EVENT, RAM_EVENT, parse_perf_stat, probe_events
+from workers.energy.perf import (
+    PKG_EVENT,
+    RAM_EVENT,
+    parse_perf_stat,
+    perf_error_reason,
+    probe_events,
+)
 
 TRACES = Path(__file__).resolve().parents[3] / ".." / "shared" / "traces" / "rtx3080"
 RUNS = sorted(p for p in TRACES.iterdir() if (p / "cpu_energy_raw.txt").is_file())
@@ -54,3 +60,18 @@ def test_perf_on_this_machine_reports_why_it_cannot_count_energy() -> None:
         assert "perf" in str(exc)
     else:
         pytest.skip(f"this host's perf counts {events}")
+
+
+# What perf 6.1 prints on this VM (no `power` PMU terms), copied verbatim.
+NO_POWER_PMU = """event syntax error: 'power/energy-pkg/'
+                           \\___ unknown term 'energy-pkg' for pmu 'power'
+
+valid terms: event,config,config1,config2,name,period,percore,metric-id
+"""
+
+
+def test_perf_error_reason_is_one_readable_line_without_the_pointer_art() -> None:
+    assert perf_error_reason(NO_POWER_PMU, 129) == (
+        "event syntax error: 'power/energy-pkg/': unknown term 'energy-pkg' for pmu 'power'"
+    )
+    assert perf_error_reason("", 1) == "exit code 1"

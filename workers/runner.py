@@ -259,13 +259,12 @@ class _ExperimentRun:
         if time.monotonic() - self._last_beat < self.plan.heartbeat_interval:
             return
         self._last_beat = time.monotonic()
-        if not self._cleaning_up:
-            self.store.heartbeat()
-            return
         try:
             self.store.heartbeat()
         except Exception:
-            pass  # cleaning up: the outcome is decided, a failed beat must not change it
+            if not self._cleaning_up:
+                raise
+            # Cleaning up: the outcome is decided, a failed beat must not change it.
 
     def tick(self) -> None:
         """Between polls: heartbeat when due, background runs as they happen."""

@@ -124,7 +124,7 @@ def end_to_end(seconds: float) -> dict[str, Any]:
 
 
 def legacy() -> list[dict[str, Any]]:
-    root = REPO / ".." / "shared" / "traces" / "rtx3080"
+    root = REPO / "data" / "traces" / "rtx3080"
     out = []
     for run in sorted(p for p in root.iterdir() if (p / "gpu_power.csv").is_file()):
         with (run / "gpu_power.csv").open() as fh:

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO / ".." / "shared" / "legacy"
+LEGACY = REPO / "data" / "legacy"
 sys.path.insert(0, str(REPO))
 TMP = tempfile.mkdtemp(prefix="wattlab-bench-")
 os.environ.setdefault("DATABASE_URL", f"sqlite:///{TMP}/bench.sqlite3")
@@ -45,7 +45,7 @@ def _fresh() -> None:
 
 def _timed(label: str) -> float:
     start = time.perf_counter()
-    call_command("import_legacy_results", str(SHARED / "raw_data.csv"), stdout=io.StringIO())
+    call_command("import_legacy_results", str(LEGACY / "raw_data.csv"), stdout=io.StringIO())
     took = time.perf_counter() - start
     print(f"{label:<34} {took:8.3f} s   runs now {Run.objects.count()}")
     return took
@@ -55,7 +55,7 @@ def main() -> None:
     call_command("migrate", verbosity=0)
     call_command(
         "import_legacy_workloads",
-        str(SHARED / "models_config.json"),
+        str(LEGACY / "models_config.json"),
         root=TMP,
         stdout=io.StringIO(),
     )

@@ -42,7 +42,7 @@ def _times(rng: random.Random) -> list[float]:
 
 
 def recorded(rng: random.Random) -> dict[str, list[float | None]]:
-    run = REPO / ".." / "shared" / "traces" / "rtx3080" / "Person_reID_baseline_pytorch_hrnet18_001"
+    run = REPO / "data" / "traces" / "rtx3080" / "Person_reID_baseline_pytorch_hrnet18_001"
     with (run / "gpu_power.csv").open() as fh:
         rows = list(csv.reader(fh))[1:]
     with (run / "gpu_utilization.csv").open() as fh:

@@ -25,8 +25,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-#: ``<repo>/../shared`` (CI clones the repo with a copy of shared/ beside it).
-SHARED = ROOT.parent / "shared"
+#: ``<repo>/data``: recorded traces and the earlier profiler's files (see data/README.md).
+DATA = ROOT / "data"
 
 #: One prefix per test session keeps its messages apart from any other session (or a
 #: developer's ``make run``) on the same Redis or broker folder.

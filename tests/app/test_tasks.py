@@ -20,7 +20,7 @@ import pytest
 from experiments import queues, services
 from experiments.expfile import parse_experiment_text
 from experiments.models import Experiment, ProcessGroup, Run
-from tests.conftest import SHARED, WorkerProc, run_manage
+from tests.conftest import DATA, WorkerProc, run_manage
 from workers.procgroup import find_marked, group_members
 
 pytestmark = [pytest.mark.slow, pytest.mark.queue]
@@ -63,7 +63,7 @@ background:
 """
 )
 
-REPLAY_TRACE = SHARED / "traces" / "rtx3080" / "MRT-OAST_default_035_parallel"
+REPLAY_TRACE = DATA / "traces" / "rtx3080" / "MRT-OAST_default_035_parallel"
 
 
 def _wait_for(

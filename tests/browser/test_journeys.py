@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from experiments.models import Experiment, Host, ProcessGroup
 from tests.browser.conftest import login, shoot
-from tests.conftest import SHARED, WorkerProc
+from tests.conftest import DATA, WorkerProc
 from workers.contract import ENV_MARKER
 from workers.procgroup import find_marked
 
@@ -28,7 +28,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 EXPERIMENT_PAGE = re.compile(r".*/experiments/[0-9a-f-]{36}/$")
 
-REPLAY_TRACE = SHARED / "traces" / "rtx3080" / "MRT-OAST_default_035_parallel"
+REPLAY_TRACE = DATA / "traces" / "rtx3080" / "MRT-OAST_default_035_parallel"
 
 LONG_PARALLEL = """name: long parallel, to cancel
 foreground:

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 
-LEGACY = Path(__file__).resolve().parents[2] / ".." / "shared" / "legacy"
+LEGACY = Path(__file__).resolve().parents[2] / "data" / "legacy"
 
 
 @pytest.fixture

@@ -15,9 +15,9 @@ from workers.metrics import (
     succeeded,
 )
 
-SHARED = Path(__file__).resolve().parents[2] / ".." / "shared"
-MODELS_CONFIG = SHARED / "legacy" / "models_config.json"
-MRT_TRACE = SHARED / "traces" / "rtx3080" / "MRT-OAST_default_035_parallel"
+DATA = Path(__file__).resolve().parents[2] / "data"
+MODELS_CONFIG = DATA / "legacy" / "models_config.json"
+MRT_TRACE = DATA / "traces" / "rtx3080" / "MRT-OAST_default_035_parallel"
 
 
 def legacy_patterns(repository: str) -> dict[str, str]:

@@ -5,7 +5,7 @@ real NVML meter and say what they are in ``device`` and ``flags``, so a figure t
 produce can never pass for a measurement of this machine:
 
 - :class:`ReplayGpuMeter` replays a *recorded* trace of a real RTX 3080 run
-  (``<repo>/../shared/traces/rtx3080/<run>/gpu_*.csv``) against the monotonic clock.
+  (``<repo>/data/traces/rtx3080/<run>/gpu_*.csv``) against the monotonic clock.
 - :class:`SyntheticGpuMeter` produces power from a formula whose integral is known,
   optionally with an energy counter, to check the arithmetic exactly.
 """
@@ -27,9 +27,9 @@ DOUBLE_ENV = "WATTLAB_METER_DOUBLE"
 Clock = Callable[[], float]
 
 
-def shared_traces_dir() -> Path:
-    """``<repo>/../shared/traces`` (CI puts a copy of shared/ beside the checkout)."""
-    return Path(__file__).resolve().parents[2] / ".." / "shared" / "traces"
+def recorded_traces_dir() -> Path:
+    """``<repo>/data/traces``: the recorded real-GPU traces that ship with Wattlab."""
+    return Path(__file__).resolve().parents[2] / "data" / "traces"
 
 
 def _read_columns(path: Path) -> tuple[list[float], list[list[float | None]]]:
@@ -221,6 +221,10 @@ def from_spec(spec: str, index: int) -> ReplayGpuMeter | SyntheticGpuMeter:
             ) from exc
         return constant_power(watts, index=index)
     path = Path(spec)
+    if not path.is_absolute() and not path.is_dir():
+        # A relative path names a folder under the repository (``data/traces/...``)
+        # wherever the worker was started from.
+        path = recorded_traces_dir().parent.parent / spec
     if not path.is_dir():
         raise ValueError(f"{DOUBLE_ENV} must be a trace directory or synthetic:WATTS, got {spec!r}")
     return ReplayGpuMeter(path, index=index)

@@ -12,7 +12,7 @@ from workers.energy.perf import (
     probe_events,
 )
 
-TRACES = Path(__file__).resolve().parents[3] / ".." / "shared" / "traces" / "rtx3080"
+TRACES = Path(__file__).resolve().parents[3] / "data" / "traces" / "rtx3080"
 RUNS = sorted(p for p in TRACES.iterdir() if (p / "cpu_energy_raw.txt").is_file())
 
 

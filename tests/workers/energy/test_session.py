@@ -23,7 +23,7 @@ from workers.energy.meters import GpuMeter, GpuSample
 from workers.energy.session import WINDOW_SHORT_FLAG, Measurement, MeterSet, open_meters
 from workers.energy.trace import decode_trace, trace_meta
 
-TRACES = Path(__file__).resolve().parents[3] / ".." / "shared" / "traces" / "rtx3080"
+TRACES = Path(__file__).resolve().parents[3] / "data" / "traces" / "rtx3080"
 MRT = TRACES / "MRT-OAST_default_035_parallel"
 
 

@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # The suite runs against real servers (CI: .ci/run starts them).
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/wattlab
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
-LINTED := webapp experiments workers scripts bench tests examples manage.py
+LINTED := core webapp experiments workers scripts bench tests examples manage.py
 
 .PHONY: install run worker test lint pytest pytest-single-machine bench bench-web clean
 
@@ -30,7 +30,8 @@ test: $(STAMP) lint pytest pytest-single-machine
 lint: $(STAMP)
 	$(VENV)/bin/ruff check $(LINTED)
 	$(VENV)/bin/ruff format --check $(LINTED)
-	$(VENV)/bin/mypy webapp experiments workers scripts
+	$(VENV)/bin/mypy core webapp experiments workers scripts
+	$(VENV)/bin/lint-imports
 
 # The whole suite on PostgreSQL + Redis. Exit status 5 (no tests collected) is not a
 # failure of the code.

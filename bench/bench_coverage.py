@@ -2,7 +2,7 @@
 
 For each (L, d) it runs ``python -m workers.background`` with a program that lasts L
 seconds and a restart delay of d seconds, all configurations side by side, then
-computes the coverage (``experiments.coverage``) of a window spanning a whole number
+computes the coverage (``core.coverage``) of a window spanning a whole number
 of periods (from the start of run 2 to the start of the last run), so the window's
 phase does not bias the figure. It reports the achieved coverage against the ideal
 with the nominal L and with the measured mean run length (what a run really lasts:
@@ -26,7 +26,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from experiments.coverage import compute_coverage  # noqa: E402
+from core.coverage import compute_coverage  # noqa: E402
 from workers.procgroup import ProcessGroup, sweep_marked  # noqa: E402
 
 CONFIGS = [(1.0, 0.25), (2.0, 0.5), (4.0, 1.0), (1.0, 2.0)]

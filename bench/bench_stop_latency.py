@@ -24,7 +24,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from workers.contract import BackgroundPlan, ExperimentPlan, ProgramSpec, RunPlan  # noqa: E402
+from core.contract import BackgroundPlan, ExperimentPlan, ProgramSpec, RunPlan  # noqa: E402
 from workers.energy.session import open_meters  # noqa: E402
 from workers.procgroup import find_marked  # noqa: E402
 from workers.runner import run_experiment  # noqa: E402

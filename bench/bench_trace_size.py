@@ -1,6 +1,6 @@
 """Trace size: bytes stored per hour of samples at 10 Hz for one GPU.
 
-Three hour-long traces go through the real encoder (workers.energy.trace):
+Three hour-long traces go through the real encoder (core.trace):
 
 - ``recorded+noise``: the recorded RTX 3080 Person_reID run (one sample per ~1-2 s)
   interpolated to 10 Hz, with Gaussian noise (sigma 4 W, 1 % util) added on top,
@@ -30,7 +30,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from workers.energy.trace import decode_trace, encode_trace, gpu_key  # noqa: E402
+from core.trace import decode_trace, encode_trace, gpu_key  # noqa: E402
 
 HZ, SECONDS = 10.0, 3600.0
 N = int(HZ * SECONDS)

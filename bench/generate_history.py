@@ -5,7 +5,7 @@
 
 Creates (after migrating) users, workloads, hosts and experiments, then runs and
 background runs with COPY (the ORM's bulk_create would take minutes at this size).
-Every run carries a real encoded sample trace (``workers.energy.trace``), a few
+Every run carries a real encoded sample trace (``core.trace``), a few
 distinct synthetic traces reused. A handful of experiments are left "running" so the
 live fragment has something to poll. This is a benchmark fixture, not a test; the data
 is synthetic and labelled so (workload descriptions, run flags).
@@ -36,8 +36,8 @@ from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
+from core.trace import encode_trace  # noqa: E402
 from experiments.models import Experiment, Host, Workload  # noqa: E402
-from workers.energy.trace import encode_trace  # noqa: E402
 
 SYNTHETIC = "synthetic benchmark data (bench/generate_history.py)"
 HPARAMS = [

@@ -10,10 +10,7 @@ from typing import Any
 
 from django.conf import settings
 
-from experiments import services
-from experiments.models import Experiment, Host, Workload
-from experiments.workloads import PYTHON_PLACEHOLDER
-from workers.contract import (
+from core.contract import (
     BackgroundPlan,
     BackgroundRunRecord,
     ExperimentPlan,
@@ -23,12 +20,15 @@ from workers.contract import (
     RunPlan,
     RunResult,
 )
+from experiments import services
+from experiments.models import Experiment, Host, Workload
+from experiments.workloads import PYTHON_PLACEHOLDER
 
 log = logging.getLogger(__name__)
 
 
 class OrmExperimentStore:
-    """Implements ``workers.contract.ExperimentStore`` for one claimed experiment."""
+    """Implements ``core.contract.ExperimentStore`` for one claimed experiment."""
 
     def __init__(self, experiment: Experiment, host: Host) -> None:
         self.experiment_id = experiment.id

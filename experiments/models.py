@@ -261,7 +261,7 @@ class Run(models.Model):
     coverage_verdict = models.CharField(max_length=12, blank=True)
     coverage_background_runs = models.PositiveIntegerField(null=True, blank=True)
     flags = models.JSONField(default=list, blank=True)
-    #: Compact sample trace (see workers.energy.trace); empty for imported runs.
+    #: Compact sample trace (see core.trace); empty for imported runs.
     trace = models.BinaryField(blank=True, default=b"")
 
     imported = models.BooleanField(default=False)

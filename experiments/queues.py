@@ -9,6 +9,7 @@ an hours-long training.
 
 from __future__ import annotations
 
+from celery import current_app
 from django.conf import settings
 
 SHARED_QUEUE = "gpu"
@@ -57,13 +58,11 @@ def queue_for_target(target: str) -> str:
     return host_queue(hostname)
 
 
+# Celery's current app is the project's (webapp/celery.py makes it the default in
+# every thread), so the app never imports the project package above it.
 def enqueue_experiment(experiment_id: int, *, queue: str) -> None:
-    from webapp.celery import app
-
-    app.send_task(RUN_EXPERIMENT_TASK, args=[experiment_id], queue=queue)
+    current_app.send_task(RUN_EXPERIMENT_TASK, args=[experiment_id], queue=queue)
 
 
 def enqueue_terminate(group_id: int, *, queue: str) -> None:
-    from webapp.celery import app
-
-    app.send_task(TERMINATE_GROUP_TASK, args=[group_id], queue=queue)
+    current_app.send_task(TERMINATE_GROUP_TASK, args=[group_id], queue=queue)

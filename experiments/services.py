@@ -20,10 +20,10 @@ from django.db import transaction
 from django.db.models import Q, Sum
 from django.utils import timezone
 
+from core.contract import BackgroundRunRecord, GroupInfo, RunKey, RunResult
 from experiments import queues
 from experiments.expfile import ExperimentFile
 from experiments.models import BackgroundRun, Experiment, Host, ProcessGroup, Run, Workload
-from workers.contract import BackgroundRunRecord, GroupInfo, RunKey, RunResult
 
 log = logging.getLogger(__name__)
 

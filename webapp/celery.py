@@ -14,6 +14,9 @@ from celery import Celery
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
 
 app = Celery("wattlab")
+# The default app in every thread, not only the importing one: experiments.queues sends
+# through celery.current_app rather than importing this module (no app -> project cycle).
+app.set_default()
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks(["workers"], related_name="tasks")
 

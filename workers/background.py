@@ -33,7 +33,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, Final
 
-from workers.contract import ENV_MARKER
+from core.contract import ENV_MARKER
 from workers.procgroup import ProcessGroup
 
 MAX_BACKOFF_S: Final = 60.0

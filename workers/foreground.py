@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, Literal
 
-from workers.contract import InfrastructureError, ProgramSpec
-from workers.metrics import extract_metrics_report, succeeded
+from core.contract import InfrastructureError, ProgramSpec
+from core.metrics import extract_metrics_report, succeeded
 from workers.procgroup import ProcessGroup, StopReport
 
 #: How often the run checks cancel and timeout (and calls ``on_tick``): a cancel is

@@ -2,7 +2,7 @@
 
 Every program the engine starts gets its own session and process group
 (``start_new_session=True``), so one signal reaches the whole training tree, and it
-carries :data:`~workers.contract.ENV_MARKER` (the experiment), ``ENV_ROLE`` and ``ENV_GROUP`` (a
+carries :data:`~core.contract.ENV_MARKER` (the experiment), ``ENV_ROLE`` and ``ENV_GROUP`` (a
 token unique to the group) in its environment. They let :func:`find_marked` catch
 descendants that left the group (``setsid``, double forks) after their parent is gone.
 
@@ -25,7 +25,7 @@ from typing import Final, Literal
 
 import psutil
 
-from workers.contract import ENV_GROUP, ENV_MARKER, ENV_ROLE, Role
+from core.contract import ENV_GROUP, ENV_MARKER, ENV_ROLE, Role
 
 #: Two start times closer than this are the same process: psutil derives them from
 #: clock ticks (10 ms) plus the boot time, so the same process reads back identically,

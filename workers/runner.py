@@ -26,8 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal
 
-from experiments.coverage import compute_coverage
-from workers.contract import (
+from core.contract import (
     BackgroundRunRecord,
     CoverageReport,
     EnergyReport,
@@ -41,6 +40,7 @@ from workers.contract import (
     RunPlan,
     RunResult,
 )
+from core.coverage import compute_coverage
 from workers.energy.session import Measurement, MeterSet, open_meters
 from workers.foreground import ProgramError, run_foreground, start_program, utc_now
 from workers.procgroup import ProcessGroup, sweep_marked

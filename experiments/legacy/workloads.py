@@ -12,9 +12,9 @@ from typing import Any
 from django.db import transaction
 from django.utils.text import slugify
 
+from core.metrics import check_patterns
 from experiments.models import Workload
 from experiments.mutation import SpaceError, parse_space
-from workers.metrics import check_patterns
 
 
 class LegacyConfigError(ValueError):

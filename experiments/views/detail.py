@@ -13,8 +13,8 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from core.coverage import compute_coverage
 from experiments import charts, selectors, services
-from experiments.coverage import compute_coverage
 from experiments.expfile import ExperimentFileError
 from experiments.models import BackgroundRun, Experiment, Run
 from experiments.permissions import _get_experiment_for_user, can_manage
@@ -47,7 +47,7 @@ def coverage_windows(
     """Each started foreground run's window with the background runs overlapping it.
 
     A run still going is drawn up to now, and its percentage computed live with the
-    same interval maths the worker uses (``experiments.coverage``)."""
+    same interval maths the worker uses (``core.coverage``)."""
     now = timezone.now()
     windows = []
     for run in runs:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from workers.energy.trace import TraceFormatError, decode_trace, trace_meta
+from core.trace import TraceFormatError, decode_trace, trace_meta
 
 
 def trace_series(data: bytes) -> dict[str, list[Any]] | None:

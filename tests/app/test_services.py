@@ -8,10 +8,7 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from experiments import services
-from experiments.expfile import parse_experiment_text
-from experiments.models import Experiment, ProcessGroup, Run
-from workers.contract import (
+from core.contract import (
     CoverageReport,
     EnergyReport,
     Figure,
@@ -19,6 +16,9 @@ from workers.contract import (
     RunKey,
     RunResult,
 )
+from experiments import services
+from experiments.expfile import parse_experiment_text
+from experiments.models import Experiment, ProcessGroup, Run
 
 pytestmark = pytest.mark.django_db
 

@@ -18,10 +18,10 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
+from core.contract import ENV_MARKER
 from experiments.models import Experiment, Host, ProcessGroup
 from tests.browser.conftest import login, shoot
 from tests.conftest import DATA, WorkerProc
-from workers.contract import ENV_MARKER
 from workers.procgroup import find_marked
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]

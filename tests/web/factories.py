@@ -7,8 +7,8 @@ from typing import Any
 
 from django.utils import timezone
 
+from core.trace import encode_trace
 from experiments.models import BackgroundRun, Experiment, Host, ProcessGroup, Run, Workload
-from workers.energy.trace import encode_trace
 
 HPARAMS = [
     {

@@ -221,7 +221,7 @@ def test_a_replayed_gpu_figure_says_so_beside_the_number(as_member, exp):
 
 def test_a_run_whose_gpu_was_not_measured_says_why_its_charts_are_empty(as_member, exp):
     # What a host without NVML records: timestamps, and no GPU readings at all.
-    from workers.energy.trace import encode_trace
+    from core.trace import encode_trace
 
     trace = encode_trace({"t": [0.0, 0.1, 0.2]}, meta={"hz": 10.0})
     factories.run(exp, 4, gpu_energy_j=None, gpu_method="unavailable", trace=trace)

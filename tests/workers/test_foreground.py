@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from core.contract import InfrastructureError, ProgramSpec
 from tests.workers.conftest import alive, program, read_pids
-from workers.contract import InfrastructureError, ProgramSpec
 from workers.foreground import ProgramError, run_foreground
 from workers.procgroup import find_marked
 

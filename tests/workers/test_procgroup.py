@@ -10,8 +10,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+from core.contract import ENV_MARKER, ENV_ROLE
 from tests.workers.conftest import PY, alive, program, read_pids, wait_for
-from workers.contract import ENV_MARKER, ENV_ROLE
 from workers.procgroup import (
     GroupIdentity,
     ProcessGroup,

@@ -16,9 +16,7 @@ from typing import Any
 
 import pytest
 
-from experiments.coverage import compute_coverage
-from tests.workers.conftest import alive, program, read_pids
-from workers.contract import (
+from core.contract import (
     BackgroundPlan,
     ExperimentPlan,
     GroupInfo,
@@ -26,6 +24,8 @@ from workers.contract import (
     RunPlan,
     RunResult,
 )
+from core.coverage import compute_coverage
+from tests.workers.conftest import alive, program, read_pids
 from workers.energy.estimate import EstimateCpuMeter
 from workers.energy.session import open_meters
 from workers.procgroup import find_marked
@@ -440,7 +440,7 @@ def test_a_bad_meter_double_is_an_error_outcome_not_a_traceback(marker, tmp_path
 
 def test_the_engine_imports_nothing_from_django():
     modules = "workers.runner, workers.background, workers.procgroup, workers.foreground"
-    code = f"import sys, {modules}, experiments.coverage; print(sorted(m for m in sys.modules "
+    code = f"import sys, {modules}, core.coverage; print(sorted(m for m in sys.modules "
     code += "if m.split('.')[0] in ('django', 'celery')))"
     out = subprocess.run(
         [sys.executable, "-c", code],

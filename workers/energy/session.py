@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from workers.contract import EnergyMethod, EnergyReport, Figure
+from core.contract import EnergyMethod, EnergyReport, Figure
+from core.trace import encode_trace, gpu_key
 from workers.energy import nvml
 from workers.energy.doubles import DOUBLE_ENV, from_spec
 from workers.energy.estimate import POLL_PERIOD_S, EstimateCpuMeter
@@ -33,7 +34,6 @@ from workers.energy.meters import CpuMeter, CpuReading, GpuMeter, GpuSample, Met
 from workers.energy.perf import PerfCpuMeter
 from workers.energy.rapl import DEFAULT_POWERCAP_ROOT, RaplCpuMeter
 from workers.energy.sampler import Sampler
-from workers.energy.trace import encode_trace, gpu_key
 
 #: A run that starts with the GPU at or above this temperature is flagged: a hot GPU
 #: draws more (leakage) and may throttle sooner, so its figures are not comparable

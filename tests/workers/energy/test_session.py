@@ -16,12 +16,12 @@ from typing import cast
 
 import pytest
 
-from workers.contract import EnergyReport
+from core.contract import EnergyReport
+from core.trace import decode_trace, trace_meta
 from workers.energy.doubles import ReplayGpuMeter, SyntheticGpuMeter, constant_power, sine_power
 from workers.energy.estimate import EstimateCpuMeter
 from workers.energy.meters import GpuMeter, GpuSample
 from workers.energy.session import WINDOW_SHORT_FLAG, Measurement, MeterSet, open_meters
-from workers.energy.trace import decode_trace, trace_meta
 
 TRACES = Path(__file__).resolve().parents[3] / "data" / "traces" / "rtx3080"
 MRT = TRACES / "MRT-OAST_default_035_parallel"
@@ -256,7 +256,7 @@ def test_rapl_through_a_measurement_reports_the_whole_machine(tmp_path: Path) ->
 
 def test_the_energy_package_imports_nothing_from_django() -> None:
     code = (
-        "import sys, workers.energy.session, workers.energy.trace\n"
+        "import sys, workers.energy.session, core.trace\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] == 'django')\n"
         "print(bad); sys.exit(1 if bad else 0)\n"
     )

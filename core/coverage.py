@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Final, Literal
 
-from workers.contract import CoverageReport
+from core.contract import CoverageReport
 
 GOOD_PERCENT: Final = 95.0
 PARTIAL_PERCENT: Final = 80.0

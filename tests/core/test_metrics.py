@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from workers.metrics import (
+from core.metrics import (
     check_patterns,
     extract_metrics,
     extract_metrics_report,

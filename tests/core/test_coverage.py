@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from experiments.coverage import compute_coverage
+from core.coverage import compute_coverage
 
 # Integer instants make a brute-force reference exact: a unit cell [k, k + 1] is
 # covered when some run contains it, and every union / gap is a whole number of cells.

@@ -2,7 +2,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from workers.energy.trace import (
+from core.trace import (
     SCALES,
     TraceFormatError,
     decode_channels,

@@ -126,7 +126,7 @@ class EnergyReport:
 
 @dataclass
 class CoverageReport:
-    """Produced by ``experiments.coverage`` (pure interval maths)."""
+    """Produced by ``core.coverage`` (pure interval maths)."""
 
     percent: float
     covered_s: float

@@ -133,7 +133,8 @@ class CoverageReport:
     window_s: float
     longest_gap_s: float
     background_runs: int
-    verdict: Literal["good", "partial", "insufficient"]
+    #: a value of ``core.coverage.VERDICTS``
+    verdict: str
     advice: str = ""
     gaps: list[tuple[float, float]] = field(default_factory=list)
 

@@ -9,22 +9,70 @@ All instants are epoch seconds from one host's clock.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Final, Literal
+from dataclasses import dataclass
+from typing import Final
 
 from core.contract import CoverageReport
 
-GOOD_PERCENT: Final = 95.0
-PARTIAL_PERCENT: Final = 80.0
 
-Verdict = Literal["good", "partial", "insufficient"]
+@dataclass(frozen=True)
+class Verdict:
+    value: str
+    label: str
+    #: the least covered percentage that earns this verdict
+    min_percent: float
+    #: for the verdict's text on pages and charts (a hex colour)
+    colour: str
 
 
-def verdict_for(percent: float) -> Verdict:
-    if percent >= GOOD_PERCENT:
-        return "good"
-    if percent >= PARTIAL_PERCENT:
-        return "partial"
-    return "insufficient"
+#: Every coverage verdict, best first: a run gets the first one whose threshold its
+#: coverage reaches, and a verdict's rank is its place here (an experiment shows its
+#: runs' worst). Thresholds, labels and colours are read from here and nowhere else:
+#: the model fields' choices, pages, charts and the help text.
+VERDICTS: Final = (
+    Verdict("good", "good", 95.0, "#059669"),
+    Verdict("partial", "partial", 80.0, "#d97706"),
+    Verdict("insufficient", "insufficient", 0.0, "#dc2626"),
+)
+GOOD: Final = VERDICTS[0].value
+_BY_VALUE: Final = {v.value: v for v in VERDICTS}
+#: The colour of a window with no verdict yet (a run still going).
+NO_VERDICT_COLOUR: Final = "#475569"
+
+
+def verdict_choices() -> list[tuple[str, str]]:
+    """(value, label) pairs for a Django field's ``choices``."""
+    return [(v.value, v.label) for v in VERDICTS]
+
+
+def verdict_for(percent: float) -> str:
+    for verdict in VERDICTS:
+        if percent >= verdict.min_percent:
+            return verdict.value
+    return VERDICTS[-1].value
+
+
+def verdict_rank(value: str) -> int:
+    """0 for the best verdict, higher is worse; -1 for none (not computed)."""
+    verdict = _BY_VALUE.get(value)
+    return -1 if verdict is None else VERDICTS.index(verdict)
+
+
+def worst_verdict(values: Sequence[str] | set[str]) -> str:
+    """The worst of the given verdicts; "" when none of them is one."""
+    return max(values, key=verdict_rank, default="")
+
+
+def verdict_colour(value: str) -> str:
+    verdict = _BY_VALUE.get(value)
+    return NO_VERDICT_COLOUR if verdict is None else verdict.colour
+
+
+def verdict_rule() -> str:
+    """The thresholds in words, e.g. "≥ 95 % good, ≥ 80 % partial, else insufficient"."""
+    *ranked, last = VERDICTS
+    parts = [f"≥ {v.min_percent:g} % {v.label}" for v in ranked]
+    return ", ".join([*parts, f"else {last.label}"])
 
 
 def _merged(intervals: list[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -103,7 +151,7 @@ def compute_coverage(
     percent = min(100.0, percent)
     longest = max((end - start for start, end in gaps), default=0.0)
     verdict = verdict_for(percent)
-    advice = "" if verdict == "good" else _advice(gaps, window_s, overlapping)
+    advice = "" if verdict == GOOD else _advice(gaps, window_s, overlapping)
     return CoverageReport(
         percent=percent,
         covered_s=covered,

@@ -14,6 +14,8 @@ from html import escape
 
 from django.utils.safestring import SafeString, mark_safe
 
+from core.coverage import verdict_colour
+
 PALETTE = ["#2563eb", "#e11d48", "#059669", "#d97706", "#7c3aed", "#0891b2"]
 #: The same mode has the same colour on every chart.
 GROUP_COLORS = {
@@ -406,34 +408,11 @@ class Window:
     background: list[tuple[dt.datetime, dt.datetime, str]]
     percent: float | None
     verdict: str
+    #: where no background ran: the CoverageReport's gaps (epoch seconds), drawn as they
+    #: are; the chart does no interval maths of its own.
+    gaps: list[tuple[float, float]] = field(default_factory=list)
     href: str = ""
     live: bool = False
-
-
-def _union(intervals: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    merged: list[tuple[float, float]] = []
-    for a, b in sorted(intervals):
-        if merged and a <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(merged[-1][1], b))
-        else:
-            merged.append((a, b))
-    return merged
-
-
-def gaps_in(window_s: float, covered: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    """The parts of [0, window_s] no background interval covers."""
-    gaps = []
-    at = 0.0
-    for a, b in _union(covered):
-        if a > at:
-            gaps.append((at, a))
-        at = max(at, b)
-    if at < window_s:
-        gaps.append((at, window_s))
-    return gaps
-
-
-VERDICT_COLOR = {"good": "#059669", "partial": "#d97706", "insufficient": "#dc2626"}
 
 
 def coverage_timeline(windows: list[Window], *, width: int = 1000) -> SafeString:
@@ -470,21 +449,21 @@ def coverage_timeline(windows: list[Window], *, width: int = 1000) -> SafeString
             f'<rect class="window" x="{left}" y="{y + 2}" width="{plot_w}" height="{row_h - 8}">'
             f"<title>{escape(w.label)}: foreground window {span:.1f} s</title></rect>"
         )
-        covered = []
         for b_start, b_end, b_label in w.background:
             a = (b_start - w.start).total_seconds()
             b = (b_end - w.start).total_seconds()
             a, b = max(a, 0.0), min(b, span)
             if b <= a:
                 continue
-            covered.append((a, b))
             parts.append(
                 f'<rect class="bg" x="{sx(a):.1f}" y="{y + 6}" '
                 f'width="{max(sx(b) - sx(a), 0.8):.1f}" '
                 f'height="{row_h - 16}"><title>{escape(b_label)}: {a:.1f}–{b:.1f} s into the window'
                 "</title></rect>"
             )
-        for a, b in gaps_in(span, covered):
+        origin = w.start.timestamp()
+        for gap_start, gap_end in w.gaps:
+            a, b = gap_start - origin, gap_end - origin
             parts.append(
                 f'<rect class="gap" x="{sx(a):.1f}" y="{y + 2}" '
                 f'width="{max(sx(b) - sx(a), 1.0):.1f}" '
@@ -493,7 +472,7 @@ def coverage_timeline(windows: list[Window], *, width: int = 1000) -> SafeString
             )
         pct = "…" if w.percent is None else f"{w.percent:.1f} %"
         verdict = w.verdict or ("running" if w.live else "")
-        color = VERDICT_COLOR.get(w.verdict, "#475569")
+        color = verdict_colour(w.verdict)
         parts.append(
             f'<text class="pct" x="{left + plot_w + 8}" y="{y + 14}">{escape(pct)}</text>'
             f'<text class="verdict" x="{left + plot_w + 68}" y="{y + 14}" fill="{color}">'
@@ -505,17 +484,3 @@ def coverage_timeline(windows: list[Window], *, width: int = 1000) -> SafeString
         + "".join(parts)
         + "</svg>"
     )
-
-
-def covered_percent(w: Window) -> float:
-    """Union of the background intervals inside the window / window length, in %."""
-    span = (w.end - w.start).total_seconds()
-    if span <= 0:
-        return 0.0
-    covered = []
-    for b_start, b_end, _ in w.background:
-        a = max((b_start - w.start).total_seconds(), 0.0)
-        b = min((b_end - w.start).total_seconds(), span)
-        if b > a:
-            covered.append((a, b))
-    return 100.0 * sum(b - a for a, b in _union(covered)) / span

@@ -12,6 +12,8 @@ from typing import Any
 from django.conf import settings
 from django.db import models
 
+from core.coverage import verdict_choices
+
 
 class Workload(models.Model):
     """A training program registered by staff. Users pick one and set values in range.
@@ -179,7 +181,8 @@ class Experiment(models.Model):
     #: Totals kept by the services so list pages need no aggregate per row.
     gpu_energy_j = models.FloatField(null=True, blank=True)
     cpu_energy_j = models.FloatField(null=True, blank=True)
-    worst_verdict = models.CharField(max_length=12, blank=True)
+    # A callable: the list in core.coverage can change without a migration.
+    worst_verdict = models.CharField(max_length=12, blank=True, choices=verdict_choices)
 
     imported = models.BooleanField(default=False, db_index=True)
     legacy_id = models.CharField(max_length=300, blank=True, db_index=True)
@@ -258,7 +261,7 @@ class Run(models.Model):
 
     coverage_percent = models.FloatField(null=True, blank=True)
     coverage_longest_gap_s = models.FloatField(null=True, blank=True)
-    coverage_verdict = models.CharField(max_length=12, blank=True)
+    coverage_verdict = models.CharField(max_length=12, blank=True, choices=verdict_choices)
     coverage_background_runs = models.PositiveIntegerField(null=True, blank=True)
     flags = models.JSONField(default=list, blank=True)
     #: Compact sample trace (see core.trace); empty for imported runs.

@@ -52,8 +52,6 @@ FINISHED_STATUSES = (
     Experiment.Status.IMPORTED,
 )
 
-VERDICT_RANK = {"": 0, "good": 1, "partial": 2, "insufficient": 3}
-
 
 def experiment_list(
     *,

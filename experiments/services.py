@@ -21,6 +21,7 @@ from django.db.models import Q, Sum
 from django.utils import timezone
 
 from core.contract import BackgroundRunRecord, GroupInfo, RunKey, RunResult
+from core.coverage import worst_verdict
 from experiments import queues
 from experiments.expfile import ExperimentFile
 from experiments.models import BackgroundRun, Experiment, Host, ProcessGroup, Run, Workload
@@ -28,7 +29,6 @@ from experiments.models import BackgroundRun, Experiment, Host, ProcessGroup, Ru
 log = logging.getLogger(__name__)
 
 LOG_TAIL_CHARS = 4000
-_VERDICT_RANK = {"": -1, "good": 0, "partial": 1, "insufficient": 2}
 
 Errors = dict[str, list[str]]
 
@@ -537,7 +537,7 @@ def _update_totals(experiment_id: int) -> None:
     finished = runs.exclude(status__in=[Run.Status.PENDING, Run.Status.RUNNING])
     totals = finished.aggregate(gpu=Sum("gpu_energy_j"), cpu=Sum("cpu_energy_j"))
     verdicts = set(finished.values_list("coverage_verdict", flat=True))
-    worst = max(verdicts or {""}, key=lambda v: _VERDICT_RANK.get(v, -1))
+    worst = worst_verdict(verdicts)
     done = finished.values("config_index", "repeat_index").distinct().count()
     Experiment.objects.filter(id=experiment_id).update(
         gpu_energy_j=totals["gpu"],

@@ -8,6 +8,8 @@ from typing import Any
 from django import template
 from django.utils.html import format_html
 
+from core.coverage import verdict_colour
+from core.coverage import verdict_rule as _verdict_rule
 from experiments.models import Run
 
 register = template.Library()
@@ -125,3 +127,18 @@ def span_s(obj: Any) -> float | None:
     if start is None or end is None:
         return None
     return float((end - start).total_seconds())
+
+
+@register.filter
+def verdict(value: str) -> str:
+    """A coverage verdict in its colour (from core.coverage.VERDICTS); "" for none."""
+    if not value:
+        return ""
+    return format_html(
+        '<span class="verdict" style="color: {}">{}</span>', verdict_colour(value), value
+    )
+
+
+@register.simple_tag
+def verdict_rule() -> str:
+    return _verdict_rule()

@@ -46,8 +46,9 @@ def coverage_windows(
 ) -> list[charts.Window]:
     """Each started foreground run's window with the background runs overlapping it.
 
-    A run still going is drawn up to now, and its percentage computed live with the
-    same interval maths the worker uses (``core.coverage``)."""
+    The gaps drawn come from ``core.coverage`` (the maths the worker uses), so the
+    picture and the number agree. A run still going is drawn up to now, and its
+    percentage is computed live the same way."""
     now = timezone.now()
     windows = []
     for run in runs:
@@ -59,14 +60,14 @@ def coverage_windows(
             for b in background
             if b.started_at < end and (b.ended_at is None or b.ended_at > run.started_at)
         ]
+        report = compute_coverage(
+            run.started_at.timestamp(),
+            end.timestamp(),
+            [(a.timestamp(), b.timestamp()) for a, b, _ in over],
+        )
         percent = run.coverage_percent
         verdict = run.coverage_verdict
         if run.ended_at is None and experiment.mode == Experiment.Mode.PARALLEL:
-            report = compute_coverage(
-                run.started_at.timestamp(),
-                end.timestamp(),
-                [(a.timestamp(), b.timestamp()) for a, b, _ in over],
-            )
             percent, verdict = report.percent, ""
         windows.append(
             charts.Window(
@@ -76,6 +77,7 @@ def coverage_windows(
                 background=over,
                 percent=percent,
                 verdict=verdict,
+                gaps=report.gaps,
                 href=run_url(experiment, run),
                 live=run.ended_at is None,
             )

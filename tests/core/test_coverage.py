@@ -8,7 +8,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.coverage import compute_coverage
+from core.coverage import (
+    VERDICTS,
+    compute_coverage,
+    verdict_for,
+    verdict_rank,
+    verdict_rule,
+    worst_verdict,
+)
 
 # Integer instants make a brute-force reference exact: a unit cell [k, k + 1] is
 # covered when some run contains it, and every union / gap is a whole number of cells.
@@ -113,3 +120,24 @@ def test_zero_length_window_is_covered_only_when_a_run_spans_it():
 def test_a_window_ending_before_it_starts_is_an_error():
     with pytest.raises(ValueError, match="before it starts"):
         compute_coverage(10, 5, [])
+
+
+def test_each_verdict_starts_at_its_threshold_in_the_list():
+    for verdict in VERDICTS:
+        assert verdict_for(verdict.min_percent) == verdict.value
+    assert verdict_for(100.0) == VERDICTS[0].value
+    assert verdict_for(VERDICTS[0].min_percent - 0.01) == VERDICTS[1].value
+    assert verdict_for(0.0) == VERDICTS[-1].value
+
+
+def test_the_list_is_ordered_best_first_and_the_worst_verdict_is_its_last():
+    thresholds = [v.min_percent for v in VERDICTS]
+    assert thresholds == sorted(thresholds, reverse=True)
+    assert [verdict_rank(v.value) for v in VERDICTS] == list(range(len(VERDICTS)))
+    assert worst_verdict({"good", "insufficient", "partial", ""}) == "insufficient"
+    assert worst_verdict({"good", ""}) == "good"
+    assert worst_verdict(set()) == ""
+
+
+def test_the_rule_in_words_reads_the_thresholds():
+    assert verdict_rule() == "≥ 95 % good, ≥ 80 % partial, else insufficient"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from core.coverage import compute_coverage, verdict_colour
 from experiments import charts
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
@@ -56,28 +57,49 @@ def test_no_samples_says_so():
     assert "no samples yet" in svg
 
 
-def test_gaps_are_the_parts_of_the_window_no_background_covers():
-    assert charts.gaps_in(10.0, [(1.0, 4.0), (3.0, 6.0), (8.0, 12.0)]) == [(0.0, 1.0), (6.0, 8.0)]
-    assert charts.gaps_in(10.0, []) == [(0.0, 10.0)]
-
-
-def test_the_timeline_draws_background_runs_and_hatches_gaps():
+def test_the_timeline_draws_background_runs_and_hatches_the_reports_gaps():
+    background = [
+        (_at(-5), _at(40), "background run 0"),
+        (_at(50), _at(120), "background run 1"),
+    ]
+    report = compute_coverage(
+        _at(0).timestamp(),
+        _at(100).timestamp(),
+        [(a.timestamp(), b.timestamp()) for a, b, _ in background],
+    )
     window = charts.Window(
         label="run 0.0.0",
         start=_at(0),
         end=_at(100),
-        background=[
-            (_at(-5), _at(40), "background run 0"),
-            (_at(50), _at(120), "background run 1"),
-        ],
-        percent=90.0,
-        verdict="partial",
+        background=background,
+        percent=report.percent,
+        verdict=report.verdict,
+        gaps=report.gaps,
     )
     svg = str(charts.coverage_timeline([window]))
     assert svg.count('class="bg"') == 2
     assert svg.count('class="gap"') == 1 and "gap 10.0 s" in svg
     assert "90.0 %" in svg and "partial" in svg
-    assert charts.covered_percent(window) == 90.0
+    assert f'fill="{verdict_colour("partial")}"' in svg
+
+
+def test_the_timeline_draws_the_gaps_it_is_given_and_computes_none():
+    # Two gaps handed over, although the bars would leave none: the chart is a picture
+    # of the report, so the number beside it and the hatching cannot disagree.
+    window = charts.Window(
+        label="run 0.0.0",
+        start=_at(0),
+        end=_at(100),
+        background=[(_at(0), _at(100), "background run 0")],
+        percent=80.0,
+        verdict="partial",
+        gaps=[
+            (_at(10).timestamp(), _at(15).timestamp()),
+            (_at(60).timestamp(), _at(75).timestamp()),
+        ],
+    )
+    svg = str(charts.coverage_timeline([window]))
+    assert svg.count('class="gap"') == 2 and "gap 5.0 s" in svg and "gap 15.0 s" in svg
 
 
 def test_ticks_are_round_and_cover_the_range():

@@ -9,9 +9,11 @@ Each run writes ``run_N.log`` framed by a first and a last line giving the run n
 its start / end (ISO 8601, UTC) and its exit code; every start and end is appended at
 once to the intervals file as one JSON line, so the worker can record background runs
 while they happen. A failed run is recorded and restarted (the earlier tool's loop
-died at the first failure). Quick runs several times in a row are a crash loop: the
-loop backs off exponentially and writes a ``crash_loop`` line. On SIGTERM (or SIGINT)
-it stops the current training's group, records that run as stopped and exits 0.
+died at the first failure). Quick *failing* runs several times in a row are a crash
+loop: the loop backs off exponentially and writes a ``crash_loop`` line. A quick run
+that exits 0 is a short training, not a crash: it restarts after the restart delay.
+On SIGTERM (or SIGINT) it stops the current training's group, records that run as
+stopped and exits 0.
 
 The training's environment is this process's own (the runner puts the workload's
 variables and the experiment marker there).
@@ -89,10 +91,13 @@ class BackgroundLoop:
         quick = 0
         while not self.stopping.is_set():
             number += 1
-            duration, stopped = self._one_run(number)
+            duration, stopped, failed = self._one_run(number)
             if stopped:
                 break
-            quick = quick + 1 if duration < cfg.crash_threshold_s else 0
+            # Only a quick *failure* counts towards a crash loop: a short background
+            # training that succeeds must keep its restart delay, or the coverage of
+            # short runs falls far below L / (L + d).
+            quick = quick + 1 if failed and duration < cfg.crash_threshold_s else 0
             delay = backoff_delay(cfg.restart_delay, quick, cfg.crash_runs)
             if quick >= cfg.crash_runs:
                 self._append(
@@ -108,8 +113,8 @@ class BackgroundLoop:
         self._append({"event": "exit", "at": utc_now().isoformat()})
         return 0
 
-    def _one_run(self, number: int) -> tuple[float, bool]:
-        """Start, wait, record one run; returns (seconds it lasted, stopped by us)."""
+    def _one_run(self, number: int) -> tuple[float, bool, bool]:
+        """Start, wait, record one run; returns (seconds it lasted, stopped by us, failed)."""
         cfg = self.config
         log_path = cfg.log_dir / f"run_{number}.log"
         started = utc_now()
@@ -172,7 +177,7 @@ class BackgroundLoop:
         if error:
             end_event["error"] = error
         self._append(end_event)
-        return duration, stopped
+        return duration, stopped, bool(error) or exit_code != 0
 
 
 def parse_args(argv: Sequence[str]) -> LoopConfig:

@@ -192,7 +192,7 @@ class _Background:
         elif kind == "crash_loop":
             store.event(
                 "background_crash_loop",
-                f"{event['consecutive_quick_runs']} background runs in a row ended within "
+                f"{event['consecutive_quick_runs']} background runs in a row failed within "
                 f"{self.bplan.crash_threshold_s:g} s; next start in {event['backoff_s']:g} s",
             )
 

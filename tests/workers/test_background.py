@@ -143,3 +143,46 @@ def test_it_rejects_a_missing_command_with_a_clear_message(marker, tmp_path):
 )
 def test_backoff_doubles_after_the_crash_limit_and_is_capped(quick, expected):
     assert backoff_delay(2.0, quick, crash_runs=3) == expected
+
+
+def test_quick_successful_runs_are_not_a_crash_loop_and_keep_the_restart_delay(marker, tmp_path):
+    # A background training shorter than the crash threshold that exits 0 is a short
+    # training, not a crash: every restart waits the restart delay, never a back-off.
+    loop = start_loop(
+        marker, tmp_path, program("sleeper.py", "0"),
+        "--restart-delay", "0.3", "--crash-threshold", "5", "--crash-runs", "2",
+    )  # fmt: skip
+    wait_for(lambda: len(ends(tmp_path)) >= 5, timeout=30, what="five quick runs")
+    loop.stop(grace=5)
+    log = events(tmp_path)
+    assert not [e for e in log if e["event"] == "crash_loop"], log
+    starts = {e["run"]: e["epoch"] for e in log if e["event"] == "start"}
+    finished = {e["run"]: e for e in ends(tmp_path)}
+    assert all(finished[n]["exit_code"] == 0 for n in range(1, 5))
+    gaps = [starts[n + 1] - finished[n]["epoch"] for n in range(1, 5)]
+    assert all(0.3 <= gap < 1.0 for gap in gaps), gaps  # a back-off would be >= 2 s
+
+
+def test_quick_failures_after_quick_successes_count_from_the_first_failure(marker, tmp_path):
+    # Exit 0 for the first two runs, then exit 3: the crash loop is declared after two
+    # consecutive quick failures (runs 3 and 4), not counted from run 1.
+    script = tmp_path / "flaky.py"
+    script.write_text(
+        "import pathlib, sys\n"
+        f"p = pathlib.Path({str(tmp_path / 'count')!r})\n"
+        "n = int(p.read_text()) + 1 if p.exists() else 1\n"
+        "p.write_text(str(n))\n"
+        "sys.exit(0 if n <= 2 else 3)\n"
+    )
+    loop = start_loop(
+        marker, tmp_path, [PY, str(script)],
+        "--restart-delay", "0.1", "--crash-threshold", "5", "--crash-runs", "2",
+    )  # fmt: skip
+    wait_for(
+        lambda: any(e["event"] == "crash_loop" for e in events(tmp_path)),
+        timeout=30,
+        what="a crash loop",
+    )
+    loop.stop(grace=5)
+    crash = [e for e in events(tmp_path) if e["event"] == "crash_loop"]
+    assert (crash[0]["run"], crash[0]["consecutive_quick_runs"]) == (4, 2)

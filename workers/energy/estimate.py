@@ -2,23 +2,49 @@
 
 Used only where neither RAPL nor perf can be read. It is not a measurement: joules =
 CPU-seconds of the foreground tree x an assumed power per busy core, and the report
-says so (method ``estimate``, the assumed watts in the flags). Unlike RAPL it covers
+says so (method ``estimate``, the assumed watts and where they come from in the
+flags: the packages' power limit from powercap / physical cores, else a table by CPU
+model family, else a generic figure). Unlike RAPL it covers
 the foreground only, so the background is not in it; DRAM is not estimated.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
 
 import psutil
 
 from workers.energy.meters import CpuMethod, CpuReading
+from workers.energy.rapl import DEFAULT_POWERCAP_ROOT, package_power_limits_w
 
-#: Assumed average power of one fully busy core. A server core at full load draws
-#: roughly 5-15 W (package TDP / cores); 10 W is the middle of that range.
-DEFAULT_WATTS_PER_CORE = 10.0
 WATTS_ENV = "WATTLAB_CPU_WATTS_PER_CORE"
+CPUINFO = Path("/proc/cpuinfo")
+
+#: Watts per busy core by CPU model family: the top SKU's TDP / its physical cores
+#: (vendor data sheets). Used only where powercap gives no package power limit.
+#: First match wins, so the specific generations come before the bare family names.
+FAMILY_TABLE: Final[tuple[tuple[str, str, float], ...]] = (
+    (r"EPYC\s+9\d\d5", "AMD EPYC 9005 (Turin): 9755, 500 W / 128 cores", 500 / 128),
+    (r"EPYC\s+9\d\d4", "AMD EPYC 9004 (Genoa): 9654, 360 W / 96 cores", 360 / 96),
+    (r"EPYC\s+7\d\d3", "AMD EPYC 7003 (Milan): 7763, 280 W / 64 cores", 280 / 64),
+    (r"EPYC\s+7\d\d2", "AMD EPYC 7002 (Rome): 7742, 225 W / 64 cores", 225 / 64),
+    (r"EPYC\s+7\d\d1", "AMD EPYC 7001 (Naples): 7601, 180 W / 32 cores", 180 / 32),
+    (r"EPYC", "AMD EPYC, generation unknown: Milan's 280 W / 64 cores", 280 / 64),
+    (r"Xeon.*\b\d5\d\d", "Intel Xeon 5th gen (Emerald Rapids): 8592+, 350 W / 64 cores", 350 / 64),
+    (r"Xeon.*\b\d4\d\d", "Intel Xeon 4th gen (Sapphire Rapids): 8480+, 350 W / 56 cores", 350 / 56),
+    (r"Xeon.*\b\d3\d\d", "Intel Xeon 3rd gen (Ice Lake): 8380, 270 W / 40 cores", 270 / 40),
+    (r"Xeon.*\b\d2\d\d", "Intel Xeon 2nd gen (Cascade Lake): 8280, 205 W / 28 cores", 205 / 28),
+    (r"Xeon.*\b\d1\d\d", "Intel Xeon 1st gen (Skylake-SP): 8180, 205 W / 28 cores", 205 / 28),
+    (r"Xeon", "Intel Xeon, generation unknown: Ice Lake's 270 W / 40 cores", 270 / 40),
+)
+#: Neither powercap nor the table knows the CPU: a middle of the table's server range
+#: (3.5-7.3 W), not the 10 W once assumed (1.6-2.7x too high for current servers).
+GENERIC_WATTS_PER_CORE: Final = 5.0
 
 #: psutil's children(recursive=True) scans all of /proc: do it rarely. CPU times of
 #: known members are cheap (one /proc/<pid>/stat read each).
@@ -26,10 +52,23 @@ TREE_REFRESH_S = 5.0
 POLL_PERIOD_S = 1.0
 
 
-def watts_per_core_from_env() -> float:
+@dataclass(frozen=True)
+class WattsPerCore:
+    """The assumed power of one busy core and where the number comes from."""
+
+    watts: float
+    #: "env", "caller", "powercap", "table" or "default".
+    source: str
+    detail: str
+
+    def flag(self) -> str:
+        return f"watts per core from {self.source}: {self.detail}"
+
+
+def watts_per_core_from_env() -> float | None:
     raw = os.environ.get(WATTS_ENV, "")
     if not raw:
-        return DEFAULT_WATTS_PER_CORE
+        return None
     try:
         value = float(raw)
     except ValueError as exc:
@@ -37,6 +76,56 @@ def watts_per_core_from_env() -> float:
     if not 0 < value < 1000:
         raise ValueError(f"{WATTS_ENV} must be between 0 and 1000 watts, got {raw!r}")
     return value
+
+
+def cpu_model(cpuinfo: Path = CPUINFO) -> str:
+    """The first ``model name`` in /proc/cpuinfo ("" where there is none, e.g. on ARM)."""
+    try:
+        text = cpuinfo.read_text(errors="replace")
+    except OSError:
+        return ""
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name":
+            return value.strip()
+    return ""
+
+
+def physical_cores() -> int:
+    return psutil.cpu_count(logical=False) or os.cpu_count() or 1
+
+
+def resolve_watts_per_core(
+    *,
+    powercap_root: Path = DEFAULT_POWERCAP_ROOT,
+    cpuinfo: Path = CPUINFO,
+    cores: int | None = None,
+) -> WattsPerCore:
+    """$WATTLAB_CPU_WATTS_PER_CORE, else the packages' power limit / cores, else the
+    model-family table, else a generic default; the result says which."""
+    env = watts_per_core_from_env()
+    if env is not None:
+        return WattsPerCore(env, "env", f"{WATTS_ENV}={env:g}")
+    n = cores if cores is not None else physical_cores()
+    limits = package_power_limits_w(powercap_root)
+    if limits:
+        total = sum(limits)
+        return WattsPerCore(
+            total / n,
+            "powercap",
+            f"package power limit {total:g} W (constraint_0_power_limit_uw, "
+            f"{len(limits)} package(s)) / {n} cores",
+        )
+    model = cpu_model(cpuinfo)
+    for pattern, family, watts in FAMILY_TABLE:
+        if re.search(pattern, model):
+            return WattsPerCore(watts, "table", f"{model!r} read as {family}")
+    return WattsPerCore(
+        GENERIC_WATTS_PER_CORE,
+        "default",
+        f"no package power limit in powercap and CPU model {model or 'unknown'!r} "
+        "is not in the table: generic server figure",
+    )
 
 
 def _tree_cpu_seconds(p: psutil.Process) -> float:
@@ -50,10 +139,21 @@ class EstimateCpuMeter:
     method: CpuMethod = "estimate"
     whole_machine = False
 
-    def __init__(self, watts_per_core: float | None = None) -> None:
-        self.watts_per_core = (
-            watts_per_core if watts_per_core is not None else (watts_per_core_from_env())
-        )
+    def __init__(
+        self,
+        watts_per_core: float | None = None,
+        *,
+        powercap_root: Path = DEFAULT_POWERCAP_ROOT,
+        cpuinfo: Path = CPUINFO,
+        cores: int | None = None,
+    ) -> None:
+        if watts_per_core is not None:
+            self.assumed = WattsPerCore(watts_per_core, "caller", f"{watts_per_core:g} W given")
+        else:
+            self.assumed = resolve_watts_per_core(
+                powercap_root=powercap_root, cpuinfo=cpuinfo, cores=cores
+            )
+        self.watts_per_core = self.assumed.watts
         self.device = "estimate from the foreground process tree's CPU time"
         self._leader: psutil.Process | None = None
         self._members: list[psutil.Process] = []
@@ -117,8 +217,9 @@ class EstimateCpuMeter:
             self._cpu_s * self.watts_per_core,
             None,
             [
-                f"estimate: {self.watts_per_core:g} W per busy core x "
+                f"estimate: {self.watts_per_core:.3g} W per busy core x "
                 f"{self._cpu_s:.1f} CPU-seconds of the foreground process tree (not measured)",
+                self.assumed.flag(),
                 "foreground only: the background is not included",
                 f"CPU time read every {POLL_PERIOD_S:g} s: up to that much before the "
                 "foreground's exit can be missed",

@@ -15,6 +15,8 @@ else on the host.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,8 +34,13 @@ class _Zone:
     energy_path: Path
     max_range_uj: int | None
     last_uj: int = 0
-    total_uj: int = 0
+    last_t: float = 0.0
+    total_uj: float = 0.0
     wraps: int = 0
+    #: Wraps bridged by the power of the interval before (range unknown).
+    bridged: int = 0
+    #: µJ/s over the last interval without a wrap: what bridges a wrap of unknown range.
+    rate_uj_s: float | None = None
 
 
 def _read_int(path: Path) -> int:
@@ -74,7 +81,7 @@ def discover_zones(root: Path = DEFAULT_POWERCAP_ROOT) -> list[_Zone]:
         try:
             max_range = _read_int(zone_dir / "max_energy_range_uj")
         except (OSError, ValueError):
-            max_range = None
+            max_range = None  # wraps are then bridged (see RaplCpuMeter.poll)
         zones.append(_Zone(f"{zone_dir.name} ({name})", kind, zone_dir / "energy_uj", max_range))
     if not zones:
         raise MeterUnavailable(f"no RAPL package or dram zone under {root}")
@@ -91,39 +98,99 @@ def discover_zones(root: Path = DEFAULT_POWERCAP_ROOT) -> list[_Zone]:
     return zones
 
 
+def package_power_limits_w(root: Path = DEFAULT_POWERCAP_ROOT) -> list[float]:
+    """The long-term power limit (PL1) of every package zone, in watts; [] if none reads.
+
+    ``constraint_0_power_limit_uw`` stays world-readable where ``energy_uj`` became
+    root-only, so a host that cannot measure can still say what its packages may draw.
+    """
+    limits: list[float] = []
+    seen: set[Path] = set()
+    try:
+        candidates = sorted(root.glob("*rapl*"))
+    except OSError:
+        return []
+    for zone_dir in candidates:
+        real = zone_dir.resolve()
+        if "mmio" in zone_dir.name or real in seen:
+            continue  # the MMIO zone is the same package's limit a second time
+        seen.add(real)
+        try:
+            if not (zone_dir / "name").read_text().strip().startswith("package"):
+                continue
+            name_file = zone_dir / "constraint_0_name"
+            if name_file.exists() and name_file.read_text().strip() != "long_term":
+                continue
+            limit_uw = _read_int(zone_dir / "constraint_0_power_limit_uw")
+        except (OSError, ValueError):
+            continue
+        if limit_uw > 0:
+            limits.append(limit_uw / 1e6)
+    return limits
+
+
 class RaplCpuMeter:
     method: CpuMethod = "rapl"
     whole_machine = True
 
-    def __init__(self, root: Path = DEFAULT_POWERCAP_ROOT) -> None:
+    def __init__(
+        self, root: Path = DEFAULT_POWERCAP_ROOT, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._zones = discover_zones(root)
+        self._clock = clock
         self.device = "RAPL " + ", ".join(z.name for z in self._zones)
         self._has_dram = any(z.kind == "dram" for z in self._zones)
 
     def start(self, foreground_pid: int | None) -> None:
+        now = self._clock()
         for zone in self._zones:
             zone.last_uj = _read_int(zone.energy_path)
-            zone.total_uj = 0
-            zone.wraps = 0
+            zone.last_t = now
+            zone.total_uj = 0.0
+            zone.wraps = zone.bridged = 0
+            zone.rate_uj_s = None
 
     def poll(self) -> None:
+        now = self._clock()
         for zone in self._zones:
             try:
                 current = _read_int(zone.energy_path)
             except (OSError, ValueError):
                 continue  # a missed read only delays the delta to the next poll
-            if current < zone.last_uj:
+            elapsed = now - zone.last_t
+            if current >= zone.last_uj:
+                delta: float = current - zone.last_uj
+                if elapsed > 0:
+                    zone.rate_uj_s = delta / elapsed
+            else:
                 zone.wraps += 1
-            zone.total_uj += counter_delta(zone.last_uj, current, zone.max_range_uj)
+                if zone.max_range_uj:
+                    delta = counter_delta(zone.last_uj, current, zone.max_range_uj)
+                else:
+                    # max_energy_range_uj unreadable: the part before the wrap is
+                    # unknown. Bridge the interval with the power just before it (at
+                    # least what was counted since the wrap), and go on counting: a
+                    # total that stopped at the first wrap would be far worse.
+                    zone.bridged += 1
+                    bridged = (zone.rate_uj_s or 0.0) * max(elapsed, 0.0)
+                    delta = max(float(current), bridged)
+            zone.total_uj += delta
             zone.last_uj = current
+            zone.last_t = now
 
     def total(self) -> CpuReading:
         package = sum(z.total_uj for z in self._zones if z.kind == "package") / 1e6
         dram = sum(z.total_uj for z in self._zones if z.kind == "dram") / 1e6
         wraps = sum(z.wraps for z in self._zones)
         flags = [WHOLE_MACHINE_FLAG]
-        if wraps:
-            flags.append(f"RAPL counter wrapped {wraps} time(s) during the run (handled)")
+        bridged = sum(z.bridged for z in self._zones)
+        if wraps > bridged:
+            flags.append(f"RAPL counter wrapped {wraps - bridged} time(s) during the run (handled)")
+        if bridged:
+            flags.append(
+                f"RAPL counter wrapped {bridged} time(s) with max_energy_range_uj unreadable: "
+                "the poll interval across each wrap is estimated from the power just before it"
+            )
         return CpuReading(package, dram if self._has_dram else None, flags)
 
     def stop(self) -> CpuReading:

@@ -75,7 +75,7 @@ def _open_cpu(powercap_root: Path, try_perf: bool) -> tuple[CpuMeter, dict[str, 
             reasons["perf"] = str(exc)
     else:
         reasons["perf"] = "not tried"
-    return EstimateCpuMeter(), reasons
+    return EstimateCpuMeter(powercap_root=powercap_root), reasons
 
 
 def open_meters(

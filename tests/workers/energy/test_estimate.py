@@ -1,6 +1,7 @@
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -46,3 +47,95 @@ def test_the_assumed_watts_come_from_the_environment(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv(WATTS_ENV, "many")
     with pytest.raises(ValueError, match=WATTS_ENV):
         watts_per_core_from_env()
+
+
+def _package(root: Path, name: str, limit_uw: int | None, constraint: str = "long_term") -> None:
+    # Laid out like the intel_rapl driver's zone; energy_uj root-only as since Linux 5.10
+    # does not matter: only the limit is read.
+    root.mkdir(parents=True)
+    (root / "name").write_text(name + "\n")
+    (root / "energy_uj").write_text("0\n")
+    if limit_uw is not None:
+        (root / "constraint_0_name").write_text(constraint + "\n")
+        (root / "constraint_0_power_limit_uw").write_text(f"{limit_uw}\n")
+
+
+def _cpuinfo(tmp_path: Path, model: str) -> Path:
+    path = tmp_path / "cpuinfo"
+    path.write_text(f"processor\t: 0\nvendor_id\t: X\nmodel name\t: {model}\nflags\t\t: fpu\n")
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _no_env_override(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(WATTS_ENV, raising=False)
+
+
+def test_watts_per_core_come_from_the_package_power_limits_in_powercap(tmp_path: Path) -> None:
+    root = tmp_path / "powercap"
+    _package(root / "intel-rapl:0", "package-0", 205_000_000)
+    _package(root / "intel-rapl:1", "package-1", 205_000_000)
+    _package(root / "intel-rapl-mmio:0", "package-0", 205_000_000)  # the same package again
+    _package(root / "intel-rapl:0" / "intel-rapl:0:0", "core", 99_000_000)
+    cpuinfo = _cpuinfo(tmp_path, "Intel(R) Xeon(R) Platinum 8480+")
+    meter = EstimateCpuMeter(powercap_root=root, cpuinfo=cpuinfo, cores=56)
+    assert meter.watts_per_core == pytest.approx(410 / 56)
+    assert meter.assumed.source == "powercap"
+    meter.start(None)
+    assert meter.stop().package_j is None  # no process: still no number
+
+
+def test_without_a_power_limit_the_cpu_model_family_table_is_used(tmp_path: Path) -> None:
+    root = tmp_path / "powercap"
+    _package(root / "intel-rapl:0", "package-0", None)  # AMD: no constraint files
+    cpuinfo = _cpuinfo(tmp_path, "AMD EPYC 7763 64-Core Processor")
+    meter = EstimateCpuMeter(powercap_root=root, cpuinfo=cpuinfo, cores=64)
+    assert meter.watts_per_core == pytest.approx(280 / 64)
+    assert meter.assumed.source == "table"
+    assert "Milan" in meter.assumed.flag()
+
+
+@pytest.mark.parametrize(
+    ("model", "expected"),
+    [
+        ("AMD EPYC 9654 96-Core Processor", 360 / 96),
+        ("Intel(R) Xeon(R) Gold 6338 CPU @ 2.00GHz", 270 / 40),
+        ("Intel(R) Xeon(R) Platinum 8280 CPU @ 2.70GHz", 205 / 28),
+        ("Intel(R) Xeon(R) Platinum 8480+", 350 / 56),
+    ],
+)
+def test_the_family_table_reads_the_generation_from_the_model_name(
+    tmp_path: Path, model: str, expected: float
+) -> None:
+    meter = EstimateCpuMeter(powercap_root=tmp_path / "none", cpuinfo=_cpuinfo(tmp_path, model))
+    assert meter.watts_per_core == pytest.approx(expected)
+
+
+def test_an_unknown_cpu_gets_the_generic_figure_and_says_so(tmp_path: Path) -> None:
+    meter = EstimateCpuMeter(
+        powercap_root=tmp_path / "none", cpuinfo=_cpuinfo(tmp_path, "Some ARM thing")
+    )
+    assert meter.watts_per_core < 10.0  # the old 10 W is too high for current servers
+    assert meter.assumed.source == "default"
+
+
+def test_the_flag_says_where_the_watts_come_from(tmp_path: Path) -> None:
+    root = tmp_path / "powercap"
+    _package(root / "intel-rapl:0", "package-0", 280_000_000)
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    meter = EstimateCpuMeter(powercap_root=root, cpuinfo=tmp_path / "none", cores=64)
+    meter.start(proc.pid)
+    proc.wait()
+    flags = meter.stop().flags
+    assert "watts per core from powercap: package power limit 280 W" in " ".join(flags)
+    assert "/ 64 cores" in " ".join(flags)
+
+
+def test_the_environment_overrides_powercap_and_the_table(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "powercap"
+    _package(root / "intel-rapl:0", "package-0", 280_000_000)
+    monkeypatch.setenv(WATTS_ENV, "7.5")
+    meter = EstimateCpuMeter(powercap_root=root, cores=64)
+    assert (meter.watts_per_core, meter.assumed.source) == (7.5, "env")

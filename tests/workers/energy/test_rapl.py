@@ -86,3 +86,50 @@ def test_powercap_on_this_machine_is_unavailable_with_a_reason() -> None:
         assert str(DEFAULT_POWERCAP_ROOT) in str(exc) or "energy_uj" in str(exc)
     else:
         pytest.skip("this host can read RAPL")
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_wrap_with_an_unreadable_range_is_bridged_and_the_total_keeps_counting(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "powercap"
+    energy = _zone(root / "intel-rapl:0", "package-0", 0)
+    (root / "intel-rapl:0" / "max_energy_range_uj").unlink()  # unreadable range
+    (root / "intel-rapl:0" / "max_energy_range_uj").mkdir()  # (reading it fails)
+    clock = _Clock()
+    energy.write_text(f"{MAX_RANGE - 3_000_000}\n")
+    meter = RaplCpuMeter(root, clock=clock)
+    meter.start(None)
+    clock.now += 0.1
+    energy.write_text(f"{MAX_RANGE - 1_000_000}\n")  # +2 J in 0.1 s: 20 W
+    meter.poll()
+    clock.now += 0.1
+    energy.write_text("500000\n")  # wrapped: unknown part + 0.5 J; bridged at 20 W = 2 J
+    meter.poll()
+    clock.now += 0.1
+    energy.write_text("2500000\n")  # +2 J: counting goes on after the wrap
+    meter.poll()
+    clock.now += 0.1
+    energy.write_text("4500000\n")  # +2 J
+    reading = meter.stop()
+    assert reading.package_j == pytest.approx(8.0)
+    assert any("max_energy_range_uj unreadable" in f for f in reading.flags)
+
+
+def test_a_bridged_wrap_counts_at_least_what_was_counted_since_the_wrap(tmp_path: Path) -> None:
+    root = tmp_path / "powercap"
+    energy = _zone(root / "intel-rapl:0", "package-0", 0)
+    (root / "intel-rapl:0" / "max_energy_range_uj").write_text("not a number\n")
+    energy.write_text("9000000\n")
+    meter = RaplCpuMeter(root)
+    meter.start(None)
+    energy.write_text("3000000\n")  # a wrap before any rate is known: >= 3 J
+    reading = meter.stop()
+    assert reading.package_j == pytest.approx(3.0)

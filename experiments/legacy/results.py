@@ -3,9 +3,14 @@
 Decisions (see docs/legacy.md):
 
 * One CSV row is one run. Rows of the same run appear twice, once with the id
-  prefixed ``default__``; a run is known by its id without that prefix plus its
-  timestamp (ids alone repeat: the profiler restarted its counter in every session),
-  and the two rows are merged (each fills the other's empty cells).
+  prefixed (``default__``, ``mutation_1x__``, ``mutation_2x_safe__``); a run is known by
+  its id without that prefix plus its timestamp (ids alone repeat: the profiler
+  restarted its counter in every session), and two rows with that identity and the
+  same measured values are merged (each fills the other's empty cells). The same
+  identity with different measured values stays two runs.
+* The profiler's 56-column summary ``data.csv`` reads the same way (``is_parallel``
+  marks its parallel rows); a run already imported from either file, matched by that
+  identity and then its measured values, is not imported again.
 * Parallel rows take the foreground's values from the ``fg_*`` columns, falling back to
   the plain columns the profiler sometimes filled instead.
 * Runs are grouped into one imported experiment per repository, model, mode,
@@ -40,7 +45,8 @@ from experiments.legacy.workloads import legacy_workload, workload_name
 from experiments.models import Experiment, Run, Workload
 from experiments.mutation import SpaceError, config_key, parse_space
 
-DUPLICATE_PREFIX = "default__"
+#: Prefixes under which the profiler wrote a second copy of a run (its batch name).
+DUPLICATE_PREFIXES = ("default__", "mutation_1x__", "mutation_2x_safe__")
 LEGACY_FLOAT_DECIMALS = 6
 SOURCE_NOTE = "imported from the earlier profiler's raw_data.csv"
 
@@ -64,7 +70,21 @@ FLAG_CPU_BACKGROUND = "legacy_cpu_includes_background"
 FLAG_STALE_FG = "legacy_fg_columns_of_another_run"
 
 _IDENTITY_COLUMNS = ("duration_seconds", "energy_gpu_total_joules", "energy_cpu_pkg_joules")
+#: Run fields that tell two records of one id and timestamp apart (or not).
+_MEASURED = ("duration_s", "gpu_energy_j", "cpu_energy_j")
 _INT_TEXT = re.compile(r"^[-+]?\d+$")
+
+
+def split_prefix(raw_id: str) -> tuple[str, str]:
+    """``mutation_1x__X`` -> (``X``, ``mutation_1x__``); a plain id -> (id, "")."""
+    for prefix in DUPLICATE_PREFIXES:
+        if raw_id.startswith(prefix) and len(raw_id) > len(prefix):
+            return raw_id[len(prefix) :], prefix
+    return raw_id, ""
+
+
+def base_id(raw_id: str) -> str:
+    return split_prefix(raw_id)[0]
 
 
 class LegacyResultsError(ValueError):
@@ -96,7 +116,15 @@ class LegacyRun:
 
     @property
     def key(self) -> tuple[str, dt.datetime]:
-        return self.legacy_id, self.ended_at
+        return base_id(self.legacy_id), self.ended_at
+
+    def measured(self) -> tuple[float | None, ...]:
+        """What was measured (duration, GPU J, CPU J): the same run has the same."""
+        return (
+            self.duration_s,
+            self.energy.get("energy_gpu_total_joules"),
+            self.energy.get("energy_cpu_pkg_joules"),
+        )
 
     @property
     def group(self) -> tuple[str, str, str, str, str, str]:
@@ -116,6 +144,15 @@ class ReadResult:
     problems: list[tuple[int, str]]
     rows: int
     duplicates: int
+    #: Merged second copies by the prefix of their id ("" = the same id twice).
+    merged_by_prefix: dict[str, int] = field(default_factory=dict)
+    #: Rows sharing a run's id and timestamp but not its measured values (kept apart).
+    conflicts: int = 0
+
+
+def same_measurements(a: Iterable[float | None], b: Iterable[float | None]) -> bool:
+    """Equal wherever both recorded a value (a copy may leave a cell empty)."""
+    return all(x is None or y is None or x == y for x, y in zip(a, b, strict=True))
 
 
 class _RowError(ValueError):
@@ -172,7 +209,10 @@ def _parse_row(row: dict[str, str], line: int, tz: dt.tzinfo, all_ids: list[str]
         raise _RowError(f"timestamp: {stamp!r} is not an ISO date and time") from None
     if ended.tzinfo is None:
         ended = ended.replace(tzinfo=tz)
-    parallel = (row.get("mode") or "").strip() == "parallel"
+    # raw_data.csv says so in ``mode``; data.csv also has ``is_parallel``.
+    parallel = (row.get("mode") or "").strip() == "parallel" or (
+        row.get("is_parallel") or ""
+    ).strip() == "True"
     stale_fg = parallel and _fg_block_is_stale(row)
 
     def cell(column: str) -> str:
@@ -212,7 +252,7 @@ def _parse_row(row: dict[str, str], line: int, tz: dt.tzinfo, all_ids: list[str]
         line=line,
         # The run's own id: the one without the prefix the second copy carries (a run
         # seen only as ``default__X`` keeps that id).
-        legacy_id=next((i for i in all_ids if not i.startswith(DUPLICATE_PREFIX)), raw_id),
+        legacy_id=next((i for i in all_ids if not split_prefix(i)[1]), raw_id),
         all_ids=all_ids,
         timestamp=stamp,
         ended_at=ended,
@@ -235,16 +275,16 @@ def _parse_row(row: dict[str, str], line: int, tz: dt.tzinfo, all_ids: list[str]
 
 
 def read_results(text: str, *, tz: dt.tzinfo) -> ReadResult:
-    """Rows -> runs (duplicates merged); problems as (line number, message)."""
+    """Rows -> runs (second copies merged); problems as (line number, message)."""
     reader = csv.DictReader(io.StringIO(text, newline=""))
     header = reader.fieldnames or []
     for column in ("experiment_id", "timestamp", "repository", "model"):
         if column not in header:
             raise LegacyResultsError(f"(header): column {column!r} is missing")
-    grouped: dict[tuple[str, str], tuple[int, dict[str, str], list[str]]] = {}
+    # (id without prefix, timestamp) -> [(line, cells, raw id)], in file order.
+    grouped: dict[tuple[str, str], list[tuple[int, dict[str, str], str]]] = {}
     problems: list[tuple[int, str]] = []
     rows = 0
-    duplicates = 0
     line = 1
     for row in reader:
         start, line = line + 1, reader.line_num
@@ -255,21 +295,43 @@ def read_results(text: str, *, tz: dt.tzinfo) -> ReadResult:
             continue
         clean = {k: (v or "") for k, v in row.items()}
         raw_id = clean.get("experiment_id", "").strip()
-        key = (raw_id.removeprefix(DUPLICATE_PREFIX), clean.get("timestamp", "").strip())
-        if raw_id and key in grouped:
-            first_line, first, ids = grouped[key]
-            grouped[key] = (first_line, _merge(first, clean), [*ids, raw_id])
-            duplicates += 1
-            continue
-        grouped[key if raw_id else (f"#line{start}", "")] = (start, clean, [raw_id])
-    runs: list[LegacyRun] = []
-    for start, row, ids in grouped.values():
-        try:
-            runs.append(_parse_row(row, start, tz, ids))
-        except _RowError as exc:
-            problems.append((start, str(exc)))
+        key = (base_id(raw_id), clean.get("timestamp", "").strip()) if raw_id else (f"#{start}", "")
+        grouped.setdefault(key, []).append((start, clean, raw_id))
+    result = ReadResult(runs=[], problems=problems, rows=rows, duplicates=0)
+    for members in grouped.values():
+        for start, cells, ids in _merge_copies(members, tz, result):
+            try:
+                result.runs.append(_parse_row(cells, start, tz, ids))
+            except _RowError as exc:
+                problems.append((start, str(exc)))
     problems.sort()
-    return ReadResult(runs=runs, problems=problems, rows=rows, duplicates=duplicates)
+    return result
+
+
+def _merge_copies(
+    members: list[tuple[int, dict[str, str], str]], tz: dt.tzinfo, result: ReadResult
+) -> list[tuple[int, dict[str, str], list[str]]]:
+    """Rows of one id and timestamp -> one entry per run: a copy joins the first run
+    whose measured values it shares (read from fg_* or the plain columns, as each row
+    has them); a copy that measured something else stays a run of its own."""
+    runs: list[tuple[int, dict[str, str], list[str], tuple[float | None, ...]]] = []
+    for start, cells, raw_id in members:
+        try:
+            measured = _parse_row(cells, start, tz, [raw_id]).measured()
+        except _RowError:
+            measured = None  # unreadable alone; merged, the other copy may fill it in
+        for i, (first_line, merged, ids, known) in enumerate(runs):
+            if measured is None or same_measurements(known, measured):
+                runs[i] = (first_line, _merge(merged, cells), [*ids, raw_id], known)
+                prefix = split_prefix(raw_id)[1] or split_prefix(ids[0])[1]
+                result.duplicates += 1
+                result.merged_by_prefix[prefix] = result.merged_by_prefix.get(prefix, 0) + 1
+                break
+        else:
+            if runs:
+                result.conflicts += 1
+            runs.append((start, cells, [raw_id], measured or (None, None, None)))
+    return [(start, cells, ids) for start, cells, ids, _ in runs]
 
 
 # --------------------------------------------------------------------------- storing
@@ -279,6 +341,8 @@ def read_results(text: str, *, tz: dt.tzinfo) -> ReadResult:
 class ImportReport:
     rows: int = 0
     duplicates: int = 0
+    merged_by_prefix: dict[str, int] = field(default_factory=dict)
+    conflicts: int = 0
     runs_created: int = 0
     runs_already_there: int = 0
     experiments_created: int = 0
@@ -392,9 +456,7 @@ def import_results(runs: Iterable[LegacyRun]) -> ImportReport:
     report = ImportReport()
     runs = sorted(runs, key=lambda r: (r.ended_at, r.legacy_id))
     with transaction.atomic():
-        existing = set(Run.objects.filter(imported=True).values_list("legacy_id", "ended_at"))
-        fresh = [r for r in runs if r.key not in existing]
-        report.runs_already_there = len(runs) - len(fresh)
+        fresh = _not_yet_imported(runs, report)
         workloads: dict[tuple[str, str], Workload] = {}
         for run in fresh:
             pair = (run.repository, run.model)
@@ -420,6 +482,25 @@ def import_results(runs: Iterable[LegacyRun]) -> ImportReport:
         for experiment_id in touched:
             _refresh_experiment(experiment_id)
     return report
+
+
+def _not_yet_imported(runs: list[LegacyRun], report: ImportReport) -> list[LegacyRun]:
+    """Runs no earlier import (of raw_data.csv or data.csv, in either order) holds:
+    matched by id without prefix and timestamp, then by what was measured."""
+    existing: dict[tuple[str, dt.datetime], list[tuple[float | None, ...]]] = {}
+    stored = Run.objects.filter(imported=True).values_list("legacy_id", "ended_at", *_MEASURED)
+    for legacy_id, ended_at, *measured in stored:
+        existing.setdefault((base_id(legacy_id), ended_at), []).append(tuple(measured))
+    fresh = []
+    for run in runs:
+        known = existing.get(run.key, [])
+        if any(same_measurements(m, run.measured()) for m in known):
+            report.runs_already_there += 1
+            continue
+        if known:
+            report.conflicts += 1  # same identity, other measurements: another run
+        fresh.append(run)
+    return fresh
 
 
 def _experiment_for(
@@ -536,5 +617,7 @@ def import_results_file(path: Path, *, timezone: str) -> ImportReport:
     report = import_results(result.runs)
     report.rows = result.rows
     report.duplicates = result.duplicates
+    report.merged_by_prefix = result.merged_by_prefix
+    report.conflicts += result.conflicts
     report.problems = result.problems
     return report

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import re
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -14,17 +15,14 @@ from experiments.legacy.results import read_results
 from experiments.models import Experiment, Run, Workload
 from experiments.mutation import config_key, parse_space
 
+COPY = re.compile(r"^(default|mutation_1x|mutation_2x_safe)__")
+
 
 def unique_runs(path) -> int:
-    """Counted independently of the importer: a run is its id without the
-    ``default__`` prefix plus its timestamp."""
+    """Counted independently of the importer: a run is its id without the prefix of
+    the profiler's second copy plus its timestamp."""
     with path.open(encoding="utf-8", newline="") as fh:
-        return len(
-            {
-                (r["experiment_id"].removeprefix("default__"), r["timestamp"])
-                for r in csv.DictReader(fh)
-            }
-        )
+        return len({(COPY.sub("", r["experiment_id"]), r["timestamp"]) for r in csv.DictReader(fh)})
 
 
 def _import(path):
@@ -37,10 +35,15 @@ def test_all_of_raw_data_imports_once_and_reimport_adds_nothing(workloads, legac
     path = legacy_dir / "raw_data.csv"
     out, err = _import(path)
     expected = unique_runs(path)
-    assert expected == 1205  # 1,225 rows, 20 of them the second copy of a run
+    # 1,225 rows, 210 of them the second copy of a run; every pair agrees on duration
+    # and energy (105 hold them in fg_* in one copy and the plain columns in the other).
+    assert expected == 1015
     assert Run.objects.filter(imported=True).count() == expected
     assert err == ""
-    assert "20 duplicate rows merged" in out
+    assert (
+        "210 duplicate rows merged (default__ 20, mutation_1x__ 73, mutation_2x_safe__ 117)" in out
+    )
+    assert Experiment.objects.filter(imported=True).count() == 87
     experiments = Experiment.objects.filter(imported=True)
     assert experiments.count() > 0
     assert set(experiments.values_list("status", flat=True)) == {"imported"}
@@ -49,7 +52,7 @@ def test_all_of_raw_data_imports_once_and_reimport_adds_nothing(workloads, legac
     before = (Experiment.objects.count(), Run.objects.count())
     out, _ = _import(path)
     assert (Experiment.objects.count(), Run.objects.count()) == before
-    assert "0 runs imported" in out and "1205 already imported" in out
+    assert "0 runs imported" in out and "1015 already imported" in out
 
 
 def test_energy_methods_are_recorded_as_what_they_were(workloads, legacy_dir):
@@ -202,4 +205,9 @@ def test_a_file_without_the_needed_columns_is_refused(db, tmp_path):
 def test_reading_never_touches_the_database(legacy_dir):
     # read_results is plain parsing; this runs without the db fixture.
     result = read_results((legacy_dir / "raw_data.csv").read_text(encoding="utf-8"), tz=dt.UTC)
-    assert (result.rows, result.duplicates, len(result.runs)) == (1225, 20, 1205)
+    assert (result.rows, result.duplicates, len(result.runs)) == (1225, 210, 1015)
+    assert result.merged_by_prefix == {
+        "default__": 20,
+        "mutation_1x__": 73,
+        "mutation_2x_safe__": 117,
+    }

@@ -13,12 +13,13 @@ from experiments.legacy.results import LegacyResultsError, import_results_file
 
 class Command(BaseCommand):
     help = (
-        "Import raw_data.csv of the earlier profiler: one run per row (duplicates "
-        "merged), read-only, re-importing adds nothing. Bad rows are listed by line."
+        "Import raw_data.csv (or data.csv) of the earlier profiler: one run per row "
+        "(second copies merged), read-only; a run already imported from either file is "
+        "not added again. Bad rows are listed by line."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("csv", type=Path, help="path to raw_data.csv")
+        parser.add_argument("csv", type=Path, help="path to raw_data.csv or data.csv")
         parser.add_argument(
             "--timezone",
             default=settings.TIME_ZONE,
@@ -38,9 +39,21 @@ class Command(BaseCommand):
             )
         for name in sorted(set(report.background_unresolved)):
             self.stdout.write(f"  background {name} has no workload; its name is kept")
+        by_prefix = ", ".join(
+            f"{prefix or 'same id'} {count}"
+            for prefix, count in sorted(report.merged_by_prefix.items())
+        )
+        if report.conflicts:
+            self.stdout.write(
+                f"  {report.conflicts} rows share a run's id and timestamp but not its "
+                "measured values: imported as runs of their own"
+            )
         self.stdout.write(
             self.style.SUCCESS(
-                f"{report.rows} rows, {report.duplicates} duplicate rows merged, "
+                f"{report.rows} rows, {report.duplicates} duplicate rows merged"
+                + (f" ({by_prefix})" if by_prefix else "")
+                + ", "
+                f"{report.runs_created} runs imported into "
                 f"{report.runs_created} runs imported into "
                 f"{report.experiments_created} new experiments, "
                 f"{report.runs_already_there} already imported, "

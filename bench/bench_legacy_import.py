@@ -1,6 +1,6 @@
 """Legacy history import speed, and mutation planning latency for the form.
 
-Imports the earlier profiler's raw_data.csv (1,225 rows -> 1,205 runs) into a fresh
+Imports the earlier profiler's raw_data.csv (1,225 rows -> 1,015 runs) into a fresh
 database, first as written (one bulk_create), then with Run rows saved one by one (the
 naive way), and times a re-import (which must add nothing). Then times
 ``count_available`` and ``plan_configurations`` on the profiler's spaces, as the new-

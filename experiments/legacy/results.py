@@ -314,6 +314,9 @@ def _merge_copies(
     """Rows of one id and timestamp -> one entry per run: a copy joins the first run
     whose measured values it shares (read from fg_* or the plain columns, as each row
     has them); a copy that measured something else stays a run of its own."""
+    if len(members) == 1:
+        start, cells, raw_id = members[0]
+        return [(start, cells, [raw_id])]
     runs: list[tuple[int, dict[str, str], list[str], tuple[float | None, ...]]] = []
     for start, cells, raw_id in members:
         try:

@@ -270,8 +270,11 @@ def scatter(
     log_x: bool = False,
     width: int = 1000,
     height: int = 360,
+    trends: Sequence[tuple[str, Sequence[tuple[float, float, float, float]]]] = (),
 ) -> SafeString:
-    """Points coloured by group; ``front`` (indices) is joined as the Pareto front."""
+    """Points coloured by group; ``front`` (indices) is joined as the Pareto front;
+    ``trends`` are (group, [(x, low, fit, high)]): a fitted line in the group's colour
+    over its shaded 95 % band."""
     pts = [
         p for p in points if math.isfinite(p.x) and math.isfinite(p.y) and (p.x > 0 or not log_x)
     ]
@@ -285,7 +288,8 @@ def scatter(
     x_ticks = nice_ticks(min(tx(p.x) for p in pts), max(tx(p.x) for p in pts))
     if log_x:
         x_ticks = [float(t) for t in range(math.floor(x_ticks[0]), math.ceil(x_ticks[-1]) + 1)]
-    y_ticks = nice_ticks(min(p.y for p in pts), max(p.y for p in pts))
+    band_ys = [v for _, band in trends for _, lo, _, hi in band for v in (lo, hi) if _ok(v)]
+    y_ticks = nice_ticks(min([p.y for p in pts] + band_ys), max([p.y for p in pts] + band_ys))
     f.x0, f.x1, f.y0, f.y1 = x_ticks[0], x_ticks[-1], y_ticks[0], y_ticks[-1]
     _axes(
         f,
@@ -295,8 +299,21 @@ def scatter(
         y_ticks=y_ticks,
         x_fmt=(lambda t: _fmt(10**t)) if log_x else None,
     )
-    groups = sorted({p.group for p in pts})
+    groups = sorted({p.group for p in pts} | {g for g, _ in trends})
     colors = _colors(groups)
+    for group, band in trends:
+        upper = [f"{f.sx(tx(x)):.1f},{f.sy(hi):.1f}" for x, _, _, hi in band]
+        lower = [f"{f.sx(tx(x)):.1f},{f.sy(lo):.1f}" for x, lo, _, _ in reversed(band)]
+        line = " ".join(f"{f.sx(tx(x)):.1f},{f.sy(fit):.1f}" for x, _, fit, _ in band)
+        f.parts.append(
+            f'<polygon class="band" points="{" ".join(upper + lower)}" fill="{colors[group]}" '
+            f'fill-opacity="0.12" stroke="none"><title>{escape(group)}: fitted trend, '
+            f"95 % confidence band</title></polygon>"
+        )
+        f.parts.append(
+            f'<polyline class="trend" fill="none" stroke="{colors[group]}" stroke-width="1.5" '
+            f'points="{line}"/>'
+        )
     if front:
         chosen = [points[i] for i in front if points[i] in pts]
         coords = " ".join(f"{f.sx(tx(p.x)):.1f},{f.sy(p.y):.1f}" for p in chosen)
@@ -343,12 +360,15 @@ class RangeBar:
     low: float
     high: float
     n: int
+    #: What the whisker is ("min–max", "bootstrap 95 % CI"), for the tooltip.
+    interval: str = "range"
 
 
 def range_chart(
     bars: list[RangeBar], *, title: str, y_label: str, width: int = 1000, height: int = 300
 ) -> SafeString:
-    """Median bars with min–max whiskers, side by side per category (parallel vs solo)."""
+    """Median bars with whiskers (each bar says what its whisker is), side by side per
+    category (parallel vs solo)."""
     if not bars:
         return _empty(title, "nothing measured both ways yet", width, height)
     cats = list(dict.fromkeys(b.category for b in bars))
@@ -377,7 +397,7 @@ def range_chart(
             base = f.sy(0)
             tip = (
                 f"{s}: median {_fmt(b.median)} {y_label}, "
-                f"range {_fmt(b.low)}–{_fmt(b.high)}, n={b.n}"
+                f"{b.interval} {_fmt(b.low)}–{_fmt(b.high)}, n={b.n}"
             )
             f.parts.append(
                 f'<rect x="{x:.1f}" y="{y:.1f}" width="{bar_w - 2:.1f}" '

@@ -17,6 +17,9 @@ from django.conf import settings
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from experiments import stats
+from experiments.figures import FIGURES, EnergyFigure
+from experiments.figures import best as figures_best
 from experiments.models import BackgroundRun, Experiment, Host, ProcessGroup, Run, Workload
 
 #: Columns the list shows; the big JSON columns (plan, submitted config) stay in the DB.
@@ -288,11 +291,18 @@ def hyper_key(hyperparameters: dict[str, Any]) -> str:
 
 @dataclass
 class GroupStats:
+    """One group of runs: n, median, spread (min–max), and the median's bootstrap 95 %
+    interval when the group's values were kept for statistics."""
+
     n: int
     median: float | None
     low: float | None
     high: float | None
     stdev: float | None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    #: The group's values (the latest ``STATS_VALUES``), for the statistics.
+    values: list[float] = field(default_factory=list, repr=False)
 
     @classmethod
     def of(cls, values: list[float]) -> GroupStats:
@@ -304,6 +314,7 @@ class GroupStats:
             min(values),
             max(values),
             statistics.stdev(values) if len(values) > 1 else None,
+            values=values[:STATS_VALUES],
         )
 
 
@@ -314,12 +325,19 @@ class CompareRow:
     solo: GroupStats
     parallel: GroupStats
     imported: bool = False
+    #: Parallel against solo (``stats.compare``), for the rows measured both ways that
+    #: the chart shows.
+    comparison: stats.Comparison | None = None
 
     @property
     def ratio(self) -> float | None:
         if self.solo.median and self.parallel.median is not None:
             return self.parallel.median / self.solo.median
         return None
+
+    @property
+    def verdict(self) -> str:
+        return self.comparison.verdict("parallel", "solo") if self.comparison else ""
 
 
 @dataclass
@@ -330,8 +348,9 @@ class ComparePoint:
     attempt: int
     mode: str
     hyperparameters: dict[str, Any]
-    energy_j: float
-    gpu_method: str
+    #: The chosen figure; None for a run without it (listed to pick, never plotted).
+    energy_j: float | None
+    method: str
     metrics: dict[str, float]
     imported: bool
 
@@ -343,32 +362,84 @@ class ComparePoint:
 @dataclass
 class CompareData:
     workload: Workload
+    figure: EnergyFigure
     rows: list[CompareRow]
+    #: Runs with the figure, latest first, for the charts.
     points: list[ComparePoint]
     metric_names: list[str]
     numeric_params: list[str]
     truncated: bool
     methods: dict[str, int] = field(default_factory=dict)
+    #: Finished runs with the figure.
     total_runs: int = 0
     configurations: int = 0
+    #: Finished runs whatever their figures, and how many have each figure.
+    finished_runs: int = 0
+    figure_counts: dict[str, int] = field(default_factory=dict)
+    #: The latest finished runs whatever their figures, to pick side by side.
+    recent: list[ComparePoint] = field(default_factory=list)
+
+    @property
+    def lacking(self) -> int:
+        return self.finished_runs - self.total_runs
+
+    @property
+    def methods_text(self) -> str:
+        """Each method's label and count, or "none" (never a bare period)."""
+        labels = dict(Run.Method.choices)
+        if self.figure.fixed_method:
+            labels[self.figure.fixed_method] = self.figure.fixed_method_label
+        return (
+            ", ".join(
+                " + ".join(labels.get(part, part) for part in m.split(" + ")) + f" ({n})"
+                for m, n in self.methods.items()
+            )
+            or "none"
+        )
 
 
-def _compare_base(workload: Workload) -> QuerySet[Run]:
-    return Run.objects.filter(
-        experiment__foreground_workload=workload,
-        status=Run.Status.SUCCEEDED,
-        gpu_energy_j__isnull=False,
-    )
+#: Values kept per group for the statistics (the latest): the bootstrap costs
+#: n_resamples x n, and 200 runs already pin a median far below measurement noise.
+STATS_VALUES = 200
+#: Rows of the table that get statistics: the ones the chart draws.
+STATS_ROWS = 12
+
+
+def _finished(workload: Workload) -> QuerySet[Run]:
+    return Run.objects.filter(experiment__foreground_workload=workload, status=Run.Status.SUCCEEDED)
+
+
+def _with_figure(workload: Workload, figure: EnergyFigure) -> QuerySet[Run]:
+    return _finished(workload).filter(**{f"{part}__isnull": False for part in figure.parts})
+
+
+def figure_counts(*, workload: Workload) -> tuple[int, dict[str, int], dict[str, Any]]:
+    """Finished runs, how many have each figure, and the cache state (newest id, latest
+    end), in one aggregate query."""
+    from django.db.models import Count, Max
+
+    aggregates: dict[str, Any] = {
+        "n": Count("id"),
+        "last": Max("id"),
+        "end": Max("ended_at"),
+    }
+    for f in FIGURES:
+        present = Q(**{f"{part}__isnull": False for part in f.parts})
+        aggregates[f"fig_{f.key}"] = Count("id", filter=present)
+    row = _finished(workload).aggregate(**aggregates)
+    counts = {f.key: int(row[f"fig_{f.key}"] or 0) for f in FIGURES}
+    return int(row["n"] or 0), counts, row
 
 
 # Two steps so the percentile is computed only for the configurations shown: count
 # runs per configuration (cheap), keep the top ones, then aggregate their energies.
+# {value} is a figure's expression from experiments.figures, never user input.
 _GROUPS_SQL = """
 WITH base AS MATERIALIZED (
-    SELECT r.hyperparameters AS hp, e.mode AS mode, r.gpu_energy_j AS energy,
+    SELECT r.id AS id, r.hyperparameters AS hp, e.mode AS mode, {value} AS energy,
            r.imported AS imp
     FROM experiments_run r JOIN experiments_experiment e ON e.id = r.experiment_id
-    WHERE e.foreground_workload_id = %s AND r.status = %s AND r.gpu_energy_j IS NOT NULL
+    WHERE e.foreground_workload_id = %s AND r.status = %s AND {value} IS NOT NULL
 ), top AS (
     SELECT hp, bool_or(mode = 'solo')::int + bool_or(mode = 'parallel')::int AS modes,
            count(*) AS total, count(*) OVER () AS configs
@@ -376,23 +447,27 @@ WITH base AS MATERIALIZED (
 )
 SELECT b.hp::text, b.mode, count(*),
        percentile_cont(0.5) WITHIN GROUP (ORDER BY b.energy),
-       min(b.energy), max(b.energy), stddev_samp(b.energy), bool_or(b.imp), max(t.configs)
+       min(b.energy), max(b.energy), stddev_samp(b.energy), bool_or(b.imp), max(t.configs),
+       (array_agg(b.energy ORDER BY b.id DESC))[1:%s]
 FROM base b JOIN top t ON t.hp = b.hp
 GROUP BY b.hp, b.mode, t.modes, t.total
 ORDER BY t.modes DESC, t.total DESC, b.hp::text, b.mode
 """
 
 
-def _groups_postgres(workload: Workload, limit: int) -> tuple[list[CompareRow], int]:
+def _groups_postgres(
+    workload: Workload, figure: EnergyFigure, limit: int
+) -> tuple[list[CompareRow], int]:
     """Median / spread / n per configuration and mode, computed by PostgreSQL (jsonb
     equality is by value, so 1 and 1.0 are the same configuration)."""
     from django.db import connection
 
     rows: dict[str, CompareRow] = {}
     configs = 0
+    sql = _GROUPS_SQL.format(value=figure.sql("r"))
     with connection.cursor() as cursor:
-        cursor.execute(_GROUPS_SQL, [workload.pk, Run.Status.SUCCEEDED, limit])
-        for hp_text, mode, n, med, lo, hi, sd, imp, total in cursor.fetchall():
+        cursor.execute(sql, [workload.pk, Run.Status.SUCCEEDED, limit, STATS_VALUES])
+        for hp_text, mode, n, med, lo, hi, sd, imp, total, values in cursor.fetchall():
             configs = int(total)
             hp = json.loads(hp_text)
             key = hyper_key(hp)  # 2 and 2.0 are one group in jsonb: one row here too
@@ -400,29 +475,36 @@ def _groups_postgres(workload: Workload, limit: int) -> tuple[list[CompareRow], 
             if row is None:
                 empty = GroupStats(0, None, None, None, None)
                 row = rows[key] = CompareRow(key, hp, empty, empty)
-            stats = GroupStats(
-                int(n), float(med), float(lo), float(hi), float(sd) if sd is not None else None
+            group = GroupStats(
+                int(n),
+                float(med),
+                float(lo),
+                float(hi),
+                float(sd) if sd is not None else None,
+                values=[float(v) for v in values],
             )
             if mode == Experiment.Mode.PARALLEL:
-                row.parallel = stats
+                row.parallel = group
             else:
-                row.solo = stats
+                row.solo = group
             row.imported = row.imported or bool(imp)
     return list(rows.values()), configs
 
 
-def _groups_python(workload: Workload, limit: int) -> tuple[list[CompareRow], int]:
+def _groups_python(
+    workload: Workload, figure: EnergyFigure, limit: int
+) -> tuple[list[CompareRow], int]:
     """The same figures in Python, for SQLite (no percentile aggregate there)."""
     groups: dict[str, dict[str, list[float]]] = defaultdict(lambda: {"solo": [], "parallel": []})
     hparams: dict[str, dict[str, Any]] = {}
     imported_keys: set[str] = set()
-    for hp, mode, energy, imported in _compare_base(workload).values_list(
-        "hyperparameters", "experiment__mode", "gpu_energy_j", "imported"
+    for hp, mode, imported, *parts in (
+        _with_figure(workload, figure)
+        .order_by("-id")
+        .values_list("hyperparameters", "experiment__mode", "imported", *figure.parts)
     ):
-        if energy is None:  # excluded by the query; keeps the type checker honest
-            continue
         key = hyper_key(hp or {})
-        groups[key][mode].append(energy)
+        groups[key][mode].append(sum(float(p) for p in parts))
         hparams.setdefault(key, hp or {})
         if imported:
             imported_keys.add(key)
@@ -441,77 +523,120 @@ def _groups_python(workload: Workload, limit: int) -> tuple[list[CompareRow], in
     return rows[:limit], len(rows)
 
 
-def compare_workload_cached(*, workload: Workload) -> CompareData:
-    """``compare_workload`` behind a cache keyed by the workload's finished runs (their
-    number, newest id and latest end): any run finishing, imported or deleted changes
-    the key, so the page never shows stale figures; one cheap aggregate query checks it."""
-    from django.core.cache import cache
-    from django.db.models import Count, Max
+def _add_statistics(rows: list[CompareRow], limit: int) -> None:
+    """Bootstrap intervals of each group and parallel against solo, for the first
+    ``limit`` rows (the bootstrap is the page's costliest step)."""
+    for row in rows[:limit]:
+        for group in (row.solo, row.parallel):
+            if group.values:
+                summary = stats.summarise(group.values)
+                group.ci_low, group.ci_high = summary.low, summary.high
+        if row.solo.values and row.parallel.values:
+            row.comparison = stats.compare(row.parallel.values, row.solo.values)
 
-    state = _compare_base(workload).aggregate(n=Count("id"), last=Max("id"), end=Max("ended_at"))
+
+def compare_workload_cached(
+    *, workload: Workload, figure: EnergyFigure | None = None
+) -> CompareData:
+    """``compare_workload`` behind a cache keyed by the workload's finished runs (their
+    number, newest id and latest end) and the figure: any run finishing, imported or
+    deleted changes the key, so the page never shows stale figures; one aggregate query
+    checks it (and counts the runs with each figure, to choose the default one)."""
+    from django.core.cache import cache
+
+    finished, counts, state = figure_counts(workload=workload)
+    figure = figure or figures_best(counts)
     end = state["end"].timestamp() if state["end"] else 0
-    key = f"wattlab-compare-{workload.pk}-{state['n']}-{state['last']}-{end}"
+    key = f"wattlab-compare-{workload.pk}-{figure.key}-{state['n']}-{state['last']}-{end}"
     cached = cache.get(key)
     if isinstance(cached, CompareData):
         return cached
-    data = compare_workload(workload=workload)
+    data = compare_workload(workload=workload, figure=figure, counts=(finished, counts))
     cache.set(key, data, timeout=600)
     return data
 
 
-def compare_workload(*, workload: Workload, row_limit: int = COMPARE_ROWS) -> CompareData:
-    """A workload's finished runs for the compare page, in three queries whatever their
-    number: the configurations table (median, spread and n per mode, the ``row_limit``
-    configurations measured most), the GPU energy methods, and the latest
-    ``COMPARE_POINTS`` runs for the charts."""
+def compare_workload(
+    *,
+    workload: Workload,
+    figure: EnergyFigure | None = None,
+    row_limit: int = COMPARE_ROWS,
+    stats_rows: int = STATS_ROWS,
+    counts: tuple[int, dict[str, int]] | None = None,
+) -> CompareData:
+    """A workload's finished runs for the compare page on one energy figure (the one
+    most runs have unless given), in a fixed number of queries whatever their number:
+    the figure counts, the configurations table (median, spread, n and the latest
+    values per mode, the ``row_limit`` configurations measured most), the figure's
+    methods, the latest ``COMPARE_POINTS`` runs with the figure for the charts, and the
+    latest runs whatever their figures to pick side by side."""
     from django.db import connection
     from django.db.models import Count
 
-    if connection.vendor == "postgresql":
-        compare_rows, configs = _groups_postgres(workload, row_limit)
+    if counts is None:
+        finished, per_figure, _state = figure_counts(workload=workload)
     else:
-        compare_rows, configs = _groups_python(workload, row_limit)
-    methods = {
-        (m or "unknown"): n
-        for m, n in _compare_base(workload)
-        .order_by()
-        .values_list("gpu_method")
-        .annotate(n=Count("id"))
-    }
-    rows = list(
-        _compare_base(workload)
-        .order_by("-id")
-        .values_list(
-            "experiment__code",
-            "config_index",
-            "repeat_index",
-            "attempt",
-            "experiment__mode",
-            "hyperparameters",
-            "gpu_energy_j",
-            "gpu_method",
-            "metrics",
-            "imported",
-        )[:COMPARE_POINTS]
+        finished, per_figure = counts
+    figure = figure or figures_best(per_figure)
+    if connection.vendor == "postgresql":
+        compare_rows, configs = _groups_postgres(workload, figure, row_limit)
+    else:
+        compare_rows, configs = _groups_python(workload, figure, row_limit)
+    _add_statistics(compare_rows, stats_rows)
+    methods: dict[str, int] = {}
+    if figure.fixed_method:
+        methods[figure.fixed_method] = per_figure.get(figure.key, 0)
+    else:
+        for *ms, n in (
+            _with_figure(workload, figure)
+            .order_by()
+            .values_list(*figure.method_fields)
+            .annotate(n=Count("id"))
+        ):
+            label = " + ".join(m or "unknown" for m in ms)
+            methods[label] = methods.get(label, 0) + n
+    columns = (
+        "experiment__code",
+        "config_index",
+        "repeat_index",
+        "attempt",
+        "experiment__mode",
+        "hyperparameters",
+        "metrics",
+        "imported",
+        *figure.parts,
+        *figure.method_fields,
     )
-    points: list[ComparePoint] = []
+    n_parts = len(figure.parts)
+
+    def point(values: tuple[Any, ...]) -> ComparePoint:
+        code, ci, ri, at, mode, hp, metrics, imported = values[:8]
+        parts = values[8 : 8 + n_parts]
+        ms = values[8 + n_parts :]
+        energy = None if any(p is None for p in parts) else sum(float(p) for p in parts)
+        method = figure.fixed_method or " + ".join(m or "unknown" for m in ms)
+        return ComparePoint(
+            str(code), ci, ri, at, mode, hp or {}, energy, method, metrics or {}, imported
+        )
+
+    points = [
+        point(v)
+        for v in _with_figure(workload, figure)
+        .order_by("-id")
+        .values_list(*columns)[:COMPARE_POINTS]
+    ]
+    recent = [point(v) for v in _finished(workload).order_by("-id").values_list(*columns)[:30]]
     metric_names: set[str] = set()
     numeric: set[str] = set()
-    for code, ci, ri, at, mode, hp, energy, method, metrics, imported in rows:
-        if energy is None:  # excluded by the query; keeps the type checker honest
-            continue
-        hp = hp or {}
-        metrics = metrics or {}
-        metric_names.update(k for k, v in metrics.items() if isinstance(v, int | float))
-        for name, value in hp.items():
+    for p in points:
+        metric_names.update(k for k, v in p.metrics.items() if isinstance(v, int | float))
+        for name, value in p.hyperparameters.items():
             if isinstance(value, int | float) and not isinstance(value, bool):
                 numeric.add(name)
-        points.append(
-            ComparePoint(str(code), ci, ri, at, mode, hp, energy, method, metrics, imported)
-        )
-    total = sum(methods.values())
+    total = per_figure.get(figure.key, 0)
     return CompareData(
         workload=workload,
+        figure=figure,
         rows=compare_rows,
         points=points,
         metric_names=sorted(metric_names),
@@ -520,6 +645,9 @@ def compare_workload(*, workload: Workload, row_limit: int = COMPARE_ROWS) -> Co
         methods=methods,
         total_runs=total,
         configurations=configs,
+        finished_runs=finished,
+        figure_counts=per_figure,
+        recent=recent,
     )
 
 

@@ -1,6 +1,8 @@
-"""Comparisons for a workload: parallel vs solo, energy vs each hyperparameter, energy
-vs a metric with its Pareto front, and any runs side by side. Same numbers as charts,
-tables and CSV."""
+"""Comparisons for a workload on any energy figure (experiments.figures): parallel vs
+solo with its statistics, energy vs each hyperparameter with a fitted trend, energy vs
+a metric with its Pareto front, and any runs side by side, or two picked groups against
+each other. Same numbers as charts, tables and CSV; each names its figure, the figure's
+methods and how many runs lack it."""
 
 from __future__ import annotations
 
@@ -14,8 +16,9 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_GET
 
-from experiments import charts, selectors
-from experiments.models import Workload
+from experiments import charts, figures, selectors, stats
+from experiments.figures import EnergyFigure
+from experiments.models import Run, Workload
 from experiments.selectors import CompareData
 
 
@@ -38,65 +41,95 @@ def _default_metric(names: list[str]) -> str:
     return names[0] if names else ""
 
 
-def _charts(data: CompareData, metric: str) -> dict[str, Any]:
+def coverage_line(data: CompareData) -> str:
+    """What every chart and the CSV say about the figure: its methods and who lacks it."""
+    return (
+        f"{data.figure.label}: {data.total_runs} of {data.finished_runs} finished runs "
+        f"have it ({data.lacking} lack{'s' if data.lacking == 1 else ''} it); "
+        f"methods: {data.methods_text}"
+    )
+
+
+def versus_chart(data: CompareData, *, width: int = 1000) -> Any:
     bars = []
-    shown = data.rows[:12]
+    shown = data.rows[: selectors.STATS_ROWS]
     # Label bars by what differs between them; the table has the full configuration.
     keys = {k for row in shown for k in row.hyperparameters}
     varying = sorted(k for k in keys if len({str(row.hyperparameters.get(k)) for row in shown}) > 1)
     for row in shown:
         label = ", ".join(f"{k}={row.hyperparameters.get(k)}" for k in varying) or "defaults"
-        for mode, stats in (("solo", row.solo), ("parallel", row.parallel)):
-            if stats.n and stats.median is not None:
-                assert stats.low is not None and stats.high is not None
-                bars.append(
-                    charts.RangeBar(label, mode, stats.median, stats.low, stats.high, stats.n)
-                )
-    versus = charts.range_chart(
+        for mode, group in (("solo", row.solo), ("parallel", row.parallel)):
+            if group.n and group.median is not None:
+                low = group.ci_low if group.ci_low is not None else group.median
+                high = group.ci_high if group.ci_high is not None else group.median
+                what = "bootstrap 95 % CI" if group.ci_low is not None else "one run, no interval"
+                bars.append(charts.RangeBar(label, mode, group.median, low, high, group.n, what))
+    return charts.range_chart(
         bars,
-        title="Foreground GPU energy, parallel vs solo (median, min–max)",
-        y_label="GPU energy (J)",
+        title=f"{data.figure.label}, parallel vs solo (median, bootstrap 95 % CI)",
+        y_label=f"{data.figure.label} (J)",
+        width=width,
     )
+
+
+def _charts(data: CompareData, metric: str) -> dict[str, Any]:
+    figure = data.figure
     # One URL per run, shared by every chart it appears on (reverse() is not free).
     hrefs = {id(p): _run_href(p) for p in data.points}
     per_param = []
     for name in data.numeric_params:
+        chosen = [
+            p
+            for p in data.points
+            if isinstance(p.hyperparameters.get(name), int | float) and p.energy_j is not None
+        ]
         pts = [
             charts.Point(
                 float(p.hyperparameters[name]),
-                p.energy_j,
+                float(p.energy_j or 0.0),
                 f"{name}={p.hyperparameters[name]}: {p.energy_j:.4g} J ({p.mode}, run {p.run_ref})",
                 p.mode + (" (imported)" if p.imported else ""),
                 hrefs[id(p)],
             )
-            for p in data.points
-            if isinstance(p.hyperparameters.get(name), int | float)
+            for p in chosen
         ]
         if len({pt.x for pt in pts}) < 2:
             continue  # a parameter that never varied has nothing to show
         positive = all(pt.x > 0 for pt in pts)
         spread = (max(pt.x for pt in pts) / min(pt.x for pt in pts)) if pts and positive else 1
-        per_param.append(
-            (
-                name,
-                charts.scatter(
-                    pts,
-                    title=f"GPU energy against {name}",
-                    x_label=name + (" (log scale)" if spread > 100 else ""),
-                    y_label="GPU energy (J)",
-                    log_x=spread > 100,
-                    width=560,
-                    height=300,
-                ),
-            )
+        log_x = spread > 100
+        # One trend per mode: a line through solo and parallel together would fit the
+        # background's load as if it were the hyperparameter's effect.
+        trends = []
+        lines = []
+        for group in sorted({pt.group for pt in pts}):
+            mine = [pt for pt in pts if pt.group == group]
+            trend = stats.fit_trend([pt.x for pt in mine], [pt.y for pt in mine], log_x=log_x)
+            if trend is not None:
+                trends.append((group, trend.band))
+                lines.append(f"{group}: {trend.describe(name, 'J')}")
+        chart = charts.scatter(
+            pts,
+            title=f"{figure.label} against {name}, fitted trend with 95 % band",
+            x_label=name + (" (log scale)" if log_x else ""),
+            y_label=f"{figure.label} (J)",
+            log_x=log_x,
+            width=560,
+            height=300,
+            trends=trends,
         )
+        per_param.append((name, chart, lines))
     pareto = None
     front_rows: list[Any] = []
     if metric:
-        chosen = [p for p in data.points if isinstance(p.metrics.get(metric), int | float)]
+        chosen = [
+            p
+            for p in data.points
+            if isinstance(p.metrics.get(metric), int | float) and p.energy_j is not None
+        ]
         pts = [
             charts.Point(
-                p.energy_j,
+                float(p.energy_j or 0.0),
                 float(p.metrics[metric]),
                 f"run {p.run_ref}: {p.energy_j:.4g} J, {metric} {p.metrics[metric]}",
                 p.mode,
@@ -107,13 +140,18 @@ def _charts(data: CompareData, metric: str) -> dict[str, Any]:
         front = selectors.pareto_front([(pt.x, pt.y) for pt in pts])
         pareto = charts.scatter(
             pts,
-            title=f"{metric} against GPU energy, Pareto front dashed",
-            x_label="GPU energy (J)",
+            title=f"{metric} against {figure.label}, Pareto front dashed",
+            x_label=f"{figure.label} (J)",
             y_label=metric,
             front=front,
         )
         front_rows = [chosen[i] for i in front]
-    return {"versus": versus, "per_param": per_param, "pareto": pareto, "front_rows": front_rows}
+    return {
+        "versus": versus_chart(data),
+        "per_param": per_param,
+        "pareto": pareto,
+        "front_rows": front_rows,
+    }
 
 
 def charts_label(hp: dict[str, Any]) -> str:
@@ -123,42 +161,86 @@ def charts_label(hp: dict[str, Any]) -> str:
 def _csv(data: CompareData) -> HttpResponse:
     out = io.StringIO()
     w = csv.writer(out)
+    # The first line names the figure, its methods and who lacks it: a CSV read on its
+    # own must not pass CPU joules off as GPU joules.
+    w.writerow(["#", coverage_line(data)])
     w.writerow(
         [
             "workload",
+            "figure",
             "configuration",
             "solo_n",
             "solo_median_j",
+            "solo_ci95_low_j",
+            "solo_ci95_high_j",
             "solo_min_j",
             "solo_max_j",
             "parallel_n",
             "parallel_median_j",
+            "parallel_ci95_low_j",
+            "parallel_ci95_high_j",
             "parallel_min_j",
             "parallel_max_j",
             "parallel_over_solo",
+            "ratio_ci95_low",
+            "ratio_ci95_high",
+            "mann_whitney_p",
+            "effect_size_rank_biserial",
+            "verdict",
+            "figure_methods",
+            "runs_lacking_figure",
             "imported",
         ]
     )
     for r in data.rows:
+        c = r.comparison
         w.writerow(
             [
                 data.workload.name,
+                data.figure.key,
                 charts_label(r.hyperparameters),
                 r.solo.n,
                 r.solo.median,
+                r.solo.ci_low,
+                r.solo.ci_high,
                 r.solo.low,
                 r.solo.high,
                 r.parallel.n,
                 r.parallel.median,
+                r.parallel.ci_low,
+                r.parallel.ci_high,
                 r.parallel.low,
                 r.parallel.high,
                 r.ratio,
+                c.ratio_low if c else None,
+                c.ratio_high if c else None,
+                c.p_value if c else None,
+                c.effect_size if c else None,
+                r.verdict,
+                data.methods_text,
+                data.lacking,
                 r.imported,
             ]
         )
     response = HttpResponse(out.getvalue(), content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="compare-{data.workload.name}.csv"'
+    response["Content-Disposition"] = (
+        f'attachment; filename="compare-{data.workload.name}-{data.figure.key}.csv"'
+    )
     return response
+
+
+def _groups(figure: EnergyFigure, a: list[Run], b: list[Run]) -> dict[str, Any] | None:
+    """Two picked groups of runs against each other on the figure."""
+    if not a or not b:
+        return None
+    va = [v for v in (figure.value(r) for r in a) if v is not None]
+    vb = [v for v in (figure.value(r) for r in b) if v is not None]
+    comparison = stats.compare(va, vb)
+    return {
+        "comparison": comparison,
+        "verdict": comparison.verdict("group A", "group B"),
+        "lacking": len(a) + len(b) - len(va) - len(vb),
+    }
 
 
 @login_required
@@ -168,20 +250,51 @@ def compare(request: HttpRequest) -> HttpResponse:
     name = request.GET.get("workload", "")
     workload = next((w for w in workloads if w.name == name), None)
     picks = request.GET.getlist("pick")
-    picked = selectors.runs_by_refs(picks) if picks else []
+    versus = request.GET.getlist("vs")
+    picked_all = selectors.runs_by_refs(picks + versus) if picks or versus else []
+    by_ref = {
+        f"{r.experiment.code}:{r.config_index}.{r.repeat_index}.{r.attempt}": r for r in picked_all
+    }
+    picked = [by_ref[p] for p in dict.fromkeys(picks) if p in by_ref]
+    group_b = [by_ref[p] for p in dict.fromkeys(versus) if p in by_ref]
+    asked = request.GET.get("figure", "")
+    figure = figures.get(asked)
     context: dict[str, Any] = {
         "workloads": workloads,
         "workload": workload,
         "picked": picked,
+        "group_b": group_b,
         "picks": picks,
+        "versus_picks": versus,
+        "figures": figures.FIGURES,
+        "unknown_figure": asked if asked and figure is None else "",
     }
     if workload is not None:
         if request.GET.get("format") == "csv":
-            return _csv(selectors.compare_workload(workload=workload, row_limit=10**9))
-        data = selectors.compare_workload_cached(workload=workload)
+            data = selectors.compare_workload(
+                workload=workload, figure=figure, row_limit=10**9, stats_rows=10**9
+            )
+            return _csv(data)
+        data = selectors.compare_workload_cached(workload=workload, figure=figure)
         metric = request.GET.get("metric", "")
         if metric not in data.metric_names:
             metric = _default_metric(data.metric_names)
-        context.update({"data": data, "metric": metric, **_charts(data, metric)})
-        context["recent_points"] = data.points[:30]
+        context.update(
+            {
+                "data": data,
+                "figure": data.figure,
+                "coverage_line": coverage_line(data),
+                "metric": metric,
+                **_charts(data, metric),
+            }
+        )
+        context["recent_points"] = data.recent
+    shown = context.get("figure") or figure or figures.FIGURES[0]
+    context["shown_figure"] = shown
+    context["picked_rows"] = [(r, shown.value(r), shown.method_of(r)) for r in picked]
+    context["group_b_rows"] = [(r, shown.value(r), shown.method_of(r)) for r in group_b]
+    context["side_groups"] = [("A", context["picked_rows"]), ("B", context["group_b_rows"])]
+    context["groups"] = _groups(shown, picked, group_b)
+    context["stats_rows"] = selectors.STATS_ROWS
+    context["min_runs"] = stats.MIN_RUNS
     return render(request, "experiments/compare.html", context)

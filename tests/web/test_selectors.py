@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.db import connection
 
-from experiments import selectors
+from experiments import figures, selectors, stats
 from tests.web import factories
 
 pytestmark = pytest.mark.django_db
@@ -49,14 +49,78 @@ def test_compare_gives_median_spread_n_and_ratio_per_configuration(owner, wl):
 @pytest.mark.skipif("connection.vendor != 'postgresql'")
 def test_the_database_aggregation_matches_the_python_one(owner, wl):
     _history(owner, wl)
-    in_db, configs_db = selectors._groups_postgres(wl, 50)
-    in_py, configs_py = selectors._groups_python(wl, 50)
+    for figure in figures.FIGURES:
+        in_db, configs_db = selectors._groups_postgres(wl, figure, 50)
+        in_py, configs_py = selectors._groups_python(wl, figure, 50)
+        assert configs_db == configs_py
+        as_tuples = lambda rows: sorted(  # noqa: E731
+            (r.key, r.solo.n, r.solo.median, r.parallel.n, r.parallel.median, r.parallel.high)
+            for r in rows
+        )
+        assert as_tuples(in_db) == as_tuples(in_py)
+        # The latest values kept for the statistics are the same runs, newest first.
+        assert sorted((r.key, r.solo.values, r.parallel.values) for r in in_db) == sorted(
+            (r.key, r.solo.values, r.parallel.values) for r in in_py
+        )
+    in_db, configs_db = selectors._groups_postgres(wl, figures.BY_KEY["gpu"], 50)
+    in_py, configs_py = selectors._groups_python(wl, figures.BY_KEY["gpu"], 50)
     assert configs_db == configs_py
     as_tuples = lambda rows: sorted(  # noqa: E731
         (r.key, r.solo.n, r.solo.median, r.parallel.n, r.parallel.median, r.parallel.high)
         for r in rows
     )
     assert as_tuples(in_db) == as_tuples(in_py)
+
+
+def test_a_run_lacking_the_gpu_figure_is_counted_and_gpu_stays_the_default(owner, wl):
+    _history(owner, wl)
+    data = selectors.compare_workload(workload=wl)
+    # 7 finished runs; 6 have a GPU figure, 7 a CPU one: GPU is preferred (over half).
+    assert data.figure.key == "gpu"
+    assert (data.finished_runs, data.total_runs, data.lacking) == (7, 6, 1)
+    assert data.methods == {"counter": 6}
+    assert data.methods_text == "NVML energy counter (6)"
+    # Runs to pick are listed whatever figures they have.
+    assert len(data.recent) == 7
+    assert [p.energy_j for p in data.recent if p.energy_j is None] == [None]
+
+
+def test_runs_without_any_gpu_figure_compare_on_cpu(owner, wl):
+    solo = factories.experiment(owner, wl, status="succeeded")
+    par = factories.experiment(owner, wl, status="succeeded", mode="parallel")
+    for exp, energies in ((solo, [300.0, 310.0, 305.0]), (par, [400.0, 420.0, 410.0])):
+        for i, e in enumerate(energies):
+            factories.run(exp, 0, i, gpu_energy_j=None, gpu_method="unavailable", cpu_energy_j=e)
+    data = selectors.compare_workload(workload=wl)
+    assert data.figure.key == "cpu"
+    assert data.figure_counts == {
+        "gpu": 0,
+        "gpu_foreground": 0,
+        "cpu": 6,
+        "dram": 0,
+        "total": 0,
+    }
+    row = data.rows[0]
+    assert (row.solo.median, row.parallel.median) == (305.0, 410.0)
+    # The statistics are experiments.stats' on exactly these values.
+    expected = stats.compare([400.0, 420.0, 410.0], [300.0, 310.0, 305.0])
+    assert row.comparison == expected
+    assert (row.solo.ci_low, row.solo.ci_high) == (expected.b.low, expected.b.high)
+    assert row.verdict.startswith("too few runs (3 parallel, 3 solo")
+    # Asking for a figure no run has gives an empty comparison that says so.
+    gpu = selectors.compare_workload(workload=wl, figure=figures.BY_KEY["gpu"])
+    assert gpu.rows == [] and gpu.lacking == 6 and gpu.methods_text == "none"
+
+
+def test_total_exists_only_where_every_part_does(owner, wl):
+    e = factories.experiment(owner, wl, status="succeeded")
+    factories.run(e, 0, 0, gpu_energy_j=100.0, cpu_energy_j=20.0, dram_energy_j=5.0)
+    factories.run(e, 0, 1, gpu_energy_j=100.0, cpu_energy_j=20.0, dram_energy_j=None)
+    data = selectors.compare_workload(workload=wl, figure=figures.BY_KEY["total"])
+    assert data.total_runs == 1 and data.lacking == 1
+    assert data.rows[0].solo.median == 125.0
+    assert [p.energy_j for p in data.points] == [125.0]
+    assert data.methods == {"counter + estimate + unknown": 1}
 
 
 def test_the_table_is_cut_to_the_configurations_measured_most(owner, wl):

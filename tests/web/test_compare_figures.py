@@ -1,0 +1,92 @@
+"""The compare page on any energy figure: a host without a GPU still compares (on CPU),
+every chart, table and CSV names its figure, methods and the runs lacking it, and two
+picked groups get the statistics."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import pytest
+
+from experiments import stats
+from tests.web import factories
+
+pytestmark = pytest.mark.django_db
+
+
+def _cpu_only(owner, wl, solo=(300.0, 310.0, 305.0), par=(400.0, 420.0, 410.0)):
+    """A laptop's demo: no GPU figure, CPU estimated, solo and parallel."""
+    s = factories.experiment(owner, wl, status="succeeded")
+    p = factories.experiment(owner, wl, status="succeeded", mode="parallel")
+    for exp, energies in ((s, solo), (p, par)):
+        for i, e in enumerate(energies):
+            factories.run(exp, 0, i, gpu_energy_j=None, gpu_method="unavailable", cpu_energy_j=e)
+    return s, p
+
+
+def test_a_host_without_a_gpu_compares_on_cpu_and_says_so(as_member, owner, wl):
+    _cpu_only(owner, wl)
+    page = as_member.get("/compare/?workload=mnist").content.decode()
+    assert "6 of 6 finished runs of mnist have the figure <strong>CPU energy (package)" in page
+    assert "CPU energy (package) methods: estimate from CPU time (6)." in page
+    assert "methods: ." not in page
+    assert "nothing measured both ways yet" not in page
+    assert "CPU energy (package), parallel vs solo (median, bootstrap 95 % CI)" in page
+    assert "too few runs (3 parallel, 3 solo" in page
+    # The figure list offers every figure with how many runs have it.
+    assert "GPU energy (device) (0 of 6 runs)" in page
+
+
+def test_the_gpu_figure_on_the_same_runs_says_all_six_lack_it(as_member, owner, wl):
+    _cpu_only(owner, wl)
+    page = as_member.get("/compare/?workload=mnist&figure=gpu").content.decode()
+    assert "0 of 6 finished runs of mnist have the figure <strong>GPU energy (device)" in page
+    assert "(6 lack it)" in page
+    assert "GPU energy (device) methods: none." in page
+    # Runs to pick are listed whatever figures they have.
+    assert page.count('name="pick"') == 6
+    assert "not measured" in page
+
+
+def test_an_unknown_figure_is_named_and_the_default_shown(as_member, owner, wl):
+    _cpu_only(owner, wl)
+    response = as_member.get("/compare/?workload=mnist&figure=<b>watts")
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "There is no energy figure “&lt;b&gt;watts”; showing CPU energy (package)" in page
+
+
+def test_the_csv_names_the_figure_its_methods_and_the_runs_lacking_it(as_member, owner, wl):
+    solo = [300.0, 310.0, 305.0, 298.0, 303.0]
+    par = [400.0, 420.0, 410.0, 405.0, 415.0]
+    s, _p = _cpu_only(owner, wl, solo, par)
+    factories.run(s, 1, 0, gpu_energy_j=None, cpu_energy_j=None, cpu_method="unavailable")
+    text = as_member.get("/compare/?workload=mnist&figure=cpu&format=csv").content.decode()
+    rows = list(csv.reader(io.StringIO(text)))
+    assert rows[0] == [
+        "#",
+        "CPU energy (package): 10 of 11 finished runs have it (1 lacks it); "
+        "methods: estimate from CPU time (10)",
+    ]
+    header, first = rows[1], dict(zip(rows[1], rows[2], strict=True))
+    assert {"figure", "solo_ci95_low_j", "ratio_ci95_low", "mann_whitney_p"} <= set(header)
+    expected = stats.compare(par, solo)
+    assert first["figure"] == "cpu" and first["runs_lacking_figure"] == "1"
+    assert float(first["parallel_over_solo"]) == pytest.approx(410.0 / 303.0)
+    assert float(first["ratio_ci95_low"]) == pytest.approx(expected.ratio_low)
+    assert float(first["mann_whitney_p"]) == pytest.approx(expected.p_value)
+    assert first["verdict"].startswith("parallel uses more energy than solo")
+
+
+def test_two_picked_groups_get_the_statistics(as_member, owner, wl):
+    s, p = _cpu_only(owner, wl)
+    refs = lambda e: [f"{e.code}:0.{i}.0" for i in range(3)]  # noqa: E731
+    url = "/compare/?workload=mnist&figure=cpu&" + "&".join(
+        [f"pick={r}" for r in refs(p)] + [f"vs={r}" for r in refs(s)]
+    )
+    response = as_member.get(url)
+    groups = response.context["groups"]
+    assert groups["comparison"] == stats.compare([400.0, 420.0, 410.0], [300.0, 310.0, 305.0])
+    page = response.content.decode()
+    assert "Group A against group B (CPU energy (package)):</strong> too few runs" in page

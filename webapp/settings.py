@@ -152,7 +152,9 @@ else:
     BROKER_DIR = Path(env_str("WATTLAB_BROKER_DIR", str(VAR_DIR / "broker")))
     for _sub in ("queue", "control", "processed"):
         (BROKER_DIR / _sub).mkdir(parents=True, exist_ok=True)
-    CELERY_BROKER_URL = "filesystem://"
+    # The host part means nothing to this transport; without one kombu warns "No
+    # hostname was supplied. Reverting to default 'localhost'" on every command.
+    CELERY_BROKER_URL = "filesystem://localhost/"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(BROKER_DIR / "queue"),
         "data_folder_out": str(BROKER_DIR / "queue"),

@@ -76,6 +76,15 @@ def test_submit_reports_every_bad_key_without_a_traceback(
     assert "Traceback" not in done.stderr
 
 
+def test_submit_prints_no_broker_noise(digits_workload: Any) -> None:
+    # kombu warned "No hostname was supplied. Reverting to default 'localhost'" on every
+    # command that sends a message through the filesystem broker.
+    done = run_manage("submit", str(ROOT / "examples" / "experiments" / "demo-solo.yaml"))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("submitted demo-solo (solo): ")
+    assert done.stderr == ""
+
+
 def test_submit_of_a_missing_file_says_so(transactional_db: None, tmp_path: Path) -> None:
     done = run_manage("submit", str(tmp_path / "nope.yaml"))
     assert done.returncode == 1

@@ -36,7 +36,7 @@ def test_without_servers_it_uses_sqlite_and_a_broker_folder(tmp_path: Path) -> N
     assert done.returncode == 0, done.stderr
     found = json.loads(done.stdout)
     assert found["db"] == "django.db.backends.sqlite3"
-    assert found["broker"] == "filesystem://"
+    assert found["broker"] == "filesystem://localhost/"
     assert found["options"]["data_folder_in"] == str(tmp_path / "broker" / "queue")
     assert (tmp_path / "broker" / "queue").is_dir()
 

@@ -2,8 +2,10 @@
 
 Migrates, loads the example workloads, creates a demo login and prints it, starts the
 web app and one local worker (with the reaper), submits the demo parallel experiment
-and prints the URL. Ctrl-C stops all of it: the worker cancels what it runs and stops
-its trainings, then every process this script started is ended; none is left behind.
+and the solo one with the same configurations, prints the URL, and says when both have
+finished, i.e. when Compare shows parallel against solo. Ctrl-C stops all of it: the
+worker cancels what it runs and stops its trainings, then every process this script
+started is ended; none is left behind.
 """
 
 from __future__ import annotations
@@ -18,11 +20,16 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from urllib.parse import urlencode
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
 DEMO_USER = "demo"
+EXAMPLES = ROOT / "examples" / "experiments"
+#: Parallel first: it holds the slot while the solo waits in the queue, and a
+#: comparison needs both, so the order does not change when it is ready.
+DEMO_EXPERIMENTS = (EXAMPLES / "demo-parallel.yaml", EXAMPLES / "demo-solo.yaml")
 
 
 def _manage(*args: str) -> None:
@@ -73,6 +80,48 @@ def _submit_demo(path: Path) -> str:
     return str(experiment.code)
 
 
+class _DemoWatch:
+    """Says once when every submitted demo experiment has ended (the comparison is
+    then on the Compare page), and how long it took since ``make run`` started."""
+
+    def __init__(self, codes: list[str], started: float, url: str) -> None:
+        self.codes = codes
+        self.started = started
+        self.url = url
+        self._next_check = 0.0
+        self.done = not codes
+
+    def check(self) -> None:
+        now = time.monotonic()
+        if self.done or now < self._next_check:
+            return
+        self._next_check = now + 2.0
+        from django.db import connection
+
+        from experiments.models import Experiment
+
+        rows = list(
+            Experiment.objects.filter(code__in=self.codes).values(
+                "name", "status", "foreground_workload__name"
+            )
+        )
+        connection.close()  # no connection held open between checks (SQLite's lock)
+        if len(rows) < len(self.codes) or any(
+            r["status"] in Experiment.ACTIVE_STATUSES for r in rows
+        ):
+            return
+        self.done = True
+        outcome = ", ".join(f"{r['name']} {r['status']}" for r in rows)
+        print(
+            f"\n  The demo finished after {now - self.started:.0f} s since `make run` "
+            f"started ({outcome}).\n"
+            f"  Parallel against solo: {self.url}compare/?"
+            + urlencode({"workload": rows[0]["foreground_workload__name"]})
+            + "\n",
+            flush=True,
+        )
+
+
 def _stop(children: list[subprocess.Popen[bytes]]) -> None:
     for child in children:  # worker first: it cancels and stops its trainings
         if child.poll() is None:
@@ -94,10 +143,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=int(os.environ.get("WATTLAB_PORT", "8000")))
     parser.add_argument(
-        "--experiment", type=Path, default=ROOT / "examples" / "experiments" / "demo-parallel.yaml"
+        "--experiment",
+        type=Path,
+        action="append",
+        help="an experiment file to submit instead of the demo pair (repeatable)",
     )
     parser.add_argument("--no-submit", action="store_true")
     args = parser.parse_args(argv)
+    started = time.monotonic()
+    files: list[Path] = args.experiment or list(DEMO_EXPERIMENTS)
 
     _manage("migrate", "--no-input", "-v", "0")
     _manage("load_workloads", str(ROOT / "examples" / "workloads"))
@@ -125,16 +179,18 @@ def main(argv: list[str] | None = None) -> int:
         if not _wait_http(url, 60):
             print("the web app did not start; see the messages above", file=sys.stderr)
             return 1
-        code = "" if args.no_submit else _submit_demo(args.experiment)
+        submitted = [] if args.no_submit else [(f, _submit_demo(f)) for f in files]
         print(
             "\n"
             f"  Wattlab is running at {url}\n"
             f"  Log in as {user!r} with password {password!r}\n"
-            + (f"  Submitted {args.experiment.name}: experiment {code}\n" if code else "")
+            + "".join(f"  Submitted {f.name}: experiment {code}\n" for f, code in submitted)
             + "  Ctrl-C stops everything.\n",
             flush=True,
         )
+        watch = _DemoWatch([code for _f, code in submitted], started, url)
         while not stopping and all(child.poll() is None for child in children):
+            watch.check()
             time.sleep(0.3)
     finally:
         print("stopping Wattlab ...", flush=True)

@@ -35,7 +35,7 @@ def _descendants(pid: int) -> list[psutil.Process]:
         return []
 
 
-def test_make_run_serves_the_demo_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
+def _start_run(tmp_path: Path, *args: str) -> tuple[subprocess.Popen[bytes], Path, int]:
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
     env.update(
@@ -50,9 +50,14 @@ def test_make_run_serves_the_demo_and_ctrl_c_stops_everything(tmp_path: Path) ->
     log_path = tmp_path / "run.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, str(ROOT / "scripts" / "run.py"), "--port", str(port)],
+            [sys.executable, str(ROOT / "scripts" / "run.py"), "--port", str(port), *args],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
+    return process, log_path, port
+
+
+def test_make_run_serves_the_demo_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
+    process, log_path, port = _start_run(tmp_path)
     try:
         deadline = time.monotonic() + 120
         while "Ctrl-C stops everything" not in log_path.read_text(errors="replace"):
@@ -63,9 +68,10 @@ def test_make_run_serves_the_demo_and_ctrl_c_stops_everything(tmp_path: Path) ->
         assert f"http://127.0.0.1:{port}/" in text
         login = re.search(r"Log in as 'demo' with password '([^']+)'", text)
         assert login is not None
-        code_match = re.search(r"experiment ([0-9a-f-]{36})", text)
-        assert code_match is not None
-        code = code_match.group(1)
+        # The parallel demo and the solo one with the same configurations, parallel first.
+        submitted = re.findall(r"Submitted (\S+): experiment ([0-9a-f-]{36})", text)
+        assert [name for name, _code in submitted] == ["demo-parallel.yaml", "demo-solo.yaml"]
+        code = submitted[0][1]
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/accounts/login/", timeout=10) as r:
             assert r.status == 200
         # Wait until the demo's trainings run, so Ctrl-C has something to stop.
@@ -83,6 +89,56 @@ def test_make_run_serves_the_demo_and_ctrl_c_stops_everything(tmp_path: Path) ->
         time.sleep(0.5)
         assert [c.pid for c in children if c.is_running() and c.status() != "zombie"] == []
         assert find_marked(code) == []
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+TINY = """name: tiny-{mode}
+foreground:
+  workload: digits-mlp
+  hyperparameters: {{epochs: 2, hidden: 32}}
+  mutate: [learning_rate]
+configurations: 2
+seed: 7
+sleep_between_runs: 0
+timeout: 60
+"""
+TINY_BACKGROUND = """background:
+  workload: digits-mlp
+  hyperparameters: {epochs: 20, hidden: 32}
+  restart_delay: 0.2
+  startup_wait: 0.5
+"""
+
+
+def test_make_run_says_when_parallel_and_solo_can_be_compared(tmp_path: Path) -> None:
+    (tmp_path / "p.yaml").write_text(TINY.format(mode="parallel") + TINY_BACKGROUND)
+    (tmp_path / "s.yaml").write_text(TINY.format(mode="solo"))
+    process, log_path, port = _start_run(
+        tmp_path, "--experiment", str(tmp_path / "p.yaml"), "--experiment", str(tmp_path / "s.yaml")
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while "The demo finished" not in (text := log_path.read_text(errors="replace")):
+            assert process.poll() is None, text[-3000:]
+            assert time.monotonic() < deadline, text[-3000:]
+            time.sleep(0.5)
+        text = log_path.read_text()
+        line = re.search(r"The demo finished after (\d+) s since `make run` started \((.*)\)", text)
+        assert line is not None
+        assert sorted(line.group(2).split(", ")) == [
+            "tiny-parallel succeeded",
+            "tiny-solo succeeded",
+        ]
+        assert (
+            f"Parallel against solo: http://127.0.0.1:{port}/compare/?workload=digits-mlp" in text
+        )
+        assert "No hostname was supplied" not in text  # kombu's line, on any command
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=90)
+        assert process.returncode == 0
     finally:
         if process.poll() is None:
             process.kill()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib.auth.decorators import login_required
 from django.db.models.fields.files import FieldFile
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
@@ -65,6 +67,68 @@ def _markers(run: Run, background: list[BackgroundRun]) -> list[charts.Marker]:
     return out
 
 
+#: What the trace's CPU power is, by the CPU meter's method (the trace's metadata says
+#: which; traces written before it did carry RAPL only).
+CPU_POWER_NOTES = {
+    "rapl": "RAPL package + DRAM, the whole machine (the background included)",
+    "perf": "perf stat, the whole machine (the background included)",
+    "estimate": "an estimate, not measured: the foreground's CPU time x an assumed power "
+    "per busy core, updated every second (the background is not included)",
+}
+
+
+def _sampled(series: dict[str, list[Any]], key: str) -> bool:
+    return any(v is not None for v in series.get(key, []))
+
+
+def _over_time(
+    series: dict[str, list[Any]], markers: list[charts.Marker], cpu_method: str
+) -> list[dict[str, Any]]:
+    """The run's charts over time, each with a visible title and what it shows: power
+    (GPU and CPU together, so one shows the other's scale), then the GPU's utilisation,
+    temperature and memory."""
+    t = series["t"]
+    out: list[dict[str, Any]] = []
+    power: list[charts.Series] = []
+    notes: list[str] = []
+    if _sampled(series, "power_w"):
+        power.append(charts.Series("GPU", t, series["power_w"], "#2563eb"))
+    if _sampled(series, "cpu_power_w"):
+        method = cpu_method if cpu_method in CPU_POWER_NOTES else "rapl"
+        short = "CPU (estimate)" if method == "estimate" else f"CPU ({method.upper()})"
+        power.append(charts.Series(short, t, series["cpu_power_w"], "#d97706"))
+        notes.append(f"CPU power: {CPU_POWER_NOTES[method]}.")
+    if power:
+        title = " and ".join(s.label.split(" (")[0] for s in power) + " power"
+        out.append(_chart(title, power, "power (W)", markers, notes))
+    for key, title, unit in (
+        ("util_pct", "GPU utilisation", "utilisation (%)"),
+        ("temp_c", "GPU temperature", "temperature (°C)"),
+        ("mem_mib", "GPU memory", "memory (MiB)"),
+    ):
+        if _sampled(series, key):
+            out.append(_chart(title, [charts.Series(title, t, series[key])], unit, markers, []))
+    return out
+
+
+def _chart(
+    title: str,
+    lines: list[charts.Series],
+    unit: str,
+    markers: list[charts.Marker],
+    notes: list[str],
+) -> dict[str, Any]:
+    svg = charts.line_chart(
+        lines,
+        title=title,
+        x_label="time since the run started (s)",
+        y_label=unit,
+        markers=markers,
+        height=190,
+    )
+    return {"title": title, "svg": svg, "notes": notes}
+
+
 @login_required
 @require_GET
 def run_detail(
@@ -77,31 +141,16 @@ def run_detail(
         background = selectors.background_runs_between(
             experiment=experiment, start=run.started_at, end=run.ended_at or run.started_at
         )
-    series = trace_series(bytes(run.trace or b""))
+    trace = bytes(run.trace or b"")
+    series = trace_series(trace)
+    meta = trace_metadata(trace)
     chart_list = []
     if series is not None:
-        t = series["t"]
         markers = _markers(run, background)
+        t = series["t"]
         duration = run.duration_s or (t[-1] if t else 0.0)
         markers = [m for m in markers if -1.0 <= m.x <= duration + 1.0]
-        for key, title, unit in (
-            ("power_w", "GPU power", "power (W)"),
-            ("util_pct", "GPU utilisation", "utilisation (%)"),
-            ("temp_c", "GPU temperature", "temperature (°C)"),
-            ("mem_mib", "GPU memory", "memory (MiB)"),
-            ("cpu_power_w", "CPU power", "power (W)"),
-        ):
-            if any(v is not None for v in series.get(key, [])):
-                chart_list.append(
-                    charts.line_chart(
-                        [charts.Series(title, t, series[key])],
-                        title=title,
-                        x_label="time since the run started (s)",
-                        y_label=unit,
-                        markers=markers,
-                        height=190,
-                    )
-                )
+        chart_list = _over_time(series, markers, str(meta.get("cpu_method", "rapl")))
     log_text, cut = _log_tail(run)
     return render(
         request,
@@ -111,7 +160,8 @@ def run_detail(
             "run": run,
             "charts": chart_list,
             "has_trace": series is not None,
-            "trace_meta": trace_metadata(bytes(run.trace or b"")),
+            "trace_meta": meta,
+            "gpu_sampled": series is not None and _sampled(series, "power_w"),
             "background_runs": background,
             "log_text": log_text,
             "log_cut": cut,

@@ -230,6 +230,44 @@ def test_a_run_whose_gpu_was_not_measured_says_why_its_charts_are_empty(as_membe
     assert "the GPU was not measured on this host" in over_time
 
 
+def test_a_host_without_a_gpu_shows_its_cpu_power_over_time_with_the_background(as_member, exp):
+    # What a laptop records: the estimate's CPU power (held between its 1 s readings).
+    from workers.energy.trace import encode_trace
+
+    t = [i / 10 for i in range(40)]
+    power = [None] * 10 + [7.5] * 10 + [9.25] * 10 + [8.0] * 10
+    trace = encode_trace({"t": t, "cpu_power_w": power}, meta={"hz": 10, "cpu_method": "estimate"})
+    run = factories.run(exp, 4, gpu_energy_j=None, gpu_method="unavailable", trace=trace)
+    assert run.started_at is not None
+    factories.background_run(exp, 1, run.started_at - dt.timedelta(seconds=1), 2.5)
+    exp.mode = Experiment.Mode.PARALLEL
+    exp.save(update_fields=["mode"])
+    page = as_member.get(reverse("run_detail", args=[exp.code, 4, 0, 0])).content.decode()
+    over_time = page[page.index("Over time") : page.index("Provenance")]
+    assert "<figcaption>CPU power</figcaption>" in over_time
+    assert "CPU (estimate)" in over_time and "an estimate, not measured" in over_time
+    assert "The GPU was not measured on this host" in over_time
+    assert "background run 1 ends (exit 0)" in over_time  # the marker at 1.5 s
+    assert over_time.count("<polyline") == 1  # one line: no invented GPU series
+
+
+def test_cpu_power_in_an_older_trace_is_rapl_and_plotted_beside_the_gpu(as_member, exp):
+    # Traces written before the metadata named the CPU method carried RAPL only.
+    from workers.energy.trace import encode_trace
+
+    trace = encode_trace(
+        {"t": [0.0, 0.1, 0.2], "gpu0.power_w": [100.0, 110.0, 105.0],
+         "cpu_power_w": [None, 40.0, 42.0]},
+        meta={"hz": 10},
+    )  # fmt: skip
+    factories.run(exp, 4, trace=trace)
+    page = as_member.get(reverse("run_detail", args=[exp.code, 4, 0, 0])).content.decode()
+    over_time = page[page.index("Over time") : page.index("Provenance")]
+    assert "<figcaption>GPU and CPU power</figcaption>" in over_time
+    assert "CPU (RAPL)" in over_time and "RAPL package + DRAM" in over_time
+    assert "not measured on this host" not in over_time
+
+
 def test_a_figure_that_could_not_be_measured_is_never_shown_as_zero(as_member, exp):
     factories.run(exp, 2, gpu_energy_j=None, gpu_method="unavailable")
     page = as_member.get(reverse("experiment_detail", args=[exp.code])).content.decode()

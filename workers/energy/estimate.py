@@ -161,12 +161,14 @@ class EstimateCpuMeter:
         self._cpu_s = 0.0
         self._last_poll = 0.0
         self._last_tree = 0.0
+        self.updated_at: float | None = None
 
     def start(self, foreground_pid: int | None) -> None:
         self._cpu_s = 0.0
         self._baseline = 0.0
         self._leader = None
         self._members = []
+        self.updated_at = None
         if foreground_pid is None:
             return
         try:
@@ -196,6 +198,7 @@ class EstimateCpuMeter:
                 continue  # exited: its time is now in its parent's children_* (if reaped)
         # Monotone: between a member's exit and its reaping its time is nowhere.
         self._cpu_s = max(self._cpu_s, total - self._baseline)
+        self.updated_at = time.monotonic()
 
     def poll(self) -> None:
         now = time.monotonic()

@@ -63,6 +63,10 @@ class CpuMeter(Protocol):
     device: str
     #: True when the meter sees the whole machine (RAPL, perf), background included.
     whole_machine: bool
+    #: Monotonic time of the reading that :meth:`total` reflects; None while the
+    #: meter has no running figure (perf reports at the end). The power plotted over
+    #: time is the change of the total between two such readings.
+    updated_at: float | None
 
     def start(self, foreground_pid: int | None) -> None: ...
 

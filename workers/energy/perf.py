@@ -137,6 +137,8 @@ class PerfCpuMeter:
         self.device = "perf stat -a " + ",".join(self._events)
         self._proc: subprocess.Popen[bytes] | None = None
         self._out: Path | None = None
+        #: perf prints its totals only when it stops: no running figure to plot.
+        self.updated_at: float | None = None
         self._ctl = -1
         self._began = 0.0
         #: perf counted from start() (enabled over --control); else it started late.

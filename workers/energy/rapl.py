@@ -140,6 +140,7 @@ class RaplCpuMeter:
         self._clock = clock
         self.device = "RAPL " + ", ".join(z.name for z in self._zones)
         self._has_dram = any(z.kind == "dram" for z in self._zones)
+        self.updated_at: float | None = None
 
     def start(self, foreground_pid: int | None) -> None:
         now = self._clock()
@@ -149,13 +150,16 @@ class RaplCpuMeter:
             zone.total_uj = 0.0
             zone.wraps = zone.bridged = 0
             zone.rate_uj_s = None
+        self.updated_at = now
 
     def poll(self) -> None:
         now = self._clock()
+        missed = False
         for zone in self._zones:
             try:
                 current = _read_int(zone.energy_path)
             except (OSError, ValueError):
+                missed = True
                 continue  # a missed read only delays the delta to the next poll
             elapsed = now - zone.last_t
             if current >= zone.last_uj:
@@ -177,6 +181,8 @@ class RaplCpuMeter:
             zone.total_uj += delta
             zone.last_uj = current
             zone.last_t = now
+        if not missed:  # a partial read is no fresh reading of the whole
+            self.updated_at = now
 
     def total(self) -> CpuReading:
         package = sum(z.total_uj for z in self._zones if z.kind == "package") / 1e6

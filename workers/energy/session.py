@@ -172,7 +172,10 @@ class Measurement:
         self._series = [_GpuSeries(g) for g in meters.gpus]
         self._t: list[float] = []
         self._cpu_power: list[float | None] = []
-        self._cpu_last_j: float | None = None
+        #: (monotonic time, joules) of the CPU meter's latest reading, and the power
+        #: between it and the one before.
+        self._cpu_last: tuple[float, float] | None = None
+        self._cpu_held: float | None = None
         self._sampler = Sampler(self._tick, hz)
         self._t0 = 0.0
         self._started_at: dt.datetime | None = None
@@ -225,7 +228,7 @@ class Measurement:
             self.meters.cpu.poll()
         except Exception as exc:  # noqa: BLE001 - one missed poll must not end sampling
             self._cpu_poll_error = f"{type(exc).__name__}: {exc}"
-        cpu_power = self._cpu_power_since_last(now)
+        cpu_power = self._cpu_power_since_last()
         with self._lock:
             self._t.append(now - self._t0)
             self._cpu_power.append(cpu_power)
@@ -234,18 +237,25 @@ class Measurement:
                 series.samples.append(sample)
                 series.times.append(now)
 
-    def _cpu_power_since_last(self, now: float) -> float | None:
-        # Only RAPL gives energy while the run goes on; perf reports at the end and
-        # the estimate is not a power reading worth plotting.
-        if self.meters.cpu.method != "rapl":
+    def _cpu_power_since_last(self) -> float | None:
+        """The CPU meter's average power between its two latest readings (RAPL: every
+        tick; the estimate: every second, held in between so the line is a step of
+        the estimate's own resolution). None before the second reading, and for perf,
+        which reports only when it stops."""
+        meter = self.meters.cpu
+        at = meter.updated_at
+        if at is None:
             return None
-        total = self.meters.cpu.total()
-        joules = (total.package_j or 0.0) + (total.dram_j or 0.0)
-        power = None
-        if self._cpu_last_j is not None and self._t and now - self._t0 > self._t[-1]:
-            power = (joules - self._cpu_last_j) / (now - self._t0 - self._t[-1])
-        self._cpu_last_j = joules
-        return power
+        if self._cpu_last is not None and at <= self._cpu_last[0]:
+            return self._cpu_held  # no fresh reading since the previous tick
+        total = meter.total()
+        if total.package_j is None:
+            return None
+        joules = total.package_j + (total.dram_j or 0.0)
+        previous, self._cpu_last = self._cpu_last, (at, joules)
+        if previous is not None:
+            self._cpu_held = (joules - previous[1]) / (at - previous[0])
+        return self._cpu_held
 
     def _attribute(self, s: _GpuSeries, sample: GpuSample, now: float) -> None:
         """Split this tick's device energy by the foreground's share of SM utilisation."""
@@ -297,6 +307,9 @@ class Measurement:
             "started_at": self._started_at.isoformat() if self._started_at else None,
             "gpus": [{"index": s.meter.index, "device": s.meter.device} for s in self._series],
             "cpu": self.meters.cpu.device,
+            # What ``cpu_power_w`` is: "rapl" (package + DRAM, whole machine) or
+            # "estimate" (the foreground's CPU time x watts per core, not measured).
+            "cpu_method": self.meters.cpu.method,
         }
         return encode_trace(channels, meta)
 

@@ -263,3 +263,33 @@ def test_the_energy_package_imports_nothing_from_django() -> None:
     repo = Path(__file__).resolve().parents[3]
     done = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_estimate_plots_cpu_power_over_time_at_its_one_second_resolution() -> None:
+    # A real child that keeps one core busy: the estimate is its CPU time x 10 W.
+    spin = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        meters = MeterSet([], EstimateCpuMeter(watts_per_core=10.0))
+        m = Measurement(meters=meters, hz=10.0)
+        m.start(foreground_pid=spin.pid, foreground_pgid=None)
+        time.sleep(3.5)
+        report, trace = m.stop()
+    finally:
+        spin.kill()
+        spin.wait()
+    series = decode_trace(trace)
+    assert trace_meta(trace)["cpu_method"] == "estimate"
+    assert "power_w" not in series  # no GPU: the CPU is what the trace holds
+    t, power = series["t"], series["cpu_power_w"]
+    # Nothing before the estimate's second reading (a power needs two); from then on
+    # every tick carries the latest one-second figure, never a 0 for "not read".
+    first = next(i for i, p in enumerate(power) if p is not None)
+    assert 0.8 <= t[first] <= 1.6
+    assert all(p is not None for p in power[first:])
+    held = power[first:]
+    steps = 1 + sum(1 for a, b in zip(held, held[1:], strict=False) if a != b)
+    assert 2 <= steps <= 4  # one value per second of the estimate, not one per tick
+    # One busy core at 10 W per core: no step above that (a loaded host gives less).
+    assert all(0.0 < p <= 10.5 for p in power[first:] if p is not None)
+    assert report.cpu.method == "estimate" and report.cpu.value is not None
+    assert report.cpu.value <= 10.5 * t[-1]

@@ -232,7 +232,7 @@ def test_a_run_whose_gpu_was_not_measured_says_why_its_charts_are_empty(as_membe
 
 def test_a_host_without_a_gpu_shows_its_cpu_power_over_time_with_the_background(as_member, exp):
     # What a laptop records: the estimate's CPU power (held between its 1 s readings).
-    from workers.energy.trace import encode_trace
+    from core.trace import encode_trace
 
     t = [i / 10 for i in range(40)]
     power = [None] * 10 + [7.5] * 10 + [9.25] * 10 + [8.0] * 10
@@ -253,7 +253,7 @@ def test_a_host_without_a_gpu_shows_its_cpu_power_over_time_with_the_background(
 
 def test_cpu_power_in_an_older_trace_is_rapl_and_plotted_beside_the_gpu(as_member, exp):
     # Traces written before the metadata named the CPU method carried RAPL only.
-    from workers.energy.trace import encode_trace
+    from core.trace import encode_trace
 
     trace = encode_trace(
         {"t": [0.0, 0.1, 0.2], "gpu0.power_w": [100.0, 110.0, 105.0],

@@ -128,6 +128,23 @@ class ExperimentAdmin(StaffMayManage, admin.ModelAdmin):  # type: ignore[type-ar
     raw_id_fields = ("owner", "host")
     inlines = [RunInline]
 
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Its process-group rows are the only record of what still runs on a host.
+        if obj is not None and obj.process_groups.filter(ended_at__isnull=True).exists():
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Experiment]) -> None:
+        # The bulk "delete selected" action asks no per-object permission.
+        live = queryset.filter(process_groups__ended_at__isnull=True).distinct()
+        if live.exists():
+            self.message_user(
+                request,
+                f"Kept {live.count()} experiment(s) whose process groups have not ended.",
+                messages.WARNING,
+            )
+        super().delete_queryset(request, queryset.exclude(pk__in=live.values("pk")))
+
 
 @admin.register(Run)
 class RunAdmin(StaffMayManage, admin.ModelAdmin):  # type: ignore[type-arg]

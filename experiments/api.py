@@ -14,12 +14,13 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.utils import timezone
-from ninja import NinjaAPI, Schema, Status
+from ninja import Field, NinjaAPI, Schema, Status
 from ninja.errors import HttpError
 from ninja.security import HttpBearer
 
 from experiments import selectors, services
 from experiments.expfile import (
+    MAX_TEXT_BYTES,
     ExperimentFileError,
     experiment_file_from_dict,
     parse_experiment_text,
@@ -134,7 +135,7 @@ class SubmitIn(Schema):
     """Either ``spec`` (the experiment file as JSON) or ``text`` (YAML or JSON text)."""
 
     spec: dict[str, Any] | None = None
-    text: str | None = None
+    text: str | None = Field(default=None, max_length=MAX_TEXT_BYTES)
 
 
 class ErrorOut(Schema):

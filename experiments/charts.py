@@ -67,6 +67,20 @@ def _ok(y: float | None) -> bool:
     return y is not None and math.isfinite(y)
 
 
+#: Values beyond this are drawn at it: near the float maximum the span between two
+#: values (and every tick step) overflows to infinity. No measured energy, power or
+#: metric comes near it; only a corrupt or hostile value does.
+CLAMP = 1e300
+
+
+def _clamp(v: float) -> float:
+    return max(-CLAMP, min(CLAMP, v)) if math.isfinite(v) else v
+
+
+def _clamp_opt(v: float | None) -> float | None:
+    return None if v is None else _clamp(v)
+
+
 @dataclass
 class Series:
     label: str
@@ -205,6 +219,11 @@ def line_chart(
     height: int = 220,
     y_min: float | None = 0.0,
 ) -> SafeString:
+    series = [
+        Series(s.label, [_clamp(x) for x in s.xs], [_clamp_opt(y) for y in s.ys], s.color)
+        for s in series
+    ]
+    markers = [Marker(_clamp(m.x), m.label, m.color, m.dashed) for m in markers]
     pts = [(x, y) for s in series for x, y in zip(s.xs, s.ys, strict=False) if _ok(y)]
     if not pts:
         return _empty(title, "no samples yet", width, height)
@@ -275,6 +294,11 @@ def scatter(
     """Points coloured by group; ``front`` (indices) is joined as the Pareto front;
     ``trends`` are (group, [(x, low, fit, high)]): a fitted line in the group's colour
     over its shaded 95 % band."""
+    points = [Point(_clamp(p.x), _clamp(p.y), p.label, p.group, p.href) for p in points]
+    trends = [
+        (group, [(_clamp(x), _clamp(lo), _clamp(fit), _clamp(hi)) for x, lo, fit, hi in line])
+        for group, line in trends
+    ]
     pts = [
         p for p in points if math.isfinite(p.x) and math.isfinite(p.y) and (p.x > 0 or not log_x)
     ]
@@ -371,6 +395,10 @@ def range_chart(
     category (parallel vs solo)."""
     if not bars:
         return _empty(title, "nothing measured both ways yet", width, height)
+    bars = [
+        RangeBar(b.category, b.series, _clamp(b.median), _clamp(b.low), _clamp(b.high), b.n)
+        for b in bars
+    ]
     cats = list(dict.fromkeys(b.category for b in bars))
     series = list(dict.fromkeys(b.series for b in bars))
     colors = _colors(series)

@@ -10,13 +10,52 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Literal
+import reprlib
+import unicodedata
+from collections import Counter
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+)
 
-# HOST or HOST:GPU; a hostname is letters, digits, dots, dashes and underscores.
-_TARGET = re.compile(r"^(any|[A-Za-z0-9_.-]+(:\d+)?)$")
+# HOST or HOST:GPU; a hostname is letters, digits, dots, dashes and underscores. A GPU
+# index has at most four digits (a 5000-digit one would not even convert to an int).
+_TARGET = re.compile(r"^(any|[A-Za-z0-9_.-]{1,253}(:\d{1,4})?)$")
+
+#: The largest experiment file read anywhere (upload, pasted text, API, command line):
+#: a real one is a few hundred bytes; this bounds the parser's time and memory.
+MAX_TEXT_BYTES = 256 * 1024
+#: Nesting deeper than this is refused before it reaches a recursive parser.
+MAX_DEPTH = 20
+#: At most this many characters of a submitted value are echoed in an error message.
+ECHO_CHARS = 60
+#: More parameters to mutate than any workload declares.
+MAX_MUTATE = 100
+
+_echo = reprlib.Repr()
+_echo.maxstring = ECHO_CHARS
+_echo.maxother = ECHO_CHARS
+_echo.maxlong = 40
+_echo.maxlevel = 2
+_echo.maxlist = _echo.maxdict = _echo.maxtuple = _echo.maxset = 4
+
+
+def echo(value: Any) -> str:
+    """A short repr of a submitted value for an error message: never megabytes."""
+    try:
+        text = _echo.repr(value)
+    except (ValueError, RecursionError):  # an int with more digits than str() allows
+        text = f"<{type(value).__name__}>"
+    if len(text) > ECHO_CHARS + 10:
+        text = text[:ECHO_CHARS] + "..."
+    return text
 
 
 class ExperimentFileError(ValueError):
@@ -30,29 +69,40 @@ class ExperimentFileError(ValueError):
 
 class _Strict(BaseModel):
     # Unknown keys are errors: a typo such as ``runs_per_conifg`` must not be ignored.
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # inf and nan are no timeouts, delays or hyperparameter values.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
-HyperValue = int | float | str | bool
+HyperValue = int | float | Annotated[str, StringConstraints(max_length=1000)] | bool
+ParamName = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+Params = dict[ParamName, HyperValue]
+#: More hyperparameters than any workload declares.
+MAX_PARAMS = 100
 
 
 class ForegroundSpec(_Strict):
     workload: str = Field(min_length=1, max_length=200)
-    hyperparameters: dict[str, HyperValue] = Field(default_factory=dict)
-    mutate: list[str] = Field(default_factory=list)
+    hyperparameters: dict[ParamName, HyperValue] = Field(
+        default_factory=dict, max_length=MAX_PARAMS
+    )
+    mutate: list[ParamName] = Field(default_factory=list, max_length=MAX_MUTATE)
 
     @field_validator("mutate")
     @classmethod
     def _unique(cls, value: list[str]) -> list[str]:
-        repeated = sorted({name for name in value if value.count(name) > 1})
+        repeated = sorted(name for name, n in Counter(value).items() if n > 1)
         if repeated:
-            raise ValueError(f"lists {', '.join(repeated)} more than once")
+            shown = ", ".join(_short(name) for name in repeated[:5])
+            more = f" and {len(repeated) - 5} more" if len(repeated) > 5 else ""
+            raise ValueError(f"lists {shown}{more} more than once")
         return value
 
 
 class BackgroundSpec(_Strict):
     workload: str = Field(min_length=1, max_length=200)
-    hyperparameters: dict[str, HyperValue] = Field(default_factory=dict)
+    hyperparameters: dict[ParamName, HyperValue] = Field(
+        default_factory=dict, max_length=MAX_PARAMS
+    )
     restart_delay: float = Field(default=2.0, ge=0, le=3600)
     startup_wait: float = Field(default=5.0, ge=0, le=3600)
     between_runs: Literal["keep", "stop"] = "keep"
@@ -66,7 +116,8 @@ class ExperimentFile(_Strict):
     # The database column is a signed 64-bit integer (a larger seed would be a 500).
     seed: int | None = Field(default=None, ge=-(2**63), le=2**63 - 1)
     sleep_between_runs: float = Field(default=60.0, ge=0, le=24 * 3600)
-    timeout: float = Field(default=3600.0, gt=0)
+    # Below a second a run cannot even start its program; the runs would only churn.
+    timeout: float = Field(default=3600.0, ge=1)
     max_retries: int = Field(default=0, ge=0, le=10)
     background: BackgroundSpec | None = None
     target: str = "any"
@@ -92,7 +143,8 @@ class ExperimentFile(_Strict):
 
 
 def _describe(error: dict[str, Any]) -> str:
-    path = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    path = ".".join(echo(p) if not isinstance(p, str) else _short(p) for p in error["loc"])
+    path = path or "(top level)"
     kind = error["type"]
     if kind == "extra_forbidden":
         return f"{path}: unknown key"
@@ -100,15 +152,17 @@ def _describe(error: dict[str, Any]) -> str:
         return f"{path}: is required"
     message = str(error["msg"])
     message = message.removeprefix("Value error, ")
-    value = error.get("input")
+    value = echo(error.get("input"))
     if kind in {"greater_than_equal", "greater_than"}:
-        return f"{path}: {value!r} is below the minimum {_limit(error)}"
+        return f"{path}: {value} is below the minimum {_limit(error)}"
     if kind in {"less_than_equal", "less_than"}:
-        return f"{path}: {value!r} is above the maximum {_limit(error)}"
+        return f"{path}: {value} is above the maximum {_limit(error)}"
     if kind == "literal_error":
-        return f"{path}: {value!r} is not one of {_limit(error, 'expected')}"
+        return f"{path}: {value} is not one of {_limit(error, 'expected')}"
     if kind.endswith("_type") or kind.endswith("_parsing"):
-        return f"{path}: {value!r} is not valid ({message.lower()})"
+        return f"{path}: {value} is not valid ({message.lower()})"
+    if kind == "finite_number":
+        return f"{path}: {value} is not a finite number"
     return f"{path}: {message}"
 
 
@@ -122,24 +176,153 @@ def _limit(error: dict[str, Any], key: str = "") -> str:
     return ""
 
 
-def _load(text: str, filename: str) -> Any:
-    if filename.endswith(".json"):
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ExperimentFileError(
-                [f"(file): not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"]
-            ) from None
+def _short(text: str) -> str:
+    return text if len(text) <= ECHO_CHARS else text[:ECHO_CHARS] + "..."
+
+
+#: libyaml when present: PyYAML's pure-Python scanner is quadratic on some inputs
+#: (a long flow list took seconds); the C one reads 256 KiB in milliseconds.
+_YAML_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+#: More nodes than any experiment file has, far fewer than exhaust memory.
+MAX_NODES = 20_000
+
+
+def _check_yaml_events(text: str) -> None:
+    """Refuse aliases, deep nesting and too many nodes before anything is built.
+
+    An alias repeats a node without repeating its text, so nine levels of them turn
+    a few hundred bytes into gigabytes (the "billion laughs"); an experiment file has
+    no use for them. The event stream is flat, so this pass itself cannot recurse.
+    """
+    loader = _YAML_LOADER(text)
     try:
-        # YAML 1.2 reads JSON too, so a file without a suffix may be either.
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        where = ""
-        mark = getattr(exc, "problem_mark", None)
-        if mark is not None:
-            where = f" at line {mark.line + 1}, column {mark.column + 1}"
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ExperimentFileError([f"(file): not valid YAML{where}: {problem}"]) from None
+        depth = nodes = 0
+        while loader.check_event():
+            event = loader.get_event()
+            problem = ""
+            if isinstance(event, yaml.AliasEvent):
+                problem = "aliases (*name) are not allowed in experiment files"
+            elif isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    problem = f"nested deeper than {MAX_DEPTH} levels"
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+            if isinstance(event, yaml.NodeEvent):
+                nodes += 1
+                if nodes > MAX_NODES:
+                    problem = f"more than {MAX_NODES} values"
+            if problem:
+                raise yaml.composer.ComposerError(None, None, problem, event.start_mark)
+    finally:
+        loader.dispose()
+
+
+def _load(text: str, filename: str) -> Any:
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_TEXT_BYTES:
+        raise ExperimentFileError(
+            [f"(file): {size} bytes, larger than the {MAX_TEXT_BYTES // 1024} KiB allowed"]
+        )
+    try:
+        if filename.endswith(".json"):
+            try:
+                return json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise ExperimentFileError(
+                    [f"(file): not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"]
+                ) from None
+        try:
+            # YAML 1.2 reads JSON too, so a file without a suffix may be either.
+            _check_yaml_events(text)
+            return yaml.load(text, Loader=_YAML_LOADER)  # noqa: S506 - a SafeLoader
+        except yaml.YAMLError as exc:
+            where = ""
+            mark = getattr(exc, "problem_mark", None)
+            if mark is not None:
+                where = f" at line {mark.line + 1}, column {mark.column + 1}"
+            problem = getattr(exc, "problem", None) or str(exc)
+            raise ExperimentFileError(
+                [f"(file): not valid YAML{where}: {_short(str(problem))}"]
+            ) from None
+    except RecursionError:
+        raise ExperimentFileError([f"(file): nested deeper than {MAX_DEPTH} levels"]) from None
+    except (ValueError, OverflowError) as exc:
+        if isinstance(exc, ExperimentFileError):
+            raise
+        # Python refuses to convert integers of more than 4300 digits.
+        raise ExperimentFileError([f"(file): a value cannot be read: {_short(str(exc))}"]) from None
+
+
+def decode_experiment_bytes(data: bytes) -> str:
+    """The text of an uploaded or named file, or a clear error about its encoding."""
+    if len(data) > MAX_TEXT_BYTES:
+        raise ExperimentFileError(
+            [f"(file): larger than the {MAX_TEXT_BYTES // 1024} KiB an experiment file may be"]
+        )
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise ExperimentFileError(["(file): is UTF-16 text, not UTF-8: save it as UTF-8"])
+    if b"\0" in data:
+        raise ExperimentFileError(["(file): is a binary file, not YAML or JSON text"])
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ExperimentFileError(
+            [f"(file): is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})"]
+        ) from None
+
+
+def has_control_characters(text: str) -> bool:
+    """Control characters (NUL, tab, newline, bell...) or lone surrogates: none belongs
+    in a name or a value, and PostgreSQL cannot even store NUL."""
+    return any(unicodedata.category(ch) in ("Cc", "Cs") for ch in text)
+
+
+def _bad_characters(raw: Any) -> list[str]:
+    """Key paths whose key or text holds a control character or a lone surrogate
+    (NUL cannot even be stored by PostgreSQL), and nesting past :data:`MAX_DEPTH`.
+    Iterative, so no input can exhaust the stack."""
+    problems: list[str] = []
+    stack: list[tuple[str, Any, int]] = [("", raw, 0)]
+    while stack and len(problems) < 5:
+        path, value, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            problems.append(f"{path or '(file)'}: nested deeper than {MAX_DEPTH} levels")
+            continue
+        if isinstance(value, str):
+            if has_control_characters(value):
+                problems.append(f"{path or '(file)'}: {echo(value)} contains a control character")
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                name = _short(key) if isinstance(key, str) else echo(key)
+                child = f"{path}.{name}" if path else name
+                if isinstance(key, str) and has_control_characters(key):
+                    problems.append(f"{child}: the key contains a control character")
+                    continue
+                stack.append((child, item, depth + 1))
+        elif isinstance(value, list | tuple):
+            for i, item in enumerate(value):
+                stack.append((f"{path}.{i}" if path else str(i), item, depth + 1))
+    return problems
+
+
+def _validate(raw: Any) -> ExperimentFile:
+    if raw is None:
+        raise ExperimentFileError(["(file): is empty"])
+    if not isinstance(raw, dict):
+        raise ExperimentFileError(
+            [f"(file): must be a mapping of keys (name, foreground, ...), not {type(raw).__name__}"]
+        )
+    bad_keys = [echo(key) for key in raw if not isinstance(key, str)]
+    if bad_keys:
+        raise ExperimentFileError([f"{key}: keys must be text" for key in bad_keys[:5]])
+    problems = _bad_characters(raw)
+    if problems:
+        raise ExperimentFileError(problems)
+    try:
+        return ExperimentFile.model_validate(raw)
+    except ValidationError as exc:
+        raise ExperimentFileError([_describe(dict(err)) for err in exc.errors()[:20]]) from None
 
 
 def parse_experiment_text(text: str, *, filename: str = "") -> ExperimentFile:
@@ -147,25 +330,9 @@ def parse_experiment_text(text: str, *, filename: str = "") -> ExperimentFile:
 
     Raises :class:`ExperimentFileError` listing every problem found.
     """
-    raw = _load(text, filename)
-    if raw is None:
-        raise ExperimentFileError(["(file): is empty"])
-    if not isinstance(raw, dict):
-        raise ExperimentFileError(
-            [f"(file): must be a mapping of keys (name, foreground, ...), not {type(raw).__name__}"]
-        )
-    bad_keys = [str(key) for key in raw if not isinstance(key, str)]
-    if bad_keys:
-        raise ExperimentFileError([f"{key}: keys must be text" for key in bad_keys])
-    try:
-        return ExperimentFile.model_validate(raw)
-    except ValidationError as exc:
-        raise ExperimentFileError([_describe(dict(err)) for err in exc.errors()]) from None
+    return _validate(_load(text, filename))
 
 
 def experiment_file_from_dict(raw: dict[str, Any]) -> ExperimentFile:
-    """Validate an already-parsed mapping (the web form builds one)."""
-    try:
-        return ExperimentFile.model_validate(raw)
-    except ValidationError as exc:
-        raise ExperimentFileError([_describe(dict(err)) for err in exc.errors()]) from None
+    """Validate an already-parsed mapping (the web form and the API build one)."""
+    return _validate(raw)

@@ -90,6 +90,31 @@ CSV_COLUMNS = [
 ]  # fmt: skip
 
 
+#: A spreadsheet runs a cell that starts with one of these as a formula
+#: (``=HYPERLINK(...)``, ``@SUM(...)``, ``-2+3+cmd|...``): a run name or a metric
+#: read from a training log could carry one into whoever opens the export.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """The value as it may go into a CSV cell: text that a spreadsheet would run as a
+    formula gets a leading apostrophe; numbers (``-1.5`` too) stay numbers."""
+    if not isinstance(value, str) or not value.startswith(_FORMULA_START):
+        return value
+    try:
+        float(value)
+    except ValueError:
+        return "'" + value
+    return value
+
+
+def csv_row(row: Any) -> Any:
+    """:func:`csv_cell` over a row (a dict for ``DictWriter`` or a list)."""
+    if isinstance(row, dict):
+        return {key: csv_cell(value) for key, value in row.items()}
+    return [csv_cell(value) for value in row]
+
+
 def experiment_csv(experiment: Experiment) -> str:
     """One row per run; hyperparameters and metrics as JSON text in their cells."""
     import json
@@ -100,29 +125,31 @@ def experiment_csv(experiment: Experiment) -> str:
     doc = experiment_document(experiment)
     for run in doc["runs"]:
         writer.writerow(
-            {
-                "experiment": doc["code"],
-                "name": doc["name"],
-                "mode": doc["mode"],
-                "config": run["config"],
-                "repeat": run["repeat"],
-                "attempt": run["attempt"],
-                "status": run["status"],
-                "hyperparameters": json.dumps(run["hyperparameters"], sort_keys=True),
-                "started_at": run["started_at"],
-                "ended_at": run["ended_at"],
-                "duration_s": run["duration_s"],
-                "exit_code": run["exit_code"],
-                "metrics": json.dumps(run["metrics"], sort_keys=True),
-                "gpu_j": run["energy"]["gpu_j"],
-                "gpu_method": run["energy"]["gpu_method"],
-                "cpu_j": run["energy"]["cpu_j"],
-                "cpu_method": run["energy"]["cpu_method"],
-                "dram_j": run["energy"]["dram_j"],
-                "dram_method": run["energy"]["dram_method"],
-                "coverage_percent": run["coverage"]["percent"],
-                "coverage_longest_gap_s": run["coverage"]["longest_gap_s"],
-                "coverage_verdict": run["coverage"]["verdict"],
-            }
+            csv_row(
+                {
+                    "experiment": doc["code"],
+                    "name": doc["name"],
+                    "mode": doc["mode"],
+                    "config": run["config"],
+                    "repeat": run["repeat"],
+                    "attempt": run["attempt"],
+                    "status": run["status"],
+                    "hyperparameters": json.dumps(run["hyperparameters"], sort_keys=True),
+                    "started_at": run["started_at"],
+                    "ended_at": run["ended_at"],
+                    "duration_s": run["duration_s"],
+                    "exit_code": run["exit_code"],
+                    "metrics": json.dumps(run["metrics"], sort_keys=True),
+                    "gpu_j": run["energy"]["gpu_j"],
+                    "gpu_method": run["energy"]["gpu_method"],
+                    "cpu_j": run["energy"]["cpu_j"],
+                    "cpu_method": run["energy"]["cpu_method"],
+                    "dram_j": run["energy"]["dram_j"],
+                    "dram_method": run["energy"]["dram_method"],
+                    "coverage_percent": run["coverage"]["percent"],
+                    "coverage_longest_gap_s": run["coverage"]["longest_gap_s"],
+                    "coverage_verdict": run["coverage"]["verdict"],
+                }
+            )
         )
     return out.getvalue()

@@ -9,6 +9,13 @@ from typing import Any
 from django import forms
 from django.core.exceptions import ValidationError
 
+from experiments.expfile import (
+    MAX_TEXT_BYTES,
+    ExperimentFileError,
+    decode_experiment_bytes,
+    echo,
+    has_control_characters,
+)
 from experiments.models import Experiment, Workload
 
 HP_PREFIX = "hp__"
@@ -64,6 +71,26 @@ def split_error_line(line: str) -> tuple[str, str]:
     return path, message
 
 
+class ChoiceField(forms.ChoiceField):
+    """Django's, but an unknown choice is echoed shortened (a pasted megabyte is not
+    sent back in the error)."""
+
+    def validate(self, value: Any) -> None:
+        try:
+            super().validate(value)
+        except ValidationError as exc:
+            if getattr(exc, "code", "") != "invalid_choice":
+                raise
+            raise ValidationError(
+                f"{echo(value)} is not one of the choices.", code="invalid_choice"
+            ) from None
+
+
+def no_control_characters(value: str) -> None:
+    if has_control_characters(value):
+        raise ValidationError("contains a control character", code="control_character")
+
+
 def _range_text(param: dict[str, Any]) -> str:
     kind = param.get("type", "float")
     if kind == "choice":
@@ -101,7 +128,7 @@ def hyperparameter_field(param: dict[str, Any], *, required: bool = True) -> for
     if kind == "choice":
         choices = [(str(c), str(c)) for c in param.get("choices", [])]
         common["initial"] = str(param.get("default", ""))
-        return forms.ChoiceField(choices=choices, **common)
+        return ChoiceField(choices=choices, **common)
     field = forms.FloatField(min_value=param.get("min"), max_value=param.get("max"), **common)
     field.widget.attrs["step"] = "any"
     return field
@@ -116,14 +143,14 @@ def _choice_value(param: dict[str, Any], raw: str) -> Any:
 
 
 class ExperimentForm(forms.Form):
-    name = forms.CharField(max_length=200)
+    name = forms.CharField(max_length=200, validators=[no_control_characters])
     workload = forms.ModelChoiceField(
         queryset=Workload.objects.filter(is_active=True),
         to_field_name="name",
         empty_label="choose a workload…",
         help_text="What to train and measure (staff register workloads in the admin).",
     )
-    strategy = forms.ChoiceField(
+    strategy = ChoiceField(
         choices=Experiment.Strategy.choices,
         initial=Experiment.Strategy.TOGETHER,
         widget=forms.RadioSelect,
@@ -175,12 +202,12 @@ class ExperimentForm(forms.Form):
     startup_wait = forms.FloatField(
         min_value=0, max_value=3600, initial=5.0, label="Startup wait (s)"
     )
-    between_runs = forms.ChoiceField(
+    between_runs = ChoiceField(
         choices=Experiment.BetweenRuns.choices,
         initial=Experiment.BetweenRuns.KEEP,
         label="Between foreground runs",
     )
-    target = forms.ChoiceField(choices=[("any", "any free GPU")], initial="any")
+    target = ChoiceField(choices=[("any", "any free GPU")], initial="any")
 
     def __init__(self, *args: Any, targets: list[tuple[str, str]] | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -207,7 +234,7 @@ class ExperimentForm(forms.Form):
         raw = (self.data.get(field) if self.is_bound else None) or self.initial.get(field)
         if isinstance(raw, Workload):
             return raw
-        if not raw:
+        if not raw or "\x00" in str(raw):  # PostgreSQL refuses NUL in a query
             return None
         return Workload.objects.filter(name=str(raw), is_active=True).first()
 
@@ -314,22 +341,23 @@ class UploadForm(forms.Form):
     )
     text = forms.CharField(
         required=False,
+        max_length=MAX_TEXT_BYTES,
         widget=forms.Textarea(attrs={"rows": 10, "spellcheck": "false"}),
         label="…or paste it",
     )
 
-    MAX_BYTES = 256 * 1024
+    MAX_BYTES = MAX_TEXT_BYTES
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
         upload = data.get("file")
         if upload:
             if upload.size > self.MAX_BYTES:
-                raise ValidationError("The file is larger than 256 KiB.")
+                raise ValidationError(f"The file is larger than {self.MAX_BYTES // 1024} KiB.")
             try:
-                data["content"] = upload.read().decode("utf-8")
-            except UnicodeDecodeError:
-                raise ValidationError("The file is not UTF-8 text.") from None
+                data["content"] = decode_experiment_bytes(upload.read(self.MAX_BYTES + 1))
+            except ExperimentFileError as exc:
+                raise ValidationError(exc.errors) from None
             data["filename"] = upload.name or ""
         elif data.get("text", "").strip():
             data["content"] = data["text"]

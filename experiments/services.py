@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.db import transaction
@@ -218,6 +219,7 @@ def _create_experiment(
     fg = Workload.objects.get(name=spec.foreground.workload)
     bg = Workload.objects.get(name=spec.background.workload) if spec.background else None
     with transaction.atomic():
+        _check_queued_runs_cap(owner, len(plan) * spec.runs_per_config)
         experiment = Experiment.objects.create(
             owner=owner if owner is not None and owner.is_authenticated else None,
             name=spec.name,
@@ -248,6 +250,34 @@ def _create_experiment(
         # Enqueue only once the row is visible to the worker that will claim it.
         transaction.on_commit(lambda: queues.enqueue_experiment(experiment_id, queue=queue))
     return experiment
+
+
+def _check_queued_runs_cap(owner: Any, new_runs: int) -> None:
+    """One user may not fill every GPU's queue: refuse a submission that would take
+    their queued and running runs past ``WATTLAB_MAX_QUEUED_RUNS_PER_USER``.
+
+    The owner's row is locked first, so two submissions at once cannot both slip
+    under the cap. A submission without an owner (the command line run on the server
+    by an operator) is not capped.
+    """
+    cap = settings.WATTLAB_MAX_QUEUED_RUNS_PER_USER
+    if owner is None or not getattr(owner, "is_authenticated", False) or cap <= 0:
+        return
+    get_user_model().objects.select_for_update().filter(pk=owner.pk).first()
+    pending = Experiment.objects.filter(
+        owner=owner, status__in=Experiment.ACTIVE_STATUSES
+    ).aggregate(total=Sum("total_runs"), done=Sum("runs_done"))
+    waiting = (pending["total"] or 0) - (pending["done"] or 0)
+    if waiting + new_runs > cap:
+        raise ValidationError(
+            {
+                "configurations": [
+                    f"this experiment has {new_runs} run(s) and you already have {waiting} "
+                    f"queued or running; the limit is {cap} per user. Ask for fewer "
+                    "configurations or runs, or wait for your experiments to finish."
+                ]
+            }
+        )
 
 
 def experiment_rerun(*, experiment: Experiment, by: Any) -> Experiment:
@@ -287,15 +317,32 @@ def experiment_delete(*, experiment: Experiment, by: Any) -> None:
         raise ValidationError(
             {"status": [f"experiment is {experiment.status}; cancel it before deleting it"]}
         )
+    live = ProcessGroup.objects.filter(experiment_id=experiment.id, ended_at__isnull=True)
+    if live.exists():
+        # The process-group rows are the only record staff have of what still runs on a
+        # host (and the only way to terminate it from the admin): they must outlive it.
+        raise ValidationError(
+            {
+                "status": [
+                    f"{live.count()} of its process group(s) have not ended on their host; "
+                    "staff can terminate them in the admin, then it can be deleted"
+                ]
+            }
+        )
     with transaction.atomic():
-        # Only an experiment that is still not active is deleted (a rerun may race).
+        # Only an experiment that is still not active, with no live group, is deleted.
         deleted, _ = (
             Experiment.objects.filter(id=experiment.id)
             .exclude(status__in=Experiment.ACTIVE_STATUSES)
+            .exclude(
+                id__in=ProcessGroup.objects.filter(ended_at__isnull=True).values("experiment_id")
+            )
             .delete()
         )
     if not deleted:
-        raise ValidationError({"status": ["experiment became active; cancel it first"]})
+        raise ValidationError(
+            {"status": ["experiment became active (or started a process group); try again"]}
+        )
     log.info("experiment %s deleted by %s", experiment.code, by)
 
 

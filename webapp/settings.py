@@ -131,6 +131,9 @@ REDIS_URL = env_str("REDIS_URL", "")
 WATTLAB_MAX_EXPERIMENT_SECONDS = env_int("WATTLAB_MAX_EXPERIMENT_SECONDS", 7 * 24 * 3600)
 # The longest single run an experiment file may ask for (its ``timeout``).
 WATTLAB_MAX_RUN_SECONDS = env_int("WATTLAB_MAX_RUN_SECONDS", 24 * 3600)
+# Queued plus running runs one user may have at a time (0: no limit); a plan of
+# 100,000 runs would otherwise hold every GPU for everyone else.
+WATTLAB_MAX_QUEUED_RUNS_PER_USER = env_int("WATTLAB_MAX_QUEUED_RUNS_PER_USER", 2000)
 if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
     CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {

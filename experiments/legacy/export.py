@@ -18,6 +18,7 @@ from typing import Any
 
 from django.conf import settings
 
+from experiments.exports import csv_row
 from experiments.legacy.results import ENERGY_COLUMNS
 from experiments.models import Experiment, Run
 from experiments.mutation import SpaceError, parse_space
@@ -192,5 +193,5 @@ def legacy_csv(items: Iterable[Experiment | Run], *, timezone: str | None = None
         lineterminator="\n",
     )
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows(csv_row(row) for row in rows)
     return out.getvalue()

@@ -17,6 +17,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET
 
 from experiments import charts, figures, selectors, stats
+from experiments.exports import csv_row
 from experiments.figures import EnergyFigure
 from experiments.models import Run, Workload
 from experiments.selectors import CompareData
@@ -195,32 +196,34 @@ def _csv(data: CompareData) -> HttpResponse:
     for r in data.rows:
         c = r.comparison
         w.writerow(
-            [
-                data.workload.name,
-                data.figure.key,
-                charts_label(r.hyperparameters),
-                r.solo.n,
-                r.solo.median,
-                r.solo.ci_low,
-                r.solo.ci_high,
-                r.solo.low,
-                r.solo.high,
-                r.parallel.n,
-                r.parallel.median,
-                r.parallel.ci_low,
-                r.parallel.ci_high,
-                r.parallel.low,
-                r.parallel.high,
-                r.ratio,
-                c.ratio_low if c else None,
-                c.ratio_high if c else None,
-                c.p_value if c else None,
-                c.effect_size if c else None,
-                r.verdict,
-                data.methods_text,
-                data.lacking,
-                r.imported,
-            ]
+            csv_row(
+                [
+                    data.workload.name,
+                    data.figure.key,
+                    charts_label(r.hyperparameters),
+                    r.solo.n,
+                    r.solo.median,
+                    r.solo.ci_low,
+                    r.solo.ci_high,
+                    r.solo.low,
+                    r.solo.high,
+                    r.parallel.n,
+                    r.parallel.median,
+                    r.parallel.ci_low,
+                    r.parallel.ci_high,
+                    r.parallel.low,
+                    r.parallel.high,
+                    r.ratio,
+                    c.ratio_low if c else None,
+                    c.ratio_high if c else None,
+                    c.p_value if c else None,
+                    c.effect_size if c else None,
+                    r.verdict,
+                    data.methods_text,
+                    data.lacking,
+                    r.imported,
+                ]
+            )
         )
     response = HttpResponse(out.getvalue(), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = (

@@ -4,6 +4,7 @@ background ran, missing samples never drawn as values."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 from core.coverage import compute_coverage, verdict_colour
 from experiments import charts
@@ -106,3 +107,24 @@ def test_ticks_are_round_and_cover_the_range():
     ticks = charts.nice_ticks(0.0, 137.0)
     assert ticks[0] <= 0.0 and ticks[-1] >= 137.0
     assert all(t % 20 == 0 for t in ticks)
+
+
+BIG = 1.7976931348623157e308
+
+
+def test_values_near_the_float_maximum_are_clamped_not_an_overflow():
+    line = charts.line_chart(
+        [charts.Series("power", [0.0, 1.0, BIG], [BIG, -BIG, 1.0])],
+        title="t",
+        x_label="time (s)",
+        y_label="power (W)",
+        markers=[charts.Marker(-BIG, "bg")],
+    )
+    points = [charts.Point(BIG, -BIG, "a"), charts.Point(1.0, BIG, "b")]
+    scatter = charts.scatter(points, title="t", x_label="J", y_label="acc", front=[0, 1])
+    bars = [charts.RangeBar("c", "solo", BIG, -BIG, BIG, 2)]
+    ranges = charts.range_chart(bars, title="t", y_label="J")
+    for svg in (line, scatter, ranges):
+        assert "<svg" in svg
+        # Every coordinate is a finite number.
+        assert not re.search(r'="[^"]*(nan|inf)', svg), svg[:500]

@@ -11,7 +11,12 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection
 from django.utils import timezone
 
-from experiments.expfile import ExperimentFileError, parse_experiment_text
+from experiments.expfile import (
+    MAX_TEXT_BYTES,
+    ExperimentFileError,
+    decode_experiment_bytes,
+    parse_experiment_text,
+)
 from experiments.exports import experiment_document
 from experiments.management.commands._lookup import owner_by_name
 from experiments.models import BackgroundRun, Experiment, Run
@@ -33,11 +38,12 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         path: Path = options["file"]
         try:
-            text = path.read_text()
+            with path.open("rb") as handle:
+                data = handle.read(MAX_TEXT_BYTES + 1)
         except OSError as exc:
             raise CommandError(f"{path}: {exc.strerror or exc}") from None
         try:
-            spec = parse_experiment_text(text, filename=path.name)
+            spec = parse_experiment_text(decode_experiment_bytes(data), filename=path.name)
         except ExperimentFileError as exc:
             raise CommandError(_lines(path, exc.errors)) from None
         owner = owner_by_name(options["owner"])

@@ -9,9 +9,9 @@ Starts the server (gunicorn as docker-compose runs it, or ``--server runserver``
 1. page latency: the experiment list (first page and a filtered page), random
    experiment pages and the compare page of each workload, requests issued by a few
    concurrent clients; reports p50 / p95 / max per page against the 150 ms target;
-2. live polling: 50 concurrent pollers each fetching the progress fragment of a running
-   experiment every 2 s (what the page does), for ``--seconds``; reports p50 / p99
-   against the 20 ms target, and how many answers were 200 vs 286.
+2. live polling: 50 concurrent pollers each fetching the live block of a running
+   experiment's page (``HX-Request``) every 2 s, what the page does, for
+   ``--seconds``; reports p50 / p99, and how many answers were 200 vs 286.
 
 Latency is measured client-side (request sent -> body read) with a fresh connection
 per request. The server is the development server, not a production one: the figures
@@ -188,7 +188,7 @@ def pollers(
     stop_at = time.monotonic() + seconds
 
     def poll(i: int) -> None:
-        path = f"/experiments/{running[i % len(running)]}/progress/"
+        path = f"/experiments/{running[i % len(running)]}/"
         time.sleep(interval * i / count)  # pollers start spread over one period, like pages
         while time.monotonic() < stop_at:
             t0 = time.monotonic()
@@ -212,7 +212,7 @@ def pollers(
         "statuses": statuses,
     }
     print(
-        f"progress fragment, {count} pollers every {interval:g} s: n={len(samples)} "
+        f"live block, {count} pollers every {interval:g} s: n={len(samples)} "
         f"p50={out['p50_ms']:.1f} ms p99={out['p99_ms']:.1f} ms max={out['max_ms']:.1f} ms "
         f"statuses={statuses}"
     )

@@ -15,6 +15,8 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+#: How a foreground run ended, as the engine reports it. The app's ``Run.Status`` is
+#: these plus the two states of a row before it ends (tests/web/test_statuses.py).
 RunStatus = Literal["succeeded", "failed", "timeout", "cancelled", "error"]
 EnergyMethod = Literal["counter", "integrated", "rapl", "perf", "estimate", "unavailable"]
 Role = Literal["foreground", "background"]

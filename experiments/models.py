@@ -216,6 +216,9 @@ class Run(models.Model):
         CANCELLED = "cancelled", "cancelled"
         ERROR = "error", "infrastructure error"
 
+    #: A row before and while its run goes; every other status is an ending.
+    UNFINISHED_STATUSES = (Status.PENDING, Status.RUNNING)
+
     class Method(models.TextChoices):
         COUNTER = "counter", "NVML energy counter"
         INTEGRATED = "integrated", "integrated power samples (trapezoid)"

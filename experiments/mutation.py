@@ -366,7 +366,8 @@ def _canonical(value: Value, param: Param | None = None) -> str:
 
 
 def config_key(values: Mapping[str, object], space: Sequence[Param] | None = None) -> str:
-    """Canonical dedup key of a full configuration.
+    """Canonical dedup key of a full configuration: the one definition of "the same
+    configuration" (dedup against history, and the compare page's rows).
 
     Without ``space`` the values are compared as numbers when they look like numbers
     (floats after 6-digit formatting); with it, each value is formatted by its parameter

@@ -21,6 +21,7 @@ from experiments import stats
 from experiments.figures import FIGURES, EnergyFigure
 from experiments.figures import best as figures_best
 from experiments.models import BackgroundRun, Experiment, Host, ProcessGroup, Run, Workload
+from experiments.mutation import config_key
 
 #: Columns the list shows; the big JSON columns (plan, submitted config) stay in the DB.
 _LIST_FIELDS = (
@@ -45,14 +46,6 @@ _LIST_FIELDS = (
     "background_workload__name",
     "host__hostname",
     "gpu_index",
-)
-
-FINISHED_STATUSES = (
-    Experiment.Status.SUCCEEDED,
-    Experiment.Status.FAILED,
-    Experiment.Status.CANCELLED,
-    Experiment.Status.LOST,
-    Experiment.Status.IMPORTED,
 )
 
 
@@ -113,7 +106,7 @@ def experiment_detail(*, experiment: Experiment) -> dict[str, Any]:
     return {"runs": runs, "background_runs": background}
 
 
-def experiment_progress(*, experiment: Experiment, runs: list[Run] | None = None) -> dict[str, Any]:
+def experiment_progress(*, experiment: Experiment, runs: list[Run]) -> dict[str, Any]:
     """Runs done / total, the current run's elapsed time and an expected end.
 
     The ETA is the mean duration of the finished runs (plus the sleep between runs)
@@ -123,18 +116,16 @@ def experiment_progress(*, experiment: Experiment, runs: list[Run] | None = None
     total = experiment.total_runs or experiment.configurations * experiment.runs_per_config
     done = experiment.runs_done
     percent = 100.0 * done / total if total else 0.0
-    current = None
     eta = None
-    if runs is not None:
-        running = [r for r in runs if r.status == Run.Status.RUNNING]
-        current = running[-1] if running else None
-        durations = [r.duration_s for r in runs if r.duration_s]
-        if experiment.is_active and durations and total > done:
-            per_run = statistics.fmean(durations) + experiment.sleep_between_runs
-            left = (total - done) * per_run
-            if current and current.started_at:
-                left -= min((now - current.started_at).total_seconds(), per_run)
-            eta = now + dt.timedelta(seconds=max(left, 0.0))
+    running = [r for r in runs if r.status == Run.Status.RUNNING]
+    current = running[-1] if running else None
+    durations = [r.duration_s for r in runs if r.duration_s]
+    if experiment.is_active and durations and total > done:
+        per_run = statistics.fmean(durations) + experiment.sleep_between_runs
+        left = (total - done) * per_run
+        if current and current.started_at:
+            left -= min((now - current.started_at).total_seconds(), per_run)
+        eta = now + dt.timedelta(seconds=max(left, 0.0))
     elapsed = None
     if current and current.started_at:
         elapsed = (now - current.started_at).total_seconds()
@@ -249,16 +240,17 @@ def target_choices() -> list[tuple[str, str]]:
 
 
 def orphaned_groups_q() -> Q:
-    """Not ended while its experiment is over, or its host stopped sending heartbeats."""
-    stale = host_online_after()
+    """The one definition of an orphan: a process group not ended while its experiment
+    is no longer active, or while its host is offline (no heartbeat for as long as the
+    Hosts page allows, see ``host_online_after``)."""
     return Q(ended_at__isnull=True) & (
-        Q(experiment__status__in=FINISHED_STATUSES)
-        | Q(host__last_heartbeat__lt=stale)
+        ~Q(experiment__status__in=Experiment.ACTIVE_STATUSES)
+        | Q(host__last_heartbeat__lt=host_online_after())
         | Q(host__last_heartbeat__isnull=True)
     )
 
 
-def process_groups_orphaned() -> QuerySet[ProcessGroup]:
+def orphaned_process_groups() -> QuerySet[ProcessGroup]:
     return ProcessGroup.objects.filter(orphaned_groups_q())
 
 
@@ -269,24 +261,6 @@ def process_groups_orphaned() -> QuerySet[ProcessGroup]:
 COMPARE_POINTS = 600
 #: Configurations in the table (the CSV has them all).
 COMPARE_ROWS = 50
-
-
-def hyper_key(hyperparameters: dict[str, Any]) -> str:
-    """Same configuration whatever the representation (1 == 1.0 == "1")."""
-
-    def norm(value: Any) -> Any:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, int | float):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                return value
-        return value
-
-    return json.dumps({k: norm(v) for k, v in sorted(hyperparameters.items())}, sort_keys=True)
 
 
 @dataclass
@@ -470,7 +444,7 @@ def _groups_postgres(
         for hp_text, mode, n, med, lo, hi, sd, imp, total, values in cursor.fetchall():
             configs = int(total)
             hp = json.loads(hp_text)
-            key = hyper_key(hp)  # 2 and 2.0 are one group in jsonb: one row here too
+            key = config_key(hp)  # 2 and 2.0 are one group in jsonb: one row here too
             row = rows.get(key)
             if row is None:
                 empty = GroupStats(0, None, None, None, None)
@@ -503,7 +477,7 @@ def _groups_python(
         .order_by("-id")
         .values_list("hyperparameters", "experiment__mode", "imported", *figure.parts)
     ):
-        key = hyper_key(hp or {})
+        key = config_key(hp or {})
         groups[key][mode].append(sum(float(p) for p in parts))
         hparams.setdefault(key, hp or {})
         if imported:

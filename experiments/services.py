@@ -411,9 +411,9 @@ def experiment_event(*, experiment_id: int, kind: str, message: str) -> None:
 
 def _close_unfinished_runs(experiment_id: int, reason: str) -> None:
     """A run the runner never reported finished did not end well: say so."""
-    Run.objects.filter(
-        experiment_id=experiment_id, status__in=[Run.Status.PENDING, Run.Status.RUNNING]
-    ).update(status=Run.Status.ERROR, error=reason, ended_at=timezone.now())
+    Run.objects.filter(experiment_id=experiment_id, status__in=Run.UNFINISHED_STATUSES).update(
+        status=Run.Status.ERROR, error=reason, ended_at=timezone.now()
+    )
 
 
 def experiment_finish(*, experiment_id: int, error: str = "") -> str:
@@ -458,7 +458,8 @@ def experiments_reap_lost(
     *, now: dt.datetime | None = None, heartbeat_seconds: float | None = None
 ) -> list[str]:
     """Running experiments whose heartbeat is older than two periods are lost; their
-    unended process groups then count as orphans (the admin can terminate them)."""
+    unended process groups then count as orphans (``selectors.orphaned_process_groups``;
+    the admin can terminate them)."""
     now = now or timezone.now()
     period = heartbeat_seconds or settings.WATTLAB_HEARTBEAT_SECONDS
     cutoff = now - dt.timedelta(seconds=2 * period)
@@ -581,7 +582,7 @@ def run_finish(*, experiment_id: int, code: str, result: RunResult) -> Run:
 
 def _update_totals(experiment_id: int) -> None:
     runs = Run.objects.filter(experiment_id=experiment_id)
-    finished = runs.exclude(status__in=[Run.Status.PENDING, Run.Status.RUNNING])
+    finished = runs.exclude(status__in=Run.UNFINISHED_STATUSES)
     totals = finished.aggregate(gpu=Sum("gpu_energy_j"), cpu=Sum("cpu_energy_j"))
     verdicts = set(finished.values_list("coverage_verdict", flat=True))
     worst = worst_verdict(verdicts)
@@ -687,16 +688,6 @@ def host_heartbeat(*, hostname: str, utilisation: dict[str, Any] | None = None) 
     Host.objects.filter(hostname=hostname).update(**updates)
 
 
-def orphaned_process_groups() -> Any:
-    """Unended groups whose experiment is over, or whose host stopped heartbeating."""
-    stale = timezone.now() - dt.timedelta(seconds=2 * settings.WATTLAB_HEARTBEAT_SECONDS)
-    return ProcessGroup.objects.filter(ended_at__isnull=True).filter(
-        ~Q(experiment__status__in=Experiment.ACTIVE_STATUSES)
-        | Q(host__last_heartbeat__lt=stale)
-        | Q(host__last_heartbeat__isnull=True)
-    )
-
-
 __all__ = [
     "PlanPreview",
     "background_run_finish",
@@ -716,7 +707,6 @@ __all__ = [
     "group_start",
     "host_heartbeat",
     "host_register",
-    "orphaned_process_groups",
     "process_group_request_terminate",
     "process_group_terminated",
     "run_finish",

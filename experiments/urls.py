@@ -6,9 +6,6 @@ urlpatterns = [
     path("", views.experiment_list, name="experiment_list"),
     path("experiments/new/", views.experiment_new, name="experiment_new"),
     path("experiments/<uuid:code>/", views.experiment_detail, name="experiment_detail"),
-    path(
-        "experiments/<uuid:code>/progress/", views.experiment_progress, name="experiment_progress"
-    ),
     path("experiments/<uuid:code>/cancel/", views.experiment_cancel, name="experiment_cancel"),
     path("experiments/<uuid:code>/rerun/", views.experiment_rerun, name="experiment_rerun"),
     path("experiments/<uuid:code>/delete/", views.experiment_delete, name="experiment_delete"),

@@ -43,6 +43,15 @@ def _session_queue_prefix() -> Iterator[None]:
     settings.WATTLAB_QUEUE_PREFIX = old
 
 
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix: None) -> None:
+    # The SQLite test database lives in WATTLAB_VAR_DIR, which the settings no longer
+    # create on import: make it before pytest-django creates the database.
+    from django.conf import settings
+
+    Path(settings.VAR_DIR).mkdir(parents=True, exist_ok=True)
+
+
 @pytest.fixture
 def examples_dir() -> Path:
     return ROOT / "examples"

@@ -8,6 +8,7 @@ does nothing, and the reaper marks the experiment lost.
 """
 
 import os
+from pathlib import Path
 
 from celery import Celery
 
@@ -19,6 +20,20 @@ app = Celery("wattlab")
 app.set_default()
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks(["workers"], related_name="tasks")
+
+
+def _make_broker_folders(sender: Celery, **kwargs: object) -> None:
+    """The filesystem broker's folders, made when the app is first used (sending or
+    serving), not when settings are imported."""
+    from django.conf import settings
+
+    options = settings.CELERY_BROKER_TRANSPORT_OPTIONS
+    if settings.CELERY_BROKER_URL.startswith("filesystem://"):
+        for key in ("data_folder_in", "data_folder_out", "control_folder", "processed_folder"):
+            Path(str(options[key])).mkdir(parents=True, exist_ok=True)
+
+
+app.on_after_finalize.connect(_make_broker_folders)
 
 
 def _beat_schedule() -> dict[str, dict[str, object]]:

@@ -35,7 +35,6 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "django_htmx",
-    "template_partials",
     # django-ninja serves its Swagger UI from its own static files (not a CDN) when installed.
     "ninja",
     "experiments",
@@ -111,9 +110,9 @@ STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = VAR_DIR / "staticfiles"
 # Serve straight from the apps' static folders: `make run` needs no collectstatic step
-# (the compose image runs collectstatic; WhiteNoise warns when the folder is absent).
+# (the compose image runs collectstatic). webapp/wsgi.py makes the folder when the web
+# server starts: settings create nothing on import.
 WHITENOISE_USE_FINDERS = True
-STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 
 # Run logs, background logs and traces go through Django's storage API so the web app
 # can serve them when the workers live on other machines (a shared volume or S3).
@@ -152,9 +151,8 @@ else:
     # One machine, no server: kombu's filesystem transport (message files in a folder,
     # moved atomically on receipt). kombu's SQLAlchemy transport was tried first and
     # fails with Celery's transport options (it passes them to create_engine).
+    # webapp/celery.py makes these folders when the Celery app is first used.
     BROKER_DIR = Path(env_str("WATTLAB_BROKER_DIR", str(VAR_DIR / "broker")))
-    for _sub in ("queue", "control", "processed"):
-        (BROKER_DIR / _sub).mkdir(parents=True, exist_ok=True)
     # The host part means nothing to this transport; without one kombu warns "No
     # hostname was supplied. Reverting to default 'localhost'" on every command.
     CELERY_BROKER_URL = "filesystem://localhost/"

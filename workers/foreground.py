@@ -8,9 +8,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final, Literal
+from typing import Final
 
-from core.contract import InfrastructureError, ProgramSpec
+from core.contract import InfrastructureError, ProgramSpec, Role, RunStatus
 from core.metrics import extract_metrics_report, succeeded
 from workers.procgroup import ProcessGroup, StopReport
 
@@ -23,8 +23,6 @@ POLL_S: Final = 0.25
 #: disk full) is the host's, and is retried as an :class:`InfrastructureError`.
 _PROGRAM_ERRNOS: Final = {errno.ENOENT, errno.EACCES, errno.ENOTDIR, errno.ENOEXEC, errno.EISDIR}
 
-ForegroundStatus = Literal["succeeded", "failed", "timeout", "cancelled"]
-
 
 class ProgramError(RuntimeError):
     """The workload's program could not be started (not retried)."""
@@ -32,7 +30,7 @@ class ProgramError(RuntimeError):
 
 @dataclass
 class ForegroundResult:
-    status: ForegroundStatus
+    status: RunStatus
     started_at: dt.datetime
     ended_at: dt.datetime
     duration_s: float
@@ -48,9 +46,7 @@ def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def start_program(
-    program: ProgramSpec, *, marker: str, log_path: Path, role: Literal["foreground", "background"]
-) -> ProcessGroup:
+def start_program(program: ProgramSpec, *, marker: str, log_path: Path, role: Role) -> ProcessGroup:
     """Start ``program`` in its own group; sort start failures into program vs host."""
     try:
         return ProcessGroup.start(
@@ -91,7 +87,7 @@ def run_foreground(
     started_at = utc_now()
     began = time.monotonic()
     group = start_program(program, marker=marker, log_path=log_path, role="foreground")
-    status: ForegroundStatus | None = None
+    status: RunStatus | None = None
     try:
         if on_started is not None:
             on_started(group)

@@ -6,7 +6,6 @@ from experiments.views.detail import (
     experiment_cancel,
     experiment_delete,
     experiment_detail,
-    experiment_progress,
     experiment_rerun,
 )
 from experiments.views.exports import experiment_export
@@ -25,7 +24,6 @@ __all__ = [
     "experiment_export",
     "experiment_list",
     "experiment_new",
-    "experiment_progress",
     "experiment_rerun",
     "host_list",
     "run_detail",

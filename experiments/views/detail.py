@@ -147,33 +147,6 @@ def experiment_detail(request: HttpRequest, code: str) -> HttpResponse:
 
 
 @login_required
-@require_GET
-def experiment_progress(request: HttpRequest, code: str) -> HttpResponse:
-    """The small progress fragment (one query beyond the session): cheap to poll."""
-    experiment = _get_experiment_for_user(request.user, code)
-    current = (
-        Run.objects.filter(experiment=experiment, status=Run.Status.RUNNING)
-        .only("started_at", "config_index", "repeat_index", "attempt")
-        .order_by("-started_at")
-        .first()
-        if experiment.is_active
-        else None
-    )
-    progress = selectors.experiment_progress(experiment=experiment, runs=None)
-    if current and current.started_at:
-        progress["current"] = current
-        progress["current_elapsed_s"] = (timezone.now() - current.started_at).total_seconds()
-    return render_live(
-        request,
-        "experiments/detail.html",
-        "experiments/htmx/_progress.html",
-        {"experiment": experiment, "progress": progress, "live": experiment.is_active}
-        | ({} if getattr(request, "htmx", False) else _context(request, experiment)),
-        live=experiment.is_active,
-    )
-
-
-@login_required
 @require_http_methods(["GET", "POST"])
 def experiment_cancel(request: HttpRequest, code: str) -> HttpResponse:
     experiment = _get_experiment_for_user(request.user, code, manage=True, queryset=_DETAIL_QS)

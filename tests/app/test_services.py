@@ -16,7 +16,7 @@ from core.contract import (
     RunKey,
     RunResult,
 )
-from experiments import services
+from experiments import selectors, services
 from experiments.expfile import parse_experiment_text
 from experiments.models import Experiment, ProcessGroup, Run
 
@@ -263,7 +263,7 @@ def test_the_reaper_marks_stale_experiments_lost_and_their_groups_orphans(
         hyperparameters={},
         started_at=timezone.now(),
     )
-    assert not services.orphaned_process_groups().exists()
+    assert not selectors.orphaned_process_groups().exists()
     Experiment.objects.filter(id=stale.id).update(
         heartbeat_at=timezone.now() - dt.timedelta(seconds=21)
     )
@@ -279,7 +279,7 @@ def test_the_reaper_marks_stale_experiments_lost_and_their_groups_orphans(
     assert (stale.status, fresh.status) == ("lost", "running")
     assert "stopped sending heartbeats" in stale.error
     assert Run.objects.get(experiment=stale).status == "error"
-    orphan = services.orphaned_process_groups().get()
+    orphan = selectors.orphaned_process_groups().get()
     assert orphan.pgid == 4242 and orphan.ended_at is None
     assert services.experiments_reap_lost() == []
 

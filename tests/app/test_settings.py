@@ -38,7 +38,7 @@ def test_without_servers_it_uses_sqlite_and_a_broker_folder(tmp_path: Path) -> N
     assert found["db"] == "django.db.backends.sqlite3"
     assert found["broker"] == "filesystem://localhost/"
     assert found["options"]["data_folder_in"] == str(tmp_path / "broker" / "queue")
-    assert (tmp_path / "broker" / "queue").is_dir()
+    assert not (tmp_path / "broker").exists()  # settings create no folder on import
 
 
 def test_with_redis_the_visibility_timeout_outlasts_the_longest_experiment(
@@ -56,3 +56,19 @@ def test_a_bad_value_fails_loudly_with_its_name(tmp_path: Path) -> None:
     done = _probe(tmp_path, WATTLAB_HEARTBEAT_SECONDS="often")
     assert done.returncode != 0
     assert "WATTLAB_HEARTBEAT_SECONDS='often' is not a number" in done.stderr
+
+
+def test_the_broker_folders_appear_when_the_celery_app_is_first_used(tmp_path: Path) -> None:
+    use = "import django; django.setup(); from webapp.celery import app; app.finalize()"
+    base = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
+    base.update(DJANGO_SETTINGS_MODULE="webapp.settings", WATTLAB_VAR_DIR=str(tmp_path))
+    done = subprocess.run(
+        [sys.executable, "-c", use], cwd=ROOT, env=base, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in (tmp_path / "broker").iterdir()) == [
+        "control",
+        "processed",
+        "queue",
+    ]
+    assert not (tmp_path / "staticfiles").exists()  # the web server makes that one

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from experiments import queues, services
+from experiments import queues, selectors, services
 from experiments.expfile import parse_experiment_text
 from experiments.models import Experiment, ProcessGroup, Run
 from tests.conftest import DATA, WorkerProc, run_manage
@@ -227,7 +227,7 @@ def test_a_killed_worker_leaves_a_lost_experiment_and_orphans_the_control_queue_
     # a loaded machine (the figure itself is printed for the record).
     print(f"marked lost {elapsed:.2f} s after SIGKILL (heartbeat {heartbeat} s)")
     assert elapsed < 2 * heartbeat + 5
-    orphans = services.orphaned_process_groups().filter(experiment=experiment)
+    orphans = selectors.orphaned_process_groups().filter(experiment=experiment)
     assert orphans.count() >= 2  # the background loop and the foreground run
     survivors = find_marked(code)
     assert survivors, "the trainings run in their own sessions and outlive the worker"

@@ -9,6 +9,12 @@ where a row per sample would be tens of MB.
 
 A reading the meter could not take is kept as missing (a presence bitmap), never
 as 0: :func:`decode_trace` returns None there.
+
+While a run goes on, :class:`LiveTrace` (``b"WLT2"``) sends the chart a trace that
+grows: each call encodes only the samples added since the previous one, as a chunk
+laid out like the body above, through one zlib stream flushed after every chunk.
+Re-encoding the whole trace every 2 s would cost the runner thread O(run length)
+each time (tens of ms an hour into a run). The stored final trace is ``WLT1``.
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ import numpy as np
 
 MAGIC = b"WLT1"
 VERSION = 1
+LIVE_MAGIC = b"WLT2"
+LIVE_VERSION = 2
 
 #: Quantisation step per quantity (value = round(x / scale) * scale).
 SCALES: dict[str, float] = {
@@ -50,12 +58,9 @@ def _scale_for(key: str) -> float:
     return SCALES[key.rsplit(".", 1)[-1]]
 
 
-def encode_trace(
+def _encode_body(
     channels: Mapping[str, Sequence[float | None]],
-    meta: Mapping[str, Any] | None = None,
-) -> bytes:
-    """Encode channels of equal length. ``t`` (seconds from the start) is required;
-    GPU channels are named ``gpu<index>.<field>`` (see :func:`gpu_key`)."""
+) -> tuple[int, list[dict[str, Any]], bytearray]:
     if "t" not in channels:
         raise ValueError("trace needs a 't' channel (seconds from the start)")
     n = len(channels["t"])
@@ -77,22 +82,73 @@ def encode_trace(
         entry.update(first=first, count=int(q.size), dtype=dtype)
         body += deltas.astype(dtype).tobytes()
         header_channels.append(entry)
+    return n, header_channels, body
+
+
+def encode_trace(
+    channels: Mapping[str, Sequence[float | None]],
+    meta: Mapping[str, Any] | None = None,
+) -> bytes:
+    """Encode channels of equal length. ``t`` (seconds from the start) is required;
+    GPU channels are named ``gpu<index>.<field>`` (see :func:`gpu_key`)."""
+    n, header_channels, body = _encode_body(channels)
     header = {"v": VERSION, "n": n, "channels": header_channels, "meta": dict(meta or {})}
     head = json.dumps(header, separators=(",", ":")).encode()
     return MAGIC + struct.pack(">I", len(head)) + head + zlib.compress(bytes(body), 9)
 
 
+class LiveTrace:
+    """A trace that grows while the run goes on; each :meth:`append` encodes only the
+    new samples. Every append must give the same channels (fixed at construction)."""
+
+    def __init__(self, keys: Sequence[str], meta: Mapping[str, Any] | None = None) -> None:
+        if "t" not in keys:
+            raise ValueError("trace needs a 't' channel (seconds from the start)")
+        for key in keys:
+            _scale_for(key)  # an unknown quantity fails here, not mid-run
+        self.keys = tuple(keys)
+        self.count = 0
+        self._meta = dict(meta or {})
+        self._zlib = zlib.compressobj(9)
+        self._stream = bytearray()
+
+    def append(self, channels: Mapping[str, Sequence[float | None]]) -> bytes:
+        """Add the samples taken since the last call; the whole trace so far."""
+        if tuple(channels) != self.keys:
+            raise ValueError(f"live trace channels {tuple(channels)} != {self.keys}")
+        n, entries, body = _encode_body(channels)
+        if n:
+            head = json.dumps({"n": n, "channels": entries}, separators=(",", ":")).encode()
+            chunk = struct.pack("<II", len(head), len(body)) + head + bytes(body)
+            # A sync flush ends every chunk on a byte boundary, so the bytes sent so far
+            # always decode, while zlib keeps its window across chunks.
+            self._stream += self._zlib.compress(chunk) + self._zlib.flush(zlib.Z_SYNC_FLUSH)
+            self.count += n
+        return self.data()
+
+    def data(self) -> bytes:
+        header = {"v": LIVE_VERSION, "n": self.count, "keys": self.keys, "meta": self._meta}
+        head = json.dumps(header, separators=(",", ":")).encode()
+        return LIVE_MAGIC + struct.pack(">I", len(head)) + head + bytes(self._stream)
+
+
 def _split(data: bytes) -> tuple[dict[str, Any], bytes]:
-    if len(data) < 8 or data[:4] != MAGIC:
+    if len(data) < 8 or data[:4] not in (MAGIC, LIVE_MAGIC):
         raise TraceFormatError("not a Wattlab trace (bad magic)")
+    live = data[:4] == LIVE_MAGIC
     (length,) = struct.unpack(">I", data[4:8])
     try:
         header = json.loads(data[8 : 8 + length])
-        body = zlib.decompress(data[8 + length :])
+        if live:
+            # A live trace's stream is never finished: take what it holds so far.
+            body = zlib.decompressobj().decompress(data[8 + length :])
+        else:
+            body = zlib.decompress(data[8 + length :])
     except (ValueError, zlib.error) as exc:
         raise TraceFormatError(f"damaged trace: {exc}") from exc
-    if header.get("v") != VERSION:
-        raise TraceFormatError(f"unknown trace version {header.get('v')!r}")
+    if not isinstance(header, dict) or header.get("v") != (LIVE_VERSION if live else VERSION):
+        version = header.get("v") if isinstance(header, dict) else None
+        raise TraceFormatError(f"unknown trace version {version!r}")
     return header, body
 
 
@@ -105,9 +161,31 @@ def trace_meta(data: bytes) -> dict[str, Any]:
 def decode_channels(data: bytes) -> dict[str, list[float | None]]:
     """The stored channels under their stored names (``t``, ``gpu0.power_w``, ...)."""
     header, body = _split(data)
+    if header["v"] == VERSION:
+        return _decode_body(header, body, 0)[0]
+    pos = 0
+    try:
+        out: dict[str, list[float | None]] = {key: [] for key in header["keys"]}
+        while pos < len(body):
+            head_len, body_len = struct.unpack_from("<II", body, pos)
+            chunk = json.loads(body[pos + 8 : pos + 8 + head_len])
+            start = pos + 8 + head_len
+            part, _ = _decode_body(chunk, body[start : start + body_len], 0)
+            for key, values in part.items():
+                out[key].extend(values)
+            pos = start + body_len
+    except (struct.error, ValueError, KeyError) as exc:
+        raise TraceFormatError(f"damaged trace: {exc}") from exc
+    if any(len(values) != header["n"] for values in out.values()):
+        raise TraceFormatError("damaged trace: fewer samples than its header says")
+    return out
+
+
+def _decode_body(
+    header: Mapping[str, Any], body: bytes, pos: int
+) -> tuple[dict[str, list[float | None]], int]:
     n = int(header["n"])
     out: dict[str, list[float | None]] = {}
-    pos = 0
     try:
         for ch in header["channels"]:
             if ch["missing"]:
@@ -128,7 +206,7 @@ def decode_channels(data: bytes) -> dict[str, list[float | None]]:
             out[ch["key"]] = [next(it) if p else None for p in present.tolist()]
     except (KeyError, ValueError, StopIteration) as exc:
         raise TraceFormatError(f"damaged trace: {exc}") from exc
-    return out
+    return out, pos
 
 
 def decode_trace(data: bytes) -> dict[str, list[float | None]]:

@@ -77,17 +77,22 @@ def run_foreground(
     success_pattern: str | None = None,
     on_started: Callable[[ProcessGroup], None] | None = None,
     on_tick: Callable[[], None] | None = None,
+    on_exited: Callable[[], None] | None = None,
     poll_s: float = POLL_S,
 ) -> ForegroundResult:
     """Run ``program`` to its end, its timeout or a cancel; no process of it is left after.
 
     ``on_started`` gets the group right after it started (start the energy measurement
-    there); if it raises, the group is stopped and the error propagates.
+    there); if it raises, the group is stopped and the error propagates. ``on_exited``
+    is called the moment the run's window ends (stop the measurement there): when the
+    leader exits, or for a timeout / cancel once the stopped group is gone; never after
+    the sweep of leftovers or the log parsing, which are not the training's time.
     """
     started_at = utc_now()
     began = time.monotonic()
     group = start_program(program, marker=marker, log_path=log_path, role="foreground")
     status: RunStatus | None = None
+    ended: float | None = None
     try:
         if on_started is not None:
             on_started(group)
@@ -100,21 +105,38 @@ def run_foreground(
                 break
             if on_tick is not None:
                 on_tick()
+        if status is None:
+            # The training has ended: so does its window. What follows (leftovers
+            # swept for up to a grace period, the log parsed) is idle time.
+            ended = time.monotonic()
+            if on_exited is not None:
+                on_exited()
     except BaseException:
         group.stop(grace)  # no ticks here: they could replace the error on its way out
         raise
     # Stops it on timeout / cancel, and sweeps what a finished run left; the ticks
     # (heartbeat) go on while a stop waits out its grace.
     report = group.stop(grace, on_wait=on_tick)
-    duration = time.monotonic() - began
+    if ended is None:
+        # Timeout / cancel: the training ran until the stop ended it.
+        ended = time.monotonic()
+        if on_exited is not None:
+            on_exited()
+    duration = ended - began
     ended_at = started_at + dt.timedelta(seconds=duration)
     exit_code = report.exit_code
-    if status is not None:
+    if status is not None or report.how != "exited":
         with log_path.open("a", encoding="utf-8") as log:
-            log.write(
-                f"\n# wattlab: {status} after {duration:.1f} s; "
-                f"stopped by {report.how}, exit code {exit_code}\n"
-            )
+            if status is not None:
+                log.write(
+                    f"\n# wattlab: {status} after {duration:.1f} s; "
+                    f"stopped by {report.how}, exit code {exit_code}\n"
+                )
+            else:
+                log.write(
+                    f"\n# wattlab: processes the training left behind were stopped by "
+                    f"{report.how} after its window ended ({report.seconds:.1f} s)\n"
+                )
     text = log_path.read_text(encoding="utf-8", errors="replace") if log_path.exists() else ""
     metrics = extract_metrics_report(text, metric_patterns or {})
     if status is None:

@@ -368,6 +368,13 @@ class _ExperimentRun:
             except Exception as exc:
                 raise InfrastructureError(f"energy measurement did not start: {exc}") from exc
 
+        # The window ends when the foreground does, not after its group is swept and
+        # its log parsed (idle time that is not the training's).
+        measured: list[tuple[EnergyReport, bytes]] = []
+
+        def on_exited() -> None:
+            measured.append(measurement.stop())
+
         def on_tick() -> None:
             nonlocal last_samples
             self.tick()
@@ -387,6 +394,7 @@ class _ExperimentRun:
                 success_pattern=plan.success_pattern,
                 on_started=on_started,
                 on_tick=on_tick,
+                on_exited=on_exited,
             )
         except (InfrastructureError, ProgramError) as exc:
             self._finish_unmeasured(key, run_plan, started_at, log_path, info, measurement, exc)
@@ -402,7 +410,7 @@ class _ExperimentRun:
             except Exception:  # the store may be what failed: keep the first error
                 pass
             raise
-        energy, trace = measurement.stop()
+        energy, trace = measured[0] if measured else measurement.stop()
         for name, problem in fg.metric_problems.items():
             self.store.event(
                 "metric_unreadable", f"run {key.config_index}.{key.repeat_index}: {name}: {problem}"

@@ -4,6 +4,7 @@ from hypothesis import strategies as st
 
 from core.trace import (
     SCALES,
+    LiveTrace,
     TraceFormatError,
     decode_channels,
     decode_trace,
@@ -107,3 +108,54 @@ def test_damaged_bytes_raise_a_clear_error(data: bytes) -> None:
 def test_channels_of_unequal_length_are_refused_by_name() -> None:
     with pytest.raises(ValueError, match="gpu0.power_w"):
         encode_trace({"t": [0.0, 0.1], gpu_key(0, "power_w"): [1.0]})
+
+
+def _stream(data: bytes) -> bytes:
+    """A trace's bytes after its (rewritten) header."""
+    length = int.from_bytes(data[4:8], "big")
+    return data[8 + length :]
+
+
+@settings(max_examples=40, deadline=None)
+@given(traces(), st.lists(st.integers(min_value=0, max_value=60), max_size=8))
+def test_a_live_trace_fed_in_chunks_decodes_like_the_whole_trace(
+    channels: dict[str, list[float | None]], cuts: list[int]
+) -> None:
+    n = len(channels["t"])
+    bounds = sorted({0, n, *(min(c, n) for c in cuts)})
+    live = LiveTrace(list(channels), {"hz": 10.0})
+    data = live.append({k: [] for k in channels})  # before the first sample
+    assert decode_channels(data) == {k: [] for k in channels}
+    for lo, hi in zip(bounds, bounds[1:], strict=False):
+        data = live.append({k: v[lo:hi] for k, v in channels.items()})
+        assert len(decode_channels(data)["t"]) == hi
+    assert decode_channels(data) == decode_channels(encode_trace(channels))
+    assert trace_meta(data) == {"hz": 10.0}
+
+
+def test_a_live_trace_never_re_encodes_what_it_already_sent() -> None:
+    # What was sent stays, byte for byte, at the start of every later trace: each
+    # append encodes only its new samples (re-encoding the whole would change them).
+    live = LiveTrace(["t", gpu_key(0, "power_w")])
+    sent = [
+        _stream(
+            live.append({"t": [i / 10 for i in range(k, k + 20)], "gpu0.power_w": [250.0] * 20})
+        )
+        for k in range(0, 100, 20)
+    ]
+    for earlier, later in zip(sent, sent[1:], strict=False):
+        assert len(later) > len(earlier)
+        assert later.startswith(earlier)
+
+
+def test_a_live_trace_refuses_a_change_of_channels() -> None:
+    live = LiveTrace(["t", gpu_key(0, "power_w")])
+    with pytest.raises(ValueError, match="channels"):
+        live.append({"t": [0.0]})
+
+
+def test_a_damaged_live_trace_is_a_format_error() -> None:
+    data = LiveTrace(["t"]).append({"t": [0.0, 0.1, 0.2]})
+    head = 8 + int.from_bytes(data[4:8], "big")
+    with pytest.raises(TraceFormatError):
+        decode_trace(data[:head] + b"\x00garbage")

@@ -110,3 +110,31 @@ def test_a_missing_working_directory_is_a_program_error(marker, tmp_path):
             marker=marker, log_path=tmp_path / "run.log", timeout=5, grace=1,
             cancel_requested=lambda: False,
         )  # fmt: skip
+
+
+def test_on_exited_comes_when_the_leader_exits_before_the_leftovers_are_stopped(marker, tmp_path):
+    pidfile = tmp_path / "pids"
+    exited: list[float] = []
+    began = time.monotonic()
+    result = run(
+        marker, tmp_path, program("spawn_tree.py", str(pidfile), "--leader-exits", "--ignore-term"),
+        grace=2.0, on_exited=lambda: exited.append(time.monotonic()),
+    )  # fmt: skip
+    done = time.monotonic()
+    assert len(exited) == 1
+    assert done - exited[0] >= 2.0  # the sweep came after, and took the grace period
+    assert result.duration_s == pytest.approx(exited[0] - began, abs=0.2)
+    assert not any(alive(pid) for pid in read_pids(pidfile, 3))
+
+
+def test_on_exited_comes_after_the_stop_on_a_timeout(marker, tmp_path):
+    exited: list[float] = []
+    began = time.monotonic()
+    result = run(
+        marker, tmp_path, program("sleeper.py", "30", "--ignore-term"), timeout=0.5, grace=1.0,
+        on_exited=lambda: exited.append(time.monotonic()),
+    )  # fmt: skip
+    assert result.status == "timeout"
+    assert len(exited) == 1
+    assert exited[0] - began >= 1.5  # the training ran until SIGKILL ended it
+    assert result.duration_s == pytest.approx(exited[0] - began, abs=0.2)

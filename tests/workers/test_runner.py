@@ -197,6 +197,29 @@ def test_a_run_without_background_has_no_coverage(marker, tmp_path, meters):
     assert store.of("run_finished")[0].coverage is None
 
 
+def test_the_window_ends_when_the_foreground_exits_not_after_its_leftovers_are_swept(
+    marker, tmp_path, meters
+):
+    # The leader exits at once; its child and grandchild ignore SIGTERM, so sweeping
+    # them takes the whole grace period. That time is not the training's: neither the
+    # measured window nor the run's duration may include it.
+    pidfile = tmp_path / "pids"
+    argv = program("spawn_tree.py", str(pidfile), "--leader-exits", "--ignore-term")
+    plan = make_plan(marker, tmp_path, [fg(tmp_path, argv)], grace=3.0)
+    store = RecordingStore()
+    began = time.monotonic()
+    outcome = run_experiment(plan, store, meters=meters)
+    assert time.monotonic() - began >= 3.0  # the sweep did wait out the grace
+    [result] = store.of("run_finished")
+    assert outcome.status == "failed"  # no success line
+    window = result.energy.summaries["duration_s"]
+    assert window is not None and window < 2.0
+    assert result.duration_s < 2.0
+    assert result.duration_s == pytest.approx(window, abs=0.3)
+    assert "after its window ended" in Path(result.log_path).read_text()
+    assert not any(alive(pid) for pid in read_pids(pidfile, 3))
+
+
 def test_it_stops_the_groups_on_cancel_during_the_foreground_run(marker, tmp_path, meters):
     pidfile = tmp_path / "fg-pids"
     plan = make_plan(

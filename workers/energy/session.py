@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from core.contract import EnergyMethod, EnergyReport, Figure
-from core.trace import encode_trace, gpu_key
+from core.trace import LiveTrace, encode_trace, gpu_key
 from workers.energy import nvml
 from workers.energy.doubles import DOUBLE_ENV, from_spec
 from workers.energy.estimate import POLL_PERIOD_S, EstimateCpuMeter
@@ -183,6 +183,8 @@ class Measurement:
         self._fg_pids: dict[int, bool] = {}
         self._stopped = False
         self._cpu_poll_error = ""
+        self._live: LiveTrace | None = None
+        self._final_trace = b""
 
     # -- sampling (sampler thread, and once in start/stop) --------------------------
 
@@ -290,19 +292,22 @@ class Measurement:
 
     # -- results ---------------------------------------------------------------------
 
-    def trace_bytes(self) -> bytes:
-        """The compact trace so far (safe to call from any thread while running)."""
-        with self._lock:
-            channels: dict[str, list[float | None]] = {"t": list(self._t)}
-            for s in self._series:
-                i = s.meter.index
-                channels[gpu_key(i, "power_w")] = [x.power_w for x in s.samples]
-                channels[gpu_key(i, "util_pct")] = [x.util_pct for x in s.samples]
-                channels[gpu_key(i, "mem_mib")] = [x.mem_mib for x in s.samples]
-                channels[gpu_key(i, "temp_c")] = [x.temp_c for x in s.samples]
-            if any(p is not None for p in self._cpu_power):
-                channels["cpu_power_w"] = list(self._cpu_power)
-        meta = {
+    def _channels(self, first: int) -> dict[str, list[float | None]]:
+        """Samples ``first`` onwards of every channel (caller holds the lock). The set
+        of channels is fixed from the start, so a live trace can grow chunk by chunk."""
+        channels: dict[str, list[float | None]] = {"t": list[float | None](self._t[first:])}
+        for s in self._series:
+            i, rows = s.meter.index, s.samples[first:]
+            channels[gpu_key(i, "power_w")] = [x.power_w for x in rows]
+            channels[gpu_key(i, "util_pct")] = [x.util_pct for x in rows]
+            channels[gpu_key(i, "mem_mib")] = [x.mem_mib for x in rows]
+            channels[gpu_key(i, "temp_c")] = [x.temp_c for x in rows]
+        if self.meters.cpu.method != "perf":  # perf reports only when it stops
+            channels["cpu_power_w"] = self._cpu_power[first:]
+        return channels
+
+    def _meta(self) -> dict[str, Any]:
+        return {
             "hz": self.hz,
             "started_at": self._started_at.isoformat() if self._started_at else None,
             "gpus": [{"index": s.meter.index, "device": s.meter.device} for s in self._series],
@@ -311,7 +316,17 @@ class Measurement:
             # "estimate" (the foreground's CPU time x watts per core, not measured).
             "cpu_method": self.meters.cpu.method,
         }
-        return encode_trace(channels, meta)
+
+    def trace_bytes(self) -> bytes:
+        """The trace so far for the live chart (call from one thread at a time; the
+        sampler may run meanwhile). Encodes only the samples since the last call."""
+        if self._final_trace:
+            return self._final_trace
+        with self._lock:
+            if self._live is None:
+                self._live = LiveTrace(list(self._channels(len(self._t))), self._meta())
+            channels = self._channels(self._live.count)
+        return self._live.append(channels)
 
     def stop(self) -> tuple[EnergyReport, bytes]:
         if self._started_at is None:
@@ -323,7 +338,10 @@ class Measurement:
         self._tick(time.monotonic())  # the closing sample: counters' final values
         cpu = self.meters.cpu.stop()
         report = self._report(cpu)
-        return report, self.trace_bytes()
+        with self._lock:
+            # Once, at the end: the whole trace in the compact stored format.
+            self._final_trace = encode_trace(self._channels(0), self._meta())
+        return report, self._final_trace
 
     def _gpu_energy(self, s: _GpuSeries) -> tuple[float | None, EnergyMethod, list[str]]:
         flags: list[str] = []

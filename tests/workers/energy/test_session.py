@@ -166,6 +166,25 @@ def test_the_live_trace_grows_while_the_run_goes_on() -> None:
     assert set(final["power_w"]) == {120.0}
 
 
+def test_the_live_trace_sends_only_new_samples_and_the_final_trace_has_them_all() -> None:
+    meters = _meters(constant_power(120.0))
+    m = Measurement(meters=meters, hz=20.0)
+    m.start(foreground_pid=os.getpid(), foreground_pgid=os.getpgid(0))
+    sent: list[bytes] = []
+    for _ in range(3):
+        time.sleep(0.25)
+        sent.append(m.trace_bytes())
+    report, trace = m.stop()
+    streams = [s[8 + int.from_bytes(s[4:8], "big") :] for s in sent]
+    for earlier, later in zip(streams, streams[1:], strict=False):
+        assert later.startswith(earlier)  # nothing already sent was encoded again
+    live = decode_trace(sent[-1])
+    final = decode_trace(trace)
+    assert final["t"][: len(live["t"])] == live["t"]
+    assert len(final["t"]) == report.summaries["samples"]
+    assert m.trace_bytes() == trace  # after the stop: the final trace
+
+
 def test_the_double_is_chosen_by_environment_and_says_so(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

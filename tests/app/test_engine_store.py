@@ -8,7 +8,7 @@ from experiments import services
 from experiments.engine_store import plan_for
 from experiments.expfile import parse_experiment_text
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.backends]
 
 PARALLEL = """
 name: p

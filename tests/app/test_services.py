@@ -20,7 +20,7 @@ from experiments import selectors, services
 from experiments.expfile import parse_experiment_text
 from experiments.models import Experiment, ProcessGroup, Run
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.backends]
 
 SOLO = """
 name: s

@@ -23,7 +23,7 @@ from experiments.models import Experiment, ProcessGroup, Run
 from tests.conftest import DATA, WorkerProc, run_manage
 from workers.procgroup import find_marked, group_members
 
-pytestmark = [pytest.mark.slow, pytest.mark.queue]
+pytestmark = [pytest.mark.slow, pytest.mark.queue, pytest.mark.backends]
 
 # A short variant of examples/experiments/demo-parallel.yaml: ~2 s foreground runs,
 # ~3 s background runs restarting after 0.1 s, so the union of background runs

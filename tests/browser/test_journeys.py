@@ -24,7 +24,7 @@ from tests.browser.conftest import login, shoot
 from tests.conftest import DATA, WorkerProc
 from workers.procgroup import find_marked
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow]
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.backends]
 
 EXPERIMENT_PAGE = re.compile(r".*/experiments/[0-9a-f-]{36}/$")
 

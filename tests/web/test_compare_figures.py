@@ -12,7 +12,7 @@ import pytest
 from experiments import stats
 from tests.web import factories
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.backends]
 
 
 def _cpu_only(owner, wl, solo=(300.0, 310.0, 305.0), par=(400.0, 420.0, 410.0)):

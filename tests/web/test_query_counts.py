@@ -9,7 +9,7 @@ from django.test.utils import CaptureQueriesContext
 
 from tests.web import factories
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.backends]
 
 
 def _grow(owner, member, wl, bg, n: int) -> None:

@@ -8,7 +8,7 @@ from django.db import connection
 from experiments import figures, selectors, stats
 from tests.web import factories
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.backends]
 
 
 def _history(owner, wl):

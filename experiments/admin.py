@@ -8,6 +8,7 @@ from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils import timezone
 
 from experiments import selectors, services
 from experiments.models import (
@@ -18,6 +19,7 @@ from experiments.models import (
     ProcessGroup,
     Run,
     Workload,
+    host_factors,
 )
 
 admin.site.site_header = "Wattlab administration"
@@ -63,8 +65,42 @@ class WorkloadAdmin(StaffMayManage, admin.ModelAdmin):  # type: ignore[type-arg]
 
 @admin.register(Host)
 class HostAdmin(StaffMayManage, admin.ModelAdmin):  # type: ignore[type-arg]
-    list_display = ("hostname", "queue", "last_heartbeat", "cpu_count")
+    list_display = (
+        "hostname",
+        "queue",
+        "last_heartbeat",
+        "cpu_count",
+        "carbon_intensity_g_per_kwh",
+        "pue",
+        "electricity_price_per_kwh",
+        "currency",
+        "factors_set_at",
+    )
     search_fields = ("hostname",)
+    readonly_fields = ("factors_set_at", "factors_in_use")
+    _FACTORS = ("carbon_intensity_g_per_kwh", "pue", "electricity_price_per_kwh", "currency")
+    fieldsets = (
+        (None, {"fields": ("hostname", "queue", "control_queue", "cpu_count")}),
+        (
+            "Carbon and cost",
+            {
+                "fields": (*_FACTORS, "factors_set_at", "factors_in_use"),
+                "description": "Empty fields take the environment's defaults. Runs keep the "
+                "factors of the moment they finished; a change here applies to runs that "
+                "finish afterwards (pages can recompute with today's on request).",
+            },
+        ),
+        ("Hardware", {"fields": ("gpus", "meters", "utilisation", "started_at", "last_heartbeat")}),
+    )
+
+    @admin.display(description="in use now")
+    def factors_in_use(self, obj: Host) -> str:
+        return host_factors(obj).describe()
+
+    def save_model(self, request: HttpRequest, obj: Host, form: Any, change: bool) -> None:
+        if any(name in form.changed_data for name in self._FACTORS):
+            obj.factors_set_at = timezone.now()
+        super().save_model(request, obj, form, change)
 
 
 class RunInline(admin.TabularInline):  # type: ignore[type-arg]

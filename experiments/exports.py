@@ -10,6 +10,8 @@ import csv
 import io
 from typing import Any
 
+from experiments import carbon
+from experiments.figures import FIGURES
 from experiments.models import Experiment, Run
 
 
@@ -43,9 +45,21 @@ def run_document(run: Run) -> dict[str, Any]:
             "longest_gap_s": run.coverage_longest_gap_s,
             "verdict": run.coverage_verdict or None,
         },
+        "carbon_and_cost": carbon_document(run),
         "flags": run.flags,
         "error": run.error,
     }
+
+
+def carbon_document(run: Run, factors: carbon.Factors | None = None) -> dict[str, Any]:
+    """Every energy figure in kWh, kgCO2e and cost, with the factors used (the run's own,
+    kept when it finished, unless others are given)."""
+    factors = factors if factors is not None else run.stored_factors
+    figures = {}
+    for figure in FIGURES:
+        fp = carbon.Footprint.of(figure.value(run), factors)
+        figures[figure.key] = {"kwh": fp.kwh, "kg_co2e": fp.kg_co2e, "cost": fp.cost}
+    return {"factors": factors.to_dict() if factors else None, "figures": figures}
 
 
 def experiment_document(experiment: Experiment) -> dict[str, Any]:
@@ -87,7 +101,28 @@ CSV_COLUMNS = [
     "hyperparameters", "started_at", "ended_at", "duration_s", "exit_code", "metrics",
     "gpu_j", "gpu_method", "cpu_j", "cpu_method", "dram_j", "dram_method",
     "coverage_percent", "coverage_longest_gap_s", "coverage_verdict",
+    "carbon_intensity_g_per_kwh", "pue", "price_per_kwh", "currency", "factors_set_at",
+    "factors_source",
 ]  # fmt: skip
+# One kWh / kgCO2e / cost column per energy figure (a new figure adds its own).
+CSV_COLUMNS += [f"{f.key}_{u}" for f in FIGURES for u in ("kwh", "kgco2e", "cost")]
+
+
+def _carbon_cells(doc: dict[str, Any]) -> dict[str, Any]:
+    factors = doc["factors"] or {}
+    cells: dict[str, Any] = {
+        "carbon_intensity_g_per_kwh": factors.get("carbon_intensity_g_per_kwh"),
+        "pue": factors.get("pue"),
+        "price_per_kwh": factors.get("price_per_kwh"),
+        "currency": factors.get("currency"),
+        "factors_set_at": factors.get("set_at"),
+        "factors_source": factors.get("source"),
+    }
+    for key, values in doc["figures"].items():
+        cells[f"{key}_kwh"] = values["kwh"]
+        cells[f"{key}_kgco2e"] = values["kg_co2e"]
+        cells[f"{key}_cost"] = values["cost"]
+    return cells
 
 
 #: A spreadsheet runs a cell that starts with one of these as a formula
@@ -149,6 +184,7 @@ def experiment_csv(experiment: Experiment) -> str:
                     "coverage_percent": run["coverage"]["percent"],
                     "coverage_longest_gap_s": run["coverage"]["longest_gap_s"],
                     "coverage_verdict": run["coverage"]["verdict"],
+                    **_carbon_cells(run["carbon_and_cost"]),
                 }
             )
         )

@@ -10,9 +10,11 @@ import uuid
 from typing import Any
 
 from django.conf import settings
+from django.core.validators import MinValueValidator
 from django.db import models
 
 from core.coverage import verdict_choices
+from experiments.carbon import Factors
 
 
 class Workload(models.Model):
@@ -72,12 +74,58 @@ class Host(models.Model):
     utilisation = models.JSONField(default=dict, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     last_heartbeat = models.DateTimeField(null=True, blank=True, db_index=True)
+    # Carbon and cost factors, set by staff in the admin; empty: the environment's
+    # defaults (WATTLAB_CARBON_INTENSITY, WATTLAB_PUE, WATTLAB_ELECTRICITY_PRICE,
+    # WATTLAB_CURRENCY).
+    carbon_intensity_g_per_kwh = models.FloatField(
+        "grid carbon intensity (gCO2e/kWh)",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0.0)],
+    )
+    pue = models.FloatField(
+        "PUE (data-centre overhead, 1.0 = none)",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1.0)],
+    )
+    electricity_price_per_kwh = models.FloatField(
+        "electricity price per kWh", null=True, blank=True, validators=[MinValueValidator(0.0)]
+    )
+    currency = models.CharField(max_length=3, blank=True, help_text="ISO 4217, e.g. EUR")
+    factors_set_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["hostname"]
 
     def __str__(self) -> str:
         return self.hostname
+
+    def current_factors(self) -> Factors:
+        return host_factors(self)
+
+
+def host_factors(host: Host | None) -> Factors:
+    """Today's factors of a host, each unset one from the environment's defaults."""
+    set_here = host is not None and host.factors_set_at is not None
+    return Factors(
+        carbon_intensity_g_per_kwh=(
+            host.carbon_intensity_g_per_kwh
+            if host is not None and host.carbon_intensity_g_per_kwh is not None
+            else settings.WATTLAB_CARBON_INTENSITY
+        ),
+        pue=host.pue if host is not None and host.pue is not None else settings.WATTLAB_PUE,
+        price_per_kwh=(
+            host.electricity_price_per_kwh
+            if host is not None and host.electricity_price_per_kwh is not None
+            else settings.WATTLAB_ELECTRICITY_PRICE
+        ),
+        currency=(host.currency if host is not None and host.currency else "")
+        or settings.WATTLAB_CURRENCY,
+        set_at=host.factors_set_at.isoformat() if set_here and host and host.factors_set_at else "",
+        source="admin" if set_here else "environment",
+        host=host.hostname if host is not None else "",
+    )
 
 
 class Experiment(models.Model):
@@ -272,6 +320,9 @@ class Run(models.Model):
 
     imported = models.BooleanField(default=False)
     legacy_id = models.CharField(max_length=300, blank=True)
+    #: Carbon and cost factors of the host when the run finished (experiments.carbon.
+    #: Factors): changing a host's factors later does not rewrite this run's history.
+    factors = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["experiment", "config_index", "repeat_index", "attempt"]
@@ -288,6 +339,10 @@ class Run(models.Model):
 
     def __str__(self) -> str:
         return f"run {self.config_index}.{self.repeat_index}#{self.attempt} of {self.experiment_id}"
+
+    @property
+    def stored_factors(self) -> Factors | None:
+        return Factors.from_dict(self.factors)
 
 
 class BackgroundRun(models.Model):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import re
 import statistics
 import uuid
 from collections import defaultdict
@@ -17,7 +18,7 @@ from django.conf import settings
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from experiments import stats
+from experiments import carbon, stats
 from experiments.figures import FIGURES, EnergyFigure
 from experiments.figures import best as figures_best
 from experiments.models import BackgroundRun, Experiment, Host, ProcessGroup, Run, Workload
@@ -322,8 +323,9 @@ class ComparePoint:
     attempt: int
     mode: str
     hyperparameters: dict[str, Any]
-    #: The chosen figure; None for a run without it (listed to pick, never plotted).
-    energy_j: float | None
+    #: The chosen figure in the chosen unit; None for a run without it (listed to pick,
+    #: never plotted).
+    value: float | None
     method: str
     metrics: dict[str, float]
     imported: bool
@@ -352,6 +354,9 @@ class CompareData:
     figure_counts: dict[str, int] = field(default_factory=dict)
     #: The latest finished runs whatever their figures, to pick side by side.
     recent: list[ComparePoint] = field(default_factory=list)
+    #: J, kWh, kgCO2e or cost (experiments.carbon.UNITS), and its label for the pages.
+    unit: str = carbon.Unit.J
+    unit_label: str = "J"
 
     @property
     def lacking(self) -> int:
@@ -429,8 +434,51 @@ ORDER BY t.modes DESC, t.total DESC, b.hp::text, b.mode
 """
 
 
+def _currency() -> str:
+    cur = str(getattr(settings, "WATTLAB_CURRENCY", "") or "")
+    return cur if re.fullmatch(r"[A-Z]{3}", cur) else ""
+
+
+def _value_sql(figure: EnergyFigure, unit: str) -> str:
+    """The figure in the unit, per run with the factors it kept (NULL where one is not
+    set). Costs add up only in the installation's currency (WATTLAB_CURRENCY)."""
+    value = figure.sql("r")
+    if unit == carbon.Unit.J:
+        return value
+    kwh = f"({value} / {carbon.J_PER_KWH})"
+    facility = f"({kwh} * COALESCE((r.factors->>'pue')::float, 1.0))"
+    if unit == carbon.Unit.KWH:
+        return kwh
+    if unit == carbon.Unit.KGCO2E:
+        return f"({facility} * (r.factors->>'carbon_intensity_g_per_kwh')::float / 1000.0)"
+    cur = _currency()  # three capital letters, checked: safe inside the SQL text
+    return (
+        f"(CASE WHEN r.factors->>'currency' = '{cur}' "
+        f"THEN {facility} * (r.factors->>'price_per_kwh')::float END)"
+    )
+
+
+def _value_python(joules: float | None, factors: dict[str, Any] | None, unit: str) -> float | None:
+    if joules is None:
+        return None
+    f = carbon.Factors.from_dict(factors)
+    if unit == carbon.Unit.COST and (f is None or f.currency != _currency()):
+        return None
+    if unit in (carbon.Unit.KGCO2E, carbon.Unit.COST) and f is None:
+        return None
+    return carbon.convert(joules, unit, f)
+
+
+def _unit_present(unit: str) -> Q:
+    if unit == carbon.Unit.KGCO2E:
+        return Q(factors__carbon_intensity_g_per_kwh__isnull=False)
+    if unit == carbon.Unit.COST:
+        return Q(factors__price_per_kwh__isnull=False, factors__currency=_currency())
+    return Q()
+
+
 def _groups_postgres(
-    workload: Workload, figure: EnergyFigure, limit: int
+    workload: Workload, figure: EnergyFigure, limit: int, unit: str = carbon.Unit.J
 ) -> tuple[list[CompareRow], int]:
     """Median / spread / n per configuration and mode, computed by PostgreSQL (jsonb
     equality is by value, so 1 and 1.0 are the same configuration)."""
@@ -438,7 +486,7 @@ def _groups_postgres(
 
     rows: dict[str, CompareRow] = {}
     configs = 0
-    sql = _GROUPS_SQL.format(value=figure.sql("r"))
+    sql = _GROUPS_SQL.format(value=_value_sql(figure, unit))
     with connection.cursor() as cursor:
         cursor.execute(sql, [workload.pk, Run.Status.SUCCEEDED, limit, STATS_VALUES])
         for hp_text, mode, n, med, lo, hi, sd, imp, total, values in cursor.fetchall():
@@ -466,19 +514,22 @@ def _groups_postgres(
 
 
 def _groups_python(
-    workload: Workload, figure: EnergyFigure, limit: int
+    workload: Workload, figure: EnergyFigure, limit: int, unit: str = carbon.Unit.J
 ) -> tuple[list[CompareRow], int]:
     """The same figures in Python, for SQLite (no percentile aggregate there)."""
     groups: dict[str, dict[str, list[float]]] = defaultdict(lambda: {"solo": [], "parallel": []})
     hparams: dict[str, dict[str, Any]] = {}
     imported_keys: set[str] = set()
-    for hp, mode, imported, *parts in (
+    for hp, mode, imported, factors, *parts in (
         _with_figure(workload, figure)
         .order_by("-id")
-        .values_list("hyperparameters", "experiment__mode", "imported", *figure.parts)
+        .values_list("hyperparameters", "experiment__mode", "imported", "factors", *figure.parts)
     ):
+        value = _value_python(sum(float(p) for p in parts), factors, unit)
+        if value is None:
+            continue
         key = config_key(hp or {})
-        groups[key][mode].append(sum(float(p) for p in parts))
+        groups[key][mode].append(value)
         hparams.setdefault(key, hp or {})
         if imported:
             imported_keys.add(key)
@@ -510,7 +561,7 @@ def _add_statistics(rows: list[CompareRow], limit: int) -> None:
 
 
 def compare_workload_cached(
-    *, workload: Workload, figure: EnergyFigure | None = None
+    *, workload: Workload, figure: EnergyFigure | None = None, unit: str = carbon.Unit.J
 ) -> CompareData:
     """``compare_workload`` behind a cache keyed by the workload's finished runs (their
     number, newest id and latest end) and the figure: any run finishing, imported or
@@ -521,11 +572,11 @@ def compare_workload_cached(
     finished, counts, state = figure_counts(workload=workload)
     figure = figure or figures_best(counts)
     end = state["end"].timestamp() if state["end"] else 0
-    key = f"wattlab-compare-{workload.pk}-{figure.key}-{state['n']}-{state['last']}-{end}"
+    key = f"wattlab-compare-{workload.pk}-{figure.key}-{unit}-{state['n']}-{state['last']}-{end}"
     cached = cache.get(key)
     if isinstance(cached, CompareData):
         return cached
-    data = compare_workload(workload=workload, figure=figure, counts=(finished, counts))
+    data = compare_workload(workload=workload, figure=figure, unit=unit, counts=(finished, counts))
     cache.set(key, data, timeout=600)
     return data
 
@@ -537,13 +588,15 @@ def compare_workload(
     row_limit: int = COMPARE_ROWS,
     stats_rows: int = STATS_ROWS,
     counts: tuple[int, dict[str, int]] | None = None,
+    unit: str = carbon.Unit.J,
 ) -> CompareData:
     """A workload's finished runs for the compare page on one energy figure (the one
     most runs have unless given), in a fixed number of queries whatever their number:
     the figure counts, the configurations table (median, spread, n and the latest
     values per mode, the ``row_limit`` configurations measured most), the figure's
     methods, the latest ``COMPARE_POINTS`` runs with the figure for the charts, and the
-    latest runs whatever their figures to pick side by side."""
+    latest runs whatever their figures to pick side by side. In kgCO2e or cost a run
+    counts only where it kept the factor (one more count query)."""
     from django.db import connection
     from django.db.models import Count
 
@@ -553,9 +606,9 @@ def compare_workload(
         finished, per_figure = counts
     figure = figure or figures_best(per_figure)
     if connection.vendor == "postgresql":
-        compare_rows, configs = _groups_postgres(workload, figure, row_limit)
+        compare_rows, configs = _groups_postgres(workload, figure, row_limit, unit)
     else:
-        compare_rows, configs = _groups_python(workload, figure, row_limit)
+        compare_rows, configs = _groups_python(workload, figure, row_limit, unit)
     _add_statistics(compare_rows, stats_rows)
     methods: dict[str, int] = {}
     if figure.fixed_method:
@@ -578,16 +631,18 @@ def compare_workload(
         "hyperparameters",
         "metrics",
         "imported",
+        "factors",
         *figure.parts,
         *figure.method_fields,
     )
     n_parts = len(figure.parts)
 
     def point(values: tuple[Any, ...]) -> ComparePoint:
-        code, ci, ri, at, mode, hp, metrics, imported = values[:8]
-        parts = values[8 : 8 + n_parts]
-        ms = values[8 + n_parts :]
-        energy = None if any(p is None for p in parts) else sum(float(p) for p in parts)
+        code, ci, ri, at, mode, hp, metrics, imported, factors = values[:9]
+        parts = values[9 : 9 + n_parts]
+        ms = values[9 + n_parts :]
+        joules = None if any(p is None for p in parts) else sum(float(p) for p in parts)
+        energy = _value_python(joules, factors, unit)
         method = figure.fixed_method or " + ".join(m or "unknown" for m in ms)
         return ComparePoint(
             str(code), ci, ri, at, mode, hp or {}, energy, method, metrics or {}, imported
@@ -596,6 +651,7 @@ def compare_workload(
     points = [
         point(v)
         for v in _with_figure(workload, figure)
+        .filter(_unit_present(unit))
         .order_by("-id")
         .values_list(*columns)[:COMPARE_POINTS]
     ]
@@ -608,6 +664,8 @@ def compare_workload(
             if isinstance(value, int | float) and not isinstance(value, bool):
                 numeric.add(name)
     total = per_figure.get(figure.key, 0)
+    if unit in (carbon.Unit.KGCO2E, carbon.Unit.COST):
+        total = _with_figure(workload, figure).filter(_unit_present(unit)).count()
     return CompareData(
         workload=workload,
         figure=figure,
@@ -622,6 +680,8 @@ def compare_workload(
         finished_runs=finished,
         figure_counts=per_figure,
         recent=recent,
+        unit=unit,
+        unit_label=carbon.unit_label(unit, _currency()),
     )
 
 

@@ -25,7 +25,15 @@ from core.contract import BackgroundRunRecord, GroupInfo, RunKey, RunResult
 from core.coverage import worst_verdict
 from experiments import queues
 from experiments.expfile import ExperimentFile
-from experiments.models import BackgroundRun, Experiment, Host, ProcessGroup, Run, Workload
+from experiments.models import (
+    BackgroundRun,
+    Experiment,
+    Host,
+    ProcessGroup,
+    Run,
+    Workload,
+    host_factors,
+)
 
 log = logging.getLogger(__name__)
 
@@ -570,6 +578,9 @@ def run_finish(*, experiment_id: int, code: str, result: RunResult) -> Run:
         run.coverage_background_runs = coverage.background_runs
         run.provenance["coverage"] = {"advice": coverage.advice, "gaps": coverage.gaps}
     run.trace = result.trace
+    # The factors of this moment: a host's factors changed later leave this run alone.
+    host = Host.objects.filter(experiments__id=experiment_id).first()
+    run.factors = host_factors(host).to_dict()
     data, tail = _tail(result.log_path)
     run.log_tail = tail
     if data:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import dj_database_url
 
-from webapp.env import env_bool, env_float, env_int, env_list, env_str
+from webapp.env import env_bool, env_float, env_int, env_list, env_optional_float, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("WATTLAB_VAR_DIR", str(BASE_DIR / "var")))
@@ -188,6 +188,12 @@ WATTLAB_QUEUE_PREFIX = env_str("WATTLAB_QUEUE_PREFIX", "")
 WATTLAB_HEARTBEAT_SECONDS = env_float("WATTLAB_HEARTBEAT_SECONDS", 10.0)
 WATTLAB_SAMPLE_HZ = env_float("WATTLAB_SAMPLE_HZ", 10.0)
 WATTLAB_GRACE_SECONDS = env_float("WATTLAB_GRACE_SECONDS", 10.0)
+# Carbon and cost: defaults for hosts whose staff have not set their own in the admin.
+# Unset intensity or price means "not set": pages say so instead of inventing a figure.
+WATTLAB_CARBON_INTENSITY = env_optional_float("WATTLAB_CARBON_INTENSITY")  # gCO2e/kWh
+WATTLAB_PUE = env_float("WATTLAB_PUE", 1.0)
+WATTLAB_ELECTRICITY_PRICE = env_optional_float("WATTLAB_ELECTRICITY_PRICE")  # per kWh
+WATTLAB_CURRENCY = env_str("WATTLAB_CURRENCY", "EUR")
 WATTLAB_SCRATCH_DIR = Path(env_str("WATTLAB_SCRATCH_DIR", str(VAR_DIR / "scratch")))
 
 LOGGING = {

@@ -40,6 +40,17 @@ def joules(value: Any) -> str:
 
 
 @register.filter
+def quantity(value: Any, unit: str = "J") -> str:
+    """A figure in a unit of experiments.carbon: joules scale (J, kJ, MJ), others keep
+    four significant digits and their unit (kWh, kgCO2e, a currency)."""
+    if unit == "J":
+        return joules(value)
+    if value is None or value == "":
+        return "—"
+    return f"{float(value):.4g} {unit}"
+
+
+@register.filter
 def watts(value: Any) -> str:
     if value is None or value == "":
         return "—"

@@ -16,7 +16,7 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_GET
 
-from experiments import charts, figures, selectors, stats
+from experiments import carbon, charts, figures, selectors, stats
 from experiments.exports import csv_row
 from experiments.figures import EnergyFigure
 from experiments.models import Run, Workload
@@ -44,8 +44,14 @@ def _default_metric(names: list[str]) -> str:
 
 def coverage_line(data: CompareData) -> str:
     """What every chart and the CSV say about the figure: its methods and who lacks it."""
+    factor = {
+        carbon.Unit.KGCO2E: " and a carbon intensity",
+        carbon.Unit.COST: f" and a price in {data.unit_label}",
+    }.get(data.unit, "")
+    in_unit = "" if data.unit == carbon.Unit.J else f" in {data.unit_label}"
     return (
-        f"{data.figure.label}: {data.total_runs} of {data.finished_runs} finished runs "
+        f"{data.figure.label}{in_unit}{factor}: "
+        f"{data.total_runs} of {data.finished_runs} finished runs "
         f"have it ({data.lacking} lack{'s' if data.lacking == 1 else ''} it); "
         f"methods: {data.methods_text}"
     )
@@ -68,13 +74,14 @@ def versus_chart(data: CompareData, *, width: int = 1000) -> Any:
     return charts.range_chart(
         bars,
         title=f"{data.figure.label}, parallel vs solo (median, bootstrap 95 % CI)",
-        y_label=f"{data.figure.label} (J)",
+        y_label=f"{data.figure.label} ({data.unit_label})",
         width=width,
     )
 
 
 def _charts(data: CompareData, metric: str) -> dict[str, Any]:
     figure = data.figure
+    unit = data.unit_label
     # One URL per run, shared by every chart it appears on (reverse() is not free).
     hrefs = {id(p): _run_href(p) for p in data.points}
     per_param = []
@@ -82,13 +89,14 @@ def _charts(data: CompareData, metric: str) -> dict[str, Any]:
         chosen = [
             p
             for p in data.points
-            if isinstance(p.hyperparameters.get(name), int | float) and p.energy_j is not None
+            if isinstance(p.hyperparameters.get(name), int | float) and p.value is not None
         ]
         pts = [
             charts.Point(
                 float(p.hyperparameters[name]),
-                float(p.energy_j or 0.0),
-                f"{name}={p.hyperparameters[name]}: {p.energy_j:.4g} J ({p.mode}, run {p.run_ref})",
+                float(p.value or 0.0),
+                f"{name}={p.hyperparameters[name]}: {p.value:.4g} {unit} "
+                f"({p.mode}, run {p.run_ref})",
                 p.mode + (" (imported)" if p.imported else ""),
                 hrefs[id(p)],
             )
@@ -108,12 +116,12 @@ def _charts(data: CompareData, metric: str) -> dict[str, Any]:
             trend = stats.fit_trend([pt.x for pt in mine], [pt.y for pt in mine], log_x=log_x)
             if trend is not None:
                 trends.append((group, trend.band))
-                lines.append(f"{group}: {trend.describe(name, 'J')}")
+                lines.append(f"{group}: {trend.describe(name, unit)}")
         chart = charts.scatter(
             pts,
             title=f"{figure.label} against {name}, fitted trend with 95 % band",
             x_label=name + (" (log scale)" if log_x else ""),
-            y_label=f"{figure.label} (J)",
+            y_label=f"{figure.label} ({unit})",
             log_x=log_x,
             width=560,
             height=300,
@@ -126,13 +134,13 @@ def _charts(data: CompareData, metric: str) -> dict[str, Any]:
         chosen = [
             p
             for p in data.points
-            if isinstance(p.metrics.get(metric), int | float) and p.energy_j is not None
+            if isinstance(p.metrics.get(metric), int | float) and p.value is not None
         ]
         pts = [
             charts.Point(
-                float(p.energy_j or 0.0),
+                float(p.value or 0.0),
                 float(p.metrics[metric]),
-                f"run {p.run_ref}: {p.energy_j:.4g} J, {metric} {p.metrics[metric]}",
+                f"run {p.run_ref}: {p.value:.4g} {unit}, {metric} {p.metrics[metric]}",
                 p.mode,
                 hrefs[id(p)],
             )
@@ -142,7 +150,7 @@ def _charts(data: CompareData, metric: str) -> dict[str, Any]:
         pareto = charts.scatter(
             pts,
             title=f"{metric} against {figure.label}, Pareto front dashed",
-            x_label=f"{figure.label} (J)",
+            x_label=f"{figure.label} ({unit})",
             y_label=metric,
             front=front,
         )
@@ -165,23 +173,24 @@ def _csv(data: CompareData) -> HttpResponse:
     # The first line names the figure, its methods and who lacks it: a CSV read on its
     # own must not pass CPU joules off as GPU joules.
     w.writerow(["#", coverage_line(data)])
+    u = data.unit_label.lower()
     w.writerow(
         [
             "workload",
             "figure",
             "configuration",
             "solo_n",
-            "solo_median_j",
-            "solo_ci95_low_j",
-            "solo_ci95_high_j",
-            "solo_min_j",
-            "solo_max_j",
+            f"solo_median_{u}",
+            f"solo_ci95_low_{u}",
+            f"solo_ci95_high_{u}",
+            f"solo_min_{u}",
+            f"solo_max_{u}",
             "parallel_n",
-            "parallel_median_j",
-            "parallel_ci95_low_j",
-            "parallel_ci95_high_j",
-            "parallel_min_j",
-            "parallel_max_j",
+            f"parallel_median_{u}",
+            f"parallel_ci95_low_{u}",
+            f"parallel_ci95_high_{u}",
+            f"parallel_min_{u}",
+            f"parallel_max_{u}",
             "parallel_over_solo",
             "ratio_ci95_low",
             "ratio_ci95_high",
@@ -260,6 +269,9 @@ def compare(request: HttpRequest) -> HttpResponse:
     }
     picked = [by_ref[p] for p in dict.fromkeys(picks) if p in by_ref]
     group_b = [by_ref[p] for p in dict.fromkeys(versus) if p in by_ref]
+    unit = request.GET.get("unit", carbon.Unit.J)
+    if unit not in carbon.UNITS:
+        unit = carbon.Unit.J  # the unit list is a select: anything else is a stale link
     asked = request.GET.get("figure", "")
     figure = figures.get(asked)
     context: dict[str, Any] = {
@@ -270,15 +282,17 @@ def compare(request: HttpRequest) -> HttpResponse:
         "picks": picks,
         "versus_picks": versus,
         "figures": figures.FIGURES,
+        "units": carbon.UNITS,
+        "unit": unit,
         "unknown_figure": asked if asked and figure is None else "",
     }
     if workload is not None:
         if request.GET.get("format") == "csv":
             data = selectors.compare_workload(
-                workload=workload, figure=figure, row_limit=10**9, stats_rows=10**9
+                workload=workload, figure=figure, unit=unit, row_limit=10**9, stats_rows=10**9
             )
             return _csv(data)
-        data = selectors.compare_workload_cached(workload=workload, figure=figure)
+        data = selectors.compare_workload_cached(workload=workload, figure=figure, unit=unit)
         metric = request.GET.get("metric", "")
         if metric not in data.metric_names:
             metric = _default_metric(data.metric_names)

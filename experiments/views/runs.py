@@ -12,6 +12,7 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
 from experiments import charts, selectors
+from experiments.footprints import Footprints, footprints
 from experiments.models import BackgroundRun, Experiment, Run
 from experiments.permissions import _get_experiment_for_user
 from experiments.views.traces import trace_metadata, trace_series
@@ -129,6 +130,13 @@ def _chart(
     return {"title": title, "svg": svg, "notes": notes}
 
 
+def _footprint(request: HttpRequest, experiment: Experiment, runs: list[Run]) -> Footprints:
+    """``?factors=today``: recompute with the host's factors of today (one query)."""
+    today = request.GET.get("factors") == "today"
+    host = experiment.host if today and experiment.host_id else None
+    return footprints(runs, today=today, host=host)
+
+
 @login_required
 @require_GET
 def run_detail(
@@ -165,6 +173,7 @@ def run_detail(
             "background_runs": background,
             "log_text": log_text,
             "log_cut": cut,
+            "footprint": _footprint(request, experiment, [run]),
             # Only the measured figures (dicts with a method); flags are listed apart.
             "provenance": {
                 name: p

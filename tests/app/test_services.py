@@ -292,3 +292,40 @@ def test_group_end_records_the_reason(digits_workload: Any) -> None:
     services.group_end(experiment_id=experiment.id, group=group, reason="exited")
     stored = ProcessGroup.objects.get(experiment=experiment)
     assert stored.ended_at is not None and stored.end_reason == "exited"
+
+
+def test_a_run_keeps_its_hosts_carbon_and_cost_factors_of_the_moment_it_finished(
+    digits_workload: Any, tmp_path: Path, settings: Any
+) -> None:
+    settings.WATTLAB_CARBON_INTENSITY = None
+    settings.WATTLAB_ELECTRICITY_PRICE = 0.30
+    settings.WATTLAB_CURRENCY = "GBP"
+    experiment = services.experiment_submit(owner=None, spec=_spec(configurations=1))
+    host = services.host_register(hostname="h1", gpus=[])
+    host.carbon_intensity_g_per_kwh = 420.0
+    host.pue = 1.4
+    host.factors_set_at = timezone.now()
+    host.save()
+    services.experiment_claim(experiment_id=experiment.id, host=host, gpu_index=None)
+    key = RunKey(0, 0, 1)
+    log = tmp_path / "run.log"
+    log.write_text("Test Accuracy: 97.50%\n")
+    run = services.run_finish(
+        experiment_id=experiment.id, code=str(experiment.code), result=_result(key, log)
+    )
+    # The host's own values, the environment's for what the host left empty.
+    kept = run.stored_factors
+    assert kept is not None
+    assert (kept.carbon_intensity_g_per_kwh, kept.pue) == (420.0, 1.4)
+    assert (kept.price_per_kwh, kept.currency, kept.source, kept.host) == (
+        0.30,
+        "GBP",
+        "admin",
+        "h1",
+    )
+    assert kept.set_at == host.factors_set_at.isoformat()
+    # A later change of the host's factors leaves the finished run as it was.
+    host.carbon_intensity_g_per_kwh = 50.0
+    host.save()
+    run.refresh_from_db()
+    assert run.stored_factors == kept

@@ -82,7 +82,7 @@ def test_a_run_lacking_the_gpu_figure_is_counted_and_gpu_stays_the_default(owner
     assert data.methods_text == "NVML energy counter (6)"
     # Runs to pick are listed whatever figures they have.
     assert len(data.recent) == 7
-    assert [p.energy_j for p in data.recent if p.energy_j is None] == [None]
+    assert [p.value for p in data.recent if p.value is None] == [None]
 
 
 def test_runs_without_any_gpu_figure_compare_on_cpu(owner, wl):
@@ -119,7 +119,7 @@ def test_total_exists_only_where_every_part_does(owner, wl):
     data = selectors.compare_workload(workload=wl, figure=figures.BY_KEY["total"])
     assert data.total_runs == 1 and data.lacking == 1
     assert data.rows[0].solo.median == 125.0
-    assert [p.energy_j for p in data.points] == [125.0]
+    assert [p.value for p in data.points] == [125.0]
     assert data.methods == {"counter + estimate + unknown": 1}
 
 

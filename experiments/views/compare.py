@@ -172,7 +172,7 @@ def _csv(data: CompareData) -> HttpResponse:
     w = csv.writer(out)
     # The first line names the figure, its methods and who lacks it: a CSV read on its
     # own must not pass CPU joules off as GPU joules.
-    w.writerow(["#", coverage_line(data)])
+    w.writerow(csv_row(["#", coverage_line(data)]))
     u = data.unit_label.lower()
     w.writerow(
         [

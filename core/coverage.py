@@ -28,11 +28,12 @@ class Verdict:
 #: Every coverage verdict, best first: a run gets the first one whose threshold its
 #: coverage reaches, and a verdict's rank is its place here (an experiment shows its
 #: runs' worst). Thresholds, labels and colours are read from here and nowhere else:
-#: the model fields' choices, pages, charts and the help text.
+#: the model fields' choices, pages, charts and the help text. The colours are also
+#: text colours: each keeps 4.5:1 on white and on the page background (WCAG 2.1 AA).
 VERDICTS: Final = (
-    Verdict("good", "good", 95.0, "#059669"),
-    Verdict("partial", "partial", 80.0, "#d97706"),
-    Verdict("insufficient", "insufficient", 0.0, "#dc2626"),
+    Verdict("good", "good", 95.0, "#047857"),
+    Verdict("partial", "partial", 80.0, "#b45309"),
+    Verdict("insufficient", "insufficient", 0.0, "#b91c1c"),
 )
 GOOD: Final = VERDICTS[0].value
 _BY_VALUE: Final = {v.value: v for v in VERDICTS}

@@ -66,3 +66,29 @@ def login(page, live_server, username: str, password: str) -> None:
     page.fill("#id_password", password)
     page.click("button[type=submit]")
     page.wait_for_url(f"{live_server.url}/")
+
+
+AXE_REPORTS = SCREENSHOTS.parent / "axe"
+#: Failing impacts, and rules that fail whatever axe rates them: the issue names empty
+#: table headers (axe: "minor") beside the serious ones.
+FAILING_IMPACTS = {"serious", "critical"}
+ALWAYS_FAILING_RULES = {"empty-table-header"}
+
+
+def axe_violations(page, name: str) -> list[str]:
+    """axe-core (bundled by axe-playwright-python) on the page as it stands: WCAG 2.1
+    A/AA and axe's best practices. Returns one line per failing violation (empty =
+    accessible enough); the whole report goes to test-artifacts/axe/<name>.json."""
+    import json
+
+    from axe_playwright_python.sync_playwright import Axe
+
+    results = Axe().run(page)
+    AXE_REPORTS.mkdir(parents=True, exist_ok=True)
+    (AXE_REPORTS / f"{name}.json").write_text(json.dumps(results.response["violations"], indent=1))
+    return [
+        f"{name}: {v['id']} ({v['impact']}) on {len(v['nodes'])} element(s), e.g. "
+        f"{v['nodes'][0]['html'][:160]!r}: {v['help']}"
+        for v in results.response["violations"]
+        if v["impact"] in FAILING_IMPACTS or v["id"] in ALWAYS_FAILING_RULES
+    ]

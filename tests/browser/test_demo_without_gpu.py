@@ -1,0 +1,80 @@
+"""The demo on this host as it is: no GPU, no NVML double, no RAPL; the CPU figure is
+the labelled estimate. A real worker runs a small parallel experiment and the solo one
+with the same configurations (what ``make run`` submits, shortened); then the run page
+shows CPU power over time with the background's starts and ends, Compare shows
+parallel against solo, and every page passes axe-core. Screenshots:
+test-artifacts/screenshots/3*.png."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from experiments.expfile import parse_experiment_text
+from experiments.models import Experiment, Run
+from experiments.services import experiment_submit
+from tests.browser.conftest import axe_violations, login, shoot
+from tests.browser.test_accessibility import visit_every_page
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+DEMO = """name: small demo {mode}
+foreground:
+  workload: digits-mlp
+  hyperparameters: {{epochs: 12, hidden: 256}}
+  mutate: [learning_rate]
+configurations: 2
+seed: 7
+sleep_between_runs: 0.5
+timeout: 120
+"""
+# Background runs shorter than a foreground run: each window holds starts and ends.
+BACKGROUND = """background:
+  workload: digits-mlp
+  hyperparameters: {epochs: 2, hidden: 64}
+  restart_delay: 0.2
+  startup_wait: 1
+"""
+
+
+def test_after_the_demo_without_a_gpu_the_run_shows_cpu_power_and_every_page_passes_axe(
+    digits_workload, celery_worker_factory, live_server, page
+):
+    celery_worker_factory(WATTLAB_METER_DOUBLE="")  # the real meters of this host
+    user = get_user_model().objects.create_user("demo", password="pw-demo-12345")
+    codes = [
+        str(experiment_submit(owner=user, spec=parse_experiment_text(text)).code)
+        for text in (DEMO.format(mode="parallel") + BACKGROUND, DEMO.format(mode="solo"))
+    ]
+    deadline = time.monotonic() + 300
+    while Experiment.objects.filter(code__in=codes, status__in=("queued", "running")).exists():
+        assert time.monotonic() < deadline, "the demo did not finish within 5 minutes"
+        time.sleep(0.5)
+    parallel = Experiment.objects.get(code=codes[0])
+    assert parallel.status == "succeeded", parallel.error
+    run = Run.objects.get(experiment=parallel, config_index=0, attempt=1)
+    assert run.gpu_method == "unavailable" and run.cpu_method == "estimate"
+
+    login(page, live_server, "demo", "pw-demo-12345")
+    page.goto(f"{live_server.url}/experiments/{parallel.code}/runs/0.0.1/")
+    power = page.locator("figure.chartbox", has=page.locator("figcaption", has_text="CPU power"))
+    assert power.count() == 1
+    assert "an estimate, not measured" in power.inner_text()
+    assert power.locator("polyline").count() >= 1
+    assert power.locator("polyline title").first.text_content() == "CPU (estimate)"
+    starts = power.locator("line.marker title", has_text="starts")
+    ends = power.locator("line.marker title", has_text="ends")
+    assert starts.count() >= 1 and ends.count() >= 1
+    assert "The GPU was not measured on this host" in page.inner_text("main")
+    power.scroll_into_view_if_needed()
+    shoot(page, "30-demo-run-cpu-power-no-gpu")
+
+    page.goto(f"{live_server.url}/compare/?workload=digits-mlp")
+    shoot(page, "31-demo-compare-no-gpu")
+
+    found = axe_violations(page, "demo-compare")
+    found += visit_every_page(page, live_server.url, str(parallel.code), "0.0.1", "digits-mlp")
+    assert found == [], "\n".join(found)
+    assert page.js_errors == []

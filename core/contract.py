@@ -34,6 +34,11 @@ class InfrastructureError(RuntimeError):
     """A failure of the host, not of the training (retried up to max_retries)."""
 
 
+class StoreUnavailable(RuntimeError):
+    """The store could not be reached (the database is down or restarting). The write
+    did not happen and may be tried again later; see ``workers.buffered_store``."""
+
+
 @dataclass(frozen=True)
 class ProgramSpec:
     """A program to start: an argv list (never a shell string)."""
@@ -195,4 +200,8 @@ class ExperimentStore(Protocol):
 
     def event(self, kind: str, message: str) -> None:
         """Something the experiment should report (crash loop, retry, ...)."""
+        ...
+
+    def experiment_ended(self, status: str, message: str) -> None:
+        """How the experiment ended, decided by the runner alone (the last call)."""
         ...

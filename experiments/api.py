@@ -100,6 +100,8 @@ class ExperimentOut(Schema):
     started_at: dt.datetime | None
     ended_at: dt.datetime | None
     url: str
+    #: Said once, at submit: e.g. that the queue was unreachable (saved, starts later).
+    notice: str = ""
 
 
 def _out(request: HttpRequest, e: Experiment) -> dict[str, Any]:
@@ -197,10 +199,14 @@ def submit_experiment(request: HttpRequest, payload: SubmitIn) -> Any:
             400,
             {"detail": "the experiment does not fit the registered workloads", "errors": detail},
         )
+    queue_error = experiment.queue_error
     experiment = Experiment.objects.select_related(
         "owner", "foreground_workload", "background_workload"
     ).get(pk=experiment.pk)
-    return Status(201, _out(request, experiment))
+    body = _out(request, experiment)
+    if queue_error:
+        body["notice"] = services.SAVED_NOT_SENT
+    return Status(201, body)
 
 
 _QS = Experiment.objects.select_related("owner", "foreground_workload", "background_workload")

@@ -4,11 +4,15 @@ the translation of an Experiment row into the engine's ExperimentPlan."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from django.conf import settings
+from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections
+from django.db import connection as db_connection
 
 from core.contract import (
     BackgroundPlan,
@@ -19,12 +23,37 @@ from core.contract import (
     RunKey,
     RunPlan,
     RunResult,
+    StoreUnavailable,
 )
 from experiments import services
 from experiments.models import Experiment, Host, Workload
 from experiments.workloads import PYTHON_PLACEHOLDER
 
 log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def _reconnecting(method: Callable[P, T]) -> Callable[P, T]:
+    """A database that went away is :class:`StoreUnavailable` (the engine buffers the
+    write and retries it); the broken connection is dropped so the next call opens a
+    fresh one. Any other database error is a bug and propagates as it is."""
+
+    @functools.wraps(method)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        # Drops a connection that failed earlier or outlived CONN_MAX_AGE.
+        close_old_connections()
+        try:
+            return method(*args, **kwargs)
+        except (OperationalError, InterfaceError) as exc:
+            try:
+                db_connection.close()
+            except DatabaseError:
+                pass
+            raise StoreUnavailable(str(exc)) from exc
+
+    return wrapper
 
 
 class OrmExperimentStore:
@@ -35,20 +64,35 @@ class OrmExperimentStore:
         self.code = str(experiment.code)
         self.host = host
 
+    @property
+    def spool_meta(self) -> dict[str, Any]:
+        """What :meth:`from_spool_meta` needs to rebuild this store in a later process."""
+        return {"experiment_id": self.experiment_id, "code": self.code, "host_id": self.host.id}
+
+    @classmethod
+    def from_spool_meta(cls, meta: dict[str, Any]) -> OrmExperimentStore:
+        experiment = Experiment(id=int(meta["experiment_id"]), code=meta["code"])
+        return cls(experiment, Host(id=int(meta["host_id"])))
+
+    @_reconnecting
     def heartbeat(self) -> None:
         services.experiment_heartbeat(experiment_id=self.experiment_id)
 
+    @_reconnecting
     def cancel_requested(self) -> bool:
         return Experiment.objects.filter(
             id=self.experiment_id, cancel_requested_at__isnull=False
         ).exists()
 
+    @_reconnecting
     def group_started(self, group: GroupInfo) -> None:
         services.group_start(experiment_id=self.experiment_id, host=self.host, group=group)
 
+    @_reconnecting
     def group_ended(self, group: GroupInfo, reason: str) -> None:
         services.group_end(experiment_id=self.experiment_id, group=group, reason=reason)
 
+    @_reconnecting
     def run_started(
         self, key: RunKey, hyperparameters: dict[str, Any], started_at: dt.datetime
     ) -> None:
@@ -59,22 +103,31 @@ class OrmExperimentStore:
             started_at=started_at,
         )
 
+    @_reconnecting
     def run_samples(self, key: RunKey, trace: bytes) -> None:
         services.run_samples(experiment_id=self.experiment_id, key=key, trace=trace)
 
+    @_reconnecting
     def run_finished(self, result: RunResult) -> None:
         services.run_finish(experiment_id=self.experiment_id, code=self.code, result=result)
 
+    @_reconnecting
     def background_run_started(self, record: BackgroundRunRecord) -> None:
         services.background_run_start(experiment_id=self.experiment_id, record=record)
 
+    @_reconnecting
     def background_run_finished(self, record: BackgroundRunRecord) -> None:
         services.background_run_finish(
             experiment_id=self.experiment_id, code=self.code, record=record
         )
 
+    @_reconnecting
     def event(self, kind: str, message: str) -> None:
         services.experiment_event(experiment_id=self.experiment_id, kind=kind, message=message)
+
+    @_reconnecting
+    def experiment_ended(self, status: str, message: str) -> None:
+        services.experiment_finish(experiment_id=self.experiment_id, outcome=status, error=message)
 
 
 def _program(

@@ -215,6 +215,9 @@ class Experiment(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    #: When its message reached the broker; None while the broker was away at submit
+    #: (a dispatcher sends it later: ``services.experiments_dispatch_pending``).
+    dispatched_at = models.DateTimeField(null=True, blank=True)
     cancel_requested_at = models.DateTimeField(null=True, blank=True)
     cancel_requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -243,6 +246,9 @@ class Experiment(models.Model):
             models.Index(fields=["foreground_workload", "mode"]),
             models.Index(fields=["status", "heartbeat_at"]),
         ]
+
+    #: Not stored: why the message could not be sent at submit ("" = sent or not tried).
+    queue_error: str = ""
 
     def __str__(self) -> str:
         return f"{self.name} ({self.code})"

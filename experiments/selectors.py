@@ -255,6 +255,31 @@ def orphaned_process_groups() -> QuerySet[ProcessGroup]:
     return ProcessGroup.objects.filter(orphaned_groups_q())
 
 
+def process_groups_due_for_cleanup(
+    *, hostname: str, grace: float, now: dt.datetime | None = None
+) -> QuerySet[ProcessGroup]:
+    """Orphans on ``hostname`` whose experiment ended (or was marked lost) more than
+    ``grace`` seconds ago and that nobody tried to terminate yet: the policy's work."""
+    cutoff = (now or timezone.now()) - dt.timedelta(seconds=grace)
+    return (
+        ProcessGroup.objects.filter(orphaned_groups_q())
+        .filter(
+            host__hostname=hostname,
+            experiment__status__in=FINISHED_STATUSES,
+            experiment__ended_at__lte=cutoff,
+            terminate_requested_at__isnull=True,
+        )
+        .select_related("experiment")
+    )
+
+
+def process_groups_open(*, experiment_id: int, host: Host) -> QuerySet[ProcessGroup]:
+    """The groups of an experiment on ``host`` whose end is not recorded."""
+    return ProcessGroup.objects.filter(
+        experiment_id=experiment_id, host=host, ended_at__isnull=True
+    )
+
+
 # --- Compare -----------------------------------------------------------------------
 
 #: The charts plot a workload's latest runs up to this many (the page says so); the

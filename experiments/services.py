@@ -253,10 +253,8 @@ def _create_experiment(
             plan=plan,
             total_runs=len(plan) * spec.runs_per_config,
         )
-        experiment_id = experiment.id
-        queue = queues.queue_for_target(spec.target)
         # Enqueue only once the row is visible to the worker that will claim it.
-        transaction.on_commit(lambda: queues.enqueue_experiment(experiment_id, queue=queue))
+        transaction.on_commit(lambda: _dispatch(experiment))
     return experiment
 
 
@@ -286,6 +284,53 @@ def _check_queued_runs_cap(owner: Any, new_runs: int) -> None:
                 ]
             }
         )
+
+
+def _dispatch(experiment: Experiment) -> bool:
+    """Send the experiment's message and record that it went. With the broker away the
+    row stays undispatched (``queue_error`` says why) and
+    :func:`experiments_dispatch_pending` sends it later: saved, never forgotten."""
+    queue = queues.queue_for_target(experiment.target)
+    try:
+        queues.enqueue_experiment(experiment.id, queue=queue)
+    except Exception as exc:  # kombu's errors vary by transport; all mean "not sent"
+        experiment.queue_error = f"{type(exc).__name__}: {str(exc).strip()[:200]}"
+        log.warning("experiment %s saved but not sent: %s", experiment.code, experiment.queue_error)
+        return False
+    now = timezone.now()
+    Experiment.objects.filter(id=experiment.id, dispatched_at__isnull=True).update(
+        dispatched_at=now
+    )
+    experiment.dispatched_at = now
+    experiment.queue_error = ""
+    return True
+
+
+#: What submit says when the broker was away: the row is kept and sent later.
+SAVED_NOT_SENT = "saved; will start when the queue is reachable"
+
+#: A queued experiment's first send happens right after its commit; the dispatcher
+#: leaves it that long before it takes over (a message sent twice is harmless: the
+#: claim lets only one delivery run it, but there is no need for it).
+DISPATCH_AFTER_S = 5.0
+
+
+def experiments_dispatch_pending(*, now: dt.datetime | None = None) -> list[str]:
+    """Send queued experiments whose message never reached the broker (it was down
+    when they were saved). Stops at the first failure: the broker is still away."""
+    now = now or timezone.now()
+    pending = Experiment.objects.filter(
+        status=Experiment.Status.QUEUED,
+        dispatched_at__isnull=True,
+        created_at__lt=now - dt.timedelta(seconds=DISPATCH_AFTER_S),
+    ).order_by("created_at", "id")
+    sent: list[str] = []
+    for experiment in pending.only("id", "code", "target"):
+        if not _dispatch(experiment):
+            break
+        log.warning("experiment %s: sent to its queue (the broker was away)", experiment.code)
+        sent.append(str(experiment.code))
+    return sent
 
 
 def experiment_rerun(*, experiment: Experiment, by: Any) -> Experiment:
@@ -372,14 +417,24 @@ def process_group_request_terminate(*, group: ProcessGroup, by: Any) -> None:
     group.refresh_from_db()
 
 
-def process_group_terminated(*, group_id: int, result: str, ended: bool) -> None:
-    """Called by the control task on the owning host with what the engine did."""
+def process_group_terminated(
+    *, group_id: int, result: str, ended: bool, automatic: str = ""
+) -> None:
+    """Called on the owning host with what the engine did: after a request from the
+    admin, or (``automatic``: the policy, e.g. "orphan grace 180 s") by itself, which
+    is then recorded as a request by the system (no user)."""
     now = timezone.now()
     updates: dict[str, Any] = {"terminate_result": result[:2000]}
+    if automatic:
+        updates.update(terminate_requested_at=now, terminate_requested_by=None)
+        updates["terminate_result"] = f"{result} (automatic: {automatic})"[:2000]
     ProcessGroup.objects.filter(id=group_id).update(**updates)
     if ended:
         ProcessGroup.objects.filter(id=group_id, ended_at__isnull=True).update(
-            ended_at=now, end_reason="terminated on request"
+            ended_at=now,
+            end_reason=f"terminated automatically ({automatic})"[:200]
+            if automatic
+            else "terminated on request",
         )
 
 
@@ -404,9 +459,25 @@ def experiment_claim(*, experiment_id: int, host: Host, gpu_index: int | None) -
 
 
 def experiment_heartbeat(*, experiment_id: int) -> None:
-    Experiment.objects.filter(id=experiment_id, status=Experiment.Status.RUNNING).update(
-        heartbeat_at=timezone.now()
+    now = timezone.now()
+    changed = Experiment.objects.filter(id=experiment_id, status=Experiment.Status.RUNNING).update(
+        heartbeat_at=now
     )
+    if changed:
+        return
+    # Marked lost while its worker could not reach the database: the worker is alive,
+    # so the experiment runs again (its runs' results follow from the worker's buffer).
+    revived = Experiment.objects.filter(id=experiment_id, status=Experiment.Status.LOST).update(
+        status=Experiment.Status.RUNNING, heartbeat_at=now, ended_at=None, error=""
+    )
+    if revived:
+        log.warning("experiment %s is heartbeating again: running, not lost", experiment_id)
+        experiment_event(
+            experiment_id=experiment_id,
+            kind="revived",
+            message="marked lost while its worker could not reach the database; "
+            "the worker is alive and the experiment goes on",
+        )
 
 
 def experiment_event(*, experiment_id: int, kind: str, message: str) -> None:
@@ -424,56 +495,52 @@ def _close_unfinished_runs(experiment_id: int, reason: str) -> None:
     )
 
 
-def experiment_finish(*, experiment_id: int, error: str = "") -> str:
-    """running -> succeeded / failed / cancelled, decided from the stored runs."""
+#: The runner's outcome (``workers.runner.OutcomeStatus``) -> the experiment's status.
+_OUTCOME_STATUS = {
+    "succeeded": Experiment.Status.SUCCEEDED,
+    "failed": Experiment.Status.FAILED,
+    "cancelled": Experiment.Status.CANCELLED,
+    "error": Experiment.Status.FAILED,
+}
+
+
+def experiment_finish(*, experiment_id: int, outcome: str, error: str = "") -> str:
+    """Record how the experiment ended. The runner decides (``outcome``: succeeded,
+    failed, cancelled or error, with ``error`` saying why); this only stores it. A
+    worker's report also replaces the reaper's "lost" guess (it could not reach the
+    database for a while)."""
+    status = _OUTCOME_STATUS[outcome]
     _close_unfinished_runs(experiment_id, error or "the runner ended before this run did")
-    experiment = Experiment.objects.get(id=experiment_id)
-    runs = Run.objects.filter(experiment_id=experiment_id)
-    # The last attempt of each run decides it.
-    final: dict[tuple[int, int], str] = {}
-    for run in runs.order_by("config_index", "repeat_index", "attempt"):
-        final[(run.config_index, run.repeat_index)] = run.status
-    if experiment.cancel_requested_at is not None:
-        status = Experiment.Status.CANCELLED
-    elif (
-        not error
-        and len(final) == experiment.total_runs
-        and all(s == Run.Status.SUCCEEDED for s in final.values())
-    ):
-        status = Experiment.Status.SUCCEEDED
-    else:
-        status = Experiment.Status.FAILED
-        if not error:
-            bad = sum(1 for s in final.values() if s != Run.Status.SUCCEEDED)
-            missing = experiment.total_runs - len(final)
-            error = f"{bad} run(s) did not succeed" + (
-                f", {missing} never started" if missing > 0 else ""
-            )
-    Experiment.objects.filter(id=experiment_id, status=Experiment.Status.RUNNING).update(
-        status=status, ended_at=timezone.now(), error=error[:10000]
-    )
+    Experiment.objects.filter(
+        id=experiment_id, status__in=[Experiment.Status.RUNNING, Experiment.Status.LOST]
+    ).update(status=status, ended_at=timezone.now(), error=error[:10000])
     return str(status)
 
 
 def experiment_fail(*, experiment_id: int, error: str) -> None:
-    _close_unfinished_runs(experiment_id, error)
-    Experiment.objects.filter(id=experiment_id, status=Experiment.Status.RUNNING).update(
-        status=Experiment.Status.FAILED, ended_at=timezone.now(), error=error[:10000]
-    )
+    """An error outside the runner (the worker could not start it, or its time limit)."""
+    experiment_finish(experiment_id=experiment_id, outcome="error", error=error)
 
 
 def experiments_reap_lost(
-    *, now: dt.datetime | None = None, heartbeat_seconds: float | None = None
+    *,
+    now: dt.datetime | None = None,
+    heartbeat_seconds: float | None = None,
+    hostname: str | None = None,
 ) -> list[str]:
     """Running experiments whose heartbeat is older than two periods are lost; their
     unended process groups then count as orphans (``selectors.orphaned_process_groups``;
-    the admin can terminate them)."""
+    the admin can terminate them, and the owning host's control worker does after
+    ``WATTLAB_ORPHAN_GRACE``). ``hostname``: only that host's (a control worker
+    starting up reaps its own)."""
     now = now or timezone.now()
     period = heartbeat_seconds or settings.WATTLAB_HEARTBEAT_SECONDS
     cutoff = now - dt.timedelta(seconds=2 * period)
     stale = Experiment.objects.filter(status=Experiment.Status.RUNNING).filter(
         Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, started_at__lt=cutoff)
     )
+    if hostname is not None:
+        stale = stale.filter(host__hostname=hostname)
     lost: list[str] = []
     for experiment in stale.only("id", "code", "heartbeat_at"):
         changed = Experiment.objects.filter(
@@ -644,16 +711,16 @@ def group_start(*, experiment_id: int, host: Host, group: GroupInfo) -> ProcessG
             repeat_index=group.repeat_index or 0,
             attempt=group.attempt or 0,
         ).first()
-    return ProcessGroup.objects.create(
+    # get_or_create: a write repeated after a database outage records the group once.
+    process_group, _created = ProcessGroup.objects.get_or_create(
         host=host,
         pgid=group.pgid,
         leader_pid=group.leader_pid,
         leader_create_time=group.leader_create_time,
-        role=group.role,
         experiment_id=experiment_id,
-        run=run,
-        started_at=timezone.now(),
+        defaults={"role": group.role, "run": run, "started_at": timezone.now()},
     )
+    return process_group
 
 
 def group_end(*, experiment_id: int, group: GroupInfo, reason: str) -> None:
@@ -664,6 +731,15 @@ def group_end(*, experiment_id: int, group: GroupInfo, reason: str) -> None:
         leader_create_time=group.leader_create_time,
         ended_at__isnull=True,
     ).update(ended_at=timezone.now(), end_reason=reason[:200])
+
+
+def group_close_gone(*, group_id: int, reason: str) -> bool:
+    """Record the end of a group its host found gone without the runner reporting it."""
+    return bool(
+        ProcessGroup.objects.filter(id=group_id, ended_at__isnull=True).update(
+            ended_at=timezone.now(), end_reason=reason[:200]
+        )
+    )
 
 
 # --- hosts ------------------------------------------------------------------------------
@@ -713,7 +789,9 @@ __all__ = [
     "experiment_plan_preview",
     "experiment_rerun",
     "experiment_submit",
+    "experiments_dispatch_pending",
     "experiments_reap_lost",
+    "group_close_gone",
     "group_end",
     "group_start",
     "host_heartbeat",

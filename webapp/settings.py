@@ -11,6 +11,7 @@ import socket
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 from webapp.env import env_bool, env_float, env_int, env_list, env_optional_float, env_str
 
@@ -195,6 +196,29 @@ WATTLAB_PUE = env_float("WATTLAB_PUE", 1.0)
 WATTLAB_ELECTRICITY_PRICE = env_optional_float("WATTLAB_ELECTRICITY_PRICE")  # per kWh
 WATTLAB_CURRENCY = env_str("WATTLAB_CURRENCY", "EUR")
 WATTLAB_SCRATCH_DIR = Path(env_str("WATTLAB_SCRATCH_DIR", str(VAR_DIR / "scratch")))
+# A database outage during a run: the runner buffers its writes and retries them this
+# long after the experiment ends; past it they are spooled on the host and written by
+# its control worker once the database answers.
+WATTLAB_OUTAGE_LIMIT = env_float("WATTLAB_OUTAGE_LIMIT", 300.0)
+
+
+def _orphan_grace(raw: str) -> float | None:
+    if raw.strip().lower() == "never":
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"WATTLAB_ORPHAN_GRACE={raw!r}: a number of seconds, or never"
+        ) from None
+    if value < 0:
+        raise ImproperlyConfigured(f"WATTLAB_ORPHAN_GRACE={raw!r} must not be negative")
+    return value
+
+
+# How long after its experiment ended (or was marked lost) the owning host's control
+# worker terminates a leftover process group by itself; "never" leaves it to the admin.
+WATTLAB_ORPHAN_GRACE: float | None = _orphan_grace(env_str("WATTLAB_ORPHAN_GRACE", "180"))
 
 LOGGING = {
     "version": 1,

@@ -518,8 +518,18 @@ def run_experiment(
 
     ``meters``: injected meters (the caller closes them); by default this opens the
     host's meters for ``plan.gpu_indices`` (or the double named by
-    ``$WATTLAB_METER_DOUBLE``) and closes them at the end.
+    ``$WATTLAB_METER_DOUBLE``) and closes them at the end. The outcome is reported
+    to ``store.experiment_ended`` last.
     """
+    outcome = _run_experiment(plan, store, meters)
+    # The runner alone decides how the experiment ended; the store only records it.
+    store.experiment_ended(outcome.status, outcome.message)
+    return outcome
+
+
+def _run_experiment(
+    plan: ExperimentPlan, store: ExperimentStore, meters: MeterSet | None
+) -> ExperimentOutcome:
     own_meters = meters is None
     try:
         meter_set = open_meters(plan.gpu_indices) if meters is None else meters

@@ -10,18 +10,18 @@ import logging
 import os
 import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_ready, worker_shutdown
 from django.conf import settings
-from django.utils import timezone
+from django.db import InterfaceError, OperationalError
 
-from experiments import services
+from experiments import selectors, services
 from experiments.engine_store import OrmExperimentStore, plan_for
 from experiments.models import Host, ProcessGroup
-from workers.runner import ExperimentOutcome
 
 log = logging.getLogger(__name__)
 
@@ -62,13 +62,27 @@ def register_host() -> Host:
     )
 
 
-@shared_task(name="workers.tasks.run_experiment", acks_late=True)
+@shared_task(
+    name="workers.tasks.run_experiment",
+    acks_late=True,
+    # The database away at the claim: the message must not be acked and forgotten
+    # (the experiment would stay queued for ever). Celery sends it again with a backoff;
+    # once claimed, a retry finds the experiment no longer queued and does nothing.
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=1,
+    retry_backoff_max=30,
+    max_retries=60,
+)
 def run_experiment(experiment_id: int) -> None:
     """Claim the experiment (queued -> running) and run it on this host.
 
     A redelivered message finds the experiment no longer queued and does nothing:
-    a training never starts twice.
+    a training never starts twice. The runner decides how the experiment ended and
+    reports it through the store; a database outage during the run only delays the
+    writes (``workers.buffered_store``), past ``WATTLAB_OUTAGE_LIMIT`` they are spooled
+    and replayed by this host's control worker.
     """
+    from workers.buffered_store import BufferedStore
     from workers.energy.session import open_meters
     from workers.runner import run_experiment as engine_run
 
@@ -80,29 +94,37 @@ def run_experiment(experiment_id: int) -> None:
     if experiment is None:
         log.info("experiment %s is not queued any more; nothing to do", experiment_id)
         return
+    orm_store = OrmExperimentStore(experiment, host)
+    store = BufferedStore(orm_store, backoff_max=settings.WATTLAB_HEARTBEAT_SECONDS)
     try:
         plan = plan_for(experiment, gpu_index=gpu_index, python=sys.executable)
-        store = OrmExperimentStore(experiment, host)
         meters = open_meters(plan.gpu_indices)
         try:
-            outcome = engine_run(plan, store, meters=meters)
+            engine_run(plan, store, meters=meters)
         finally:
             meters.close()
     except SoftTimeLimitExceeded:
         # The runner's own cleanup (stopping its groups) ran on the way out.
-        services.experiment_fail(
-            experiment_id=experiment_id, error="stopped at the worker's time limit"
-        )
-        return
+        store.experiment_ended("error", "stopped at the worker's time limit")
     except Exception as exc:
         log.exception("experiment %s failed in the worker", experiment.code)
-        services.experiment_fail(
-            experiment_id=experiment_id, error=f"worker error: {type(exc).__name__}: {exc}"
-        )
-        return
+        store.experiment_ended("error", f"worker error: {type(exc).__name__}: {exc}")
     finally:
-        _close_ended_groups(experiment_id, host)
-    services.experiment_finish(experiment_id=experiment_id, error=_outcome_error(outcome))
+        if store.drain(settings.WATTLAB_OUTAGE_LIMIT):
+            _close_ended_groups(experiment_id, host)
+        else:
+            store.spool(_spool_dir() / f"{experiment.code}.spool", orm_store.spool_meta)
+
+
+def _spool_dir() -> Path:
+    return Path(settings.WATTLAB_SCRATCH_DIR) / "spool" / settings.WATTLAB_HOSTNAME
+
+
+def replay_spooled() -> int:
+    """Write what experiments of this host left when the database stayed away too long."""
+    from workers.buffered_store import replay_spool
+
+    return replay_spool(_spool_dir(), OrmExperimentStore.from_spool_meta)
 
 
 def _close_ended_groups(experiment_id: int, host: Host) -> None:
@@ -111,32 +133,22 @@ def _close_ended_groups(experiment_id: int, host: Host) -> None:
     really gone from this host are closed; a live one stays open, an orphan."""
     from workers.procgroup import group_members, same_process
 
-    open_groups = ProcessGroup.objects.filter(
-        experiment_id=experiment_id, host=host, ended_at__isnull=True
-    )
-    for group in open_groups:
+    for group in selectors.process_groups_open(experiment_id=experiment_id, host=host):
         alive = same_process(group.leader_pid, group.leader_create_time)
         if alive or group_members(group.pgid):
             log.error(
                 "process group %s of experiment %s is still running", group.pgid, experiment_id
             )
             continue
-        ProcessGroup.objects.filter(id=group.id, ended_at__isnull=True).update(
-            ended_at=timezone.now(), end_reason="gone when the experiment ended (not reported)"
+        services.group_close_gone(
+            group_id=group.id, reason="gone when the experiment ended (not reported)"
         )
 
 
-def _outcome_error(outcome: ExperimentOutcome) -> str:
-    """Only an infrastructure error overrides what the stored runs say."""
-    return outcome.message if outcome.status == "error" else ""
-
-
-@shared_task(name="workers.tasks.terminate_group")
-def terminate_group(group_id: int) -> str:
-    """On the owning host: terminate an (orphaned) group by its recorded identity."""
+def _terminate(group: ProcessGroup) -> str:
+    """Terminate a recorded group on this host, after the identity checks."""
     from workers.procgroup import GroupIdentity, StopError, terminate_recorded
 
-    group = ProcessGroup.objects.select_related("experiment").get(id=group_id)
     identity = GroupIdentity(
         pgid=group.pgid,
         leader_pid=group.leader_pid,
@@ -148,10 +160,46 @@ def terminate_group(group_id: int) -> str:
         )
     except StopError as exc:
         result = f"failed: {exc}"
+    return result
+
+
+@shared_task(name="workers.tasks.terminate_group")
+def terminate_group(group_id: int) -> str:
+    """On the owning host: terminate an (orphaned) group by its recorded identity."""
+    group = ProcessGroup.objects.select_related("experiment").get(id=group_id)
+    result = _terminate(group)
     services.process_group_terminated(
         group_id=group_id, result=result, ended=result in {"terminated", "already gone"}
     )
     return result
+
+
+def clean_orphans() -> list[str]:
+    """This host's leftover groups of experiments that ended (or were marked lost) more
+    than ``WATTLAB_ORPHAN_GRACE`` ago: terminate each once, as the admin's action would,
+    and record the result (who: the system). Returns the results."""
+    grace = settings.WATTLAB_ORPHAN_GRACE
+    if grace is None:
+        return []
+    results = []
+    due = selectors.process_groups_due_for_cleanup(hostname=settings.WATTLAB_HOSTNAME, grace=grace)
+    for group in due:
+        result = _terminate(group)
+        services.process_group_terminated(
+            group_id=group.id,
+            result=result,
+            ended=result in {"terminated", "already gone"},
+            automatic=f"orphan grace {grace:g} s",
+        )
+        log.warning(
+            "orphaned process group %s of experiment %s: %s (after %g s grace)",
+            group.pgid,
+            group.experiment.code,
+            result,
+            grace,
+        )
+        results.append(result)
+    return results
 
 
 @shared_task(name="workers.tasks.reap_lost")
@@ -164,19 +212,49 @@ def reap_lost() -> list[str]:
 _stop_heartbeat = threading.Event()
 
 
+def _guarded(what: str, step: Any) -> None:
+    """Run one step of a housekeeping loop; a failure (the database or the broker may be
+    away for a while) is one log line, and the loop carries on."""
+    from django.db import close_old_connections, connection
+
+    from workers.buffered_store import error_line
+
+    close_old_connections()
+    try:
+        step()
+    except Exception as exc:
+        log.warning("%s failed: %s", what, error_line(exc))
+        try:
+            connection.close()
+        except Exception:  # the connection was already broken: nothing to close
+            pass
+
+
 def _heartbeat_loop() -> None:
     period = settings.WATTLAB_HEARTBEAT_SECONDS
     while not _stop_heartbeat.wait(period):
-        try:
-            services.host_heartbeat(
+        _guarded(
+            "host heartbeat",
+            lambda: services.host_heartbeat(
                 hostname=settings.WATTLAB_HOSTNAME, utilisation=_host_utilisation()
-            )
-        except Exception:  # the database may be briefly away; try again next period
-            log.exception("host heartbeat failed")
-        finally:
-            from django.db import connection
+            ),
+        )
+        _guarded("replaying spooled writes", replay_spooled)
+        _guarded("dispatching queued experiments", services.experiments_dispatch_pending)
 
-            connection.close()
+
+def _orphan_loop() -> None:
+    # Its own thread: terminating a group waits out its grace period, which must not
+    # delay the host heartbeat.
+    period = settings.WATTLAB_HEARTBEAT_SECONDS
+    _guarded(
+        "marking this host's stale experiments lost",
+        lambda: services.experiments_reap_lost(hostname=settings.WATTLAB_HOSTNAME),
+    )
+    while True:
+        _guarded("cleaning orphaned process groups", clean_orphans)
+        if _stop_heartbeat.wait(period):
+            return
 
 
 def _host_utilisation() -> dict[str, Any]:
@@ -217,6 +295,7 @@ def _on_worker_ready(sender: Any = None, **_kwargs: Any) -> None:
         return
     _stop_heartbeat.clear()
     threading.Thread(target=_heartbeat_loop, name="wattlab-host-heartbeat", daemon=True).start()
+    threading.Thread(target=_orphan_loop, name="wattlab-orphan-cleanup", daemon=True).start()
     log.info(
         "host heartbeat for %s every %g s from %s",
         settings.WATTLAB_HOSTNAME,
@@ -230,4 +309,11 @@ def _on_worker_shutdown(**_kwargs: Any) -> None:
     _stop_heartbeat.set()
 
 
-__all__ = ["reap_lost", "register_host", "run_experiment", "terminate_group"]
+__all__ = [
+    "clean_orphans",
+    "reap_lost",
+    "register_host",
+    "replay_spooled",
+    "run_experiment",
+    "terminate_group",
+]

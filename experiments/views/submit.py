@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse, QueryDict
@@ -90,11 +91,11 @@ def experiment_new(request: HttpRequest) -> HttpResponse:
                 for line in exc.errors:
                     upload.add_error(None, line)
             except ValidationError as exc:
-                for path, messages in _error_items(exc):
-                    for message in messages:
+                for path, texts in _error_items(exc):
+                    for message in texts:
                         upload.add_error(None, f"{path}: {message}" if path else message)
             else:
-                return redirect("experiment_detail", code=experiment.code)
+                return _submitted(request, experiment)
         return _page(request, form, upload, status=400, upload_open=True)
 
     form = ExperimentForm(request.POST, targets=targets)
@@ -120,8 +121,14 @@ def experiment_new(request: HttpRequest) -> HttpResponse:
         except ValidationError as exc:
             form.add_validation_error(exc)
         else:
-            return redirect("experiment_detail", code=experiment.code)
+            return _submitted(request, experiment)
     return _page(request, form, upload, status=400)
+
+
+def _submitted(request: HttpRequest, experiment: Experiment) -> HttpResponse:
+    if experiment.queue_error:
+        messages.warning(request, services.SAVED_NOT_SENT)
+    return redirect("experiment_detail", code=experiment.code)
 
 
 def _with_defaults(data: QueryDict) -> QueryDict:

@@ -147,7 +147,8 @@ def test_cancel_queued_is_immediate_and_running_is_a_request(digits_workload: An
     assert services.experiment_cancel(experiment=running, by=None) is True
     assert running.status == "running" and running.cancel_requested_at is not None
     assert services.experiment_cancel(experiment=running, by=None) is False
-    assert services.experiment_finish(experiment_id=running.id) == "cancelled"
+    # The runner saw the request and stopped: it reports "cancelled", which is recorded.
+    assert services.experiment_finish(experiment_id=running.id, outcome="cancelled") == "cancelled"
 
 
 def test_delete_refuses_an_active_experiment(digits_workload: Any) -> None:
@@ -227,7 +228,9 @@ def test_run_finish_stores_figures_coverage_and_the_log_through_storage(
     experiment.refresh_from_db()
     assert (experiment.runs_done, experiment.cpu_energy_j) == (1, 123.0)
     assert experiment.worst_verdict == "good"
-    assert services.experiment_finish(experiment_id=experiment.id) == "succeeded"
+    assert (
+        services.experiment_finish(experiment_id=experiment.id, outcome="succeeded") == "succeeded"
+    )
 
 
 def test_a_failed_last_attempt_fails_the_experiment(digits_workload: Any, tmp_path: Path) -> None:
@@ -241,9 +244,12 @@ def test_a_failed_last_attempt_fails_the_experiment(digits_workload: Any, tmp_pa
         code=str(experiment.code),
         result=_result(RunKey(0, 0, 1), log, status="failed"),
     )
-    assert services.experiment_finish(experiment_id=experiment.id) == "failed"
+    finished = services.experiment_finish(
+        experiment_id=experiment.id, outcome="failed", error="1 of 1 runs did not succeed"
+    )
+    assert finished == "failed"
     experiment.refresh_from_db()
-    assert experiment.error == "1 run(s) did not succeed"
+    assert (experiment.status, experiment.error) == ("failed", "1 of 1 runs did not succeed")
 
 
 def test_the_reaper_marks_stale_experiments_lost_and_their_groups_orphans(

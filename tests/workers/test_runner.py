@@ -78,6 +78,9 @@ class RecordingStore:
     def event(self, kind: str, message: str) -> None:
         self.calls.append(("event", (kind, message)))
 
+    def experiment_ended(self, status: str, message: str) -> None:
+        self.calls.append(("experiment_ended", (status, message)))
+
 
 @pytest.fixture
 def meters():
@@ -458,11 +461,13 @@ def test_a_bad_meter_double_is_an_error_outcome_not_a_traceback(marker, tmp_path
     outcome = run_experiment(plan, store)
     assert outcome.status == "error"
     assert "WATTLAB_METER_DOUBLE" in outcome.message
-    assert store.calls == []
+    # Nothing ran; the only report is how it ended.
+    assert store.calls == [("experiment_ended", ("error", outcome.message))]
 
 
 def test_the_engine_imports_nothing_from_django():
-    modules = "workers.runner, workers.background, workers.procgroup, workers.foreground"
+    modules = "workers.runner, workers.background, workers.procgroup, workers.foreground, "
+    modules += "workers.buffered_store"
     code = f"import sys, {modules}, core.coverage; print(sorted(m for m in sys.modules "
     code += "if m.split('.')[0] in ('django', 'celery')))"
     out = subprocess.run(

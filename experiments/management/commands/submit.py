@@ -20,7 +20,7 @@ from experiments.expfile import (
 from experiments.exports import experiment_document
 from experiments.management.commands._lookup import owner_by_name
 from experiments.models import BackgroundRun, Experiment, Run
-from experiments.services import experiment_cancel, experiment_submit
+from experiments.services import SAVED_NOT_SENT, experiment_cancel, experiment_submit
 
 POLL_SECONDS = 0.5
 
@@ -59,6 +59,8 @@ class Command(BaseCommand):
             file=out,
             flush=True,
         )
+        if experiment.queue_error:
+            print(f"{SAVED_NOT_SENT} ({experiment.queue_error})", file=out, flush=True)
         if not (options["wait"] or options["json"]):
             return
         experiment = self._wait(experiment, out)

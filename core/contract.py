@@ -39,6 +39,12 @@ class StoreUnavailable(RuntimeError):
     did not happen and may be tried again later; see ``workers.buffered_store``."""
 
 
+def error_line(exc: BaseException) -> str:
+    """The first line of an error: logs keep one line per failure, not a traceback."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"
+
+
 @dataclass(frozen=True)
 class ProgramSpec:
     """A program to start: an argv list (never a shell string)."""

@@ -1,5 +1,5 @@
 """Keep an experiment going through a database outage: writes the store refuses with
-:class:`~workers.contract.StoreUnavailable` wait in memory, in order, and are written
+:class:`~core.contract.StoreUnavailable` wait in memory, in order, and are written
 when the store answers again (retried with a backoff, never more often than the runner
 polls). Reads that fail give the safe answer: no cancel request.
 
@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
-from workers.contract import ExperimentStore, StoreUnavailable
+from core.contract import ExperimentStore, StoreUnavailable, error_line
 
 log = logging.getLogger(__name__)
 
@@ -227,9 +227,3 @@ def replay_spool(directory: Path, store_for: Callable[[dict[str, Any]], Experime
         path.unlink()
         log.warning("replayed %s: the experiment's remaining writes are in", path.name)
     return written
-
-
-def error_line(exc: BaseException) -> str:
-    """The first line of an error: logs keep one line per failure, not a traceback."""
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"

@@ -217,7 +217,7 @@ def _guarded(what: str, step: Any) -> None:
     away for a while) is one log line, and the loop carries on."""
     from django.db import close_old_connections, connection
 
-    from workers.buffered_store import error_line
+    from core.contract import error_line
 
     close_old_connections()
     try:

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
+from core.contract import RunKey, StoreUnavailable
 from tests.workers.conftest import program
 from tests.workers.test_runner import RecordingStore, background, fg, make_plan, no_temp_dir_left
 from workers.buffered_store import BufferedStore, replay_spool
-from workers.contract import RunKey, StoreUnavailable
 from workers.energy.session import MeterSet, open_meters
 from workers.procgroup import find_marked
 from workers.runner import run_experiment

@@ -8,8 +8,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import close_old_connections, connection
 
+from core.contract import error_line
 from experiments.services import experiments_dispatch_pending, experiments_reap_lost
-from workers.buffered_store import error_line
 
 log = logging.getLogger("wattlab.reaper")
 

@@ -265,10 +265,10 @@ def process_groups_due_for_cleanup(
         ProcessGroup.objects.filter(orphaned_groups_q())
         .filter(
             host__hostname=hostname,
-            experiment__status__in=FINISHED_STATUSES,
             experiment__ended_at__lte=cutoff,
             terminate_requested_at__isnull=True,
         )
+        .exclude(experiment__status__in=Experiment.ACTIVE_STATUSES)
         .select_related("experiment")
     )
 

@@ -13,7 +13,7 @@ def existing_rows_were_sent(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('experiments', '0003_coverage_verdict_choices'),
+        ('experiments', '0004_carbon_and_cost'),
     ]
 
     operations = [

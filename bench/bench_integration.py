@@ -108,7 +108,7 @@ def end_to_end(seconds: float) -> dict[str, Any]:
     power, energy = sine_power(200.0, 80.0, period_s=5.0)
     gpu = SyntheticGpuMeter(power, None, label="sine 200±80 W, 5 s period, no counter")
     m = Measurement(meters=MeterSet([gpu], EstimateCpuMeter(watts_per_core=10.0)), hz=10.0)
-    m.start(foreground_pid=os.getpid(), foreground_pgid=os.getpgid(0))
+    m.start(foreground_pid=os.getpid())
     time.sleep(seconds)
     report, _ = m.stop()
     duration = report.summaries["duration_s"] or 0.0

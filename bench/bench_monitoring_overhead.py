@@ -48,7 +48,7 @@ def monitor(kind: str, pid: int, seconds: float) -> dict[str, float | str]:
         meters = open_meters([0], double=double)
         m = Measurement(meters=meters, hz=10.0)
         cpu0, t0 = time.process_time(), time.monotonic()
-        m.start(foreground_pid=pid, foreground_pgid=os.getpgid(pid))
+        m.start(foreground_pid=pid)
         time.sleep(seconds)
         cpu1, t1 = time.process_time(), time.monotonic()
         report, trace = m.stop()

@@ -13,13 +13,79 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, get_args
 
 #: How a foreground run ended, as the engine reports it. The app's ``Run.Status`` is
 #: these plus the two states of a row before it ends (tests/web/test_statuses.py).
 RunStatus = Literal["succeeded", "failed", "timeout", "cancelled", "error"]
-EnergyMethod = Literal["counter", "integrated", "rapl", "perf", "estimate", "unavailable"]
 Role = Literal["foreground", "background"]
+
+# ---- The energy methods: one registry ------------------------------------------------
+#
+# Every figure names the method that produced it. This table is the one list of them:
+# the model's choices, the pages' labels and the CPU meter fallback chain all read it.
+# Adding a CPU meter = its module + one entry here (``cpu_meter``, in preference order).
+
+EnergyMethod = Literal["counter", "integrated", "rapl", "perf", "estimate", "unavailable"]
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    name: str
+    #: What the method is, for people (the model's choice label, tooltips).
+    label: str
+    #: A few characters beside a number on a page.
+    short: str
+    #: "module:Class" of the CPU meter producing this method; CPU meters are tried in
+    #: the order of this table. "" = no CPU meter (GPU methods, the share, legacy).
+    cpu_meter: str = ""
+    #: How often a CPU meter is read: "sampler" (every tick), "poll" (its own poll
+    #: period), "end" (one reading when the run ends).
+    cpu_sampling: Literal["sampler", "poll", "end"] = "end"
+    #: The CPU meter also measures DRAM.
+    covers_dram: bool = True
+    #: Produced by the engine (in ``EnergyMethod``); False for imported history.
+    engine: bool = True
+
+
+METHODS: tuple[MethodInfo, ...] = (
+    MethodInfo("counter", "NVML energy counter", "counter"),
+    MethodInfo("integrated", "integrated power samples (trapezoid)", "integrated"),
+    MethodInfo(
+        "rapl",
+        "RAPL powercap counter",
+        "RAPL",
+        cpu_meter="workers.energy.rapl:RaplCpuMeter",
+        cpu_sampling="sampler",
+    ),
+    MethodInfo(
+        "perf", "perf stat (RAPL events)", "perf", cpu_meter="workers.energy.perf:PerfCpuMeter"
+    ),
+    MethodInfo(
+        "estimate",
+        "estimate, not a measurement (its flags say how)",
+        "estimate",
+        cpu_meter="workers.energy.estimate:EstimateCpuMeter",
+        cpu_sampling="poll",
+        covers_dram=False,
+    ),
+    MethodInfo("unavailable", "not measured", "n/a"),
+    MethodInfo(
+        "legacy_power_sum", "earlier profiler: 1 s power sum", "legacy 1 s sum", engine=False
+    ),
+    MethodInfo(
+        "legacy_machine_rapl",
+        "earlier profiler: whole-machine RAPL",
+        "legacy machine RAPL",
+        engine=False,
+    ),
+)
+METHOD_INFO: dict[str, MethodInfo] = {m.name: m for m in METHODS}
+CPU_METHODS: tuple[MethodInfo, ...] = tuple(m for m in METHODS if m.cpu_meter)
+
+# mypy needs the engine's methods as a Literal; this keeps it and the table one list.
+if set(get_args(EnergyMethod)) != {m.name for m in METHODS if m.engine}:  # pragma: no cover
+    raise ImportError("EnergyMethod and METHODS disagree: edit them together")
 
 #: Every process the engine starts carries this variable (value: the experiment
 #: code), so a leftover can be found by its environment even after its pgid is gone.
@@ -89,6 +155,9 @@ class ExperimentPlan:
     background: BackgroundPlan | None = None
     gpu_indices: list[int] = field(default_factory=list)
     sample_hz: float = 10.0
+    #: Seconds of GPU power read before the experiment starts anything: the idle
+    #: baseline of the foreground share (0: none, so no share).
+    idle_probe_s: float = 2.0
     grace: float = 10.0
     heartbeat_interval: float = 5.0
 
@@ -130,9 +199,12 @@ class EnergyReport:
     gpu: Figure
     cpu: Figure
     dram: Figure
-    #: share of the GPU figure attributed to the foreground group (per-process
-    #: utilisation), None when NVML does not report per-process utilisation.
-    gpu_foreground_j: float | None = None
+    #: The foreground's part of the GPU figure: always method "estimate" (a split by
+    #: per-process utilisation, its policy in the flags) or "unavailable" with the reason.
+    gpu_foreground: Figure = field(default_factory=lambda: Figure(None, "unavailable"))
+    #: UUIDs of the metered GPUs (NVML), comma-separated like CUDA_VISIBLE_DEVICES;
+    #: "" when no real GPU was metered (none, or a double).
+    gpu_uuid: str = ""
     summaries: dict[str, float | None] = field(default_factory=dict)
     flags: list[str] = field(default_factory=list)
 

@@ -182,6 +182,7 @@ def plan_for(experiment: Experiment, *, gpu_index: int | None, python: str) -> E
         background=background,
         gpu_indices=[] if gpu_index is None else [gpu_index],
         sample_hz=settings.WATTLAB_SAMPLE_HZ,
+        idle_probe_s=settings.WATTLAB_IDLE_PROBE_SECONDS,
         grace=settings.WATTLAB_GRACE_SECONDS,
         heartbeat_interval=settings.WATTLAB_HEARTBEAT_SECONDS,
     )

@@ -34,7 +34,10 @@ def run_document(run: Run) -> dict[str, Any]:
         "energy": {
             "gpu_j": run.gpu_energy_j,
             "gpu_method": run.gpu_method or "unavailable",
+            "gpu_uuid": run.gpu_uuid or None,
+            # An estimate (a split by per-process utilisation), never a measurement.
             "gpu_foreground_j": run.gpu_foreground_j,
+            "gpu_foreground_method": run.gpu_foreground_method or "unavailable",
             "cpu_j": run.cpu_energy_j,
             "cpu_method": run.cpu_method or "unavailable",
             "dram_j": run.dram_energy_j,
@@ -99,7 +102,8 @@ def experiment_document(experiment: Experiment) -> dict[str, Any]:
 CSV_COLUMNS = [
     "experiment", "name", "mode", "config", "repeat", "attempt", "status",
     "hyperparameters", "started_at", "ended_at", "duration_s", "exit_code", "metrics",
-    "gpu_j", "gpu_method", "cpu_j", "cpu_method", "dram_j", "dram_method",
+    "gpu_j", "gpu_method", "gpu_uuid", "gpu_foreground_j", "gpu_foreground_method",
+    "cpu_j", "cpu_method", "dram_j", "dram_method",
     "coverage_percent", "coverage_longest_gap_s", "coverage_verdict",
     "carbon_intensity_g_per_kwh", "pue", "price_per_kwh", "currency", "factors_set_at",
     "factors_source",
@@ -177,6 +181,9 @@ def experiment_csv(experiment: Experiment) -> str:
                     "metrics": json.dumps(run["metrics"], sort_keys=True),
                     "gpu_j": run["energy"]["gpu_j"],
                     "gpu_method": run["energy"]["gpu_method"],
+                    "gpu_uuid": run["energy"]["gpu_uuid"],
+                    "gpu_foreground_j": run["energy"]["gpu_foreground_j"],
+                    "gpu_foreground_method": run["energy"]["gpu_foreground_method"],
                     "cpu_j": run["energy"]["cpu_j"],
                     "cpu_method": run["energy"]["cpu_method"],
                     "dram_j": run["energy"]["dram_j"],

@@ -13,8 +13,12 @@ from django.conf import settings
 from django.core.validators import MinValueValidator
 from django.db import models
 
+from core.contract import METHODS
 from core.coverage import verdict_choices
 from experiments.carbon import Factors
+
+#: A few characters naming each energy method beside a number on a page.
+METHOD_SHORT: dict[str, str] = {m.name: m.short for m in METHODS}
 
 
 class Workload(models.Model):
@@ -273,15 +277,10 @@ class Run(models.Model):
     #: A row before and while its run goes; every other status is an ending.
     UNFINISHED_STATUSES = (Status.PENDING, Status.RUNNING)
 
-    class Method(models.TextChoices):
-        COUNTER = "counter", "NVML energy counter"
-        INTEGRATED = "integrated", "integrated power samples (trapezoid)"
-        RAPL = "rapl", "RAPL powercap counter"
-        PERF = "perf", "perf stat (RAPL events)"
-        ESTIMATE = "estimate", "estimate from CPU time"
-        UNAVAILABLE = "unavailable", "not measured"
-        LEGACY_POWER_SUM = "legacy_power_sum", "earlier profiler: 1 s power sum"
-        LEGACY_MACHINE_RAPL = "legacy_machine_rapl", "earlier profiler: whole-machine RAPL"
+    #: The energy methods, from the one registry (``core.contract.METHODS``).
+    Method: Any = models.TextChoices(  # type: ignore[call-overload]
+        "Method", [(m.name.upper(), (m.name, m.label)) for m in METHODS]
+    )
 
     experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="runs")
     config_index = models.PositiveIntegerField()
@@ -300,7 +299,13 @@ class Run(models.Model):
 
     gpu_energy_j = models.FloatField(null=True, blank=True)
     gpu_method = models.CharField(max_length=20, choices=Method.choices, blank=True)
+    #: NVML UUID(s) of the metered GPU(s), comma-separated as in CUDA_VISIBLE_DEVICES;
+    #: the training was pinned to them. "" = no real GPU metered.
+    gpu_uuid = models.CharField(max_length=500, blank=True)
+    #: The foreground's part of the GPU figure: method "estimate" (its policy in the
+    #: provenance's flags) or "unavailable"; never a measurement.
     gpu_foreground_j = models.FloatField(null=True, blank=True)
+    gpu_foreground_method = models.CharField(max_length=20, choices=Method.choices, blank=True)
     cpu_energy_j = models.FloatField(null=True, blank=True)
     cpu_method = models.CharField(max_length=20, choices=Method.choices, blank=True)
     dram_energy_j = models.FloatField(null=True, blank=True)

@@ -621,16 +621,20 @@ def run_finish(*, experiment_id: int, code: str, result: RunResult) -> Run:
     run.metrics = result.metrics
     run.gpu_energy_j = energy.gpu.value
     run.gpu_method = energy.gpu.method
-    run.gpu_foreground_j = energy.gpu_foreground_j
+    run.gpu_uuid = energy.gpu_uuid
+    run.gpu_foreground_j = energy.gpu_foreground.value
+    run.gpu_foreground_method = energy.gpu_foreground.method
     run.cpu_energy_j = energy.cpu.value
     run.cpu_method = energy.cpu.method
     run.dram_energy_j = energy.dram.value
     run.dram_method = energy.dram.method
     run.provenance = {
         "gpu": asdict(energy.gpu),
+        "gpu_foreground": asdict(energy.gpu_foreground),
         "cpu": asdict(energy.cpu),
         "dram": asdict(energy.dram),
         "flags": list(energy.flags),
+        "gpu_uuid": energy.gpu_uuid,
     }
     for name, value in energy.summaries.items():
         # Summaries are named after the Run fields (gpu_power_avg_w, ...).

@@ -177,6 +177,7 @@ def celery_worker_factory(
             WATTLAB_HEARTBEAT_SECONDS=str(heartbeat),
             WATTLAB_GRACE_SECONDS="3",
             WATTLAB_SAMPLE_HZ="5",
+            WATTLAB_IDLE_PROBE_SECONDS="0.5",
             **extra_env,
         )
         argv = [sys.executable, str(ROOT / "scripts" / "worker.py")]

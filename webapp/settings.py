@@ -188,6 +188,8 @@ WATTLAB_HOSTNAME = env_str("WATTLAB_HOSTNAME", socket.gethostname())
 WATTLAB_QUEUE_PREFIX = env_str("WATTLAB_QUEUE_PREFIX", "")
 WATTLAB_HEARTBEAT_SECONDS = env_float("WATTLAB_HEARTBEAT_SECONDS", 10.0)
 WATTLAB_SAMPLE_HZ = env_float("WATTLAB_SAMPLE_HZ", 10.0)
+# GPU power read before an experiment starts anything: the foreground share's idle baseline.
+WATTLAB_IDLE_PROBE_SECONDS = env_float("WATTLAB_IDLE_PROBE_SECONDS", 2.0)
 WATTLAB_GRACE_SECONDS = env_float("WATTLAB_GRACE_SECONDS", 10.0)
 # Carbon and cost: defaults for hosts whose staff have not set their own in the admin.
 # Unset intensity or price means "not set": pages say so instead of inventing a figure.

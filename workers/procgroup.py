@@ -94,13 +94,20 @@ def _read_stat(pid: int) -> tuple[str, int] | None:
         return None
 
 
-def _environ_has(pid: int, pairs: Sequence[bytes]) -> bool:
+def read_environ(pid: int) -> set[bytes] | None:
+    """The ``NAME=value`` entries of a process's environment; None when it cannot be
+    read (gone, another user's process, or a pid from another pid namespace)."""
     try:
         raw = Path(f"/proc/{pid}/environ").read_bytes()
-    except OSError:  # gone, or another user's process: not ours either way
-        return False
-    entries = set(raw.split(b"\0"))
-    return all(pair in entries for pair in pairs)
+    except OSError:
+        return None
+    return set(raw.split(b"\0"))
+
+
+def _environ_has(pid: int, pairs: Sequence[bytes]) -> bool:
+    entries = read_environ(pid)
+    # Unreadable: gone, or another user's process: not ours either way.
+    return entries is not None and all(pair in entries for pair in pairs)
 
 
 def _all_pids() -> Iterable[int]:

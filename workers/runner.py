@@ -117,7 +117,9 @@ class _Background:
         if bp.program.workdir:
             argv += ["--workdir", bp.program.workdir]
         argv += ["--", *bp.program.argv]
-        loop_program = dataclasses.replace(bp.program, argv=argv, workdir=str(REPO_ROOT))
+        loop_program = dataclasses.replace(
+            bp.program, argv=argv, workdir=str(REPO_ROOT), env=self.runner.pinned(bp.program.env)
+        )
         self.group = start_program(
             loop_program,
             marker=plan.code,
@@ -251,6 +253,12 @@ class _ExperimentRun:
         self._last_beat = float("-inf")
         self._cleaning_up = False
 
+    def pinned(self, env: dict[str, str]) -> dict[str, str]:
+        """A program's environment with the training pinned to the metered GPUs by UUID
+        (NVML's index need not be CUDA's, and an inherited CUDA_VISIBLE_DEVICES names
+        devices the training must stay within). The pin wins over the workload's own."""
+        return {**env, **self.meters.cuda_env()}
+
     # -- waiting -------------------------------------------------------------------
 
     def beat(self) -> None:
@@ -300,6 +308,10 @@ class _ExperimentRun:
     def run(self) -> None:
         self.tick()
         self.check_cancel()
+        if not self.meters.idle_w:
+            # The GPUs' idle power, before anything of the experiment runs: the
+            # baseline the foreground share is computed above.
+            self.meters.probe_idle(self.plan.idle_probe_s, self.plan.sample_hz)
         if self.background is not None:
             assert self.plan.background is not None
             self.background.start()
@@ -347,7 +359,11 @@ class _ExperimentRun:
         )
         started_at = utc_now()
         self.store.run_started(key, dict(run_plan.hyperparameters), started_at)
-        measurement = Measurement(meters=self.meters, hz=plan.sample_hz)
+        measurement = Measurement(
+            meters=self.meters,
+            hz=plan.sample_hz,
+            shared_with_background=self.background is not None,
+        )
         info: GroupInfo | None = None
         last_samples = time.monotonic()
 
@@ -364,7 +380,7 @@ class _ExperimentRun:
             )
             self.store.group_started(info)
             try:
-                measurement.start(foreground_pid=group.pid, foreground_pgid=group.pgid)
+                measurement.start(foreground_pid=group.pid, foreground_group=group.token)
             except Exception as exc:
                 raise InfrastructureError(f"energy measurement did not start: {exc}") from exc
 
@@ -384,7 +400,7 @@ class _ExperimentRun:
 
         try:
             fg = run_foreground(
-                run_plan.program,
+                dataclasses.replace(run_plan.program, env=self.pinned(run_plan.program.env)),
                 marker=plan.code,
                 log_path=log_path,
                 timeout=plan.timeout,

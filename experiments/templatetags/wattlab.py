@@ -10,21 +10,12 @@ from django.utils.html import format_html
 
 from core.coverage import verdict_colour
 from core.coverage import verdict_rule as _verdict_rule
-from experiments.models import Run
+from experiments.models import METHOD_SHORT, Run
 
 register = template.Library()
 
-_METHODS = dict(Run.Method.choices)
-_SHORT = {
-    "counter": "counter",
-    "integrated": "integrated",
-    "rapl": "RAPL",
-    "perf": "perf",
-    "estimate": "estimate",
-    "unavailable": "n/a",
-    "legacy_power_sum": "legacy 1 s sum",
-    "legacy_machine_rapl": "legacy machine RAPL",
-}
+_METHODS: dict[str, str] = dict(Run.Method.choices)
+_SHORT = METHOD_SHORT
 
 
 @register.filter
@@ -102,6 +93,20 @@ def energy(value: Any, method: str = "") -> str:
         _METHODS.get(method, method or "method not recorded"),
         _SHORT.get(method, method or "?"),
     )
+
+
+_FIGURES = {
+    "gpu": "GPU energy",
+    "gpu_foreground": "GPU foreground share (estimate)",
+    "cpu": "CPU energy",
+    "dram": "DRAM energy",
+}
+
+
+@register.filter
+def figure_label(name: str) -> str:
+    """A provenance entry's name for people; the share is named as an estimate."""
+    return _FIGURES.get(name, name)
 
 
 @register.filter

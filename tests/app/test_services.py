@@ -197,12 +197,17 @@ def _result(key: RunKey, log: Path, status: str = "succeeded") -> RunResult:
     )
 
 
-def test_run_finish_stores_figures_coverage_and_the_log_through_storage(
-    digits_workload: Any, tmp_path: Path
-) -> None:
+def _claimed_experiment() -> Experiment:
     experiment = services.experiment_submit(owner=None, spec=_spec(configurations=1))
     host = services.host_register(hostname="h1", gpus=[])
     services.experiment_claim(experiment_id=experiment.id, host=host, gpu_index=None)
+    return experiment
+
+
+def test_run_finish_stores_figures_coverage_and_the_log_through_storage(
+    digits_workload: Any, tmp_path: Path
+) -> None:
+    experiment = _claimed_experiment()
     key = RunKey(0, 0, 1)
     services.run_start(
         experiment_id=experiment.id,
@@ -221,6 +226,7 @@ def test_run_finish_stores_figures_coverage_and_the_log_through_storage(
     assert run.status == "succeeded"
     assert (run.cpu_energy_j, run.cpu_method) == (123.0, "estimate")
     assert (run.gpu_energy_j, run.gpu_method) == (None, "unavailable")
+    assert (run.gpu_foreground_j, run.gpu_foreground_method) == (None, "unavailable")
     assert run.coverage_percent == 96.0 and run.coverage_verdict == "good"
     assert run.log.read().decode().endswith("Test Accuracy: 97.50%\n")
     assert run.log_tail.endswith("Test Accuracy: 97.50%\n")
@@ -335,3 +341,23 @@ def test_a_run_keeps_its_hosts_carbon_and_cost_factors_of_the_moment_it_finished
     host.save()
     run.refresh_from_db()
     assert run.stored_factors == kept
+
+
+def test_run_finish_stores_the_foreground_share_as_an_estimate_and_the_gpu_uuid(
+    digits_workload: Any, tmp_path: Path
+) -> None:
+    experiment = _claimed_experiment()
+    key = RunKey(0, 0, 1)
+    log = tmp_path / "run.log"
+    log.write_text("done\n")
+    result = _result(key, log)
+    result.energy.gpu = Figure(1000.0, "counter", device="GPU 0: X (GPU-ab12)")
+    result.energy.gpu_foreground = Figure(640.0, "estimate", flags=["idle rule: ..."])
+    result.energy.gpu_uuid = "GPU-ab12"
+    run = services.run_finish(experiment_id=experiment.id, code=str(experiment.code), result=result)
+    run.refresh_from_db()
+    assert (run.gpu_foreground_j, run.gpu_foreground_method) == (640.0, "estimate")
+    assert run.gpu_uuid == "GPU-ab12"
+    assert run.provenance["gpu_foreground"]["method"] == "estimate"
+    assert run.provenance["gpu_foreground"]["flags"] == ["idle rule: ..."]
+    assert run.provenance["gpu_uuid"] == "GPU-ab12"

@@ -193,7 +193,8 @@ def test_the_run_log_is_escaped_on_the_page_and_whole_in_the_download(as_member,
 
 def test_every_energy_figure_carries_its_unit_and_method(as_member, exp):
     page = as_member.get(reverse("experiment_detail", args=[exp.code])).content.decode()
-    assert "1.5 kJ" in page and "NVML energy counter" in page and "estimate from CPU time" in page
+    assert "1.5 kJ" in page and "NVML energy counter" in page
+    assert "estimate, not a measurement" in page
     run_page = as_member.get(reverse("run_detail", args=[exp.code, 1, 0, 0])).content.decode()
     assert "1.6 kJ" in run_page and "NVML energy counter" in run_page
 
@@ -210,6 +211,41 @@ def test_a_replayed_gpu_figure_says_so_beside_the_number(as_member, exp):
     run_page = as_member.get(reverse("run_detail", args=[exp.code, 3, 0, 0])).content.decode()
     card = run_page[run_page.index("GPU energy") : run_page.index("CPU energy")]
     assert "341 J" in card and "not this machine" in card
+
+
+def test_the_foreground_share_is_shown_as_an_estimate_with_the_pinned_gpu(as_member, exp):
+    share = {
+        "method": "estimate",
+        "device": "GPU 0: H200 (GPU-1234)",
+        "flags": ["estimate, not a measurement: the GPU energy above the idle baseline ..."],
+    }
+    factories.run(
+        exp,
+        5,
+        gpu_uuid="GPU-1234",
+        gpu_foreground_j=820.0,
+        gpu_foreground_method="estimate",
+        provenance={"gpu": {"method": "counter", "flags": []}, "gpu_foreground": share},
+    )
+    page = as_member.get(reverse("run_detail", args=[exp.code, 5, 0, 0])).content.decode()
+    card = page[page.index("GPU energy") : page.index("CPU energy")]
+    assert "820 J" in card and "estimate" in card and "pinned to GPU-1234" in card
+    assert "GPU foreground share (estimate)" in page  # its provenance row, with its flags
+    assert "not a measurement: the GPU energy above the idle baseline" in page
+
+
+def test_an_unavailable_foreground_share_says_why_and_shows_no_number(as_member, exp):
+    reason = "no foreground share: no process NVML reported belongs to the foreground's group"
+    factories.run(
+        exp,
+        6,
+        gpu_foreground_method="unavailable",
+        provenance={"gpu_foreground": {"method": "unavailable", "flags": [reason]}},
+    )
+    page = as_member.get(reverse("run_detail", args=[exp.code, 6, 0, 0])).content.decode()
+    card = page[page.index("GPU energy") : page.index("CPU energy")]
+    assert "not available" in card and "belongs to the foreground&#x27;s group" in card
+    assert "0 J" not in card
 
 
 def test_a_run_whose_gpu_was_not_measured_says_why_its_charts_are_empty(as_member, exp):
@@ -368,6 +404,9 @@ def test_the_exports_have_a_row_per_run_and_every_method(as_member, exp):
     data = as_member.get(reverse("experiment_export", args=[exp.code, "json"])).json()
     assert data["code"] == str(exp.code) and len(data["runs"]) == 2
     assert data["runs"][0]["energy"]["gpu_method"] == "counter"
+    # The foreground share travels with its method: an estimate, or unavailable.
+    assert "gpu_foreground_method" in lines[0] and "gpu_uuid" in lines[0]
+    assert data["runs"][0]["energy"]["gpu_foreground_method"] == "unavailable"
     legacy = as_member.get(reverse("experiment_export", args=[exp.code, "legacy.csv"]))
     assert legacy.status_code == 200 and legacy.content.decode().count("\n") == 3
 

@@ -107,6 +107,7 @@ def make_plan(marker: str, tmp_path: Path, runs: list[RunPlan], **overrides: Any
         grace=1.0,
         heartbeat_interval=0.5,
         sample_hz=10.0,
+        idle_probe_s=0.3,
     )
     values.update(overrides)
     return ExperimentPlan(**values)
@@ -149,6 +150,10 @@ def test_a_parallel_run_records_background_runs_and_the_coverage_they_give(
     assert 2.4 < first.duration_s < 10
     assert Path(first.log_path).read_text().count("epoch") == 3
     assert first.energy.gpu.value is not None and first.trace
+    # Parallel mode: the GPU figure is the whole device's, and says so.
+    assert any(f.startswith("whole GPU: includes the background") for f in first.energy.gpu.flags)
+    # The idle probe ran before anything started (the double claims 50 % utilisation).
+    assert "busy during the idle probe" in meters.idle_note[0]
     samples = [(key, trace) for key, trace in store.of("run_samples") if key == first.key]
     assert samples and all(trace for _, trace in samples)  # the live chart got data
 
@@ -548,3 +553,35 @@ def test_the_heartbeat_goes_on_while_stops_wait_out_their_grace(marker, tmp_path
     assert max(gaps) < 1.5, f"longest pause between heartbeats: {max(gaps):.2f} s"
     assert not any(alive(pid) for pid in read_pids(fg_pids, 3) + read_pids(bg_pids, 3))
     assert find_marked(marker) == []
+
+
+def test_the_trainings_are_pinned_to_the_metered_gpu_by_uuid(
+    marker, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Item 1 of issue 8: NVML's index 1 need not be CUDA's device 1; the foreground and
+    the background get the metered GPU's UUID, in PCI-bus order."""
+    from tests.workers.energy.test_nvml import _fake
+
+    _fake(monkeypatch, count=2)
+    meters = open_meters([1], double="", try_perf=False)
+    show = [
+        sys.executable,
+        "-c",
+        "import os; print('pin', os.environ['CUDA_VISIBLE_DEVICES'], "
+        "os.environ['CUDA_DEVICE_ORDER'])",
+    ]
+    workload_env = {"CUDA_VISIBLE_DEVICES": "0"}  # what the workload thought it wanted
+    run = RunPlan(0, 0, {}, ProgramSpec(show, str(tmp_path), env=workload_env))
+    plan = make_plan(
+        marker, tmp_path, [run], success_pattern=None,
+        background=background(tmp_path, show, startup_wait=1.5),
+    )  # fmt: skip
+    store = RecordingStore()
+    outcome = run_experiment(plan, store, meters=meters)
+    meters.close()
+    assert outcome.status == "succeeded", outcome.message
+    (result,) = store.of("run_finished")
+    assert "pin GPU-fake-uuid-1 PCI_BUS_ID" in Path(result.log_path).read_text()
+    assert result.energy.gpu_uuid == "GPU-fake-uuid-1"
+    bg_log = (tmp_path / "artifacts" / "background" / "run_1.log").read_text()
+    assert "pin GPU-fake-uuid-1 PCI_BUS_ID" in bg_log

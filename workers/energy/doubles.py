@@ -59,6 +59,7 @@ class ReplayGpuMeter:
     """
 
     has_energy_counter = False
+    uuid: str | None = None  # not a real device: nothing to pin a training to
 
     def __init__(
         self, trace_dir: Path, index: int = 0, speed: float = 1.0, clock: Clock = time.monotonic
@@ -130,7 +131,13 @@ class ReplayGpuMeter:
 
 class SyntheticGpuMeter:
     """Power from a formula of elapsed seconds; the energy counter (if any) is its
-    exact integral, advanced only every ``counter_period_s`` like NVML's counter."""
+    exact integral, advanced only every ``counter_period_s`` like NVML's counter.
+
+    ``proc_util(t)`` gives (pid, sm_util) pairs, stamped with the wall clock when read,
+    as NVML stamps its per-process samples.
+    """
+
+    uuid: str | None = None  # not a real device: nothing to pin a training to
 
     def __init__(
         self,
@@ -171,13 +178,18 @@ class SyntheticGpuMeter:
             tick = math.floor(x / self._period) * self._period if self._period > 0 else x
             energy_mj = round(1_000_000_000 + self._energy(tick) * 1000.0)
         temp = self._temp(x) if callable(self._temp) else self._temp
+        proc: tuple[tuple[int, float, int], ...] | None = None
+        if self._proc_util is not None:
+            pairs = self._proc_util(x)
+            stamp = int(time.time() * 1_000_000)
+            proc = None if pairs is None else tuple((p, u, stamp) for p, u in pairs)
         return GpuSample(
             power_w=self._power(x),
             energy_mj=energy_mj,
             util_pct=self._util,
             mem_mib=self._mem,
             temp_c=temp,
-            proc_util=self._proc_util(x) if self._proc_util is not None else None,
+            proc_util=proc,
         )
 
     def close(self) -> None:

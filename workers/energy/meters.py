@@ -12,9 +12,12 @@ double can never be mistaken for a measurement of this machine.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Protocol
 
-CpuMethod = Literal["rapl", "perf", "estimate"]
+from core.contract import EnergyMethod
+
+#: A CPU meter's method: one of the registry's (``core.contract.METHODS``).
+CpuMethod = EnergyMethod
 
 
 class MeterUnavailable(RuntimeError):
@@ -32,8 +35,13 @@ class GpuSample:
     mem_mib: float | None = None
     temp_c: float | None = None
     #: Per-process SM utilisation samples NVML produced since the previous read:
-    #: (pid, sm_util_percent) pairs; None when NVML does not report them.
-    proc_util: tuple[tuple[int, float], ...] | None = None
+    #: (pid, sm_util_percent, timestamp_us) triples, the timestamp on the wall clock
+    #: (microseconds since the epoch) at the end of the interval the sample covers;
+    #: None when NVML does not report them.
+    proc_util: tuple[tuple[int, float, int], ...] | None = None
+    #: Quantities this read could not get: (quantity, why). The rest of the sample
+    #: stands; the report counts them.
+    errors: tuple[tuple[str, str], ...] = ()
 
 
 class GpuMeter(Protocol):
@@ -41,6 +49,8 @@ class GpuMeter(Protocol):
     #: What was measured, e.g. "GPU 0: NVIDIA A100 (GPU-1234...)" or
     #: "replay of recorded RTX 3080 trace (not this machine)".
     device: str
+    #: NVML's UUID ("GPU-..."): what the training is pinned to; None for a double.
+    uuid: str | None
     has_energy_counter: bool
     flags: list[str]
 

@@ -9,15 +9,20 @@ module (a fake library, not our code) with NVML's documented return codes.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import threading
 import time
+from collections.abc import Iterator
 from types import SimpleNamespace
 
 import pynvml
 import pytest
 
+from core.contract import ENV_GROUP
 from workers.energy import nvml
 from workers.energy.meters import MeterUnavailable
-from workers.energy.session import Measurement, open_meters
+from workers.energy.session import Measurement, MeterSet, open_meters
 
 
 def _nvml_works() -> bool:
@@ -51,17 +56,49 @@ def test_a_run_without_nvml_reports_the_gpu_as_unavailable_not_zero(
     meters = open_meters([0])
     assert meters.gpus == []
     m = Measurement(meters=meters, hz=20.0)
-    m.start(foreground_pid=os.getpid(), foreground_pgid=os.getpgid(0))
+    m.start(foreground_pid=os.getpid())
     report, _trace = m.stop()
     meters.close()
     assert report.gpu.value is None
     assert report.gpu.method == "unavailable"
     assert any("libnvidia-ml" in f for f in report.gpu.flags)
-    assert report.gpu_foreground_j is None
+    assert report.gpu_foreground.value is None
+    assert report.gpu_foreground.method == "unavailable"
+
+
+OK = 0  # NVML_SUCCESS
+
+
+class FakeDevice:
+    """One GPU as NVML shows it. ``power_avg_mw`` is what nvmlDeviceGetPowerUsage
+    answers (a one-second average on Ampere/Hopper), ``power_instant_mw`` the field."""
+
+    def __init__(self, index: int, *, counter: bool = True, proc: bool = True) -> None:
+        self.uuid = f"GPU-fake-uuid-{index}"
+        self.counter = counter
+        self.proc = proc
+        self.fields = True  # nvmlDeviceGetFieldValues knows energy and instant power
+        self.instant_supported = True
+        self.energy_mj: int | None = 5_000_000  # None: grows at 250.5 W from now on
+        self.born = time.monotonic()
+        self.power_avg_mw = 250_500
+        self.power_instant_mw = 312_000
+        self.mig = False
+        self.broken: int | None = None  # an NVML error code for every call on it
+        self.temperature_error: int | None = pynvml.NVML_ERROR_NOT_SUPPORTED
+        self.memory_exception: BaseException | None = None
+        self.proc_samples: list[SimpleNamespace] = []
+        self.last_seen_args: list[int] = []
+
+    def energy(self) -> int:
+        if self.energy_mj is None:
+            return 5_000_000 + int((time.monotonic() - self.born) * 250_500)
+        return self.energy_mj
 
 
 class FakeNvmlLibrary:
-    """Stands in for the pynvml module: NVML's calls, units and error codes."""
+    """Stands in for the pynvml module: NVML's calls, units, structures and error
+    codes (field values are pynvml's own ctypes structures)."""
 
     NVMLError = pynvml.NVMLError
     NVML_ERROR_NOT_SUPPORTED = pynvml.NVML_ERROR_NOT_SUPPORTED
@@ -69,71 +106,162 @@ class FakeNvmlLibrary:
     NVML_ERROR_LIBRARY_NOT_FOUND = pynvml.NVML_ERROR_LIBRARY_NOT_FOUND
     NVML_ERROR_DRIVER_NOT_LOADED = pynvml.NVML_ERROR_DRIVER_NOT_LOADED
     NVML_TEMPERATURE_GPU = pynvml.NVML_TEMPERATURE_GPU
+    nvmlMemory_v2 = pynvml.nvmlMemory_v2
 
-    def __init__(self, counter: bool = True, proc: bool = True) -> None:
-        self.counter = counter
-        self.proc = proc
-        self.energy_mj: int | None = 5_000_000  # None: grows at 250.5 W from now on
-        self._born = time.monotonic()
-        self.proc_samples: list[SimpleNamespace] = []
-        self.last_seen_args: list[int] = []
+    def __init__(self, count: int = 1) -> None:
+        self.devices = [FakeDevice(i) for i in range(count)]
+        self.calls: dict[str, int] = {}
+        self.in_call = 0
+        self.shutdown_under_a_live_call = False
+        self.hang: threading.Event | None = None  # set: the next field read waits on it
+        self.hung = threading.Event()
 
-    def _err(self, code: int) -> pynvml.NVMLError:
-        return pynvml.NVMLError(code)
+    # the first device's settings, for the one-GPU tests
+    def __getattr__(self, name: str) -> object:
+        if name in {"counter", "proc", "energy_mj", "proc_samples", "last_seen_args"}:
+            return getattr(self.devices[0], name)
+        raise AttributeError(name)
 
-    def nvmlInit(self) -> None: ...
-    def nvmlShutdown(self) -> None: ...
+    def _count(self, name: str) -> None:
+        self.calls[name] = self.calls.get(name, 0) + 1
+
+    def _dev(self, handle: str) -> FakeDevice:
+        device = self.devices[int(handle.removeprefix("handle"))]
+        if device.broken is not None:
+            raise pynvml.NVMLError(device.broken)
+        return device
+
+    def nvmlInit(self) -> None:
+        self._count("nvmlInit")
+
+    def nvmlShutdown(self) -> None:
+        self._count("nvmlShutdown")
+        if self.in_call:
+            self.shutdown_under_a_live_call = True
+
     def nvmlDeviceGetCount(self) -> int:
-        return 1
+        return len(self.devices)
 
     def nvmlDeviceGetHandleByIndex(self, index: int) -> str:
+        if self.devices[index].broken is not None:
+            raise pynvml.NVMLError(self.devices[index].broken)
         return f"handle{index}"
 
     def nvmlDeviceGetName(self, h: str) -> bytes:
+        self._dev(h)
         return b"NVIDIA Fake 100"  # old pynvml releases return bytes
 
     def nvmlDeviceGetUUID(self, h: str) -> str:
-        return "GPU-fake-uuid"
+        return self._dev(h).uuid
+
+    def nvmlDeviceGetMigMode(self, h: str) -> list[int]:
+        if not self._dev(h).mig:
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
+        return [pynvml.NVML_DEVICE_MIG_ENABLE, pynvml.NVML_DEVICE_MIG_ENABLE]
+
+    def nvmlDeviceGetFieldValues(self, h: str, field_ids: list[int]) -> object:
+        self._count("nvmlDeviceGetFieldValues")
+        device = self._dev(h)
+        if not device.fields:
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_FUNCTION_NOT_FOUND)
+        if self.hang is not None:
+            gate, self.hang = self.hang, None
+            self.in_call += 1
+            self.hung.set()
+            gate.wait(30)
+            self.in_call -= 1
+        values = (pynvml.c_nvmlFieldValue_t * len(field_ids))()
+        for value, field_id in zip(values, field_ids, strict=True):
+            value.fieldId = field_id
+            value.timestamp = int(time.time() * 1_000_000)
+            value.nvmlReturn = OK
+            if field_id == pynvml.NVML_FI_DEV_TOTAL_ENERGY_CONSUMPTION and device.counter:
+                value.valueType = pynvml.NVML_VALUE_TYPE_UNSIGNED_LONG_LONG
+                value.value.ullVal = device.energy()
+            elif field_id == pynvml.NVML_FI_DEV_POWER_INSTANT and device.instant_supported:
+                value.valueType = pynvml.NVML_VALUE_TYPE_UNSIGNED_INT
+                value.value.uiVal = device.power_instant_mw
+            else:
+                value.nvmlReturn = pynvml.NVML_ERROR_NOT_SUPPORTED
+        return values
 
     def nvmlDeviceGetTotalEnergyConsumption(self, h: str) -> int:
-        if not self.counter:
-            raise self._err(pynvml.NVML_ERROR_NOT_SUPPORTED)
-        if self.energy_mj is None:
-            return 5_000_000 + int((time.monotonic() - self._born) * 250_500)
-        return self.energy_mj
+        self._count("nvmlDeviceGetTotalEnergyConsumption")
+        device = self._dev(h)
+        if not device.counter:
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
+        return device.energy()
 
     def nvmlDeviceGetPowerUsage(self, h: str) -> int:
-        return 250_500  # milliwatts
+        self._count("nvmlDeviceGetPowerUsage")
+        return self._dev(h).power_avg_mw  # milliwatts
 
     def nvmlDeviceGetUtilizationRates(self, h: str) -> SimpleNamespace:
+        self._count("nvmlDeviceGetUtilizationRates")
+        self._dev(h)
         return SimpleNamespace(gpu=87, memory=40)
 
-    def nvmlDeviceGetMemoryInfo(self, h: str) -> SimpleNamespace:
-        return SimpleNamespace(total=10 * 1024**3, used=3 * 1024**3, free=7 * 1024**3)
+    def nvmlDeviceGetMemoryInfo(self, h: str, version: int | None = None) -> SimpleNamespace:
+        device = self._dev(h)
+        if device.memory_exception is not None:
+            raise device.memory_exception
+        reserved = 512 * 1024**2
+        if version == pynvml.nvmlMemory_v2:
+            return SimpleNamespace(
+                version=version, total=10 * 1024**3, reserved=reserved, used=3 * 1024**3
+            )
+        # v1 counts the driver's reserved memory as used.
+        return SimpleNamespace(total=10 * 1024**3, used=3 * 1024**3 + reserved, free=0)
 
     def nvmlDeviceGetTemperature(self, h: str, sensor: int) -> int:
-        raise self._err(pynvml.NVML_ERROR_NOT_SUPPORTED)
+        self._count("nvmlDeviceGetTemperature")
+        device = self._dev(h)
+        if device.temperature_error is not None:
+            raise pynvml.NVMLError(device.temperature_error)
+        return 45
 
     def nvmlDeviceGetProcessUtilization(self, h: str, last_seen: int) -> list[SimpleNamespace]:
-        self.last_seen_args.append(last_seen)
-        if not self.proc:
-            raise self._err(pynvml.NVML_ERROR_NOT_SUPPORTED)
-        newer = [s for s in self.proc_samples if s.timeStamp > last_seen]
+        device = self._dev(h)
+        device.last_seen_args.append(last_seen)
+        if not device.proc:
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
+        newer = [s for s in device.proc_samples if s.timeStamp > last_seen]
         if not newer:
-            raise self._err(pynvml.NVML_ERROR_NOT_FOUND)
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_FOUND)
         return newer
+
+
+def _fake(monkeypatch: pytest.MonkeyPatch, count: int = 1) -> FakeNvmlLibrary:
+    lib = FakeNvmlLibrary(count)
+    monkeypatch.setattr(nvml, "_pynvml", lib)
+    monkeypatch.setattr(nvml, "_open_pid", None)
+    monkeypatch.setattr(nvml, "PROC_UTIL_PERIOD_S", 0.0)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.delenv("WATTLAB_METER_DOUBLE", raising=False)
+    return lib
 
 
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch) -> FakeNvmlLibrary:
-    lib = FakeNvmlLibrary()
-    monkeypatch.setattr(nvml, "_pynvml", lib)
-    monkeypatch.setattr(nvml, "PROC_UTIL_PERIOD_S", 0.0)
-    return lib
+    return _fake(monkeypatch)
+
+
+@pytest.fixture
+def fake2(monkeypatch: pytest.MonkeyPatch) -> FakeNvmlLibrary:
+    return _fake(monkeypatch, count=2)
 
 
 def _sample(pid: int, stamp: int, sm: int) -> SimpleNamespace:
     return SimpleNamespace(pid=pid, timeStamp=stamp, smUtil=sm, memUtil=0, encUtil=0, decUtil=0)
+
+
+def _nvml_meters(gpus: list[int] | None = None, **idle: float) -> MeterSet:
+    meters = open_meters(gpus if gpus is not None else [0], double="", try_perf=False)
+    meters.idle_w.update({int(k.removeprefix("gpu")): v for k, v in idle.items()})
+    return meters
+
+
+# ---- units, and what one read returns ---------------------------------------------
 
 
 def test_it_converts_nvml_units_and_keeps_unsupported_readings_as_none(
@@ -141,35 +269,256 @@ def test_it_converts_nvml_units_and_keeps_unsupported_readings_as_none(
 ) -> None:
     meter = nvml.NvmlGpuMeter(0)
     sample = meter.read()
-    assert meter.device == "GPU 0: NVIDIA Fake 100 (GPU-fake-uuid)"
+    assert meter.device == "GPU 0: NVIDIA Fake 100 (GPU-fake-uuid-0)"
+    assert meter.uuid == "GPU-fake-uuid-0"
+    assert meter.has_energy_counter
+    assert sample.energy_mj == 5_000_000
+    assert sample.util_pct == 87
+    assert sample.temp_c is None
+    assert sample.errors == ()  # NOT_SUPPORTED is not a failure
+
+
+def test_energy_and_instant_power_come_from_one_field_values_call(fake: FakeNvmlLibrary) -> None:
+    """Item 6: nvmlDeviceGetPowerUsage is a 1 s average on Ampere/Hopper; the
+    NVML_FI_DEV_POWER_INSTANT field is not, and comes with the energy in one call."""
+    meter = nvml.NvmlGpuMeter(0)
+    before = dict(fake.calls)
+    sample = meter.read()
+    assert sample.power_w == pytest.approx(312.0)  # the instant field, not 250.5 W
+    assert sample.energy_mj == 5_000_000
+    assert fake.calls["nvmlDeviceGetFieldValues"] - before.get("nvmlDeviceGetFieldValues", 0) == 1
+    assert fake.calls.get("nvmlDeviceGetPowerUsage", 0) == before.get("nvmlDeviceGetPowerUsage", 0)
+    assert fake.calls.get("nvmlDeviceGetTotalEnergyConsumption", 0) == before.get(
+        "nvmlDeviceGetTotalEnergyConsumption", 0
+    )
+    assert not any("one-second average" in f for f in meter.flags)
+
+
+def test_without_the_instant_power_field_the_averaged_reading_is_used_and_flagged(
+    fake: FakeNvmlLibrary,
+) -> None:
+    fake.devices[0].instant_supported = False
+    meter = nvml.NvmlGpuMeter(0)
+    sample = meter.read()
+    assert sample.power_w == pytest.approx(250.5)
+    assert sample.energy_mj == 5_000_000  # the energy field still answered
+    assert any("one-second average" in f for f in meter.flags)
+
+
+def test_a_driver_without_field_values_falls_back_to_the_single_calls(
+    fake: FakeNvmlLibrary,
+) -> None:
+    fake.devices[0].fields = False
+    meter = nvml.NvmlGpuMeter(0)
+    sample = meter.read()
     assert meter.has_energy_counter
     assert sample.energy_mj == 5_000_000
     assert sample.power_w == pytest.approx(250.5)
-    assert sample.mem_mib == pytest.approx(3072)
-    assert sample.util_pct == 87
-    assert sample.temp_c is None
 
 
-def test_a_gpu_without_the_energy_counter_is_marked_for_integration(fake: FakeNvmlLibrary) -> None:
-    fake.counter = False
+def test_utilisation_memory_and_temperature_are_read_once_a_second(fake: FakeNvmlLibrary) -> None:
+    fake.devices[0].temperature_error = None
     meter = nvml.NvmlGpuMeter(0)
-    assert not meter.has_energy_counter
-    assert meter.read().energy_mj is None
+    samples = [meter.read() for _ in range(10)]  # well within one second
+    assert fake.calls["nvmlDeviceGetUtilizationRates"] == 1
+    assert fake.calls["nvmlDeviceGetTemperature"] == 1
+    # Held between reads, so the 10 Hz trace has no gaps.
+    assert {s.util_pct for s in samples} == {87.0}
+    assert {s.temp_c for s in samples} == {45.0}
+
+
+def test_memory_is_read_with_nvml_memory_v2_which_leaves_out_reserved_memory(
+    fake: FakeNvmlLibrary,
+) -> None:
+    assert nvml.NvmlGpuMeter(0).read().mem_mib == pytest.approx(3072)  # v1 would say 3584
+
+
+# ---- one failing quantity costs that quantity, not the sample ----------------------
+
+
+def test_a_failing_temperature_read_keeps_energy_and_power_and_is_reported(
+    fake: FakeNvmlLibrary,
+) -> None:
+    """Item 12."""
+    fake.devices[0].temperature_error = pynvml.NVML_ERROR_UNKNOWN
+    fake.devices[0].energy_mj = None
+    meters = _nvml_meters()
+    m = Measurement(meters=meters, hz=20.0)
+    m.start(foreground_pid=os.getpid())
+    time.sleep(0.3)
+    report, _ = m.stop()
+    assert report.gpu.method == "counter" and report.gpu.value is not None
+    assert any(
+        f.startswith("GPU 0: temperature unreadable in") and "Unknown Error" in f
+        for f in report.gpu.flags
+    )
+
+
+def test_a_non_nvml_exception_in_one_quantity_does_not_lose_the_sample(
+    fake: FakeNvmlLibrary,
+) -> None:
+    # e.g. an old pynvml whose nvmlDeviceGetMemoryInfo takes no version argument
+    meter = nvml.NvmlGpuMeter(0)
+    fake.devices[0].memory_exception = TypeError("unexpected keyword argument 'version'")
+    sample = meter.read()
+    assert sample.energy_mj == 5_000_000 and sample.power_w == pytest.approx(312.0)
+    assert sample.mem_mib is None
+    assert [q for q, _ in sample.errors] == ["memory"]
+
+
+# ---- listing, MIG, and which devices ------------------------------------------------
+
+
+def test_list_gpus_reports_memory_counter_and_mig(fake: FakeNvmlLibrary) -> None:
+    assert nvml.list_gpus() == [
+        {
+            "index": 0,
+            "name": "NVIDIA Fake 100",
+            "uuid": "GPU-fake-uuid-0",
+            "memory_mib": 10240,
+            "energy_counter": True,
+            "mig": False,
+        }
+    ]
+
+
+def test_one_unreadable_gpu_does_not_hide_the_others(fake2: FakeNvmlLibrary) -> None:
+    """Item 10."""
+    fake2.devices[0].broken = pynvml.NVML_ERROR_NO_PERMISSION
+    gpus = nvml.list_gpus()
+    assert [g["index"] for g in gpus] == [0, 1]
+    assert gpus[0] == {"index": 0, "error": "Insufficient Permissions"}
+    assert gpus[1]["uuid"] == "GPU-fake-uuid-1"
+
+
+def test_a_gpu_with_mig_enabled_is_refused_with_the_reason(fake: FakeNvmlLibrary) -> None:
+    """Item 4: with MIG the counter is the whole board, other tenants included."""
+    fake.devices[0].mig = True
+    assert nvml.list_gpus()[0]["mig"] is True
+    meters = _nvml_meters()
+    assert meters.gpus == []
+    assert "MIG enabled" in meters.gpu_unavailable[0]
+    m = Measurement(meters=meters, hz=20.0)
+    m.start(foreground_pid=os.getpid())
+    report, _ = m.stop()
+    assert report.gpu.value is None and report.gpu.method == "unavailable"
+    assert any("MIG enabled" in f for f in report.gpu.flags)
+
+
+def test_an_inherited_cuda_visible_devices_limits_the_metered_gpus(
+    fake2: FakeNvmlLibrary, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Item 1: a Slurm/Kubernetes restriction is honoured, not overwritten."""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-fake-uuid-1")
+    assert [g["index"] for g in nvml.list_gpus()] == [1]
+    everything = _nvml_meters(gpus=[])
+    assert [g.index for g in everything.gpus] == [1]
+    assert any("CUDA_VISIBLE_DEVICES" in n for n in everything.gpu_notes)
+    refused = _nvml_meters(gpus=[0])
+    assert refused.gpus == [] and "CUDA_VISIBLE_DEVICES" in refused.gpu_unavailable[0]
+
+
+def test_cuda_visible_devices_is_read_as_cuda_reads_it() -> None:
+    devices = [(0, "GPU-aaaa-1"), (1, "GPU-bbbb-2"), (2, "GPU-cccc-3")]
+    assert nvml.visible_filter(devices, {})[0] is None
+    assert nvml.visible_filter(devices, {"CUDA_VISIBLE_DEVICES": ""})[0] == set()
+    assert nvml.visible_filter(devices, {"CUDA_VISIBLE_DEVICES": "GPU-bbbb"})[0] == {1}
+    allowed, note = nvml.visible_filter(devices, {"CUDA_VISIBLE_DEVICES": "2,0"})
+    assert allowed == {0, 2} and "PCI-bus order" in note
+    # As in CUDA, the list ends at the first invalid entry.
+    assert nvml.visible_filter(devices, {"CUDA_VISIBLE_DEVICES": "1,-1,0"})[0] == {1}
+    assert nvml.visible_filter(devices, {"CUDA_VISIBLE_DEVICES": "GPU-,2"})[0] == set()
+
+
+def test_the_training_is_pinned_to_the_metered_gpu_by_uuid(fake2: FakeNvmlLibrary) -> None:
+    meters = _nvml_meters(gpus=[1])
+    assert meters.cuda_env() == {
+        "CUDA_VISIBLE_DEVICES": "GPU-fake-uuid-1",
+        "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
+    }
+    m = Measurement(meters=meters, hz=20.0)
+    m.start(foreground_pid=os.getpid())
+    report, _ = m.stop()
+    assert report.gpu_uuid == "GPU-fake-uuid-1"
+
+
+# ---- NVML opened once, never shut down under a live call ---------------------------
+
+
+def test_nvml_is_opened_once_per_process_not_on_every_heartbeat(fake: FakeNvmlLibrary) -> None:
+    """Item 13."""
+    for _ in range(3):
+        assert nvml.gpu_utilisation() == {"0": 87.0}
+    nvml.list_gpus()
+    meters = _nvml_meters()
+    meters.close()
+    assert fake.calls["nvmlInit"] == 1
+    assert fake.calls.get("nvmlShutdown", 0) == 0
+
+
+def test_a_forked_child_opens_nvml_for_itself(fake: FakeNvmlLibrary) -> None:
+    nvml.init()
+    pid = os.fork()
+    if pid == 0:  # the child: NVML must be opened again here, not inherited
+        try:
+            nvml.init()
+            os._exit(0 if fake.calls["nvmlInit"] == 2 else 1)
+        finally:
+            os._exit(2)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    # The parent released it before the fork and opens it again when needed.
+    assert fake.calls["nvmlShutdown"] == 1
+    nvml.init()
+    assert fake.calls["nvmlInit"] == 2
+
+
+def test_a_hung_nvml_call_skips_the_closing_sample_and_withholds_the_figure(
+    fake: FakeNvmlLibrary,
+) -> None:
+    """Item 11."""
+    fake.devices[0].energy_mj = None
+    meters = _nvml_meters(gpu0=10.0)
+    m = Measurement(meters=meters, hz=20.0, join_timeout_s=0.3)
+    m.start(foreground_pid=os.getpid())
+    gate = threading.Event()
+    fake.hang = gate
+    try:
+        assert fake.hung.wait(5)
+        reads_before_stop = fake.calls["nvmlDeviceGetFieldValues"]
+        report, _ = m.stop()
+        # No closing sample: stop() did not call NVML while the sampler was stuck in it.
+        assert fake.calls["nvmlDeviceGetFieldValues"] == reads_before_stop
+        assert report.gpu.value is None and report.gpu.method == "unavailable"
+        assert any("hung" in f and "withheld" in f for f in report.gpu.flags)
+        assert report.gpu_foreground.value is None
+        meters.close()
+        assert nvml.shutdown() is False  # refused: a call is in flight
+        assert not fake.shutdown_under_a_live_call
+    finally:
+        gate.set()
+    deadline = time.monotonic() + 5
+    while fake.in_call and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert nvml.shutdown() is True
+
+
+# ---- per-process samples and the foreground share ----------------------------------
 
 
 def test_process_samples_are_returned_once_using_last_seen_timestamp(fake: FakeNvmlLibrary) -> None:
     meter = nvml.NvmlGpuMeter(0)
-    start = fake_start = meter._last_seen_us
-    fake.proc_samples = [_sample(10, start - 5, 99)]  # older than the meter: not ours
+    start = meter._last_seen_us
+    fake.proc_samples.append(_sample(10, start - 5, 99))  # older than the meter: not ours
     assert meter.read().proc_util == ()  # NVML_ERROR_NOT_FOUND = no new sample
-    fake.proc_samples += [_sample(10, start + 20, 60), _sample(11, start + 10, 30)]
-    assert sorted(meter.read().proc_util or ()) == [(10, 60.0), (11, 30.0)]
+    fake.proc_samples.extend([_sample(10, start + 20, 60), _sample(11, start + 10, 30)])
+    assert sorted(meter.read().proc_util or ()) == [(10, 60.0, start + 20), (11, 30.0, start + 10)]
     assert meter.read().proc_util == ()
-    assert fake.last_seen_args[-1] == fake_start + 20
+    assert fake.last_seen_args[-1] == start + 20
 
 
 def test_unsupported_process_utilisation_is_none_and_flagged(fake: FakeNvmlLibrary) -> None:
-    fake.proc = False
+    fake.devices[0].proc = False
     meter = nvml.NvmlGpuMeter(0)
     assert meter.read().proc_util is None
     assert any("per-process" in f for f in meter.flags)
@@ -180,30 +529,86 @@ def test_a_missing_gpu_index_is_unavailable_with_the_count(fake: FakeNvmlLibrary
         nvml.NvmlGpuMeter(3)
 
 
-def test_list_gpus_reports_memory_and_counter_support(fake: FakeNvmlLibrary) -> None:
-    assert nvml.list_gpus() == [
-        {
-            "index": 0,
-            "name": "NVIDIA Fake 100",
-            "uuid": "GPU-fake-uuid",
-            "memory_mib": 10240,
-            "energy_counter": True,
-        }
-    ]
+@pytest.fixture
+def escaped_child() -> Iterator[tuple[int, str]]:
+    """A real process of the foreground's group that left its session (setsid): a
+    different pgid, the same group token in its environment."""
+    token = "fgtoken" + str(os.getpid())
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(30)"],
+        env={**os.environ, ENV_GROUP: token},
+        start_new_session=True,
+    )
+    yield proc.pid, token
+    proc.kill()
+    proc.wait()
 
 
-def test_a_measurement_through_nvml_uses_the_counter_and_splits_by_process(
-    fake: FakeNvmlLibrary, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.delenv("WATTLAB_METER_DOUBLE", raising=False)
-    fake.energy_mj = None
-    meters = open_meters([0], double="", try_perf=False)
-    assert [g.device for g in meters.gpus] == ["GPU 0: NVIDIA Fake 100 (GPU-fake-uuid)"]
+def _share_run(
+    fake: FakeNvmlLibrary, token: str | None, pids: list[tuple[int, int]], idle_w: float = 0.0
+) -> tuple[float, float, list[str], str]:
+    fake.devices[0].energy_mj = None
+    meters = _nvml_meters(gpu0=idle_w)
     m = Measurement(meters=meters, hz=20.0)
-    m.start(foreground_pid=os.getpid(), foreground_pgid=os.getpgid(0))
-    stamp = int(time.time() * 1_000_000) + 1
-    # pid 1 (init) is in no group of ours: the "background" share.
-    fake.proc_samples = [_sample(os.getpid(), stamp, 30), _sample(1, stamp + 1, 10)]
+    m.start(foreground_pid=None, foreground_group=token)
+    time.sleep(0.2)
+    stamp = int(time.time() * 1_000_000)
+    fake.proc_samples.extend(_sample(pid, stamp + i, sm) for i, (pid, sm) in enumerate(pids))
+    time.sleep(0.4)
+    report, _ = m.stop()
+    meters.close()
+    assert report.gpu.value is not None
+    share = report.gpu_foreground
+    return (
+        share.value if share.value is not None else -1.0,
+        report.gpu.value,
+        share.flags,
+        share.method,
+    )
+
+
+def test_a_foreground_that_called_setsid_is_found_by_its_group_token(
+    fake: FakeNvmlLibrary, escaped_child: tuple[int, str]
+) -> None:
+    """Item 2: by the token in /proc/<pid>/environ, not by pgid."""
+    pid, token = escaped_child
+    fg, total, flags, method = _share_run(fake, token, [(pid, 30), (1, 10)])
+    assert method == "estimate"
+    # All ticks before the samples' stamp are covered by them; the rest keep the share.
+    assert fg == pytest.approx(0.75 * total, rel=1e-6)
+    assert any("WATTLAB_GROUP" in f for f in flags)
+
+
+def test_no_attributable_pid_makes_the_share_unavailable_never_zero(
+    fake: FakeNvmlLibrary, escaped_child: tuple[int, str]
+) -> None:
+    """Item 2: pids from another pid namespace match nothing of ours."""
+    pid, _token = escaped_child
+    fg, _total, flags, method = _share_run(fake, "another-group", [(pid, 30), (999_999_999, 10)])
+    assert fg == -1.0 and method == "unavailable"
+    assert any("pid: host" in f and "unreadable" in f for f in flags)
+
+
+def test_the_share_splits_only_the_energy_above_the_idle_baseline(
+    fake: FakeNvmlLibrary, escaped_child: tuple[int, str]
+) -> None:
+    """Item 3: 312 W instant, 112 W idle: the foreground (75 % of SM time, others
+    active too) gets 75 % of 200 W plus half of the 112 W idle, not 75 % of 312 W."""
+    pid, token = escaped_child
+    fake.devices[0].counter = False  # integrate the instant power: exactly 312 W
+    fg, total, flags, method = _share_run(fake, token, [(pid, 30), (1, 10)], idle_w=112.0)
+    assert method == "estimate"
+    assert fg == pytest.approx(total * (0.75 * 200 + 0.5 * 112) / 312, rel=1e-6)
+    assert any(f.startswith("idle rule:") for f in flags)
+    assert any("estimate, not a measurement" in f for f in flags)
+
+
+def test_a_measurement_through_nvml_uses_the_counter(fake: FakeNvmlLibrary) -> None:
+    fake.devices[0].energy_mj = None
+    meters = _nvml_meters()
+    assert [g.device for g in meters.gpus] == ["GPU 0: NVIDIA Fake 100 (GPU-fake-uuid-0)"]
+    m = Measurement(meters=meters, hz=20.0)
+    m.start(foreground_pid=os.getpid())
     time.sleep(0.5)
     report, _ = m.stop()
     meters.close()
@@ -211,9 +616,22 @@ def test_a_measurement_through_nvml_uses_the_counter_and_splits_by_process(
     assert duration is not None and report.gpu.value is not None
     assert report.gpu.method == "counter"
     assert report.gpu.value == pytest.approx(250.5 * duration, rel=0.02)
-    assert report.gpu_foreground_j == pytest.approx(0.75 * report.gpu.value, rel=1e-6)
     assert report.summaries["gpu_temp_max_c"] is None  # NOT_SUPPORTED stays unknown
     assert report.summaries["gpu_memory_max_mib"] == pytest.approx(3072)
+
+
+def test_the_idle_probe_takes_the_median_power_of_an_idle_gpu(fake: FakeNvmlLibrary) -> None:
+    meters = _nvml_meters()
+    fake.devices[0].power_instant_mw = 61_000
+    fake_util = fake.nvmlDeviceGetUtilizationRates
+    fake.nvmlDeviceGetUtilizationRates = lambda h: SimpleNamespace(gpu=0, memory=0)  # type: ignore[method-assign]
+    meters.probe_idle(0.3, hz=20.0)
+    assert meters.idle_w[0] == pytest.approx(61.0)
+    assert "61.0 W" in meters.idle_note[0]
+    fake.nvmlDeviceGetUtilizationRates = fake_util  # type: ignore[method-assign]
+    busy = _nvml_meters()
+    busy.probe_idle(0.2, hz=20.0)
+    assert 0 not in busy.idle_w and "busy during the idle probe" in busy.idle_note[0]
 
 
 @needs_no_nvml

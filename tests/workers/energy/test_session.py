@@ -29,7 +29,7 @@ MRT = TRACES / "MRT-OAST_default_035_parallel"
 
 def _run(meters: MeterSet, seconds: float, hz: float = 20.0) -> tuple[EnergyReport, bytes]:
     m = Measurement(meters=meters, hz=hz)
-    m.start(foreground_pid=os.getpid(), foreground_pgid=os.getpgid(0))
+    m.start(foreground_pid=os.getpid())
     time.sleep(seconds)
     report, trace = m.stop()
     meters.close()
@@ -131,7 +131,7 @@ def other_group() -> Iterator[int]:
     proc.wait()
 
 
-def test_per_process_utilisation_splits_the_energy_between_foreground_and_the_rest(
+def test_per_process_utilisation_splits_the_energy_above_idle_as_an_estimate(
     other_group: int,
 ) -> None:
     me = os.getpid()
@@ -140,21 +140,103 @@ def test_per_process_utilisation_splits_the_energy_between_foreground_and_the_re
         return ((me, 60.0), (other_group, 20.0))
 
     gpu = constant_power(200.0, proc_util=proc_util)
-    report, _ = _run(_meters(gpu), 0.6)
+    meters = _meters(gpu)
+    meters.idle_w[0] = 80.0
+    report, _ = _run(meters, 0.6)
     assert report.gpu.value is not None
-    assert report.gpu_foreground_j == pytest.approx(report.gpu.value * 0.75, rel=1e-6)
+    share = report.gpu_foreground
+    assert share.method == "estimate"
+    # 75 % of the 120 W above idle, half of the 80 W idle (both active): 130 of 200 W.
+    # (The counter is read a little after each tick's timestamp: 2 % covers a loaded host.)
+    assert share.value == pytest.approx(report.gpu.value * 130 / 200, rel=0.02)
 
 
 def test_no_split_is_reported_when_the_meter_gives_no_process_samples() -> None:
-    report, _ = _run(_meters(constant_power(200.0, proc_util=lambda t: ())), 0.3)
-    assert report.gpu_foreground_j is None
-    assert any("no per-process sample" in f for f in report.flags)
+    meters = _meters(constant_power(200.0, proc_util=lambda t: ()))
+    meters.idle_w[0] = 50.0
+    report, _ = _run(meters, 0.3)
+    assert report.gpu_foreground.value is None
+    assert report.gpu_foreground.method == "unavailable"
+    assert any("no per-process sample" in f for f in report.gpu_foreground.flags)
+
+
+def test_without_an_idle_baseline_there_is_no_share(other_group: int) -> None:
+    gpu = constant_power(200.0, proc_util=lambda t: ((os.getpid(), 50.0),))
+    report, _ = _run(_meters(gpu), 0.3)
+    assert report.gpu_foreground.value is None
+    assert any("no idle baseline" in f for f in report.gpu_foreground.flags)
+
+
+class BatchedGpu:
+    """Per-process samples as NVML gives them: a batch every ``every`` reads, stamped
+    when taken, describing the time since the previous batch. The foreground holds
+    the GPU for the first ``switch`` reads, another process after."""
+
+    index = 0
+    device = "synthetic GPU 0: batched process samples (not a measurement)"
+    uuid = None
+    has_energy_counter = False
+    flags: list[str] = []
+
+    def __init__(self, fg: int, other: int, every: int = 5, switch: int = 10) -> None:
+        self.reads = 0
+        self.fg, self.other, self.every, self.switch = fg, other, every, switch
+
+    def read(self) -> GpuSample:
+        self.reads += 1
+        batch: tuple[tuple[int, float, int], ...] = ()
+        if self.reads > 1 and self.reads % self.every == 0:
+            pid = self.fg if self.reads <= self.switch else self.other
+            batch = ((pid, 100.0, int(time.time() * 1_000_000)),)
+        return GpuSample(power_w=100.0, proc_util=batch)
+
+    def close(self) -> None: ...
+
+
+def test_each_share_is_applied_to_the_ticks_its_samples_cover(other_group: int) -> None:
+    """Item 3: the batch at read 10 says the foreground held the GPU until then; the
+    ticks after it belong to the next batch (another process), not to the last one."""
+    meters = _meters(BatchedGpu(os.getpid(), other_group))
+    meters.idle_w[0] = 0.0
+    m = Measurement(meters=meters, hz=20.0)
+    m.start(foreground_pid=os.getpid())
+    while m._series[0].meter.reads < 24:  # type: ignore[attr-defined]
+        time.sleep(0.01)
+    report, trace = m.stop()
+    t = decode_trace(trace)["t"]
+    assert report.gpu.value is not None and report.gpu_foreground.value is not None
+    # Constant power: the foreground's part is the time up to the 10th read.
+    assert report.gpu_foreground.value / report.gpu.value == pytest.approx(t[9] / t[-1], rel=1e-3)
+
+
+def test_a_counter_that_goes_backwards_falls_back_to_integration() -> None:
+    """Item 5: a GPU reset or driver reload restarts NVML's counter."""
+
+    def energy(t: float) -> float:
+        return 100.0 * t - (1e6 if t > 0.25 else 0.0)
+
+    gpu = SyntheticGpuMeter(lambda _t: 100.0, energy, label="counter reset")
+    report, _ = _run(_meters(gpu), 0.5)
+    assert report.gpu.method == "integrated"
+    assert report.gpu.value == pytest.approx(100.0 * _duration(report), rel=0.01)
+    assert any("went backwards" in f for f in report.gpu.flags)
+
+
+def test_in_parallel_mode_the_gpu_figure_says_it_includes_the_background() -> None:
+    """Item 8."""
+    m = Measurement(meters=_meters(constant_power(100.0)), hz=20.0, shared_with_background=True)
+    m.start(foreground_pid=os.getpid())
+    report, _ = m.stop()
+    assert any(f.startswith("whole GPU: includes the background") for f in report.gpu.flags)
+    solo = Measurement(meters=_meters(constant_power(100.0)), hz=20.0)
+    solo.start(foreground_pid=os.getpid())
+    assert not any("background" in f for f in solo.stop()[0].gpu.flags)
 
 
 def test_the_live_trace_grows_while_the_run_goes_on() -> None:
     meters = _meters(constant_power(120.0))
     m = Measurement(meters=meters, hz=20.0)
-    m.start(foreground_pid=os.getpid(), foreground_pgid=os.getpgid(0))
+    m.start(foreground_pid=os.getpid())
     time.sleep(0.3)
     early = decode_trace(m.trace_bytes())
     time.sleep(0.3)
@@ -217,7 +299,7 @@ def test_start_and_stop_are_one_shot() -> None:
     m = Measurement(meters=_meters(constant_power(1.0)), hz=20.0)
     with pytest.raises(RuntimeError):
         m.stop()
-    m.start(foreground_pid=os.getpid(), foreground_pgid=os.getpgid(0))
+    m.start(foreground_pid=os.getpid())
     m.stop()
     with pytest.raises(RuntimeError):
         m.stop()
@@ -228,6 +310,7 @@ class FlakyGpu:
 
     index = 0
     device = "synthetic GPU 0: flaky (not a measurement)"
+    uuid = None
     has_energy_counter = False
     flags: list[str] = []
 
@@ -259,7 +342,7 @@ def test_rapl_through_a_measurement_reports_the_whole_machine(tmp_path: Path) ->
     (zone / "max_energy_range_uj").write_text("262143328850\n")
     meters = open_meters([0], powercap_root=root, double="synthetic:50")
     m = Measurement(meters=meters, hz=20.0)
-    m.start(foreground_pid=os.getpid(), foreground_pgid=os.getpgid(0))
+    m.start(foreground_pid=os.getpid())
     time.sleep(0.3)
     (zone / "energy_uj").write_text("8000000\n")  # +7 J
     time.sleep(0.3)

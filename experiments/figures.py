@@ -60,10 +60,13 @@ FIGURES: tuple[EnergyFigure, ...] = (
         ("gpu_foreground_j",),
         (),
         # The share is a split of the device figure by per-process utilisation: always
-        # an estimate.
+        # an estimate (Run.gpu_foreground_method is "estimate" wherever it has a value).
         fixed_method="estimate",
-        fixed_method_label="estimate: the device figure split by per-process utilisation",
-        help="the foreground's share of the GPU figure, split by per-process utilisation",
+        fixed_method_label=(
+            "estimate: the GPU energy above idle split by per-process utilisation, "
+            "the idle part by a stated rule"
+        ),
+        help="an estimate of the foreground's part of the GPU figure (see a run's flags)",
     ),
     EnergyFigure(
         "cpu",

@@ -373,7 +373,7 @@ def test_the_estimate_plots_cpu_power_over_time_at_its_one_second_resolution() -
     try:
         meters = MeterSet([], EstimateCpuMeter(watts_per_core=10.0))
         m = Measurement(meters=meters, hz=10.0)
-        m.start(foreground_pid=spin.pid, foreground_pgid=None)
+        m.start(foreground_pid=spin.pid)
         time.sleep(3.5)
         report, trace = m.stop()
     finally:

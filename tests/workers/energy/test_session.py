@@ -251,7 +251,7 @@ def test_the_live_trace_grows_while_the_run_goes_on() -> None:
 def test_the_live_trace_sends_only_new_samples_and_the_final_trace_has_them_all() -> None:
     meters = _meters(constant_power(120.0))
     m = Measurement(meters=meters, hz=20.0)
-    m.start(foreground_pid=os.getpid(), foreground_pgid=os.getpgid(0))
+    m.start(foreground_pid=os.getpid())
     sent: list[bytes] = []
     for _ in range(3):
         time.sleep(0.25)

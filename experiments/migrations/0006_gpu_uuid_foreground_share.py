@@ -12,7 +12,7 @@ def earlier_shares_are_estimates(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('experiments', '0004_carbon_and_cost'),
+        ('experiments', '0005_experiment_dispatched_at'),
     ]
 
     operations = [

@@ -50,19 +50,16 @@ def main(argv: list[str] | None = None) -> int:
     from workers.energy.nvml import list_gpus
 
     host = settings.WATTLAB_HOSTNAME
-    from workers.energy.nvml import cuda_pin
-
     # Only the GPUs an inherited CUDA_VISIBLE_DEVICES allows; one NVML cannot read is
     # reported on the Hosts page but gets no worker.
     gpus = [g for g in list_gpus() if "error" not in g]
-    uuids = {g["index"]: g["uuid"] for g in gpus}
     slots: list[int | None] = [g["index"] for g in gpus] or [None] * max(1, args.cpu_slots)
     children: list[subprocess.Popen[bytes]] = []
     for n, index in enumerate(slots):
+        # The worker keeps the inherited CUDA_VISIBLE_DEVICES (so every worker lists the
+        # same GPUs when it registers the host); the runner pins each training to its
+        # metered GPU by UUID (NVML numbers GPUs in PCI-bus order, CUDA fastest-first).
         env = dict(os.environ, WATTLAB_GPU_INDEX="" if index is None else str(index))
-        if index is not None:
-            # By UUID: NVML numbers GPUs in PCI-bus order, CUDA fastest-first.
-            env.update(cuda_pin([uuids[index]]))
         label = f"gpu{index}" if index is not None else f"cpu{n}"
         queue_names = queues.worker_queues(host, index)
         children.append(subprocess.Popen(_celery(queue_names, f"{label}@{host}"), env=env))

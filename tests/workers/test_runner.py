@@ -234,7 +234,11 @@ def test_it_stops_the_groups_on_cancel_during_the_foreground_run(marker, tmp_pat
         marker, tmp_path, [fg(tmp_path, program("spawn_tree.py", str(pidfile), "--escape"))],
         background=background(tmp_path, program("sleeper.py", "30"), startup_wait=0.2),
     )  # fmt: skip
-    store = RecordingStore(cancel_when=lambda s: pidfile.exists())
+    # Cancel once the foreground has spawned its tree AND the background has a run going
+    # (on a loaded machine the loop's first training can start after the startup wait).
+    store = RecordingStore(
+        cancel_when=lambda s: pidfile.exists() and bool(s.of("background_run_started"))
+    )
     outcome = run_experiment(plan, store, meters=meters)
     returned = time.monotonic()
 

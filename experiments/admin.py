@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
@@ -27,8 +28,13 @@ admin.site.site_title = "Wattlab admin"
 
 
 class StaffMayManage:
-    """Staff run the lab: any active staff member may register workloads, manage hosts
-    and clean up process groups, without per-model permissions to hand out first."""
+    """Staff run the lab: any active staff member may look after experiments, runs and
+    process groups without per-model permissions to hand out first.
+
+    Not workloads, hosts or API tokens: a workload is a program (argv, environment,
+    working directory) that every GPU host will run, and a token is someone's
+    identity. Those follow Django's model permissions: superusers, and the
+    "workload managers" group for workloads (``experiments.apps``)."""
 
     def _staff(self, request: HttpRequest) -> bool:
         return bool(request.user.is_active and request.user.is_staff)
@@ -49,8 +55,51 @@ class StaffMayManage:
         return self._staff(request)
 
 
+class WorkloadAdminForm(forms.ModelForm):  # type: ignore[type-arg]
+    """The admin's workload form checks what ``load_workloads`` checks (one function,
+    ``workloads.validate_workload``): a malformed workload saved here would break the
+    new-experiment page and every run of it."""
+
+    class Meta:
+        model = Workload
+        fields = "__all__"
+
+    #: Workload-file key -> model field, where they differ.
+    _FIELDS = {"metrics": "metric_patterns"}
+
+    def clean(self) -> dict[str, Any]:
+        from experiments.workloads import WorkloadFileError, validate_workload
+
+        data = super().clean() or {}
+        if self.errors:  # a JSON field that does not parse already says so
+            return data
+        raw = {
+            "name": data.get("name") or "",
+            "description": data.get("description") or "",
+            "workdir": data.get("workdir") or ".",
+            "argv": data.get("argv"),
+            "env": data.get("env") if data.get("env") is not None else {},
+            "hyperparameters": data.get("hyperparameters") or [],
+            "metrics": data.get("metric_patterns") or {},
+            "success_pattern": data.get("success_pattern") or "",
+        }
+        try:
+            validate_workload(raw)
+        except WorkloadFileError as exc:
+            for line in exc.errors:
+                key, sep, message = line.partition(": ")
+                field = key.split(".")[0]
+                field = self._FIELDS.get(field, field)
+                if sep and field in self.fields:
+                    self.add_error(field, line if "." in key else message)
+                else:
+                    self.add_error(None, line)
+        return data
+
+
 @admin.register(Workload)
-class WorkloadAdmin(StaffMayManage, admin.ModelAdmin):  # type: ignore[type-arg]
+class WorkloadAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    form = WorkloadAdminForm
     list_display = (
         "name",
         "source",
@@ -64,7 +113,11 @@ class WorkloadAdmin(StaffMayManage, admin.ModelAdmin):  # type: ignore[type-arg]
 
 
 @admin.register(Host)
-class HostAdmin(StaffMayManage, admin.ModelAdmin):  # type: ignore[type-arg]
+class HostAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """Hosts register themselves when their worker starts; their queues decide where
+    process-group signals go, so nobody edits them here (model permissions: see
+    StaffMayManage)."""
+
     list_display = (
         "hostname",
         "queue",
@@ -77,7 +130,7 @@ class HostAdmin(StaffMayManage, admin.ModelAdmin):  # type: ignore[type-arg]
         "factors_set_at",
     )
     search_fields = ("hostname",)
-    readonly_fields = ("factors_set_at", "factors_in_use")
+    readonly_fields = ("hostname", "queue", "control_queue", "factors_set_at", "factors_in_use")
     _FACTORS = ("carbon_intensity_g_per_kwh", "pue", "electricity_price_per_kwh", "currency")
     fieldsets = (
         (None, {"fields": ("hostname", "queue", "control_queue", "cpu_count")}),
@@ -92,6 +145,9 @@ class HostAdmin(StaffMayManage, admin.ModelAdmin):  # type: ignore[type-arg]
         ),
         ("Hardware", {"fields": ("gpus", "meters", "utilisation", "started_at", "last_heartbeat")}),
     )
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
 
     @admin.display(description="in use now")
     def factors_in_use(self, obj: Host) -> str:
@@ -226,12 +282,23 @@ class OrphanedFilter(admin.SimpleListFilter):
 
 @admin.register(ProcessGroup)
 class ProcessGroupAdmin(StaffMayManage, admin.ModelAdmin):  # type: ignore[type-arg]
+    """Read-only: the row is what the host's worker checks before it signals anything
+    (pid, pgid, start time, host), so an edited row could aim a signal at a stranger.
+    Rows are written by the workers only; staff terminate through the action."""
+
     list_display = ("pgid", "role", "host", "experiment_link", "started_at", "state", "termination")
     list_filter = (OrphanedFilter, "role", "host")
     list_select_related = ("host", "experiment", "terminate_requested_by")
-    readonly_fields = ("terminate_requested_at", "terminate_requested_by", "terminate_result")
-    raw_id_fields = ("experiment", "run")
     actions = ["terminate"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return [f.name for f in ProcessGroup._meta.get_fields() if f.concrete]
+
+    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
     @admin.display(description="experiment")
     def experiment_link(self, obj: ProcessGroup) -> str:
@@ -275,6 +342,12 @@ class ProcessGroupAdmin(StaffMayManage, admin.ModelAdmin):  # type: ignore[type-
 
 
 @admin.register(ApiToken)
-class ApiTokenAdmin(StaffMayManage, admin.ModelAdmin):  # type: ignore[type-arg]
+class ApiTokenAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """Tokens are made by their owner on the tokens page (the key is shown once);
+    here a superuser may rename or revoke one, never give it to someone else."""
+
     list_display = ("prefix", "user", "name", "created_at", "last_used_at")
-    readonly_fields = ("key_hash", "prefix", "created_at", "last_used_at")
+    readonly_fields = ("user", "key_hash", "prefix", "created_at", "last_used_at")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False

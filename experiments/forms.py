@@ -217,7 +217,9 @@ class ExperimentForm(forms.Form):
             target.choices = targets
         self.fg_workload = self._chosen("workload")
         self.bg_workload_obj = self._chosen("bg_workload")
-        for param in self.fg_workload.hyperparameters if self.fg_workload else []:
+        #: field -> why its workload cannot be used (a misconfigured parameter space).
+        self.misconfigured: dict[str, str] = {}
+        for param in self._params("workload", self.fg_workload):
             name = param.get("name")
             if not name:
                 continue
@@ -225,10 +227,27 @@ class ExperimentForm(forms.Form):
             self.fields[MUTATE_PREFIX + name] = forms.BooleanField(
                 required=False, label=f"mutate {name}"
             )
-        for param in self.bg_workload_obj.hyperparameters if self.bg_workload_obj else []:
+        for param in self._params("bg_workload", self.bg_workload_obj):
             name = param.get("name")
             if name:
                 self.fields[BG_PREFIX + name] = hyperparameter_field(param, required=False)
+
+    def _params(self, field: str, workload: Workload | None) -> list[dict[str, Any]]:
+        """The workload's parameters, or none (and a form error) when they do not parse:
+        a workload saved broken must not turn this page into a 500."""
+        from experiments import mutation
+
+        if workload is None:
+            return []
+        try:
+            mutation.parse_space(workload.hyperparameters)
+        except (mutation.SpaceError, TypeError, ValueError, AttributeError) as exc:
+            self.misconfigured[field] = (
+                f"Workload {workload.name} is misconfigured ({str(exc)[:200]}); "
+                "ask staff to fix it in the admin."
+            )
+            return []
+        return list(workload.hyperparameters)
 
     def _chosen(self, field: str) -> Workload | None:
         raw = (self.data.get(field) if self.is_bound else None) or self.initial.get(field)
@@ -259,6 +278,8 @@ class ExperimentForm(forms.Form):
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
+        for field, problem in self.misconfigured.items():
+            self.add_error(field, problem)
         if data.get("parallel") and not data.get("bg_workload"):
             self.add_error("bg_workload", "Parallel mode needs a background workload.")
         return data

@@ -41,6 +41,12 @@ def parse_workload_file(path: Path) -> WorkloadFile:
         raw = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
         raise WorkloadFileError([f"(file): cannot read it: {exc}"]) from None
+    return validate_workload(raw)
+
+
+def validate_workload(raw: Any) -> WorkloadFile:
+    """Check a workload's description, wherever it comes from: a workload file
+    (``load_workloads``) or the admin's form, so both refuse the same mistakes."""
     if not isinstance(raw, dict):
         raise WorkloadFileError(["(file): must be a mapping of keys (name, argv, ...)"])
     try:

@@ -38,7 +38,9 @@ _POLL_S: Final = 0.05
 #: group is stuck in uninterruptible sleep (D state) and we say so instead of hanging.
 KILL_SETTLE_S: Final = 10.0
 
-TerminateResult = Literal["terminated", "already gone", "pid reused: refused"]
+#: "terminated" and "already gone" end the recorded group; anything else leaves it
+#: open, with the reason (a refusal, or processes left alone) for the admin to read.
+TerminateResult = str
 
 
 class StopError(RuntimeError):
@@ -464,6 +466,18 @@ def sweep_marked(
     return found
 
 
+def _refusal(identity: GroupIdentity, marker: str | None) -> str:
+    """Why a recorded identity must not be signalled at all ("" when it may be)."""
+    if not marker:
+        return "refused: no experiment marker to check the processes against"
+    if identity.pgid <= 1 or identity.leader_pid <= 1:
+        # kill(-1) is every process we may signal; 0 is our own group; 1 is init.
+        return "refused: pid and pgid must be above 1"
+    if identity.pgid == os.getpgid(0) or identity.leader_pid in _ancestors_and_self():
+        return "refused: that is the worker's own process group"
+    return ""
+
+
 def terminate_recorded(
     identity: GroupIdentity,
     *,
@@ -473,34 +487,52 @@ def terminate_recorded(
 ) -> TerminateResult:
     """Terminate a group from its recorded identity (admin: orphaned groups).
 
-    The group is ours when its leader still has the recorded start time. When the
-    leader is gone, the remaining members of its pgid are signalled only if each
-    carries the experiment ``marker`` in its environment: a pgid without its leader
-    could otherwise belong to a stranger who got the same number. Processes that left
-    the group are found by ``marker`` (and ``role`` when given: without it, every
-    leftover of the experiment goes).
+    The recorded row can be stale or wrong (pids and pgids are reused), so nothing is
+    signalled unless it is provably the experiment's: a live leader must have the
+    recorded start time, still lead the recorded pgid and carry the experiment
+    ``marker``; every process signalled carries the marker, whether it is in the group
+    or left it (found by ``marker``, and ``role`` when given: without it, every
+    leftover of the experiment goes). A process of the group without the marker is
+    left alone and named in the result.
     """
-    pairs = [f"{ENV_MARKER}={marker}".encode()] if marker else []
+    refusal = _refusal(identity, marker)
+    if refusal or marker is None:
+        return refusal
+    pairs = [f"{ENV_MARKER}={marker}".encode()]
     leader_ctime = create_time_of(identity.leader_pid)
     leader_stat = _read_stat(identity.leader_pid)
     # A zombie leader has ended; whoever holds it will reap it.
     leader_alive = leader_ctime is not None and leader_stat is not None and leader_stat[0] != "Z"
-    if leader_alive and leader_ctime is not None:
+    if leader_alive and leader_ctime is not None and leader_stat is not None:
         if abs(leader_ctime - identity.leader_create_time) > CREATE_TIME_TOLERANCE_S:
             return "pid reused: refused"
-    members = group_members(identity.pgid)
-    marked_leftovers = find_marked(marker, role) if marker else []
-    if not members and not marked_leftovers and not leader_alive:
-        return "already gone"
-    if not leader_alive and members:
-        if not pairs or not all(_environ_has(pid, pairs) for pid in members):
-            return "pid reused: refused"
+        if leader_stat[1] != identity.pgid:
+            return f"refused: the leader is in process group {leader_stat[1]}, not {identity.pgid}"
+        if not _environ_has(identity.leader_pid, pairs):
+            return "refused: the leader does not carry the experiment's marker"
+    mine = _ancestors_and_self()
 
     def alive() -> list[int]:
-        found = set(group_members(identity.pgid))
-        if marker:
-            found.update(find_marked(marker, role))
+        found = {
+            pid
+            for pid in group_members(identity.pgid)
+            if pid not in mine and _environ_has(pid, pairs)
+        }
+        found.update(find_marked(marker, role))
         return sorted(found)
 
+    if not alive():
+        unmarked = [pid for pid in group_members(identity.pgid) if pid not in mine]
+        if unmarked:
+            return (
+                f"refused: the {len(unmarked)} process(es) in group {identity.pgid} are not marked"
+            )
+        return "already gone"
     _terminate(alive, grace)
+    unmarked = [pid for pid in group_members(identity.pgid) if pid not in mine]
+    if unmarked:
+        return (
+            f"stopped the experiment's processes; left {len(unmarked)} unmarked process(es) "
+            f"of group {identity.pgid} alone: {unmarked[:10]}"
+        )
     return "terminated"

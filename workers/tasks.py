@@ -149,6 +149,10 @@ def _terminate(group: ProcessGroup) -> str:
     """Terminate a recorded group on this host, after the identity checks."""
     from workers.procgroup import GroupIdentity, StopError, terminate_recorded
 
+    if group.host.hostname != settings.WATTLAB_HOSTNAME:
+        # Its pids mean nothing here: a message on the wrong host's queue signals nothing.
+        here = settings.WATTLAB_HOSTNAME
+        return f"refused: the group belongs to {group.host.hostname}, not {here}"
     identity = GroupIdentity(
         pgid=group.pgid,
         leader_pid=group.leader_pid,
@@ -166,7 +170,7 @@ def _terminate(group: ProcessGroup) -> str:
 @shared_task(name="workers.tasks.terminate_group")
 def terminate_group(group_id: int) -> str:
     """On the owning host: terminate an (orphaned) group by its recorded identity."""
-    group = ProcessGroup.objects.select_related("experiment").get(id=group_id)
+    group = ProcessGroup.objects.select_related("experiment", "host").get(id=group_id)
     result = _terminate(group)
     services.process_group_terminated(
         group_id=group_id, result=result, ended=result in {"terminated", "already gone"}

@@ -109,14 +109,35 @@ def test_stop_of_an_exited_program_reports_its_exit_code(marker, tmp_path):
     assert (report.how, report.exit_code) == ("exited", 3)
 
 
-def test_terminate_recorded_refuses_a_pid_that_was_reused(marker, tmp_path):
-    # A stranger: a process we did not start through the engine, alive, with a
-    # recorded start time that is not its own (what a reused pid looks like).
-    stranger = subprocess.Popen([PY, "-c", "import time; time.sleep(30)"], start_new_session=True)
+def _stranger(*extra: str) -> subprocess.Popen[bytes]:
+    """A process Wattlab did not start: its own session, no marker."""
+    return subprocess.Popen(
+        [PY, "-c", "import time; time.sleep(30)", *extra], start_new_session=True
+    )
+
+
+def _identity_of(pid: int, pgid: int | None = None) -> GroupIdentity:
+    return GroupIdentity(
+        pgid if pgid is not None else os.getpgid(pid), pid, psutil.Process(pid).create_time()
+    )
+
+
+@pytest.mark.parametrize(
+    "shift, expected",
+    [
+        # A recorded start time that is not its own: what a reused pid looks like.
+        (-100.0, "pid reused: refused"),
+        # pid, pgid and start time match (an edited or wrong row): only the marker
+        # tells it is not the experiment's.
+        (0.0, "refused: the leader does not carry the experiment's marker"),
+    ],
+)
+def test_terminate_recorded_spares_a_stranger(marker, shift, expected):
+    stranger = _stranger()
     try:
-        real_ctime = psutil.Process(stranger.pid).create_time()
-        identity = GroupIdentity(stranger.pid, stranger.pid, real_ctime - 100.0)
-        assert terminate_recorded(identity, marker=marker, grace=0.5) == "pid reused: refused"
+        real = _identity_of(stranger.pid)
+        identity = GroupIdentity(real.pgid, real.leader_pid, real.leader_create_time + shift)
+        assert terminate_recorded(identity, marker=marker, grace=0.5) == expected
         time.sleep(0.2)
         assert stranger.poll() is None
     finally:
@@ -139,10 +160,70 @@ def test_terminate_recorded_needs_the_marker_for_a_group_without_its_leader(mark
     group = start(program("spawn_tree.py", str(pidfile), "--leader-exits"), marker, tmp_path)
     leader, child, grandchild = read_pids(pidfile, 3)
     group.popen.wait(5)  # reaped: the pgid number is no longer pinned by our leader
-    assert terminate_recorded(group.identity, marker=None, grace=1) == "pid reused: refused"
+    assert terminate_recorded(group.identity, marker=None, grace=1).startswith("refused: no")
     assert alive(child)
     assert terminate_recorded(group.identity, marker=marker, grace=1) == "terminated"
     assert not alive(child) and not alive(grandchild)
+
+
+def test_terminate_recorded_refuses_a_pgid_its_leader_is_not_in(marker, tmp_path):
+    # Our leader is real, but the recorded pgid is a stranger's group.
+    ours = start(program("sleeper.py", "30"), marker, tmp_path)
+    stranger = _stranger()
+    try:
+        identity = _identity_of(ours.pid, pgid=stranger.pid)
+        result = terminate_recorded(identity, marker=marker, grace=0.5)
+        assert result == f"refused: the leader is in process group {ours.pid}, not {stranger.pid}"
+        time.sleep(0.2)
+        assert stranger.poll() is None and alive(ours.pid)
+    finally:
+        stranger.kill()
+        stranger.wait()
+        ours.stop(grace=1)
+
+
+@pytest.mark.parametrize("pgid, pid", [(0, 0), (-1, -1), (0, 4242), (4242, 1)])
+def test_terminate_recorded_refuses_pids_and_pgids_of_one_or_less(marker, pgid, pid):
+    result = terminate_recorded(GroupIdentity(pgid, pid, 0.0), marker=marker, grace=0.1)
+    assert result == "refused: pid and pgid must be above 1"
+
+
+def test_terminate_recorded_refuses_the_workers_own_group(marker, tmp_path):
+    # Run in a child so that a regression kills the child, not the test runner. The
+    # child carries the marker, as a worker started by the engine could.
+    script = (
+        "import os, psutil, sys\n"
+        "from workers.procgroup import GroupIdentity, terminate_recorded\n"
+        "me = GroupIdentity(os.getpgid(0), os.getpid(), psutil.Process().create_time())\n"
+        "print(terminate_recorded(me, marker=sys.argv[1], grace=0.5), flush=True)\n"
+    )
+    env = {**os.environ, ENV_MARKER: marker, "PYTHONPATH": str(Path(__file__).parents[2])}
+    done = subprocess.run(
+        [PY, "-c", script, marker], env=env, capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "refused: that is the worker's own process group"
+
+
+def test_terminate_recorded_signals_only_marked_members_of_the_group(marker, tmp_path):
+    # The leader starts a child with an empty environment: in the group, unmarked.
+    pidfile = tmp_path / "child"
+    script = (
+        "import subprocess, sys, time\n"
+        "c = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)'], env={})\n"
+        f"open({str(pidfile)!r}, 'w').write(str(c.pid))\n"
+        "time.sleep(30)\n"
+    )
+    group = start([PY, "-c", script], marker, tmp_path)
+    wait_for(lambda: pidfile.exists() and pidfile.read_text(), what="child pid")
+    child = int(pidfile.read_text())
+    try:
+        result = terminate_recorded(group.identity, marker=marker, grace=1)
+        assert result.startswith("stopped the experiment's processes; left 1 unmarked")
+        group.popen.wait(5)
+        assert alive(child)
+    finally:
+        os.kill(child, 9)
 
 
 def test_stopping_one_group_leaves_another_group_of_the_same_experiment_alone(marker, tmp_path):

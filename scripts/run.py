@@ -25,6 +25,12 @@ from urllib.parse import urlencode
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
+if not os.environ.get("DJANGO_SECRET_KEY"):
+    # One machine: a key of its own, made once and kept in the var folder (settings
+    # read it there, so later `manage.py` commands use the same one).
+    from webapp.env import keep_secret_key, secret_key_path
+
+    keep_secret_key(secret_key_path(ROOT))
 DEMO_USER = "demo"
 EXAMPLES = ROOT / "examples" / "experiments"
 #: Parallel first: it holds the slot while the solo waits in the queue, and a

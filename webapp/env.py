@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import secrets
+from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -59,3 +61,26 @@ def env_list(name: str, default: list[str]) -> list[str]:
     if raw is None:
         return default
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def secret_key_path(base_dir: Path) -> Path:
+    """Where the single-machine default keeps its generated key (``make run`` writes
+    it; every later command on the machine reads it)."""
+    var_dir = Path(env_str("WATTLAB_VAR_DIR", str(base_dir / "var")))
+    return Path(env_str("WATTLAB_SECRET_KEY_FILE", str(var_dir / "secret_key")))
+
+
+def keep_secret_key(path: Path) -> str:
+    """The key in ``path``, made (random, readable by this user only) if absent."""
+    try:
+        key = path.read_text().strip()
+    except FileNotFoundError:
+        key = ""
+    if key:
+        return key
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(50)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key + "\n")
+    return key

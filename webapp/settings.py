@@ -13,19 +13,60 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from webapp.env import env_bool, env_float, env_int, env_list, env_optional_float, env_str
+from webapp.env import (
+    env_bool,
+    env_float,
+    env_int,
+    env_list,
+    env_optional_float,
+    env_str,
+    secret_key_path,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("WATTLAB_VAR_DIR", str(BASE_DIR / "var")))
 
 DEBUG = env_bool("DJANGO_DEBUG", False)
-SECRET_KEY = env_str("DJANGO_SECRET_KEY", "")
-if not SECRET_KEY:
-    if DEBUG or env_bool("WATTLAB_INSECURE_DEV_KEY", True):
-        # A fixed key is fine on a laptop; a team deployment sets DJANGO_SECRET_KEY.
-        SECRET_KEY = "wattlab-insecure-development-key-change-me"
+
+
+def _secret_key() -> str:
+    """DJANGO_SECRET_KEY, else the key ``make run`` keeps in the var folder; with
+    neither, refuse to start (a public key would let anyone forge sessions), unless
+    DEBUG is on."""
+    key = env_str("DJANGO_SECRET_KEY", "")
+    path = secret_key_path(BASE_DIR)
+    if not key and path.is_file():
+        key = path.read_text().strip()
+    if key:
+        return key
+    if DEBUG:
+        return "wattlab-insecure-development-key-debug-only"
+    raise ImproperlyConfigured(
+        "DJANGO_SECRET_KEY is not set. A team deployment sets it (for example from "
+        'python -c "import secrets; print(secrets.token_urlsafe(50))"); `make run` '
+        f"makes one and keeps it in {path}."
+    )
+
+
+SECRET_KEY = _secret_key()
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
+
+# HTTPS (`check --deploy` W004, W008, W012, W016). Off by default so `make run` serves
+# http://localhost; a team deployment behind TLS sets DJANGO_HTTPS=1, which turns on
+# each of these unless its own variable says otherwise.
+HTTPS = env_bool("DJANGO_HTTPS", False)
+SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", HTTPS)
+SESSION_COOKIE_SECURE = env_bool("DJANGO_SESSION_COOKIE_SECURE", HTTPS)
+CSRF_COOKIE_SECURE = env_bool("DJANGO_CSRF_COOKIE_SECURE", HTTPS)
+SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 365 * 24 * 3600 if HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", False)
+# Behind a proxy that terminates TLS: the header it sets, e.g. X-Forwarded-Proto.
+# Only set it when the proxy always overwrites that header (else clients can fake it).
+_PROXY_HEADER = env_str("DJANGO_SECURE_PROXY_SSL_HEADER", "")
+if _PROXY_HEADER:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_" + _PROXY_HEADER.upper().replace("-", "_"), "https")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -38,6 +79,8 @@ INSTALLED_APPS = [
     "django_htmx",
     # django-ninja serves its Swagger UI from its own static files (not a CDN) when installed.
     "ninja",
+    # Login throttling: failed attempts are counted per user name and address.
+    "axes",
     "experiments",
 ]
 
@@ -53,7 +96,24 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into its lockout answer.
+    "axes.middleware.AxesMiddleware",
 ]
+
+AUTHENTICATION_BACKENDS = [
+    # First: refuses (before checking the password) while a login is locked out.
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# After this many failed logins for one user name from one address, that pair is
+# locked out for AXES_COOLOFF_TIME hours (an admin can unlock: `manage.py axes_reset`).
+AXES_FAILURE_LIMIT = env_int("WATTLAB_LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = env_float("WATTLAB_LOGIN_COOLOFF_HOURS", 0.25)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+# The address of a client behind the deployment's proxy (the proxy's own otherwise).
+AXES_IPWARE_META_PRECEDENCE_ORDER = env_list("WATTLAB_CLIENT_IP_HEADERS", ["REMOTE_ADDR"])
 
 ROOT_URLCONF = "webapp.urls"
 WSGI_APPLICATION = "webapp.wsgi.application"
@@ -96,7 +156,13 @@ else:
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {
+        "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+        "OPTIONS": {"min_length": 10},
+    },
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "experiment_list"

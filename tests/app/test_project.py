@@ -35,18 +35,30 @@ def test_docker_compose_accepts_the_file() -> None:
     command = _compose_command()
     if command is None:
         pytest.skip("no docker compose client on this machine")
-    done = subprocess.run(
-        [*command, "-f", str(ROOT / "docker-compose.yml"), "config", "-q"],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=ROOT,
-    )
+
+    def config(**env: str) -> subprocess.CompletedProcess[str]:
+        base = {k: v for k, v in os.environ.items() if k != "DJANGO_SECRET_KEY"}
+        return subprocess.run(
+            [*command, "-f", str(ROOT / "docker-compose.yml"), "config", "-q"],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=ROOT,
+            env={**base, **env},
+        )
+
+    done = config(DJANGO_SECRET_KEY="a-long-random-string-for-the-test-only")
     assert done.returncode == 0, done.stderr
+    # No fallback key: without one, compose refuses.
+    refused = config()
+    assert refused.returncode != 0
+    assert "DJANGO_SECRET_KEY" in refused.stderr
 
 
 def test_the_compose_file_has_the_team_services() -> None:
-    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    text = (ROOT / "docker-compose.yml").read_text()
+    assert "change-me" not in text
+    compose = yaml.safe_load(text)
     services = compose["services"]
     assert {"web", "worker", "redis", "postgres"} <= set(services)
     assert services["worker"]["runtime"] == "nvidia"

@@ -72,3 +72,86 @@ def test_the_broker_folders_appear_when_the_celery_app_is_first_used(tmp_path: P
         "queue",
     ]
     assert not (tmp_path / "staticfiles").exists()  # the web server makes that one
+
+
+def _probe_without_key(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    saved = os.environ.pop("DJANGO_SECRET_KEY", None)
+    try:
+        return _probe(tmp_path, **env)
+    finally:
+        if saved is not None:
+            os.environ["DJANGO_SECRET_KEY"] = saved
+
+
+def test_without_a_secret_key_it_refuses_to_start(tmp_path: Path) -> None:
+    done = _probe_without_key(tmp_path)
+    assert done.returncode != 0
+    assert "DJANGO_SECRET_KEY is not set" in done.stderr
+
+
+def test_debug_may_start_without_a_key(tmp_path: Path) -> None:
+    assert _probe_without_key(tmp_path, DJANGO_DEBUG="1").returncode == 0
+
+
+def test_the_key_kept_in_the_var_folder_is_used(tmp_path: Path) -> None:
+    from webapp.env import keep_secret_key
+
+    key = keep_secret_key(tmp_path / "secret_key")
+    assert len(key) >= 50
+    assert (tmp_path / "secret_key").stat().st_mode & 0o777 == 0o600
+    assert keep_secret_key(tmp_path / "secret_key") == key  # kept, not remade
+    probe = (
+        "import django; django.setup(); from django.conf import settings as s; print(s.SECRET_KEY)"
+    )
+    saved = os.environ.pop("DJANGO_SECRET_KEY", None)
+    try:
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "webapp.settings",
+            "WATTLAB_VAR_DIR": str(tmp_path),
+        }
+        done = subprocess.run(
+            [sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True
+        )
+    finally:
+        if saved is not None:
+            os.environ["DJANGO_SECRET_KEY"] = saved
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == key
+
+
+def _deploy_warnings(tmp_path: Path, **env: str) -> set[str]:
+    base = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
+    base.update(
+        DJANGO_SETTINGS_MODULE="webapp.settings",
+        WATTLAB_VAR_DIR=str(tmp_path),
+        DJANGO_SECRET_KEY="x" * 20 + "-a-long-and-varied-key-0123456789-abcdefghij",
+        **env,
+    )
+    done = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy"],
+        cwd=ROOT,
+        env=base,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return {
+        w for w in ("W004", "W008", "W012", "W016") if f"security.{w}" in done.stderr + done.stdout
+    }
+
+
+def test_https_settings_come_from_the_environment(tmp_path: Path) -> None:
+    assert _deploy_warnings(tmp_path) == {"W004", "W008", "W012", "W016"}
+    assert _deploy_warnings(tmp_path, DJANGO_HTTPS="1") == set()
+    # Each one on its own, without the switch.
+    assert (
+        _deploy_warnings(
+            tmp_path,
+            DJANGO_SECURE_SSL_REDIRECT="1",
+            DJANGO_SESSION_COOKIE_SECURE="1",
+            DJANGO_CSRF_COOKIE_SECURE="1",
+            DJANGO_SECURE_HSTS_SECONDS="3600",
+        )
+        == set()
+    )

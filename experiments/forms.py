@@ -91,20 +91,39 @@ def no_control_characters(value: str) -> None:
         raise ValidationError("contains a control character", code="control_character")
 
 
+def hard_bounds(param: dict[str, Any]) -> tuple[Any, Any]:
+    """What the program accepts: ``bounds`` when the workload sets them, else the
+    sampling range (``experiments.mutation.parse_space`` reads them the same way)."""
+    bounds = param.get("bounds")
+    if "bounds" in param and isinstance(bounds, list | tuple) and len(bounds) == 2:
+        return bounds[0], bounds[1]
+    return param.get("min"), param.get("max")
+
+
+def _span(lo: Any, hi: Any) -> str:
+    if lo is not None and hi is not None:
+        return f"{lo} – {hi}"
+    if lo is not None:
+        return f"≥ {lo}"
+    if hi is not None:
+        return f"≤ {hi}"
+    return "any value"
+
+
 def _range_text(param: dict[str, Any]) -> str:
     kind = param.get("type", "float")
     if kind == "choice":
         return "one of " + ", ".join(str(c) for c in param.get("choices", []))
     lo, hi = param.get("min"), param.get("max")
     parts = []
-    if lo is not None and hi is not None:
-        parts.append(f"{lo} – {hi}")
-    elif lo is not None:
-        parts.append(f"≥ {lo}")
-    elif hi is not None:
-        parts.append(f"≤ {hi}")
+    if lo is not None or hi is not None:
+        parts.append(_span(lo, hi))
     if param.get("distribution") == "log_uniform":
         parts.append("log-uniform when mutated")
+    bounds = hard_bounds(param)
+    if bounds != (lo, hi):
+        # The range is where mutation samples; a typed value may go as far as the bounds.
+        parts.append(f"accepts {_span(*bounds)}")
     return ", ".join(parts)
 
 
@@ -123,13 +142,14 @@ def hyperparameter_field(param: dict[str, Any], *, required: bool = True) -> for
         "help_text": help_text,
         "initial": param.get("default"),
     }
+    low, high = hard_bounds(param)
     if kind == "int":
-        return forms.IntegerField(min_value=param.get("min"), max_value=param.get("max"), **common)
+        return forms.IntegerField(min_value=low, max_value=high, **common)
     if kind == "choice":
         choices = [(str(c), str(c)) for c in param.get("choices", [])]
         common["initial"] = str(param.get("default", ""))
         return ChoiceField(choices=choices, **common)
-    field = forms.FloatField(min_value=param.get("min"), max_value=param.get("max"), **common)
+    field = forms.FloatField(min_value=low, max_value=high, **common)
     field.widget.attrs["step"] = "any"
     return field
 

@@ -61,3 +61,25 @@ def seen_configuration_keys(*, workload: Workload, mode: str) -> set[str]:
         if isinstance(entry, dict) and isinstance(entry.get("hyperparameters"), dict)
     ]
     return configuration_keys(space, [*runs, *planned])
+
+
+def typical_run_seconds(*, workload: Workload, mode: str) -> tuple[float, int] | None:
+    """(median duration, how many runs) of this workload's succeeded runs in ``mode``,
+    imported ones included; None without any. An estimate for planning how long an
+    experiment takes: a run's timeout is only its ceiling."""
+    durations: list[float] = sorted(
+        d
+        for d in Run.objects.filter(
+            experiment__foreground_workload=workload,
+            experiment__mode=mode,
+            status=Run.Status.SUCCEEDED,
+            duration_s__isnull=False,
+        ).values_list("duration_s", flat=True)
+        if d is not None
+    )
+    if not durations:
+        return None
+    n = len(durations)
+    middle = n // 2
+    median = durations[middle] if n % 2 else (durations[middle - 1] + durations[middle]) / 2
+    return float(median), n

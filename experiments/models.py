@@ -28,7 +28,12 @@ class Workload(models.Model):
 
         {"name": "learning_rate", "flag": "--lr", "type": "float" | "int" | "choice",
          "default": 0.01, "min": 1e-4, "max": 0.1, "choices": [...],
-         "distribution": "uniform" | "log_uniform", "description": "..."}
+         "bounds": [1e-6, 1.0], "distribution": "uniform" | "log_uniform",
+         "description": "..."}
+
+    ``min``/``max`` are the sampling range (what ``mutate`` draws from); ``bounds`` are
+    what the program accepts at all (``null``: no bound on that side; without the key,
+    the sampling range). Fixed values are checked against the bounds only.
     """
 
     class Source(models.TextChoices):

@@ -80,6 +80,11 @@ class Param:
     choices: tuple[Value, ...] = field(default_factory=tuple)
     distribution: Distribution = "uniform"
     description: str = ""
+    #: Hard bounds: what the program accepts at all (None: no bound on that side).
+    #: ``low``/``high`` are only where sampling draws from; a fixed value is checked
+    #: against these.
+    bound_low: float | None = None
+    bound_high: float | None = None
 
     def domain_size(self) -> int | None:
         """How many distinct values sampling can produce; None for a continuous range."""
@@ -119,6 +124,36 @@ def _number(raw: Mapping[str, object], key: str, name: str) -> float | None:
     return float(value)
 
 
+def _bounds(
+    item: Mapping[str, object], name: str, low: float, high: float
+) -> tuple[float | None, float | None]:
+    """A parameter's hard bounds. Without a ``bounds`` key they are its sampling range
+    (what workloads written before the two were split meant); ``[low, high]`` with
+    ``null`` for "no bound on that side" otherwise."""
+    if "bounds" not in item:
+        return low, high
+    raw = item["bounds"]
+    if not isinstance(raw, list | tuple) or len(raw) != 2:
+        raise SpaceError(f"parameter {name!r}: 'bounds' must be [low, high] (null: no bound)")
+    lo = _number({"low": raw[0]}, "low", name)
+    hi = _number({"high": raw[1]}, "high", name)
+    if lo is not None and hi is not None and lo > hi:
+        raise SpaceError(f"parameter {name!r}: 'bounds' low ({lo:g}) is above high ({hi:g})")
+    # Sampling never draws a value the program would refuse.
+    if (lo is not None and low < lo) or (hi is not None and high > hi):
+        raise SpaceError(
+            f"parameter {name!r}: the sampling range {_fmt(low)}..{_fmt(high)} "
+            f"reaches outside 'bounds' {_bounds_text(lo, hi)}"
+        )
+    return lo, hi
+
+
+def _bounds_text(lo: float | None, hi: float | None) -> str:
+    if lo is None and hi is None:
+        return "none"
+    return f"{'' if lo is None else _fmt(lo)}..{'' if hi is None else _fmt(hi)}"
+
+
 def parse_space(raw: object) -> list[Param]:
     """``Workload.hyperparameters`` -> ``Param`` list; SpaceError names parameter and key."""
     if not isinstance(raw, list):
@@ -150,7 +185,7 @@ def parse_space(raw: object) -> list[Param]:
         if not isinstance(description, str):
             raise SpaceError(f"parameter {name!r}: 'description' must be text")
         default = item.get("default")
-        low = high = None
+        low = high = bound_low = bound_high = None
         choices: tuple[Value, ...] = ()
         if ptype == "choice":
             raw_choices = item.get("choices")
@@ -176,6 +211,7 @@ def parse_space(raw: object) -> list[Param]:
                 raise SpaceError(
                     f"parameter {name!r}: 'min' must be above 0 for a log_uniform distribution"
                 )
+            bound_low, bound_high = _bounds(item, name, low, high)
         param = Param(
             name=name,
             flag=flag.strip(),
@@ -186,6 +222,8 @@ def parse_space(raw: object) -> list[Param]:
             choices=choices,
             distribution=cast(Distribution, distribution),
             description=description,
+            bound_low=bound_low,
+            bound_high=bound_high,
         )
         if default is not None:
             # A default may sit outside the sampling range (the earlier profiler's
@@ -286,11 +324,40 @@ def check_values(space: Sequence[Param], values: Mapping[str, object]) -> dict[s
             continue
         if param.type == "choice" or value == param.default:
             continue
+        assert isinstance(value, int | float)
+        lo, hi = param.bound_low, param.bound_high
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            if (lo, hi) == (param.low, param.high):
+                errors[name] = f"{value!r} is outside {_bounds_text(lo, hi)}"
+            else:
+                errors[name] = (
+                    f"{value!r} is outside {_bounds_text(lo, hi)}, the bounds the program accepts"
+                )
+    return errors
+
+
+def outside_sampling_range(space: Sequence[Param], values: Mapping[str, object]) -> dict[str, str]:
+    """name -> note, for usable fixed values that sampling would never draw (a boundary
+    test on purpose, or a slip): shown, never refused. Unusable values are left to
+    ``check_values``."""
+    by_name = {p.name: p for p in space}
+    notes: dict[str, str] = {}
+    for name, raw in values.items():
+        param = by_name.get(name)
+        if param is None or raw is None or param.type == "choice":
+            continue
+        try:
+            value = _coerce(param, raw)
+        except SpaceError:
+            continue
         assert param.low is not None and param.high is not None
         assert isinstance(value, int | float)
-        if not param.low <= value <= param.high:
-            errors[name] = f"{value!r} is outside {_fmt(param.low)}..{_fmt(param.high)}"
-    return errors
+        if value != param.default and not param.low <= value <= param.high:
+            notes[name] = (
+                f"{value!r} lies outside the sampling range {_fmt(param.low)}..{_fmt(param.high)} "
+                "(a fixed value is passed as it is)"
+            )
+    return notes
 
 
 def normalise_values(space: Sequence[Param], values: Mapping[str, object]) -> dict[str, Value]:

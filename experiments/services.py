@@ -54,6 +54,8 @@ class PlanPreview:
     #: None: a continuous range makes the supply practically unlimited.
     available: int | None = 0
     errors: Errors = field(default_factory=dict)
+    #: Said, never refused: fixed values outside the sampling range, duration notes.
+    warnings: Errors = field(default_factory=dict)
 
 
 def _add(errors: Errors, key: str, message: str) -> None:
@@ -141,22 +143,6 @@ def _validate(spec: ExperimentFile) -> tuple[Errors, Workload | None, list[Any] 
             f"{spec.timeout:g} is above the maximum {settings.WATTLAB_MAX_RUN_SECONDS} "
             "seconds per run",
         )
-    # The broker's visibility timeout is sized to the longest experiment: one that
-    # could outlast it would be redelivered while still running.
-    worst = (
-        spec.configurations
-        * spec.runs_per_config
-        * (spec.max_retries + 1)
-        * (spec.timeout + spec.sleep_between_runs)
-    )
-    if worst > settings.WATTLAB_MAX_EXPERIMENT_SECONDS:
-        _add(
-            errors,
-            "timeout",
-            f"configurations x runs_per_config x (max_retries + 1) x (timeout + "
-            f"sleep_between_runs) = {worst:g} s, above the "
-            f"{settings.WATTLAB_MAX_EXPERIMENT_SECONDS} s an experiment may take",
-        )
     if not spec.foreground.mutate and spec.configurations > 1:
         _add(
             errors,
@@ -197,21 +183,110 @@ def _plan(
     return [dict(c) for c in configs], available, {}
 
 
-def experiment_plan_preview(*, spec: ExperimentFile) -> PlanPreview:
+def _duration_check(
+    spec: ExperimentFile, workload: Workload, *, legacy_file: bool
+) -> tuple[Errors, Errors]:
+    """(errors, warnings) about how long the experiment may take.
+
+    ``configurations x runs x (retries + 1) x (timeout + sleep)`` is a ceiling, not an
+    estimate: the timeout is there to stop a hung run. It is only said. What is
+    checked is the expected duration from this workload's earlier runs in this mode
+    (imported ones included) where there are any: above the limit the worker's soft
+    time limit would stop the experiment part way, so a native submission is refused;
+    a file the earlier profiler ran is imported with a warning (it ran that long
+    there). The broker does not need the experiment to fit: a second delivery finds it
+    claimed (see ``experiment_claim``)."""
+    from experiments import history
+
+    errors: Errors = {}
+    warnings: Errors = {}
+    limit = settings.WATTLAB_MAX_EXPERIMENT_SECONDS
+    runs = spec.configurations * spec.runs_per_config
+    worst = runs * (spec.max_retries + 1) * (spec.timeout + spec.sleep_between_runs)
+    typical = history.typical_run_seconds(workload=workload, mode=spec.mode)
+    if typical is not None:
+        median, n = typical
+        expected = runs * median + (runs - 1) * spec.sleep_between_runs
+        if expected > limit:
+            message = (
+                f"expected about {expected:.0f} s ({runs} runs at the median {median:.0f} s "
+                f"of {n} earlier runs of {workload.name} in {spec.mode} mode, plus the "
+                f"sleeps), above the {limit} s a worker gives an experiment before it "
+                "stops it (WATTLAB_MAX_EXPERIMENT_SECONDS)"
+            )
+            _add(warnings if legacy_file else errors, "configurations", message)
+    if worst > limit and not errors:
+        _add(
+            warnings,
+            "timeout",
+            f"at most {worst:g} s if every run used its whole timeout and every retry; "
+            f"the worker stops an experiment after {limit} s"
+            + ("" if typical else " (no earlier runs of this workload to estimate from)"),
+        )
+    return errors, warnings
+
+
+def sampling_range_notes(spec: ExperimentFile) -> Errors:
+    """Fixed values that lie outside their sampling range (inside the hard bounds, or
+    they would be errors): a boundary test on purpose, or a slip worth a look."""
+    from experiments import mutation
+
+    notes: Errors = {}
+    parts = [("foreground", spec.foreground.workload, spec.foreground.hyperparameters)]
+    if spec.background is not None:
+        parts.append(("background", spec.background.workload, spec.background.hyperparameters))
+    for prefix, name, values in parts:
+        workload = Workload.objects.filter(name=name).first()
+        if workload is None:
+            continue
+        try:
+            space = mutation.parse_space(workload.hyperparameters)
+        except mutation.SpaceError:
+            continue
+        for key, note in mutation.outside_sampling_range(space, dict(values)).items():
+            _add(notes, f"{prefix}.hyperparameters.{key}", note)
+    return notes
+
+
+def experiment_warnings(spec: ExperimentFile, *, legacy_file: bool = False) -> Errors:
+    """What a submission is told but not refused for: fixed values outside their
+    sampling range, how long it may take."""
+    warnings = sampling_range_notes(spec)
+    workload = Workload.objects.filter(name=spec.foreground.workload).first()
+    if workload is not None:
+        for key, messages in _duration_check(spec, workload, legacy_file=legacy_file)[1].items():
+            warnings.setdefault(key, []).extend(messages)
+    return warnings
+
+
+def experiment_plan_preview(*, spec: ExperimentFile, legacy_file: bool = False) -> PlanPreview:
+    """What a submission would run, and what it would be refused for. ``legacy_file``:
+    an entry of a file the earlier profiler ran (its expected duration only warns)."""
     errors, workload, space = _validate(spec)
+    warnings = experiment_warnings(spec, legacy_file=legacy_file)
+    if workload is not None:
+        for key, messages in _duration_check(spec, workload, legacy_file=legacy_file)[0].items():
+            errors.setdefault(key, []).extend(messages)
     if errors or workload is None or space is None:
-        return PlanPreview(errors=errors)
+        return PlanPreview(errors=errors, warnings=warnings)
     configs, available, plan_errors = _plan(spec, workload, space)
-    return PlanPreview(configurations=configs, available=available, errors=plan_errors)
+    return PlanPreview(
+        configurations=configs, available=available, errors=plan_errors, warnings=warnings
+    )
 
 
-def experiment_submit(*, owner: Any, spec: ExperimentFile, source: str = "web") -> Experiment:
+def experiment_submit(
+    *, owner: Any, spec: ExperimentFile, source: str = "web", legacy_file: bool = False
+) -> Experiment:
     """Validate against the registered workloads, plan, store and enqueue (after commit).
 
     Raises ``ValidationError`` whose ``message_dict`` is keyed by experiment-file key
     paths (``foreground.hyperparameters.epochs``).
     """
     errors, workload, space = _validate(spec)
+    if workload is not None:
+        for key, messages in _duration_check(spec, workload, legacy_file=legacy_file)[0].items():
+            errors.setdefault(key, []).extend(messages)
     if errors or workload is None or space is None:
         raise ValidationError(errors or {"foreground.workload": ["is not usable"]})
     configs, _available_count, plan_errors = _plan(spec, workload, space)
@@ -793,6 +868,7 @@ __all__ = [
     "experiment_plan_preview",
     "experiment_rerun",
     "experiment_submit",
+    "experiment_warnings",
     "experiments_dispatch_pending",
     "experiments_reap_lost",
     "group_close_gone",
@@ -805,4 +881,5 @@ __all__ = [
     "run_finish",
     "run_samples",
     "run_start",
+    "sampling_range_notes",
 ]

@@ -192,9 +192,16 @@ STORAGES = {
 
 # --- Celery -----------------------------------------------------------------------
 REDIS_URL = env_str("REDIS_URL", "")
-# The longest run an experiment may ask for; the broker must not redeliver a message
-# while it is still being worked on, so the visibility timeout outlasts it.
+# How long a worker gives one experiment before its soft time limit stops it (the runs
+# done so far stay recorded). Submissions whose expected duration (from history) is
+# longer are refused; the sum of timeouts is a ceiling, only shown (services).
 WATTLAB_MAX_EXPERIMENT_SECONDS = env_int("WATTLAB_MAX_EXPERIMENT_SECONDS", 7 * 24 * 3600)
+# Redis hands an unacknowledged message to another worker after this long. The claim
+# (queued -> running, a conditional UPDATE) makes a second delivery of an experiment
+# that is running or done a no-op, so this need not outlast experiments; what it
+# bounds is how long a message taken by a worker that died before claiming it waits
+# to be delivered again. kombu's own default.
+WATTLAB_BROKER_VISIBILITY_SECONDS = env_int("WATTLAB_BROKER_VISIBILITY_SECONDS", 3600)
 # The longest single run an experiment file may ask for (its ``timeout``).
 WATTLAB_MAX_RUN_SECONDS = env_int("WATTLAB_MAX_RUN_SECONDS", 24 * 3600)
 # Queued plus running runs one user may have at a time (0: no limit); a plan of
@@ -203,12 +210,10 @@ WATTLAB_MAX_QUEUED_RUNS_PER_USER = env_int("WATTLAB_MAX_QUEUED_RUNS_PER_USER", 2
 if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
     CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {
-        # Redis redelivers an unacknowledged message after this long. With acks_late a
-        # message stays unacknowledged for the whole experiment, so the timeout must
-        # outlast the longest experiment (submit refuses longer ones), or a second
-        # worker would pick the message up mid-run (the claim would then refuse it,
-        # but the experiment would also be delivered twice for nothing).
-        "visibility_timeout": WATTLAB_MAX_EXPERIMENT_SECONDS + 3600,
+        # With acks_late a message stays unacknowledged for the whole experiment, so
+        # one running longer than this is delivered again; the claim refuses it (see
+        # WATTLAB_BROKER_VISIBILITY_SECONDS above).
+        "visibility_timeout": WATTLAB_BROKER_VISIBILITY_SECONDS,
         # kombu's BRPOP waits this long before it re-polls (default 1 s). A message
         # that arrives while the worker is between two BRPOPs (after it acked the
         # previous task) waited up to that long; 0.2 s keeps submit -> start short.

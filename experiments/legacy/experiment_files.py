@@ -11,16 +11,22 @@ How its entries map (see docs/legacy.md):
   ``background`` block the workload kept busy beside it.
 
 The run count is the entry's ``runs_per_config``, else the foreground block's, else the
-file's. Entries without ``repo`` (and no foreground) are comments; unknown keys
-(``comment``, ``governor``, ``historical_csvs`` ...) are ignored: Wattlab always
-deduplicates against the stored (and imported) history.
+file's. Entries without ``repo`` (or ``repository``) and no foreground are comments;
+unknown keys (``comment``, ``governor``, ``historical_csvs`` ...) are ignored: Wattlab
+always deduplicates against the stored (and imported) history.
+
+Every file the profiler ran imports as it ran it (docs/legacy.md, "Experiment files"):
+a mode it did not know is mutation, ``repository`` is ``repo``, hyperparameters the
+registry does not list are dropped with a warning, fixed values outside the sampling
+range are kept (noted), and renamed models map with ``model_aliases``.
 """
 
 from __future__ import annotations
 
 import json
 import zlib
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +37,7 @@ from experiments.mutation import SpaceError, parse_space
 
 MODES = ("mutation", "default", "parallel")
 MAX_RETRIES = 10  # the experiment file's own limit
+NOTE_MUTATION = "the profiler ran every mode other than parallel and default as mutation"
 
 
 class LegacySettingsError(ValueError):
@@ -49,6 +56,19 @@ class PlannedExperiment:
     model: str
     background: str  # "repo/model" or ""
     spec: ExperimentFile
+    #: How the entry was read where the profiler's file says something Wattlab's
+    #: format does not (a mode it ran as mutation, ``repository``, a model alias).
+    readings: list[str] = field(default_factory=list)
+    #: What was changed on the way in (hyperparameters the registry does not list).
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Context:
+    errors: list[str]
+    readings: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    model_aliases: Mapping[str, str] = field(default_factory=dict)
 
 
 def _count(value: Any, where: str, errors: list[str]) -> int | None:
@@ -60,37 +80,78 @@ def _count(value: Any, where: str, errors: list[str]) -> int | None:
     return int(value)
 
 
-def _workload(block: dict[str, Any], where: str, errors: list[str]) -> Workload | None:
-    repo, model = block.get("repo"), block.get("model")
+def _repo(block: dict[str, Any]) -> Any:
+    """Older files wrote ``repository`` (beside ``experiment_id``) for ``repo``."""
+    return block["repo"] if "repo" in block else block.get("repository")
+
+
+def _registry_models(repo: str) -> str:
+    """What the registry has, for an error about a name it does not have."""
+    workloads = Workload.objects.filter(is_active=True).exclude(legacy_repository="")
+    models = sorted(workloads.filter(legacy_repository=repo).values_list("legacy_model", flat=True))
+    if models:
+        return f"the registry has these models for {repo}: {', '.join(models)}"
+    repos = sorted(set(workloads.values_list("legacy_repository", flat=True)))
+    return f"the registry has these repositories: {', '.join(repos) or 'none'}"
+
+
+def _workload(block: dict[str, Any], where: str, ctx: _Context) -> tuple[Workload | None, str]:
+    """(workload, model name as registered); errors name the entry and key."""
+    errors = ctx.errors
+    repo, model = _repo(block), block.get("model")
+    if "repo" not in block and "repository" in block:
+        ctx.readings.append(f"{where}.repository: read as repo")
     if not isinstance(repo, str) or not repo:
         errors.append(f"{where}.repo: is required (a repository name)")
-        return None
+        return None, ""
     if not isinstance(model, str) or not model:
         errors.append(f"{where}.model: is required (a model name)")
-        return None
+        return None, ""
+    if model in ctx.model_aliases:
+        alias = ctx.model_aliases[model]
+        ctx.readings.append(f"{where}.model: {model!r} read as {alias!r} (--model-alias)")
+        model = alias
     workload = legacy_workload(repo, model)
     if workload is None or not workload.is_active:
         errors.append(
-            f"{where}: no workload for repository {repo!r} and model {model!r} "
-            "(import the profiler's models_config.json with import_legacy_workloads first)"
+            f"{where}: no workload for repository {repo!r} and model {model!r}; "
+            f"{_registry_models(repo)} (a renamed model: map it with "
+            f"--model-alias {model}=NEW; a missing registry: import the profiler's "
+            "models_config.json with import_legacy_workloads first)"
         )
-        return None
-    return workload
+        return None, model
+    return workload, model
 
 
-def _hyperparameters(block: dict[str, Any], where: str, errors: list[str]) -> dict[str, Any]:
+def _hyperparameters(
+    block: dict[str, Any], workload: Workload | None, where: str, ctx: _Context
+) -> dict[str, Any]:
+    """The block's fixed values, less the names the workload does not have: the
+    profiler left those off the command line without a word; here each is a warning."""
     values = block.get("hyperparameters") or {}
     if not isinstance(values, dict):
-        errors.append(f"{where}.hyperparameters: must be an object of name: value")
+        ctx.errors.append(f"{where}.hyperparameters: must be an object of name: value")
         return {}
-    return dict(values)
+    if workload is None:
+        return dict(values)
+    try:
+        known = [p.name for p in parse_space(workload.hyperparameters)]
+    except SpaceError:
+        return dict(values)  # reported where the space is used
+    kept = {}
+    for name, value in values.items():
+        if name in known:
+            kept[name] = value
+        else:
+            ctx.warnings.append(
+                f"{where}.hyperparameters.{name}: not a parameter of {workload.name}, "
+                f"dropped as the profiler dropped it (known: {', '.join(known)})"
+            )
+    return kept
 
 
 def _mutate(block: dict[str, Any], workload: Workload, where: str, errors: list[str]) -> list[str]:
-    mutate = block.get("mutate")
-    if mutate is None:
-        errors.append(f"{where}.mutate: is required for a mutation entry")
-        return []
+    mutate = block.get("mutate", ["all"])  # the profiler's default
     if not isinstance(mutate, list) or not all(isinstance(m, str) for m in mutate):
         errors.append(f"{where}.mutate: must be a list of parameter names")
         return []
@@ -111,6 +172,40 @@ def _mutate(block: dict[str, Any], workload: Workload, where: str, errors: list[
     return list(dict.fromkeys(mutate))
 
 
+def _entry_mode(entry: dict[str, Any], top_mode: Any, where: str, ctx: _Context) -> str:
+    """The profiler's rule: the entry's ``mode``, else the file's, else mutation; any
+    mode but parallel and default runs as mutation (files say "nonparallel",
+    "batch", or nothing). An entry with a foreground block and no mode is parallel."""
+    if "mode" in entry:
+        mode, source = entry["mode"], f"{where}.mode"
+    elif "foreground" in entry:
+        return "parallel"
+    elif top_mode is not None:
+        mode, source = top_mode, f"{where}: the file's mode"
+    else:
+        ctx.readings.append(f"{where}: no mode here or in the file: read as mutation")
+        return "mutation"
+    if mode in MODES:
+        return str(mode)
+    ctx.readings.append(f"{source} {mode!r} read as mutation ({NOTE_MUTATION})")
+    return "mutation"
+
+
+def _foreground_mode(block: dict[str, Any], where: str, ctx: _Context) -> str:
+    """A parallel entry's foreground: mutation unless it says otherwise (the profiler's
+    default); any mode but mutation ran its fixed hyperparameters, as default."""
+    mode = block.get("mode", "mutation")
+    if "mode" not in block:
+        ctx.readings.append(f"{where}: no mode: read as mutation (the profiler's default)")
+    if mode in ("mutation", "default"):
+        return str(mode)
+    ctx.readings.append(
+        f"{where}.mode: {mode!r} read as default (the profiler ran the foreground's "
+        "hyperparameters as they are unless its mode was mutation)"
+    )
+    return "default"
+
+
 def convert_settings(
     data: Any,
     *,
@@ -118,6 +213,7 @@ def convert_settings(
     timeout: float = 3 * 3600.0,
     sleep_between_runs: float = 60.0,
     target: str = "any",
+    model_aliases: Mapping[str, str] | None = None,
 ) -> list[PlannedExperiment]:
     """One ``ExperimentFile`` per entry; raises LegacySettingsError listing every problem."""
     if not isinstance(data, dict):
@@ -138,17 +234,17 @@ def convert_settings(
     top_mode = data.get("mode")
     base_name = str(data.get("experiment_name") or Path(filename).stem)
     planned: list[PlannedExperiment] = []
+    comments = 0
     for index, entry in enumerate(entries):
         where = f"experiments[{index}]"
         if not isinstance(entry, dict):
             errors.append(f"{where}: must be an object")
             continue
-        if "repo" not in entry and "foreground" not in entry:
+        if "repo" not in entry and "repository" not in entry and "foreground" not in entry:
+            comments += 1
             continue  # a comment entry
-        mode = entry.get("mode", top_mode if "foreground" not in entry else "parallel")
-        if mode not in MODES:
-            errors.append(f"{where}.mode: {mode!r} is not one of {', '.join(MODES)}")
-            continue
+        ctx = _Context(errors=errors, model_aliases=model_aliases or {})
+        mode = _entry_mode(entry, top_mode, where, ctx)
         n_errors = len(errors)
         fg_block: dict[str, Any] = entry
         fg_where = where
@@ -163,35 +259,35 @@ def convert_settings(
                 errors.append(f"{where}.background: is required for a parallel entry (an object)")
                 continue
             fg_block, bg_block = fg_raw, bg_raw
-        fg_mode = fg_block.get("mode", "mutation" if "mutate" in fg_block else "default")
-        if mode == "parallel" and fg_mode not in ("mutation", "default"):
-            errors.append(f"{fg_where}.mode: {fg_mode!r} is not mutation or default")
-            continue
-        if mode != "parallel":
+            fg_mode = _foreground_mode(fg_block, fg_where, ctx)
+        else:
             fg_mode = mode
         runs = _count(entry.get("runs_per_config"), f"{where}.runs_per_config", errors)
         if runs is None and mode == "parallel":
             runs = _count(fg_block.get("runs_per_config"), f"{fg_where}.runs_per_config", errors)
         runs = runs or top_runs or 1
-        workload = _workload(fg_block, fg_where, errors)
-        fixed = _hyperparameters(fg_block, fg_where, errors)
+        workload, fg_model = _workload(fg_block, fg_where, ctx)
+        fixed = _hyperparameters(fg_block, workload, fg_where, ctx)
         mutate: list[str] = []
         if workload is not None and fg_mode == "mutation":
+            if "mutate" not in fg_block:
+                ctx.readings.append(f"{fg_where}: no mutate: every parameter (the profiler's)")
             mutate = _mutate(fg_block, workload, fg_where, errors)
             # A value listed both as fixed and to mutate is mutated (as the profiler did).
             fixed = {k: v for k, v in fixed.items() if k not in mutate}
         background = None
         bg_label = ""
         if bg_block is not None:
-            bg_workload = _workload(bg_block, f"{where}.background", errors)
-            bg_values = _hyperparameters(bg_block, f"{where}.background", errors)
+            bg_workload, bg_model = _workload(bg_block, f"{where}.background", ctx)
+            bg_values = _hyperparameters(bg_block, bg_workload, f"{where}.background", ctx)
             if bg_workload is not None:
                 background = {"workload": bg_workload.name, "hyperparameters": bg_values}
-                bg_label = f"{bg_block['repo']}/{bg_block['model']}"
+                bg_label = f"{_repo(bg_block)}/{bg_model}"
         if len(errors) > n_errors or workload is None:
             continue
+        fg_repo = _repo(fg_block)
         raw = {
-            "name": f"{base_name} #{index}: {fg_block['repo']}/{fg_block['model']} {mode}"[:200],
+            "name": f"{base_name} #{index}: {fg_repo}/{fg_model} {mode}"[:200],
             "foreground": {"workload": workload.name, "hyperparameters": fixed, "mutate": mutate},
             # The profiler drew a new configuration for every run of a mutation entry.
             "configurations": runs if fg_mode == "mutation" else 1,
@@ -215,16 +311,24 @@ def convert_settings(
             PlannedExperiment(
                 index=index,
                 mode=mode,
-                repository=fg_block["repo"],
-                model=fg_block["model"],
+                repository=fg_repo,
+                model=fg_model,
                 background=bg_label,
                 spec=spec,
+                readings=ctx.readings,
+                warnings=ctx.warnings,
             )
         )
     if errors:
         raise LegacySettingsError(errors)
     if not planned:
-        raise LegacySettingsError(["experiments: has no entries to import (only comments?)"])
+        raise LegacySettingsError(
+            [
+                f"experiments: has no entries to import: its {comments} entries name no "
+                "repository (repo or repository) and no foreground block, which makes "
+                "them comments"
+            ]
+        )
     return planned
 
 

@@ -59,6 +59,10 @@ def _space(repository: str, raw: Any) -> list[dict[str, Any]]:
                 "choices": [],
                 "distribution": item.get("distribution") or "uniform",
                 "description": "",
+                # The profiler's range is where it sampled; a value written in an
+                # experiment file was passed as it was. No hard bounds beyond the type
+                # until staff set them.
+                "bounds": [None, None],
             }
         )
     try:
@@ -180,8 +184,30 @@ def import_workloads(specs: list[WorkloadSpec]) -> tuple[int, int]:
             )
             created += 1
             continue
+        fields["hyperparameters"] = _keep_staff_bounds(workload, spec.hyperparameters)
         for key, value in fields.items():
             setattr(workload, key, value)
         workload.save()
         updated += 1
     return created, updated
+
+
+def _keep_staff_bounds(workload: Workload, space: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Hard bounds staff set on an imported workload survive a re-import (the profiler's
+    registry has none); a new sampling range still has to fit inside them."""
+    set_by_staff = {
+        p.get("name"): p["bounds"]
+        for p in workload.hyperparameters
+        if isinstance(p, dict) and p.get("bounds") not in (None, [None, None])
+    }
+    merged = [
+        {**p, "bounds": set_by_staff[p["name"]]} if p["name"] in set_by_staff else p for p in space
+    ]
+    try:
+        parse_space(merged)
+    except SpaceError as exc:
+        raise LegacyConfigError(
+            f"{workload.legacy_repository}/{workload.legacy_model}: {exc} "
+            "(bounds set in the admin; widen them or clear them first)"
+        ) from None
+    return merged

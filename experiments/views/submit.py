@@ -49,6 +49,7 @@ def _preview(form: ExperimentForm) -> dict[str, Any] | None:
         "mutating": bool(spec.foreground.mutate),
         "strategy": spec.strategy,
         "errors": errors,
+        "warnings": [f"{k}: {m}" for k, ms in preview.warnings.items() for m in ms],
         "mode": spec.mode,
     }
 

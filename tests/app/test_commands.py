@@ -85,6 +85,22 @@ def test_submit_prints_no_broker_noise(digits_workload: Any) -> None:
     assert done.stderr == ""
 
 
+def test_submit_notes_a_fixed_value_outside_the_sampling_range(
+    digits_workload: Any, tmp_path: Path
+) -> None:
+    # digits-mlp samples epochs from 20..300 but its program accepts 1..1000.
+    path = tmp_path / "short.yaml"
+    path.write_text(
+        "name: short\nforeground:\n  workload: digits-mlp\n  hyperparameters: {epochs: 2}\n"
+    )
+    done = run_manage("submit", str(path))
+    assert done.returncode == 0, done.stderr
+    assert (
+        "note: foreground.hyperparameters.epochs: 2 lies outside the sampling range 20..300"
+    ) in done.stdout
+    assert "submitted short (solo)" in done.stdout
+
+
 def test_submit_of_a_missing_file_says_so(transactional_db: None, tmp_path: Path) -> None:
     done = run_manage("submit", str(tmp_path / "nope.yaml"))
     assert done.returncode == 1

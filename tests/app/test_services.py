@@ -69,7 +69,11 @@ def test_the_same_seed_plans_the_same_configurations(digits_workload: Any) -> No
 
 def test_a_value_out_of_range_names_the_key_path(digits_workload: Any) -> None:
     errors = _message_dict(SOLO.replace("epochs: 2", "epochs: 5000"))
-    assert errors == {"foreground.hyperparameters.epochs": ["5000 is outside 1..1000"]}
+    assert errors == {
+        "foreground.hyperparameters.epochs": [
+            "5000 is outside 1..1000, the bounds the program accepts"
+        ]
+    }
 
 
 def test_unknown_workloads_parameters_and_mutations_are_named(digits_workload: Any) -> None:

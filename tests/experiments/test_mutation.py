@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 
 import numpy as np
 import pytest
@@ -20,6 +21,7 @@ from experiments.mutation import (
     config_key,
     count_available,
     format_value,
+    outside_sampling_range,
     parse_space,
     plan_configurations,
     sample_value,
@@ -488,3 +490,72 @@ def test_log_uniform_ints_stay_in_range_and_favour_small_values():
     assert all(type(v) is int and 1000 <= v <= 20000 for v in values)
     below_geometric_mean = sum(v < math.sqrt(1000 * 20000) for v in values) / len(values)
     assert abs(below_geometric_mean - 0.5) < 0.04
+
+
+# --------------------------------------------------- sampling range and hard bounds
+
+
+def _lr(**extra):
+    return {
+        "name": "lr",
+        "flag": "--lr",
+        "type": "float",
+        "default": 0.1,
+        "min": 0.05,
+        "max": 0.15,
+        **extra,
+    }
+
+
+def test_without_bounds_the_sampling_range_is_also_the_bound():
+    space = parse_space([_lr()])
+    assert (space[0].bound_low, space[0].bound_high) == (0.05, 0.15)
+    assert check_values(space, {"lr": 0.4}) == {"lr": "0.4 is outside 0.05..0.15"}
+    assert outside_sampling_range(space, {"lr": 0.4}) == {
+        "lr": "0.4 lies outside the sampling range 0.05..0.15 (a fixed value is passed as it is)"
+    }
+
+
+def test_fixed_values_are_checked_against_the_bounds_only():
+    space = parse_space([_lr(bounds=[0, 1])])
+    assert check_values(space, {"lr": 0.4}) == {}
+    assert check_values(space, {"lr": 1.5}) == {
+        "lr": "1.5 is outside 0..1, the bounds the program accepts"
+    }
+    assert "lr" in outside_sampling_range(space, {"lr": 0.4})
+    assert outside_sampling_range(space, {"lr": 0.1, "other": 3}) == {}
+    unbounded = parse_space([_lr(bounds=[None, None])])
+    assert check_values(unbounded, {"lr": -7.0}) == {}
+    assert check_values(unbounded, {"lr": "x"}) == {"lr": "'x' is not a number"}
+    one_sided = parse_space([_lr(bounds=[0, None])])
+    assert check_values(one_sided, {"lr": -1}) == {
+        "lr": "-1.0 is outside 0.., the bounds the program accepts"
+    }
+
+
+@pytest.mark.parametrize(
+    ("bounds", "words"),
+    [
+        ([0.1, 1], "the sampling range 0.05..0.15 reaches outside 'bounds' 0.1..1"),
+        ([0, 0.1], "reaches outside 'bounds' 0..0.1"),
+        ([1, 0], "'bounds' low (1) is above high (0)"),
+        ([0], "'bounds' must be [low, high]"),
+        (["a", 1], "'low' must be a number"),
+    ],
+)
+def test_bad_bounds_are_refused_by_parameter(bounds, words):
+    with pytest.raises(SpaceError, match=re.escape(words)):
+        parse_space([_lr(bounds=bounds)])
+
+
+def test_sampling_draws_from_the_range_not_the_bounds():
+    space = parse_space([_lr(bounds=[None, None]), {**MRT_OAST[0], "bounds": [1, None]}])
+    plan = plan_configurations(
+        space, fixed={}, mutate=["lr", "epochs"], n=200, seed=3, strategy="together", seen=set()
+    )
+    assert all(0.05 <= c["lr"] <= 0.15 and 5 <= c["epochs"] <= 15 for c in plan)
+    # A fixed value outside the range (inside the bounds) is planned as it is.
+    (base,) = plan_configurations(
+        space, fixed={"lr": 0.4, "epochs": 1}, mutate=[], n=1, seed=3, strategy="together"
+    )
+    assert (base["lr"], base["epochs"]) == (0.4, 1)

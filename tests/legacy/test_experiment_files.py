@@ -114,7 +114,6 @@ def test_mutate_all_comments_and_unknown_keys(workloads):
 @pytest.mark.parametrize(
     ("entry", "message"),
     [
-        ({"repo": "examples", "model": "mnist", "mode": "sweep"}, "experiments[1].mode: 'sweep'"),
         (
             {"mode": "parallel", "foreground": {"model": "mnist"}, "background": {}},
             "experiments[1].foreground.repo: is required",

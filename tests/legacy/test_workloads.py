@@ -60,6 +60,8 @@ def test_the_space_is_converted_and_usable(db, legacy_dir, tmp_path):
         "choices": [],
         "distribution": "log_uniform",
         "description": "",
+        # The range is where the profiler sampled; it passed written values as they were.
+        "bounds": [None, None],
     }
     space = parse_space(workload.hyperparameters)
     assert argv_for(space, {"epochs": 150}) == [

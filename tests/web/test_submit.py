@@ -235,3 +235,37 @@ def test_a_rerun_that_no_longer_fits_the_workload_says_why(as_owner, owner, wl):
     assert response.status_code == 200
     assert "Cannot re-run: foreground: is required" in response.content.decode()
     assert Experiment.objects.count() == 1
+
+
+def test_the_form_accepts_values_within_the_bounds_and_says_when_outside_the_range(as_owner):
+    factories.workload(
+        "bounded",
+        hyperparameters=[
+            {
+                "name": "epochs",
+                "flag": "--epochs",
+                "type": "int",
+                "default": 100,
+                "min": 20,
+                "max": 300,
+                "bounds": [1, 1000],
+            }
+        ],
+    )
+    fragment = as_owner.get(NEW, {"part": "fg", "workload": "bounded"}, HTTP_HX_REQUEST="true")
+    body = fragment.content.decode()
+    assert "20 – 300, accepts 1 – 1000" in body
+    assert 'min="1"' in body and 'max="1000"' in body
+    data = _form(workload="bounded", hp__epochs="5")
+    for key in ("hp__learning_rate", "hp__optimizer"):
+        data.pop(key)
+    preview = as_owner.post(NEW + "?part=preview", data, HTTP_HX_REQUEST="true")
+    body = preview.content.decode()
+    assert "foreground.hyperparameters.epochs: 5 lies outside the sampling range 20..300" in body
+    assert 'class="error"' not in body
+    response = as_owner.post(NEW, data)
+    assert response.status_code == 302
+    assert Experiment.objects.get(name="lr study").fg_hyperparameters == {"epochs": 5}
+    refused = as_owner.post(NEW, {**data, "hp__epochs": "5000"})
+    assert refused.status_code == 400 and Experiment.objects.count() == 1
+    assert "less than or equal to 1000" in refused.content.decode()

@@ -37,15 +37,34 @@ class Command(BaseCommand):
             "--sleep", type=float, default=60.0, help="seconds between runs (default 60)"
         )
         parser.add_argument("--target", default="any", help="any, HOST or HOST:GPU")
+        parser.add_argument(
+            "--model-alias",
+            action="append",
+            default=[],
+            metavar="OLD=NEW",
+            help="read model OLD as NEW (a model renamed in the registry since); repeatable",
+        )
+
+    @staticmethod
+    def _aliases(raw: list[str]) -> dict[str, str]:
+        aliases: dict[str, str] = {}
+        for item in raw:
+            old, sep, new = item.partition("=")
+            if not sep or not old.strip() or not new.strip():
+                raise CommandError(f"--model-alias: {item!r} is not OLD=NEW")
+            aliases[old.strip()] = new.strip()
+        return aliases
 
     def handle(self, *args: Any, **options: Any) -> None:
         owner = owner_by_name(options["owner"])
+        aliases = self._aliases(options["model_alias"])
         try:
             planned = load_settings(
                 Path(options["file"]),
                 timeout=options["timeout"],
                 sleep_between_runs=options["sleep"],
                 target=options["target"],
+                model_aliases=aliases,
             )
         except LegacySettingsError as exc:
             raise CommandError("\n".join(exc.errors)) from None
@@ -55,10 +74,20 @@ class Command(BaseCommand):
                        "background", "new configs", "problems"):  # fmt: skip
             table.add_column(column)
         problems: list[str] = []
+        notes: dict[int, list[str]] = {}
         for item in planned:
-            preview = services.experiment_plan_preview(spec=item.spec)
+            preview = services.experiment_plan_preview(spec=item.spec, legacy_file=True)
             issues = [f"{key}: {m}" for key, msgs in preview.errors.items() for m in msgs]
             problems += [f"experiments[{item.index}]: {issue}" for issue in issues]
+            notes[item.index] = [
+                *item.readings,
+                *item.warnings,
+                *(
+                    f"experiments[{item.index}].{key}: {m}"
+                    for key, msgs in preview.warnings.items()
+                    for m in msgs
+                ),
+            ]
             spec = item.spec
             table.add_row(
                 str(item.index),
@@ -75,6 +104,11 @@ class Command(BaseCommand):
         buffer = io.StringIO()
         Console(file=buffer, width=160, force_terminal=False).print(table)
         self.stdout.write(buffer.getvalue())
+        # How entries were read and what was dropped or is unusual, in full (the
+        # table has no room): these lines are also the submitted experiments' events.
+        for index in sorted(notes):
+            for note in notes[index]:
+                self.stdout.write(f"  note: {note}")
         if problems:
             raise CommandError("\n".join(problems))
         if not options["submit"]:
@@ -85,9 +119,14 @@ class Command(BaseCommand):
             with transaction.atomic():
                 for item in planned:
                     try:
-                        created.append(
-                            services.experiment_submit(owner=owner, spec=item.spec, source="legacy")
+                        experiment = services.experiment_submit(
+                            owner=owner, spec=item.spec, source="legacy", legacy_file=True
                         )
+                        for note in notes[item.index]:
+                            services.experiment_event(
+                                experiment_id=experiment.id, kind="legacy_import", message=note
+                            )
+                        created.append(experiment)
                     except ValidationError as exc:
                         detail = "; ".join(
                             f"{k}: {m}" for k, msgs in exc.message_dict.items() for m in msgs

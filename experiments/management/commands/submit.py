@@ -20,7 +20,12 @@ from experiments.expfile import (
 from experiments.exports import experiment_document
 from experiments.management.commands._lookup import owner_by_name
 from experiments.models import BackgroundRun, Experiment, Run
-from experiments.services import SAVED_NOT_SENT, experiment_cancel, experiment_submit
+from experiments.services import (
+    SAVED_NOT_SENT,
+    experiment_cancel,
+    experiment_submit,
+    experiment_warnings,
+)
 
 POLL_SECONDS = 0.5
 
@@ -53,6 +58,9 @@ class Command(BaseCommand):
             errors = [f"{key}: {m}" for key, msgs in exc.message_dict.items() for m in msgs]
             raise CommandError(_lines(path, errors)) from None
         out = sys.stderr if options["json"] else sys.stdout
+        for key, messages in experiment_warnings(spec).items():
+            for message in messages:
+                print(f"{path}: note: {key}: {message}", file=out, flush=True)
         print(
             f"submitted {experiment.name} ({experiment.mode}): {experiment.code}, "
             f"{experiment.total_runs} run(s)",

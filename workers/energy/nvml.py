@@ -60,6 +60,7 @@ _CUDA_ENV = "CUDA_VISIBLE_DEVICES"
 _lock = threading.Lock()
 _open_pid: int | None = None  # the process that holds NVML open
 _in_flight = 0  # NVML calls under way (any thread)
+_meters_open = 0  # NvmlGpuMeter objects holding device handles
 
 
 def _nvml() -> Any:
@@ -123,9 +124,10 @@ _fork_held = False
 def _before_fork() -> None:
     global _fork_held
     # A child must not inherit an open NVML (its driver handles and locks are the
-    # parent's): release it if idle; the parent reopens on its next call.
+    # parent's): release it if idle; the parent reopens on its next call. Not while a
+    # meter holds device handles: those would die with the library.
     _fork_held = _lock.acquire(blocking=False)
-    if _fork_held:
+    if _fork_held and not _meters_open:
         _release_locked()
 
 
@@ -137,9 +139,10 @@ def _after_fork_in_parent() -> None:
 
 
 def _after_fork_in_child() -> None:
-    global _lock, _in_flight, _fork_held
+    global _lock, _in_flight, _fork_held, _meters_open
     _lock = threading.Lock()  # a lock held by a parent's thread would never be freed
     _in_flight = 0  # threads do not survive a fork
+    _meters_open = 0  # the parent's meters are the parent's
     _fork_held = False
 
 
@@ -329,6 +332,8 @@ class NvmlGpuMeter:
             self._legacy_counter = FI_TOTAL_ENERGY not in self._fields and self._probe_counter()
             self._mem_v2 = self._probe_memory_v2()
         self.device = f"GPU {index}: {name} ({self.uuid})"
+        self._open = True
+        _count_meter(+1)
         self.has_energy_counter = FI_TOTAL_ENERGY in self._fields or self._legacy_counter
         if FI_POWER_INSTANT not in self._fields:
             self.flags.append(
@@ -482,3 +487,12 @@ class NvmlGpuMeter:
 
     def close(self) -> None:
         """The handle needs no release; NVML stays open for the process."""
+        if self._open:
+            self._open = False
+            _count_meter(-1)
+
+
+def _count_meter(delta: int) -> None:
+    global _meters_open
+    with _lock:
+        _meters_open += delta

@@ -235,6 +235,7 @@ def _fake(monkeypatch: pytest.MonkeyPatch, count: int = 1) -> FakeNvmlLibrary:
     lib = FakeNvmlLibrary(count)
     monkeypatch.setattr(nvml, "_pynvml", lib)
     monkeypatch.setattr(nvml, "_open_pid", None)
+    monkeypatch.setattr(nvml, "_meters_open", 0)
     monkeypatch.setattr(nvml, "PROC_UTIL_PERIOD_S", 0.0)
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     monkeypatch.delenv("WATTLAB_METER_DOUBLE", raising=False)
@@ -471,6 +472,17 @@ def test_a_forked_child_opens_nvml_for_itself(fake: FakeNvmlLibrary) -> None:
     assert fake.calls["nvmlShutdown"] == 1
     nvml.init()
     assert fake.calls["nvmlInit"] == 2
+
+
+def test_a_fork_while_a_meter_is_open_leaves_nvml_open(fake: FakeNvmlLibrary) -> None:
+    meters = _nvml_meters()
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+    assert fake.calls.get("nvmlShutdown", 0) == 0  # the meter's handles stay valid
+    assert meters.gpus[0].read().energy_mj == 5_000_000
+    meters.close()
 
 
 def test_a_hung_nvml_call_skips_the_closing_sample_and_withholds_the_figure(

@@ -231,7 +231,7 @@ def test_the_data_migration_unbounds_only_imported_workloads(db):
 
     from django.apps import apps
 
-    migration = import_module("experiments.migrations.0006_legacy_workloads_unbounded")
+    migration = import_module("experiments.migrations.0007_legacy_workloads_unbounded")
     param = {"name": "lr", "flag": "--lr", "type": "float", "default": 0.1, "min": 0.05, "max": 0.2}
     choice = {"name": "opt", "flag": "--opt", "type": "choice", "choices": ["sgd"]}
     legacy = Workload.objects.create(

@@ -30,6 +30,6 @@ def unbound_legacy(apps: Any, schema_editor: Any) -> None:
 
 
 class Migration(migrations.Migration):
-    dependencies = [("experiments", "0005_experiment_dispatched_at")]
+    dependencies = [("experiments", "0006_gpu_uuid_foreground_share")]
 
     operations = [migrations.RunPython(unbound_legacy, migrations.RunPython.noop)]

@@ -46,9 +46,14 @@ FAMILY_TABLE: Final[tuple[tuple[str, str, float], ...]] = (
 #: (3.5-7.3 W), not the 10 W once assumed (1.6-2.7x too high for current servers).
 GENERIC_WATTS_PER_CORE: Final = 5.0
 
-#: psutil's children(recursive=True) scans all of /proc: do it rarely. CPU times of
-#: known members are cheap (one /proc/<pid>/stat read each).
-TREE_REFRESH_S = 5.0
+#: psutil's children(recursive=True) reads every /proc/<pid>/stat (6-16 ms with 140
+#: processes on the dev box, more on a busy host): do it 2 s into
+#: the run (dataloader workers start early), then ever less often, up to every
+#: TREE_REFRESH_MAX_S. A member found late loses nothing (its CPU time is cumulative)
+#: and one that exits first is in its parent's children_* once reaped; only the live
+#: CPU power line catches up later. CPU times of known members are cheap.
+TREE_REFRESH_FIRST_S = 2.0
+TREE_REFRESH_MAX_S = 60.0
 POLL_PERIOD_S = 1.0
 
 
@@ -161,6 +166,7 @@ class EstimateCpuMeter:
         self._cpu_s = 0.0
         self._last_poll = 0.0
         self._last_tree = 0.0
+        self._tree_every = TREE_REFRESH_FIRST_S
         self.updated_at: float | None = None
 
     def start(self, foreground_pid: int | None) -> None:
@@ -169,6 +175,7 @@ class EstimateCpuMeter:
         self._leader = None
         self._members = []
         self.updated_at = None
+        self._tree_every = TREE_REFRESH_FIRST_S
         if foreground_pid is None:
             return
         try:
@@ -205,8 +212,9 @@ class EstimateCpuMeter:
         if now - self._last_poll < POLL_PERIOD_S:
             return
         self._last_poll = now
-        if now - self._last_tree >= TREE_REFRESH_S:
+        if now - self._last_tree >= self._tree_every:
             self._refresh_tree(now)
+            self._tree_every = min(2 * self._tree_every, TREE_REFRESH_MAX_S)
         self._sum()
 
     @property

@@ -15,6 +15,7 @@ else on the host.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,6 +42,26 @@ class _Zone:
     bridged: int = 0
     #: µJ/s over the last interval without a wrap: what bridges a wrap of unknown range.
     rate_uj_s: float | None = None
+    #: energy_uj kept open between start() and stop(): each poll is one pread (sysfs
+    #: renders the value afresh on every read at offset 0) instead of open/read/close.
+    fd: int = -1
+
+    def read_uj(self) -> int:
+        if self.fd < 0:
+            return _read_int(self.energy_path)
+        return int(os.pread(self.fd, 32, 0).strip())
+
+    def open(self) -> None:
+        self.close()
+        try:
+            self.fd = os.open(self.energy_path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            self.fd = -1  # read by path on every poll instead
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
 
 
 def _read_int(path: Path) -> int:
@@ -145,7 +166,8 @@ class RaplCpuMeter:
     def start(self, foreground_pid: int | None) -> None:
         now = self._clock()
         for zone in self._zones:
-            zone.last_uj = _read_int(zone.energy_path)
+            zone.open()
+            zone.last_uj = zone.read_uj()
             zone.last_t = now
             zone.total_uj = 0.0
             zone.wraps = zone.bridged = 0
@@ -157,7 +179,7 @@ class RaplCpuMeter:
         missed = False
         for zone in self._zones:
             try:
-                current = _read_int(zone.energy_path)
+                current = zone.read_uj()
             except (OSError, ValueError):
                 missed = True
                 continue  # a missed read only delays the delta to the next poll
@@ -200,5 +222,9 @@ class RaplCpuMeter:
         return CpuReading(package, dram if self._has_dram else None, flags)
 
     def stop(self) -> CpuReading:
-        self.poll()
+        try:
+            self.poll()
+        finally:
+            for zone in self._zones:
+                zone.close()
         return self.total()

@@ -196,6 +196,38 @@ def _fg_block_is_stale(row: dict[str, str]) -> bool:
     return False
 
 
+def _is_parallel(row: dict[str, str]) -> bool:
+    # raw_data.csv says so in ``mode``; data.csv also has ``is_parallel``.
+    return (row.get("mode") or "").strip() == "parallel" or (
+        row.get("is_parallel") or ""
+    ).strip() == "True"
+
+
+def _cell(row: dict[str, str], column: str, *, parallel: bool, stale_fg: bool) -> str:
+    # A parallel run's foreground values live in fg_* (sometimes only in the plain
+    # column); a solo run has only the plain columns.
+    if parallel and not stale_fg:
+        value = (row.get(f"fg_{column}") or "").strip()
+        if value:
+            return value
+    return (row.get(column) or "").strip()
+
+
+def _row_measured(row: dict[str, str]) -> tuple[float | None, ...] | None:
+    """Duration, GPU J and CPU J as ``_parse_row`` reads them, without parsing the rest
+    (the copies of a run are compared on these); None when one is unreadable."""
+    parallel = _is_parallel(row)
+    stale_fg = parallel and _fg_block_is_stale(row)
+    values: list[float | None] = []
+    for column in _IDENTITY_COLUMNS:
+        text = _cell(row, column, parallel=parallel, stale_fg=stale_fg)
+        try:
+            values.append(_number(text, column) if text else None)
+        except _RowError:
+            return None
+    return tuple(values)
+
+
 def _parse_row(row: dict[str, str], line: int, tz: dt.tzinfo, all_ids: list[str]) -> LegacyRun:
     raw_id = (row.get("experiment_id") or "").strip()
     if not raw_id:
@@ -209,20 +241,11 @@ def _parse_row(row: dict[str, str], line: int, tz: dt.tzinfo, all_ids: list[str]
         raise _RowError(f"timestamp: {stamp!r} is not an ISO date and time") from None
     if ended.tzinfo is None:
         ended = ended.replace(tzinfo=tz)
-    # raw_data.csv says so in ``mode``; data.csv also has ``is_parallel``.
-    parallel = (row.get("mode") or "").strip() == "parallel" or (
-        row.get("is_parallel") or ""
-    ).strip() == "True"
+    parallel = _is_parallel(row)
     stale_fg = parallel and _fg_block_is_stale(row)
 
     def cell(column: str) -> str:
-        # A parallel run's foreground values live in fg_* (sometimes only in the
-        # plain column); a solo run has only the plain columns.
-        if parallel and not stale_fg:
-            value = (row.get(f"fg_{column}") or "").strip()
-            if value:
-                return value
-        return (row.get(column) or "").strip()
+        return _cell(row, column, parallel=parallel, stale_fg=stale_fg)
 
     repository, model = cell("repository"), cell("model")
     if not repository:
@@ -299,7 +322,7 @@ def read_results(text: str, *, tz: dt.tzinfo) -> ReadResult:
         grouped.setdefault(key, []).append((start, clean, raw_id))
     result = ReadResult(runs=[], problems=problems, rows=rows, duplicates=0)
     for members in grouped.values():
-        for start, cells, ids in _merge_copies(members, tz, result):
+        for start, cells, ids in _merge_copies(members, result):
             try:
                 result.runs.append(_parse_row(cells, start, tz, ids))
             except _RowError as exc:
@@ -309,7 +332,7 @@ def read_results(text: str, *, tz: dt.tzinfo) -> ReadResult:
 
 
 def _merge_copies(
-    members: list[tuple[int, dict[str, str], str]], tz: dt.tzinfo, result: ReadResult
+    members: list[tuple[int, dict[str, str], str]], result: ReadResult
 ) -> list[tuple[int, dict[str, str], list[str]]]:
     """Rows of one id and timestamp -> one entry per run: a copy joins the first run
     whose measured values it shares (read from fg_* or the plain columns, as each row
@@ -319,10 +342,8 @@ def _merge_copies(
         return [(start, cells, [raw_id])]
     runs: list[tuple[int, dict[str, str], list[str], tuple[float | None, ...]]] = []
     for start, cells, raw_id in members:
-        try:
-            measured = _parse_row(cells, start, tz, [raw_id]).measured()
-        except _RowError:
-            measured = None  # unreadable alone; merged, the other copy may fill it in
+        # Unreadable alone: merged, the other copy may fill it in.
+        measured = _row_measured(cells)
         for i, (first_line, merged, ids, known) in enumerate(runs):
             if measured is None or same_measurements(known, measured):
                 runs[i] = (first_line, _merge(merged, cells), [*ids, raw_id], known)

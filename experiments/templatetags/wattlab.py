@@ -110,6 +110,12 @@ def figure_label(name: str) -> str:
 
 
 @register.filter
+def method_short(method: str) -> str:
+    """The method in a word or two (a narrow column, a terminal)."""
+    return _SHORT.get(method, method or "?")
+
+
+@register.filter
 def method_label(method: str) -> str:
     return _METHODS.get(method, method or "not recorded")
 

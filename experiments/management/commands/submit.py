@@ -11,6 +11,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection
 from django.utils import timezone
 
+from experiments import summary
 from experiments.expfile import (
     MAX_TEXT_BYTES,
     ExperimentFileError,
@@ -75,7 +76,8 @@ class Command(BaseCommand):
         if options["json"]:
             self.stdout.write(json.dumps(experiment_document(experiment), indent=2))
         else:
-            print(f"{experiment.name}: {experiment.status} {experiment.error}", file=out)
+            print(f"{experiment.name}: {experiment.status} {experiment.error}".rstrip(), file=out)
+            print_summary(experiment, out)
         if experiment.status != Experiment.Status.SUCCEEDED:
             sys.exit(1)
 
@@ -105,6 +107,51 @@ class Command(BaseCommand):
                         )
                         sys.exit(130)
                     live.start()
+
+
+def print_summary(experiment: Experiment, out: Any) -> None:
+    """The answer: every run, then parallel against solo where the history has both."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(file=out, width=max(Console(file=out).width, 140))
+    rows, vary, fixed = summary.run_rows(experiment)
+    if not rows:
+        return
+    table = Table(title=f"{experiment.name} ({experiment.mode}): runs", title_justify="left")
+    for name in ("run", ", ".join(vary) or "hyperparameters", "status", "duration"):
+        table.add_column(name)
+    for name in ("GPU energy", "CPU energy"):
+        table.add_column(name, justify="right")
+    table.add_column("coverage")
+    table.add_column("metrics")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+    if fixed:
+        console.print("all runs: " + ", ".join(f"{k}={v}" for k, v in fixed.items()))
+    figure = summary.best_figure(experiment)
+    items = summary.versus(experiment, figure)
+    if not items:
+        other = "solo" if experiment.mode == Experiment.Mode.PARALLEL else "parallel"
+        console.print(
+            f"Parallel against solo: no finished {other} run of these configurations "
+            f"yet; submit them {other} to compare."
+        )
+        return
+    versus = Table(
+        title=f"Parallel against solo on {figure.label}: medians with bootstrap 95 % "
+        "intervals, all finished runs of these configurations",
+        title_justify="left",
+    )
+    for name in (", ".join(vary) or "configuration", "solo", "parallel"):
+        versus.add_column(name)
+    versus.add_column("parallel / solo", justify="right")
+    versus.add_column("p (Mann-Whitney)", justify="right")
+    versus.add_column("verdict")
+    for row in summary.versus_rows(items, vary):
+        versus.add_row(*row)
+    console.print(versus)
 
 
 def _confirm(console: Any, experiment: Experiment) -> bool:

@@ -1,0 +1,79 @@
+"""``submit --wait`` ends with the answer: a table of the runs, then parallel against
+solo from the history, with a real worker running real (tiny) trainings."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from experiments import stats
+from experiments.models import Experiment, Run
+from tests.conftest import WorkerProc, run_manage
+
+pytestmark = [pytest.mark.slow, pytest.mark.queue, pytest.mark.backends]
+
+TINY = """name: tiny-{mode}
+foreground:
+  workload: digits-mlp
+  hyperparameters: {{epochs: 3, hidden: 64}}
+  mutate: [learning_rate]
+configurations: 2
+seed: 5
+sleep_between_runs: 0
+timeout: 60
+"""
+BACKGROUND = """background:
+  workload: digits-mlp
+  hyperparameters: {epochs: 20, hidden: 64}
+  restart_delay: 0.2
+  startup_wait: 0.5
+"""
+
+
+def test_submit_wait_ends_with_the_runs_and_parallel_against_solo(
+    digits_workload: object, celery_worker_factory: Callable[..., WorkerProc], tmp_path: Path
+) -> None:
+    celery_worker_factory(WATTLAB_METER_DOUBLE="")  # this host's own meters
+    solo, parallel = tmp_path / "solo.yaml", tmp_path / "parallel.yaml"
+    solo.write_text(TINY.format(mode="solo"))
+    parallel.write_text(TINY.format(mode="parallel") + BACKGROUND)
+
+    first = run_manage("submit", str(solo), "--wait", timeout=240)
+    assert first.returncode == 0, first.stderr[-3000:]
+    # The solo study alone: its runs, and no comparison yet.
+    assert "tiny-solo (solo): runs" in first.stdout
+    assert "no finished parallel run of these configurations yet" in first.stdout
+
+    done = run_manage("submit", str(parallel), "--wait", timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = done.stdout
+    assert "No hostname was supplied" not in out + done.stderr + first.stderr
+    assert "tiny-parallel: succeeded" in out
+    runs = list(Run.objects.filter(experiment__name="tiny-parallel").order_by("config_index"))
+    for run in runs:  # one row per run: its learning rate, energy with method, coverage
+        row = next(line for line in out.splitlines() if f" {run.config_index}.0.1 " in line)
+        assert f"learning_rate={run.hyperparameters['learning_rate']:.4g}" in row
+        assert "not measured" in row  # no GPU here: said, never 0 J
+        assert "(estimate)" in row or "(RAPL)" in row or "(perf)" in row
+        assert run.coverage_verdict in row
+        assert f"accuracy={run.metrics['accuracy']:.4g}" in row
+    assert "all runs: batch_size=32, epochs=3, hidden=64, seed=0" in out
+
+    # Parallel against solo, per configuration, from the experiments' CPU figures.
+    assert "Parallel against solo on CPU energy (package)" in out
+    solo_runs = {
+        r.hyperparameters["learning_rate"]: r.cpu_energy_j
+        for r in Run.objects.filter(experiment__mode=Experiment.Mode.SOLO)
+    }
+    for run in runs:
+        lr = run.hyperparameters["learning_rate"]
+        expected = stats.compare([run.cpu_energy_j], [solo_runs[lr]])
+        assert expected.ratio is not None
+        line = next(
+            ln for ln in out.splitlines() if re.search(rf"learning_rate={lr:.4g} .*n=1", ln)
+        )
+        assert f"×{expected.ratio:.3f}" in line
+        assert "too few runs" in line

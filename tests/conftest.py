@@ -220,3 +220,30 @@ def run_manage(*args: str, timeout: float = 120.0, **env: str) -> subprocess.Com
         timeout=timeout,
         check=False,
     )
+
+
+def demo_pair(
+    name: str,
+    *,
+    epochs: int,
+    hidden: int,
+    background_epochs: int,
+    background_hidden: int,
+    seed: int = 7,
+    sleep: float = 0.0,
+    startup_wait: float = 0.5,
+) -> tuple[str, str]:
+    """A small version of ``make run``'s demo: the parallel experiment file and the solo
+    one with the same configurations (two learning rates of digits-mlp)."""
+    solo = (
+        f"name: {name}-solo\nforeground:\n  workload: digits-mlp\n"
+        f"  hyperparameters: {{epochs: {epochs}, hidden: {hidden}}}\n"
+        f"  mutate: [learning_rate]\nconfigurations: 2\nseed: {seed}\n"
+        f"sleep_between_runs: {sleep}\ntimeout: 120\n"
+    )
+    parallel = solo.replace(f"name: {name}-solo", f"name: {name}-parallel") + (
+        f"background:\n  workload: digits-mlp\n"
+        f"  hyperparameters: {{epochs: {background_epochs}, hidden: {background_hidden}}}\n"
+        f"  restart_delay: 0.2\n  startup_wait: {startup_wait}\n"
+    )
+    return parallel, solo

@@ -16,7 +16,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, demo_pair
 from workers.procgroup import find_marked
 
 pytestmark = [pytest.mark.slow, pytest.mark.single_machine]
@@ -95,27 +95,12 @@ def test_make_run_serves_the_demo_and_ctrl_c_stops_everything(tmp_path: Path) ->
             process.wait()
 
 
-TINY = """name: tiny-{mode}
-foreground:
-  workload: digits-mlp
-  hyperparameters: {{epochs: 2, hidden: 32}}
-  mutate: [learning_rate]
-configurations: 2
-seed: 7
-sleep_between_runs: 0
-timeout: 60
-"""
-TINY_BACKGROUND = """background:
-  workload: digits-mlp
-  hyperparameters: {epochs: 20, hidden: 32}
-  restart_delay: 0.2
-  startup_wait: 0.5
-"""
-
-
 def test_make_run_says_when_parallel_and_solo_can_be_compared(tmp_path: Path) -> None:
-    (tmp_path / "p.yaml").write_text(TINY.format(mode="parallel") + TINY_BACKGROUND)
-    (tmp_path / "s.yaml").write_text(TINY.format(mode="solo"))
+    parallel, solo = demo_pair(
+        "tiny", epochs=2, hidden=32, background_epochs=20, background_hidden=32
+    )
+    (tmp_path / "p.yaml").write_text(parallel)
+    (tmp_path / "s.yaml").write_text(solo)
     process, log_path, port = _start_run(
         tmp_path, "--experiment", str(tmp_path / "p.yaml"), "--experiment", str(tmp_path / "s.yaml")
     )

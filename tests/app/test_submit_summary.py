@@ -11,26 +11,13 @@ import pytest
 
 from experiments import stats
 from experiments.models import Experiment, Run
-from tests.conftest import WorkerProc, run_manage
+from tests.conftest import WorkerProc, demo_pair, run_manage
 
 pytestmark = [pytest.mark.slow, pytest.mark.queue, pytest.mark.backends]
 
-TINY = """name: tiny-{mode}
-foreground:
-  workload: digits-mlp
-  hyperparameters: {{epochs: 3, hidden: 64}}
-  mutate: [learning_rate]
-configurations: 2
-seed: 5
-sleep_between_runs: 0
-timeout: 60
-"""
-BACKGROUND = """background:
-  workload: digits-mlp
-  hyperparameters: {epochs: 20, hidden: 64}
-  restart_delay: 0.2
-  startup_wait: 0.5
-"""
+PARALLEL, SOLO = demo_pair(
+    "tiny", epochs=3, hidden=64, background_epochs=20, background_hidden=64, seed=5
+)
 
 
 def test_submit_wait_ends_with_the_runs_and_parallel_against_solo(
@@ -38,8 +25,8 @@ def test_submit_wait_ends_with_the_runs_and_parallel_against_solo(
 ) -> None:
     celery_worker_factory(WATTLAB_METER_DOUBLE="")  # this host's own meters
     solo, parallel = tmp_path / "solo.yaml", tmp_path / "parallel.yaml"
-    solo.write_text(TINY.format(mode="solo"))
-    parallel.write_text(TINY.format(mode="parallel") + BACKGROUND)
+    solo.write_text(SOLO)
+    parallel.write_text(PARALLEL)
 
     first = run_manage("submit", str(solo), "--wait", timeout=240)
     assert first.returncode == 0, first.stderr[-3000:]

@@ -17,26 +17,15 @@ from experiments.models import Experiment, Run
 from experiments.services import experiment_submit
 from tests.browser.conftest import axe_violations, login, shoot
 from tests.browser.test_accessibility import visit_every_page
+from tests.conftest import demo_pair
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-DEMO = """name: small demo {mode}
-foreground:
-  workload: digits-mlp
-  hyperparameters: {{epochs: 12, hidden: 256}}
-  mutate: [learning_rate]
-configurations: 2
-seed: 7
-sleep_between_runs: 0.5
-timeout: 120
-"""
 # Background runs shorter than a foreground run: each window holds starts and ends.
-BACKGROUND = """background:
-  workload: digits-mlp
-  hyperparameters: {epochs: 2, hidden: 64}
-  restart_delay: 0.2
-  startup_wait: 1
-"""
+PARALLEL, SOLO = demo_pair(
+    "small demo", epochs=12, hidden=256, background_epochs=2, background_hidden=64,
+    sleep=0.5, startup_wait=1,
+)  # fmt: skip
 
 
 def test_after_the_demo_without_a_gpu_the_run_shows_cpu_power_and_every_page_passes_axe(
@@ -46,7 +35,7 @@ def test_after_the_demo_without_a_gpu_the_run_shows_cpu_power_and_every_page_pas
     user = get_user_model().objects.create_user("demo", password="pw-demo-12345")
     codes = [
         str(experiment_submit(owner=user, spec=parse_experiment_text(text)).code)
-        for text in (DEMO.format(mode="parallel") + BACKGROUND, DEMO.format(mode="solo"))
+        for text in (PARALLEL, SOLO)
     ]
     deadline = time.monotonic() + 300
     while Experiment.objects.filter(code__in=codes, status__in=("queued", "running")).exists():

@@ -111,6 +111,8 @@ AXES_FAILURE_LIMIT = env_int("WATTLAB_LOGIN_FAILURE_LIMIT", 5)
 AXES_COOLOFF_TIME = env_float("WATTLAB_LOGIN_COOLOFF_HOURS", 0.25)
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
+# Otherwise django-axes prints "AXES: BEGIN version ..." on every manage.py command.
+AXES_VERBOSE = False
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 # The address of a client behind the deployment's proxy (the proxy's own otherwise).
 AXES_IPWARE_META_PRECEDENCE_ORDER = env_list("WATTLAB_CLIENT_IP_HEADERS", ["REMOTE_ADDR"])

@@ -78,7 +78,8 @@ def test_submit_reports_every_bad_key_without_a_traceback(
 
 def test_submit_prints_no_broker_noise(digits_workload: Any) -> None:
     # kombu warned "No hostname was supplied. Reverting to default 'localhost'" on every
-    # command that sends a message through the filesystem broker.
+    # command that sends a message through the filesystem broker, and django-axes
+    # printed "AXES: BEGIN version ..." on every command.
     done = run_manage("submit", str(ROOT / "examples" / "experiments" / "demo-solo.yaml"))
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("submitted demo-solo (solo): ")

@@ -89,6 +89,7 @@ MIDDLEWARE = [
     # Static files from the app server itself (no nginx needed on one machine, and
     # runserver with DEBUG off would serve none).
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "experiments.middleware.RejectNulMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",

@@ -247,3 +247,18 @@ def test_submit_names_the_file_problem_without_a_traceback(wl, tmp_path: Path, c
     assert message in str(info.value)
     assert len(str(info.value)) < 2000
     assert not Experiment.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "url", ["/?q=a%00b", "/?owner=a%00b", "/experiments/new/?workload=a%00b", "/?a%00=1"]
+)
+def test_nul_in_a_query_string_is_a_400_not_a_database_error(as_owner, exp, url):
+    response = as_owner.get(url)
+    assert response.status_code == 400
+    assert b"NUL characters are not allowed" in response.content
+
+
+def test_nul_in_a_posted_field_is_a_400(as_owner, wl):
+    response = as_owner.post(NEW, {"upload": "1", "text": "name: a\x00b"})
+    assert response.status_code == 400
+    assert not Experiment.objects.exists()

@@ -1,29 +1,31 @@
-"""Requests that no view should see."""
+"""What every request goes through before a view sees it."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.http import HttpRequest, HttpResponse, QueryDict
 
 
-class RejectNulMiddleware:
-    """A NUL character in a query string or form field is refused with a 400.
+class QueryStringNulMiddleware:
+    """A NUL character in the query string becomes U+FFFD.
 
-    No name, filter or choice contains one, and PostgreSQL refuses it in any query
-    (a 500 on whatever view passes it to a filter: the list's search box, a workload
-    choice, ...). Uploaded files are not form fields and are left to their parser.
+    No name, filter or choice contains one, and PostgreSQL refuses it in any query (a
+    500 on whatever view passes it to a filter: the list's search box, a workload
+    choice, ...); replaced, it simply matches nothing. Form fields are left to the
+    forms, whose text fields already refuse NUL with a message beside the field.
     """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        for data in (request.GET, request.POST):
-            for key, values in data.lists():
-                if "\x00" in key or any("\x00" in value for value in values):
-                    return HttpResponseBadRequest(
-                        "NUL characters are not allowed in a request's fields.",
-                        content_type="text/plain; charset=utf-8",
-                    )
+        if "\x00" in request.GET.urlencode() or "%00" in request.META.get("QUERY_STRING", ""):
+            cleaned = QueryDict(mutable=True)
+            for key, values in request.GET.lists():
+                cleaned.setlist(
+                    key.replace("\x00", "\ufffd"), [v.replace("\x00", "\ufffd") for v in values]
+                )
+            cleaned._mutable = False
+            request.GET = cleaned  # type: ignore[assignment]
         return self.get_response(request)

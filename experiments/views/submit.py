@@ -137,7 +137,10 @@ def _with_defaults(data: QueryDict) -> QueryDict:
     (a newly chosen workload's parameters start at their defaults)."""
     data = data.copy()
     for field, prefix in (("workload", HP_PREFIX), ("bg_workload", BG_PREFIX)):
-        workload = Workload.objects.filter(name=data.get(field, ""), is_active=True).first()
+        name = data.get(field, "")
+        if "\x00" in name:  # PostgreSQL refuses NUL in a query; the form says why
+            continue
+        workload = Workload.objects.filter(name=name, is_active=True).first()
         for param in workload.hyperparameters if workload else []:
             key = prefix + str(param.get("name"))
             if key not in data and param.get("default") is not None:

@@ -115,8 +115,6 @@ AXES_RESET_ON_SUCCESS = True
 # Otherwise django-axes prints "AXES: BEGIN version ..." on every manage.py command.
 AXES_VERBOSE = False
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
-# No banner on every start: `submit` and the other commands keep a clean stderr.
-AXES_VERBOSE = False
 # The address of a client behind the deployment's proxy (the proxy's own otherwise).
 AXES_IPWARE_META_PRECEDENCE_ORDER = env_list("WATTLAB_CLIENT_IP_HEADERS", ["REMOTE_ADDR"])
 

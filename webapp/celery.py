@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 from celery import Celery
+from celery.signals import before_task_publish
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
 
@@ -22,9 +23,11 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks(["workers"], related_name="tasks")
 
 
-def _make_broker_folders(sender: Celery, **kwargs: object) -> None:
-    """The filesystem broker's folders, made when the app is first used (sending or
-    serving), not when settings are imported."""
+def _make_broker_folders(sender: object = None, **kwargs: object) -> None:
+    """The filesystem broker's folders, made when they are first needed (a worker's
+    app is finalised before it polls; a sender publishes without finalising, hence the
+    publish hook too), never when settings are imported. A few mkdir calls per message
+    next to the message file the transport writes anyway."""
     from django.conf import settings
 
     options = settings.CELERY_BROKER_TRANSPORT_OPTIONS
@@ -34,6 +37,7 @@ def _make_broker_folders(sender: Celery, **kwargs: object) -> None:
 
 
 app.on_after_finalize.connect(_make_broker_folders)
+before_task_publish.connect(_make_broker_folders)
 
 
 def _beat_schedule() -> dict[str, dict[str, object]]:

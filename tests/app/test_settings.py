@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import ROOT
 
 PROBE = (
@@ -65,12 +67,26 @@ def test_a_bad_value_fails_loudly_with_its_name(tmp_path: Path) -> None:
     assert "WATTLAB_HEARTBEAT_SECONDS='often' is not a number" in done.stderr
 
 
-def test_the_broker_folders_appear_when_the_celery_app_is_first_used(tmp_path: Path) -> None:
-    use = "import django; django.setup(); from webapp.celery import app; app.finalize()"
+@pytest.mark.parametrize(
+    "use",
+    [
+        # a worker: its app is finalised before it polls the folders
+        "from webapp.celery import app; app.finalize()",
+        # a sender (make run, manage.py submit): publishes without finalising
+        "from experiments.queues import enqueue_experiment; enqueue_experiment(1, queue='q')",
+    ],
+)
+def test_the_broker_folders_appear_when_the_celery_app_is_first_used(
+    tmp_path: Path, use: str
+) -> None:
     base = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
     base.update(DJANGO_SETTINGS_MODULE="webapp.settings", WATTLAB_VAR_DIR=str(tmp_path))
     done = subprocess.run(
-        [sys.executable, "-c", use], cwd=ROOT, env=base, capture_output=True, text=True
+        [sys.executable, "-c", f"import django; django.setup(); {use}"],
+        cwd=ROOT,
+        env=base,
+        capture_output=True,
+        text=True,
     )
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in (tmp_path / "broker").iterdir()) == [

@@ -135,7 +135,7 @@ def page_latency(port: int, cookie: str, repeats: int, clients: int) -> dict[str
         .order_by("?")
         .values_list("code", flat=True)[:200]
     )
-    workloads = list(Workload.objects.values_list("name", flat=True))
+    workloads = list(Workload.objects.order_by("id").values_list("name", flat=True))
     owner = get_user_model().objects.order_by("id").values_list("username", flat=True)[1]
     pages = {
         "list": lambda: "/",
@@ -144,6 +144,12 @@ def page_latency(port: int, cookie: str, repeats: int, clients: int) -> dict[str
         "experiment (solo or parallel)": lambda: f"/experiments/{rng.choice(codes)}/",
         "experiment (parallel, 400 bg runs)": lambda: f"/experiments/{rng.choice(parallel)}/",
         "compare": lambda: f"/compare/?workload={rng.choice(workloads)}",
+        # generate_history's first workload has 12 configurations, each thousands of runs
+        # a mode: every row the chart shows gets its bootstrap and its test.
+        "compare, 12 configurations with statistics": lambda: f"/compare/?workload={workloads[0]}",
+        "compare, CPU figure in kgCO2e": lambda: (
+            f"/compare/?workload={rng.choice(workloads)}&figure=cpu&unit=kgCO2e"
+        ),
     }
     results: dict[str, dict[str, float]] = {}
     for name, make in pages.items():

@@ -99,6 +99,13 @@ def main() -> None:
     parser.add_argument("--runs-per-experiment", type=int, default=20)
     parser.add_argument("--trace-samples", type=int, default=240)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--repeated-workloads",
+        type=int,
+        default=1,
+        help="the first N workloads draw from 12 fixed configurations (3 learning rates x "
+        "4 batch sizes), so the compare page's statistics run on every row it shows",
+    )
     args = parser.parse_args()
     if connection.vendor != "postgresql":
         sys.exit("generate_history needs PostgreSQL: set DATABASE_URL=postgres://...")
@@ -201,7 +208,7 @@ def main() -> None:
                 "",
             )
         )
-        plan.append((created, parallel, running))
+        plan.append((created, parallel, running, i % len(workloads) < args.repeated_workloads))
     exp_cols = [
         "code",
         "name",
@@ -277,16 +284,32 @@ def main() -> None:
         "trace",
         "imported",
         "legacy_id",
+        "factors",
     ]
     provenance = json.dumps({"gpu": {"method": "counter", "device": SYNTHETIC}})
     flags = json.dumps([SYNTHETIC])
+    # The carbon and cost factors a run keeps when it finishes (synthetic values).
+    factors = json.dumps(
+        {
+            "carbon_intensity_g_per_kwh": 350.0,
+            "pue": 1.2,
+            "price_per_kwh": 0.25,
+            "currency": "EUR",
+            "set_at": t0.isoformat(),
+            "source": "admin",
+            "host": SYNTHETIC,
+        }
+    )
 
     def runs():  # type: ignore[no-untyped-def]
-        for exp_id, (created, parallel, running) in zip(ids, plan, strict=True):
+        for exp_id, (created, parallel, running, repeated) in zip(ids, plan, strict=True):
             for c in range(args.runs_per_experiment):
                 start = created + dt.timedelta(seconds=300 * c)
                 live = running and c >= args.runs_per_experiment - 5
-                lr = round(10 ** rng.uniform(-4, -1), 6)
+                if repeated:
+                    lr = rng.choice([0.001, 0.01, 0.05])
+                else:
+                    lr = round(10 ** rng.uniform(-4, -1), 6)
                 energy = rng.uniform(2e4, 9e4) * (1.3 if parallel else 1.0)
                 cov = rng.uniform(70, 100) if parallel else None
                 yield (
@@ -329,6 +352,7 @@ def main() -> None:
                     traces[c % len(traces)],
                     False,
                     "",
+                    "{}" if live else factors,
                 )
 
     n = _copy("experiments_run", run_cols, runs())
@@ -346,7 +370,7 @@ def main() -> None:
     ]
 
     def background():  # type: ignore[no-untyped-def]
-        for exp_id, (created, parallel, running) in zip(ids, plan, strict=True):
+        for exp_id, (created, parallel, running, _repeated) in zip(ids, plan, strict=True):
             if not parallel:
                 continue
             at = created - dt.timedelta(seconds=5)

@@ -14,6 +14,12 @@ urlpatterns = [
         views.experiment_export,
         name="experiment_export",
     ),
+    path("experiments/<uuid:code>/report/", views.experiment_report, name="experiment_report"),
+    path(
+        "experiments/<uuid:code>/report.html",
+        views.experiment_report_download,
+        name="experiment_report_download",
+    ),
     path(
         "experiments/<uuid:code>/runs/<int:config>.<int:repeat>.<int:attempt>/",
         views.run_detail,

@@ -11,6 +11,7 @@ from experiments.views.detail import (
 from experiments.views.exports import experiment_export
 from experiments.views.hosts import host_list
 from experiments.views.listing import experiment_list
+from experiments.views.report import experiment_report, experiment_report_download
 from experiments.views.runs import background_log, run_detail, run_log
 from experiments.views.submit import experiment_new
 from experiments.views.tokens import token_list, token_revoke
@@ -24,6 +25,8 @@ __all__ = [
     "experiment_export",
     "experiment_list",
     "experiment_new",
+    "experiment_report",
+    "experiment_report_download",
     "experiment_rerun",
     "host_list",
     "run_detail",

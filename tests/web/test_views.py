@@ -29,6 +29,8 @@ def _read_urls(e: Experiment) -> list[str]:
         reverse("experiment_export", args=[code, "json"]),
         reverse("experiment_export", args=[code, "legacy.csv"]),
         reverse("background_log", args=[code, 0]),
+        reverse("experiment_report", args=[code]),
+        reverse("experiment_report_download", args=[code]),
         reverse("compare") + "?workload=mnist",
         reverse("host_list"),
         reverse("token_list"),

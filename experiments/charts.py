@@ -402,7 +402,15 @@ def range_chart(
     if not bars:
         return _empty(title, "nothing measured both ways yet", width, height)
     bars = [
-        RangeBar(b.category, b.series, _clamp(b.median), _clamp(b.low), _clamp(b.high), b.n)
+        RangeBar(
+            b.category,
+            b.series,
+            _clamp(b.median),
+            _clamp(b.low),
+            _clamp(b.high),
+            b.n,
+            b.interval,
+        )
         for b in bars
     ]
     cats = list(dict.fromkeys(b.category for b in bars))

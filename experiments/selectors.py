@@ -382,6 +382,9 @@ class CompareData:
     #: J, kWh, kgCO2e or cost (experiments.carbon.UNITS), and its label for the pages.
     unit: str = carbon.Unit.J
     unit_label: str = "J"
+    #: The cache key these figures are stored under ("" when not cached): the page
+    #: caches what it draws from them under the same key.
+    cache_key: str = ""
 
     @property
     def lacking(self) -> int:
@@ -403,8 +406,9 @@ class CompareData:
 
 
 #: Values kept per group for the statistics (the latest): the bootstrap costs
-#: n_resamples x n, and 200 runs already pin a median far below measurement noise.
-STATS_VALUES = 200
+#: n_resamples x n per group, and 60 runs already pin a median to a few per cent of the
+#: spread; the page says how many a group has in all.
+STATS_VALUES = 60
 #: Rows of the table that get statistics: the ones the chart draws.
 STATS_ROWS = 12
 
@@ -577,31 +581,37 @@ def _add_statistics(rows: list[CompareRow], limit: int) -> None:
     """Bootstrap intervals of each group and parallel against solo, for the first
     ``limit`` rows (the bootstrap is the page's costliest step)."""
     for row in rows[:limit]:
+        if row.solo.values and row.parallel.values:
+            row.comparison = c = stats.compare(row.parallel.values, row.solo.values)
+            row.parallel.ci_low, row.parallel.ci_high = c.a.low, c.a.high
+            row.solo.ci_low, row.solo.ci_high = c.b.low, c.b.high
+            continue
         for group in (row.solo, row.parallel):
             if group.values:
                 summary = stats.summarise(group.values)
                 group.ci_low, group.ci_high = summary.low, summary.high
-        if row.solo.values and row.parallel.values:
-            row.comparison = stats.compare(row.parallel.values, row.solo.values)
 
 
 def compare_workload_cached(
     *, workload: Workload, figure: EnergyFigure | None = None, unit: str = carbon.Unit.J
 ) -> CompareData:
     """``compare_workload`` behind a cache keyed by the workload's finished runs (their
-    number, newest id and latest end) and the figure: any run finishing, imported or
-    deleted changes the key, so the page never shows stale figures; one aggregate query
-    checks it (and counts the runs with each figure, to choose the default one)."""
+    number, newest id and latest end), the figure asked for ("auto": the default one)
+    and the unit: any run finishing, imported or deleted changes the key, so the page
+    never shows stale figures; one cheap aggregate query checks it. The per-figure
+    counts (to choose the default) are computed only on a miss."""
     from django.core.cache import cache
+    from django.db.models import Count, Max
 
-    finished, counts, state = figure_counts(workload=workload)
-    figure = figure or figures_best(counts)
+    state = _finished(workload).aggregate(n=Count("id"), last=Max("id"), end=Max("ended_at"))
     end = state["end"].timestamp() if state["end"] else 0
-    key = f"wattlab-compare-{workload.pk}-{figure.key}-{unit}-{state['n']}-{state['last']}-{end}"
+    asked = figure.key if figure else "auto"
+    key = f"wattlab-compare-{workload.pk}-{asked}-{unit}-{state['n']}-{state['last']}-{end}"
     cached = cache.get(key)
     if isinstance(cached, CompareData):
         return cached
-    data = compare_workload(workload=workload, figure=figure, unit=unit, counts=(finished, counts))
+    data = compare_workload(workload=workload, figure=figure, unit=unit)
+    data.cache_key = key
     cache.set(key, data, timeout=600)
     return data
 

@@ -128,3 +128,14 @@ def test_values_near_the_float_maximum_are_clamped_not_an_overflow():
         assert "<svg" in svg
         # Every coordinate is a finite number.
         assert not re.search(r'="[^"]*(nan|inf)', svg), svg[:500]
+
+
+def test_range_bars_say_what_their_whisker_is():
+    from experiments import charts
+
+    svg = charts.range_chart(
+        [charts.RangeBar("defaults", "solo", 10.0, 9.0, 11.0, 3, "bootstrap 95 % CI")],
+        title="t",
+        y_label="J",
+    )
+    assert "bootstrap 95 % CI 9–11, n=3" in svg

@@ -10,7 +10,10 @@ import io
 import pytest
 
 from experiments import stats
+from experiments.models import Run
 from tests.web import factories
+
+ESTIMATE = dict(Run.Method.choices)["estimate"]
 
 pytestmark = [pytest.mark.django_db, pytest.mark.backends]
 
@@ -29,7 +32,7 @@ def test_a_host_without_a_gpu_compares_on_cpu_and_says_so(as_member, owner, wl):
     _cpu_only(owner, wl)
     page = as_member.get("/compare/?workload=mnist").content.decode()
     assert "6 of 6 finished runs of mnist have the figure <strong>CPU energy (package)" in page
-    assert "CPU energy (package) methods: estimate from CPU time (6)." in page
+    assert f"CPU energy (package) methods: {ESTIMATE} (6)." in page
     assert "methods: ." not in page
     assert "nothing measured both ways yet" not in page
     assert "CPU energy (package), parallel vs solo (median, bootstrap 95 % CI)" in page
@@ -67,7 +70,7 @@ def test_the_csv_names_the_figure_its_methods_and_the_runs_lacking_it(as_member,
     assert rows[0] == [
         "#",
         "CPU energy (package): 10 of 11 finished runs have it (1 lacks it); "
-        "methods: estimate from CPU time (10)",
+        f"methods: {ESTIMATE} (10)",
     ]
     header, first = rows[1], dict(zip(rows[1], rows[2], strict=True))
     assert {"figure", "solo_ci95_low_j", "ratio_ci95_low", "mann_whitney_p"} <= set(header)

@@ -38,7 +38,7 @@ def _count(client, url: str) -> int:
     [
         ("/", 6),
         ("/?status=succeeded&mode=parallel&q=e&owner=olivia&workload=mnist", 6),
-        ("/compare/?workload=mnist", 8),
+        ("/compare/?workload=mnist", 9),
     ],
 )
 def test_page_query_count_is_pinned_and_independent_of_rows(

@@ -27,10 +27,16 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
 if not os.environ.get("DJANGO_SECRET_KEY"):
     # One machine: a key of its own, made once and kept in the var folder (settings
-    # read it there, so later `manage.py` commands use the same one).
-    from webapp.env import keep_secret_key, secret_key_path
+    # read it there, so later `manage.py` commands use the same one). webapp/env.py is
+    # loaded by its path: importing it as webapp.env would run webapp/__init__.py, whose
+    # Celery app reads the settings, which refuse to start without the key.
+    import importlib.util
 
-    keep_secret_key(secret_key_path(ROOT))
+    _spec = importlib.util.spec_from_file_location("_wattlab_env", ROOT / "webapp" / "env.py")
+    assert _spec is not None and _spec.loader is not None
+    _env = importlib.util.module_from_spec(_spec)
+    _spec.loader.exec_module(_env)
+    _env.keep_secret_key(_env.secret_key_path(ROOT))
 DEMO_USER = "demo"
 EXAMPLES = ROOT / "examples" / "experiments"
 #: Parallel first: it holds the slot while the solo waits in the queue, and a

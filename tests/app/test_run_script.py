@@ -37,7 +37,9 @@ def _descendants(pid: int) -> list[psutil.Process]:
 
 def _start_run(tmp_path: Path, *args: str) -> tuple[subprocess.Popen[bytes], Path, int]:
     port = _free_port()
-    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
+    # A new user's machine: no servers and no DJANGO_SECRET_KEY (run.py makes one).
+    unset = {"DATABASE_URL", "REDIS_URL", "DJANGO_SECRET_KEY"}
+    env = {k: v for k, v in os.environ.items() if k not in unset}
     env.update(
         DJANGO_SETTINGS_MODULE="webapp.settings",
         WATTLAB_VAR_DIR=str(tmp_path),

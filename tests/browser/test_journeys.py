@@ -18,7 +18,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
-from core.contract import ENV_MARKER
+from core.contract import ENV_MARKER, ENV_ROLE
 from experiments.models import Experiment, Host, ProcessGroup
 from tests.browser.conftest import login, shoot
 from tests.conftest import DATA, WorkerProc
@@ -156,11 +156,12 @@ def test_cancelling_stops_the_processes_and_staff_terminate_an_orphan_from_the_a
     assert not ProcessGroup.objects.filter(experiment=experiment, ended_at__isnull=True).exists()
     shoot(page, "21-cancelled")
 
-    # An orphan: a real process group left behind by a finished experiment.
+    # An orphan: a real process group left behind by the finished experiment, carrying
+    # its marker as every training Wattlab starts does (a process without it is refused).
     leftover = subprocess.Popen(
         [sys.executable, "-c", "import time; time.sleep(600)"],
         start_new_session=True,
-        env={**os.environ, ENV_MARKER: "orphan-test"},
+        env={**os.environ, ENV_MARKER: code, ENV_ROLE: "background"},
     )
     try:
         host = Host.objects.get(hostname=worker.hostname)
@@ -184,6 +185,12 @@ def test_cancelling_stops_the_processes_and_staff_terminate_an_orphan_from_the_a
         page.wait_for_selector("text=terminate request")
         _wait_for(
             lambda: leftover.poll() is not None, 60, "the orphan to be terminated by the worker"
+        )
+        # The control worker writes the result once terminate has returned.
+        _wait_for(
+            lambda: ProcessGroup.objects.get(pk=group.pk).terminate_result != "",
+            30,
+            "the termination's result to be recorded",
         )
         group.refresh_from_db()
         assert group.terminate_result == "terminated"

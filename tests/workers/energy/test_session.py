@@ -205,8 +205,12 @@ def test_each_share_is_applied_to_the_ticks_its_samples_cover(other_group: int) 
     report, trace = m.stop()
     t = decode_trace(trace)["t"]
     assert report.gpu.value is not None and report.gpu_foreground.value is not None
-    # Constant power: the foreground's part is the time up to the 10th read.
-    assert report.gpu_foreground.value / report.gpu.value == pytest.approx(t[9] / t[-1], rel=1e-3)
+    # Constant power: the foreground's part is the time up to the 10th read. The trace's
+    # times are quantised and the first tick's interval is the scheduler's, so allow 1 %:
+    # the wrong policy (the last batch's share applied to the next) gives ~t[14] / t[-1],
+    # about 50 % off.
+    assert report.gpu_foreground.value / report.gpu.value == pytest.approx(t[9] / t[-1], rel=1e-2)
+    assert report.gpu_foreground.value / report.gpu.value < t[12] / t[-1]
 
 
 def test_a_counter_that_goes_backwards_falls_back_to_integration() -> None:

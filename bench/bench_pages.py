@@ -59,11 +59,8 @@ def _session_cookie() -> str:
         sys.exit("no user: run bench/generate_history.py first")
     store = SessionStore()
     store[SESSION_KEY] = str(user.pk)
-    store[BACKEND_SESSION_KEY] = (
-        settings.AUTHENTICATION_BACKENDS[0]
-        if hasattr(settings, "AUTHENTICATION_BACKENDS")
-        else "django.contrib.auth.backends.ModelBackend"
-    )
+    # The backend that loads users (axes' lockout backend, listed first, does not).
+    store[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
     store[HASH_SESSION_KEY] = user.get_session_auth_hash()
     store.create()
     return f"{settings.SESSION_COOKIE_NAME}={store.session_key}"

@@ -285,6 +285,8 @@ def main() -> None:
         "imported",
         "legacy_id",
         "factors",
+        "gpu_foreground_method",
+        "gpu_uuid",
     ]
     provenance = json.dumps({"gpu": {"method": "counter", "device": SYNTHETIC}})
     flags = json.dumps([SYNTHETIC])
@@ -353,6 +355,8 @@ def main() -> None:
                     False,
                     "",
                     "{}" if live else factors,
+                    "",  # no foreground share: no idle baseline in synthetic data
+                    "",
                 )
 
     n = _copy("experiments_run", run_cols, runs())
@@ -391,7 +395,10 @@ def main() -> None:
     n = _copy("experiments_backgroundrun", bg_cols, background())
     print(f"background runs: {n} in {time.monotonic() - started:.0f} s")
     with connection.cursor() as cursor:
-        cursor.execute("ANALYZE")
+        # What autovacuum does to a table that has settled: statistics, and the
+        # visibility map that lets the compare page's checks read only the covering
+        # index (a freshly copied table has none until autovacuum visits it).
+        cursor.execute("VACUUM ANALYZE")
     print(f"done in {time.monotonic() - started:.0f} s")
 
 

@@ -349,7 +349,24 @@ class Run(models.Model):
             )
         ]
         indexes = [
-            models.Index(fields=["experiment", "status"]),
+            # Covering: the compare page's per-workload checks (its cache key, how many
+            # runs have each figure, the figures' methods) read only the index, not the
+            # runs' wide rows (traces, logs). PostgreSQL only; elsewhere the plain index.
+            models.Index(
+                fields=["experiment", "status"],
+                include=[
+                    "id",
+                    "ended_at",
+                    "gpu_energy_j",
+                    "gpu_foreground_j",
+                    "cpu_energy_j",
+                    "dram_energy_j",
+                    "gpu_method",
+                    "cpu_method",
+                    "dram_method",
+                ],
+                name="run_experiment_status_cover",
+            ),
             models.Index(fields=["status", "ended_at"]),
         ]
 

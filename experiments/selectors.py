@@ -95,14 +95,21 @@ def experiment_filter_choices() -> dict[str, list[str]]:
 
 
 def experiment_detail(*, experiment: Experiment) -> dict[str, Any]:
-    """Runs and background runs of one experiment (two queries; traces stay behind)."""
+    """Runs and background runs of one experiment (two queries; traces and log tails
+    stay behind: a background run says only whether it has a tail, ``has_log_tail``,
+    which the page's log link needs without loading each tail)."""
+    from django.db.models import BooleanField, ExpressionWrapper
+
     runs = list(
         experiment.runs.defer("trace", "log_tail").order_by(
             "config_index", "repeat_index", "attempt"
         )
     )
     background = list(
-        BackgroundRun.objects.filter(experiment=experiment).defer("log_tail").order_by("index")
+        BackgroundRun.objects.filter(experiment=experiment)
+        .defer("log_tail")
+        .annotate(has_log_tail=ExpressionWrapper(~Q(log_tail=""), output_field=BooleanField()))
+        .order_by("index")
     )
     return {"runs": runs, "background_runs": background}
 
@@ -442,24 +449,35 @@ def figure_counts(*, workload: Workload) -> tuple[int, dict[str, int], dict[str,
 # Two steps so the percentile is computed only for the configurations shown: count
 # runs per configuration (cheap), keep the top ones, then aggregate their energies.
 # {value} is a figure's expression from experiments.figures, never user input.
+# The workload's experiments are looked up first (an array of ids): the runs are then
+# read through their (experiment, status) index, not by a scan of every run. The
+# shown configurations are numbered once, and the per-group aggregate sorts on that
+# number, not on the jsonb hyperparameters (jsonb equality still decides the groups:
+# 1 and 1.0 are one configuration).
 _GROUPS_SQL = """
 WITH base AS MATERIALIZED (
     SELECT r.id AS id, r.hyperparameters AS hp, e.mode AS mode, {value} AS energy,
            r.imported AS imp
     FROM experiments_run r JOIN experiments_experiment e ON e.id = r.experiment_id
-    WHERE e.foreground_workload_id = %s AND r.status = %s AND {value} IS NOT NULL
+    WHERE r.experiment_id = ANY(ARRAY(
+              SELECT id FROM experiments_experiment WHERE foreground_workload_id = %s))
+          AND r.status = %s AND {value} IS NOT NULL
 ), top AS (
-    SELECT hp, bool_or(mode = 'solo')::int + bool_or(mode = 'parallel')::int AS modes,
-           count(*) AS total, count(*) OVER () AS configs
-    FROM base GROUP BY hp ORDER BY 2 DESC, 3 DESC, hp::text LIMIT %s
+    SELECT hp, modes, total, configs,
+           row_number() OVER (ORDER BY modes DESC, total DESC, hp::text) AS rank
+    FROM (
+        SELECT hp, bool_or(mode = 'solo')::int + bool_or(mode = 'parallel')::int AS modes,
+               count(*) AS total, count(*) OVER () AS configs
+        FROM base GROUP BY hp ORDER BY 2 DESC, 3 DESC, hp::text LIMIT %s
+    ) counted
 )
-SELECT b.hp::text, b.mode, count(*),
+SELECT min(t.hp::text), b.mode, count(*),
        percentile_cont(0.5) WITHIN GROUP (ORDER BY b.energy),
        min(b.energy), max(b.energy), stddev_samp(b.energy), bool_or(b.imp), max(t.configs),
        (array_agg(b.energy ORDER BY b.id DESC))[1:%s]
 FROM base b JOIN top t ON t.hp = b.hp
-GROUP BY b.hp, b.mode, t.modes, t.total
-ORDER BY t.modes DESC, t.total DESC, b.hp::text, b.mode
+GROUP BY t.rank, b.mode
+ORDER BY t.rank, b.mode
 """
 
 
@@ -598,19 +616,20 @@ def compare_workload_cached(
     """``compare_workload`` behind a cache keyed by the workload's finished runs (their
     number, newest id and latest end), the figure asked for ("auto": the default one)
     and the unit: any run finishing, imported or deleted changes the key, so the page
-    never shows stale figures; one cheap aggregate query checks it. The per-figure
-    counts (to choose the default) are computed only on a miss."""
+    never shows stale figures. One aggregate query gives the key and, on a miss, the
+    per-figure counts (to choose the default); it reads only the runs' covering index."""
     from django.core.cache import cache
-    from django.db.models import Count, Max
 
-    state = _finished(workload).aggregate(n=Count("id"), last=Max("id"), end=Max("ended_at"))
+    finished, per_figure, state = figure_counts(workload=workload)
     end = state["end"].timestamp() if state["end"] else 0
     asked = figure.key if figure else "auto"
     key = f"wattlab-compare-{workload.pk}-{asked}-{unit}-{state['n']}-{state['last']}-{end}"
     cached = cache.get(key)
     if isinstance(cached, CompareData):
         return cached
-    data = compare_workload(workload=workload, figure=figure, unit=unit)
+    data = compare_workload(
+        workload=workload, figure=figure, unit=unit, counts=(finished, per_figure)
+    )
     data.cache_key = key
     cache.set(key, data, timeout=600)
     return data

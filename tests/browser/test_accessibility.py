@@ -50,3 +50,36 @@ def test_every_page_meets_wcag_21_aa_by_axe(live_server, page):
     login(page, live_server, "olivia", "pw-olivia-123")
     found += visit_every_page(page, live_server.url, str(par.code), "0.1.0", "mnist-cnn")
     assert found == [], "\n".join(found)
+
+
+def visit_admin_pages(page, base: str) -> list[str]:
+    """The admin a staff member uses (index, each model's list, the forms they open),
+    axe on each; the failing violations of all."""
+    from experiments.models import Experiment, Host, Run, Workload
+
+    found: list[str] = []
+    page.goto(f"{base}/admin/")
+    found += axe_violations(page, "admin-index")
+    for model in ("experiment", "run", "backgroundrun", "processgroup", "host", "workload"):
+        page.goto(f"{base}/admin/experiments/{model}/")
+        found += axe_violations(page, f"admin-{model}-list")
+    for name, path in (
+        ("experiment", f"experiment/{Experiment.objects.order_by('id').first().pk}"),
+        ("run", f"run/{Run.objects.order_by('id').first().pk}"),
+        ("host", f"host/{Host.objects.order_by('id').first().pk}"),
+        ("workload", f"workload/{Workload.objects.order_by('id').first().pk}"),
+    ):
+        page.goto(f"{base}/admin/experiments/{path}/change/")
+        found += axe_violations(page, f"admin-{name}-change")
+    page.goto(f"{base}/admin/experiments/workload/add/")
+    found += axe_violations(page, "admin-workload-add")
+    page.goto(f"{base}/admin/auth/user/")
+    found += axe_violations(page, "admin-user-list")
+    return found
+
+
+def test_admin_pages_meet_wcag_21_aa_by_axe(live_server, page):
+    _history()
+    login(page, live_server, "olivia", "pw-olivia-123")
+    found = visit_admin_pages(page, live_server.url)
+    assert found == [], "\n".join(found)

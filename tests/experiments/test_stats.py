@@ -49,6 +49,29 @@ def test_ratio_interval_matches_scipy_two_sample_bootstrap():
     assert c.ratio_low < c.ratio < c.ratio_high
 
 
+def test_compare_takes_all_three_intervals_from_one_bootstrap_with_the_separate_results(
+    monkeypatch,
+):
+    """compare() resamples both groups once for the two medians and the ratio (the
+    page's costliest step, halved); the intervals are those of summarise() and
+    ratio_interval(), each its own bootstrap with the same seed."""
+    rng = np.random.default_rng(5)
+    a = rng.uniform(2e4, 9e4, 60).tolist()
+    b = rng.uniform(2e4, 9e4, 45).tolist()
+    alone = (stats.summarise(a), stats.summarise(b), stats.ratio_interval(a, b))
+    calls = []
+    real = sps.bootstrap
+    monkeypatch.setattr(
+        stats.sps, "bootstrap", lambda *args, **kw: calls.append(1) or real(*args, **kw)
+    )
+    c = stats.compare(a, b)
+    assert len(calls) == 1
+    assert (c.a.low, c.a.high) == pytest.approx((alone[0].low, alone[0].high), rel=1e-12)
+    assert (c.b.low, c.b.high) == pytest.approx((alone[1].low, alone[1].high), rel=1e-12)
+    assert (c.ratio_low, c.ratio_high) == pytest.approx(alone[2], rel=1e-12)
+    assert (c.a.median, c.b.median) == (float(np.median(a)), float(np.median(b)))
+
+
 def _exact_two_sided_p(a, b):
     """Mann-Whitney's exact p by enumerating every split of the pooled values."""
     pooled = a + b

@@ -93,3 +93,28 @@ def test_two_picked_groups_get_the_statistics(as_member, owner, wl):
     assert groups["comparison"] == stats.compare([400.0, 420.0, 410.0], [300.0, 310.0, 305.0])
     page = response.content.decode()
     assert "Group A against group B (CPU energy (package)):</strong> too few runs" in page
+
+
+def test_chart_links_are_the_run_pages_reverse_gives(owner, wl):
+    """The charts' links are built from one reverse() (600 cost a cold page ~30 ms)."""
+    import importlib
+
+    from django.urls import reverse
+
+    from experiments import selectors
+
+    compare_view = importlib.import_module("experiments.views.compare")
+    s, p = _cpu_only(owner, wl)
+    data = selectors.compare_workload(workload=wl)
+    assert len(data.points) == 6
+    hrefs = compare_view.run_hrefs(data.points)
+    for point in data.points:
+        assert hrefs[id(point)] == reverse(
+            "run_detail",
+            kwargs={
+                "code": point.code,
+                "config": point.config_index,
+                "repeat": point.repeat_index,
+                "attempt": point.attempt,
+            },
+        )

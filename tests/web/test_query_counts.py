@@ -38,7 +38,9 @@ def _count(client, url: str) -> int:
     [
         ("/", 6),
         ("/?status=succeeded&mode=parallel&q=e&owner=olivia&workload=mnist", 6),
-        ("/compare/?workload=mnist", 9),
+        # session, user, workloads, the cache key with the figure counts, configurations,
+        # methods, charted runs, recent runs
+        ("/compare/?workload=mnist", 8),
     ],
 )
 def test_page_query_count_is_pinned_and_independent_of_rows(
@@ -94,3 +96,28 @@ def test_compare_figures_are_cached_until_a_run_finishes(as_member, owner, membe
     factories.run(e, 0, gpu_energy_j=5.0)
     fresh = as_member.get("/compare/?workload=mnist")
     assert fresh.context["data"].total_runs == 7  # a finished run changes the key
+
+
+def test_experiment_page_reads_no_log_tail_per_background_run(as_member, owner, wl):
+    """The log link of each background run needs to know only whether it has a tail:
+    the page's queries stay the same whatever the number of background runs (it once
+    loaded each deferred tail on its own, one query per row)."""
+    import datetime as dt
+
+    from django.utils import timezone
+
+    bg = factories.workload("bg")
+    exp = factories.experiment(owner, wl, mode="parallel", background_workload=bg)
+    url = f"/experiments/{exp.code}/"
+    start = timezone.now() - dt.timedelta(hours=1)
+    for i in range(3):
+        factories.background_run(exp, i, start + dt.timedelta(seconds=30 * i), 20)
+    small = _count(as_member, url)
+    for i in range(3, 30):
+        factories.background_run(
+            exp, i, start + dt.timedelta(seconds=30 * i), 20, log_tail="tail\n" if i == 29 else ""
+        )
+    large = _count(as_member, url)
+    assert small == large
+    page = as_member.get(url).content.decode()
+    assert page.count(f"/experiments/{exp.code}/background/") == 1  # only run 29 has a log

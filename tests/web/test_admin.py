@@ -191,3 +191,23 @@ def test_process_groups_and_host_queues_are_read_only_and_never_added(as_staff, 
 
 def test_a_member_cannot_register_a_workload(as_member):
     assert as_member.get(reverse("admin:experiments_workload_add")).status_code == 302
+
+
+def test_admin_date_and_time_inputs_are_labelled_and_the_run_list_has_headers(owner, wl, client):
+    """Split date/time inputs carry an aria-label naming the field and the part, and
+    the experiment's run list has no empty header cell (axe, in
+    tests/browser/test_accessibility.py, checks the pages as a browser shows them)."""
+    from django.contrib.auth import get_user_model
+
+    admin_user = get_user_model().objects.create_superuser("root", password="pw-root-12345")
+    client.force_login(admin_user)
+    exp = factories.experiment(owner, wl, status="succeeded")
+    run = factories.run(exp, 0)
+    page = client.get(reverse("admin:experiments_run_change", args=[run.pk])).content.decode()
+    assert 'aria-label="Started at: date"' in page
+    assert 'aria-label="Started at: time"' in page
+    page = client.get(reverse("admin:experiments_experiment_change", args=[exp.pk])).content
+    html = page.decode()
+    assert '<th class="original"><span class="sr-only">Run</span></th>' in html
+    assert "<th></th>" not in html
+    assert "admin-a11y.css" in html

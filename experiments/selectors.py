@@ -508,6 +508,8 @@ def _value_sql(figure: EnergyFigure, unit: str) -> str:
 def _value_python(joules: float | None, factors: dict[str, Any] | None, unit: str) -> float | None:
     if joules is None:
         return None
+    if unit in (carbon.Unit.J, carbon.Unit.KWH):
+        return carbon.convert(joules, unit, None)  # no factor involved
     f = carbon.Factors.from_dict(factors)
     if unit == carbon.Unit.COST and (f is None or f.currency != _currency()):
         return None

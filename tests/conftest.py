@@ -232,13 +232,16 @@ def demo_pair(
     seed: int = 7,
     sleep: float = 0.0,
     startup_wait: float = 0.5,
+    runs_per_config: int = 1,
 ) -> tuple[str, str]:
     """A small version of ``make run``'s demo: the parallel experiment file and the solo
-    one with the same configurations (two learning rates of digits-mlp)."""
+    one with the same configurations (two learning rates of digits-mlp; the demo itself
+    runs each three times)."""
     solo = (
         f"name: {name}-solo\nforeground:\n  workload: digits-mlp\n"
         f"  hyperparameters: {{epochs: {epochs}, hidden: {hidden}}}\n"
         f"  mutate: [learning_rate]\nconfigurations: 2\nseed: {seed}\n"
+        f"runs_per_config: {runs_per_config}\n"
         f"sleep_between_runs: {sleep}\ntimeout: 120\n"
     )
     parallel = solo.replace(f"name: {name}-solo", f"name: {name}-parallel") + (

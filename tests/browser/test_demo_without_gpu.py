@@ -1,8 +1,9 @@
 """The demo on this host as it is: no GPU, no NVML double, no RAPL; the CPU figure is
 the labelled estimate. A real worker runs a small parallel experiment and the solo one
-with the same configurations (what ``make run`` submits, shortened); then the run page
-shows CPU power over time with the background's starts and ends, Compare shows
-parallel against solo, and every page passes axe-core. Screenshots:
+with the same configurations, three runs each (what ``make run`` submits, shortened);
+then the run page shows CPU power over time with the background's starts and ends,
+Compare shows parallel against solo with each median's interval drawn, and every page
+passes axe-core. Screenshots:
 test-artifacts/screenshots/3*.png."""
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ from tests.conftest import demo_pair
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 # Background runs shorter than a foreground run: each window holds starts and ends.
+# Three runs a configuration, as make run's demo: each group's median gets its interval.
 PARALLEL, SOLO = demo_pair(
     "small demo", epochs=12, hidden=256, background_epochs=2, background_hidden=64,
-    sleep=0.5, startup_wait=1,
+    sleep=0.5, startup_wait=1, runs_per_config=3,
 )  # fmt: skip
 
 
@@ -43,7 +45,7 @@ def test_after_the_demo_without_a_gpu_the_run_shows_cpu_power_and_every_page_pas
         time.sleep(0.5)
     parallel = Experiment.objects.get(code=codes[0])
     assert parallel.status == "succeeded", parallel.error
-    run = Run.objects.get(experiment=parallel, config_index=0, attempt=1)
+    run = Run.objects.get(experiment=parallel, config_index=0, repeat_index=0, attempt=1)
     assert run.gpu_method == "unavailable" and run.cpu_method == "estimate"
 
     login(page, live_server, "demo", "pw-demo-12345")
@@ -61,6 +63,19 @@ def test_after_the_demo_without_a_gpu_the_run_shows_cpu_power_and_every_page_pas
     shoot(page, "30-demo-run-cpu-power-no-gpu")
 
     page.goto(f"{live_server.url}/compare/?workload=digits-mlp")
+    # Parallel against solo on the CPU figure, each median with its bootstrap interval:
+    # two configurations x two modes, three runs each.
+    chart = page.locator("svg", has_text="CPU energy (package), parallel vs solo")
+    assert chart.count() == 1
+    tips = chart.locator("rect title").all_text_contents()
+    assert len(tips) == 4, tips
+    assert all("bootstrap 95 % CI" in t and "n=3" in t for t in tips), tips
+    whiskers = chart.locator("line.whisker")
+    assert whiskers.count() == 4
+    spans = [
+        abs(float(w.get_attribute("y1")) - float(w.get_attribute("y2"))) for w in whiskers.all()
+    ]
+    assert all(span > 0 for span in spans), f"every interval is drawn with a width: {spans}"
     shoot(page, "31-demo-compare-no-gpu")
 
     found = axe_violations(page, "demo-compare")

@@ -160,6 +160,12 @@ class ExperimentPlan:
     idle_probe_s: float = 2.0
     grace: float = 10.0
     heartbeat_interval: float = 5.0
+    #: Seconds the worker gives the whole experiment (None: no limit). Past it the
+    #: runner stops everything as a cancel would and the experiment ends in error. The
+    #: runner checks it in its own poll loops: Celery's soft time limit raises an
+    #: exception asynchronously, wherever the task happens to be (inside a database
+    #: write, say), so it is kept only as a backstop a little later.
+    max_seconds: float | None = None
 
 
 @dataclass(frozen=True)

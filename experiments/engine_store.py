@@ -185,4 +185,5 @@ def plan_for(experiment: Experiment, *, gpu_index: int | None, python: str) -> E
         idle_probe_s=settings.WATTLAB_IDLE_PROBE_SECONDS,
         grace=settings.WATTLAB_GRACE_SECONDS,
         heartbeat_interval=settings.WATTLAB_HEARTBEAT_SECONDS,
+        max_seconds=settings.WATTLAB_MAX_EXPERIMENT_SECONDS,
     )

@@ -250,10 +250,13 @@ CELERY_WORKER_MAX_TASKS_PER_CHILD = 1
 # Celery's prefork pool with the child replaced at once (workers/pool.py says why);
 # "prefork" gives Celery's own, which can start a queued experiment up to 5 s late.
 CELERY_WORKER_POOL = env_str("WATTLAB_WORKER_POOL", "workers.pool:TaskPool")
-# The soft limit raises inside the task so the runner stops its process groups; the
-# hard limit, a little later, kills the child if even that hangs.
-CELERY_TASK_SOFT_TIME_LIMIT = WATTLAB_MAX_EXPERIMENT_SECONDS
-CELERY_TASK_TIME_LIMIT = WATTLAB_MAX_EXPERIMENT_SECONDS + 300
+# The runner stops an experiment at WATTLAB_MAX_EXPERIMENT_SECONDS itself (a deadline
+# checked in its poll loops). Celery's limits are backstops only: the soft one raises
+# asynchronously wherever the task is (inside a database write, say), so it comes
+# later, after the runner's stop and its grace periods have had their time; the hard
+# one kills the child if even that hangs.
+CELERY_TASK_SOFT_TIME_LIMIT = WATTLAB_MAX_EXPERIMENT_SECONDS + 120
+CELERY_TASK_TIME_LIMIT = WATTLAB_MAX_EXPERIMENT_SECONDS + 420
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
 # The name this host's workers register under (queues gpu.<host>.*, control.<host>).

@@ -252,6 +252,9 @@ class _ExperimentRun:
         self.results: list[RunResult] = []
         self._last_beat = float("-inf")
         self._cleaning_up = False
+        self._deadline = None if plan.max_seconds is None else time.monotonic() + plan.max_seconds
+        #: Set when the experiment's time limit stopped it (it unwinds as a cancel).
+        self.timed_out = False
 
     def pinned(self, env: dict[str, str]) -> dict[str, str]:
         """A program's environment with the training pinned to the metered GPUs by UUID
@@ -281,7 +284,11 @@ class _ExperimentRun:
             self.background.poll()
 
     def cancel_requested(self) -> bool:
-        if not self.store.cancel_requested():
+        # The time limit is checked here, in every poll loop, so it stops the
+        # experiment at a point of the runner's choosing (see ExperimentPlan.max_seconds).
+        if self._deadline is not None and time.monotonic() >= self._deadline:
+            self.timed_out = True
+        elif not self.store.cancel_requested():
             return False
         # Signal the background at once, so its grace runs alongside the foreground's.
         if self.background is not None:
@@ -575,6 +582,9 @@ def _classify(run: _ExperimentRun) -> tuple[ExperimentOutcome, str]:
     try:
         run.run()
     except Cancelled:
+        if run.timed_out:
+            message = f"stopped at the worker's time limit ({run.plan.max_seconds:g} s)"
+            return ExperimentOutcome("error", message), "error"
         return ExperimentOutcome("cancelled", "cancelled on request"), "cancelled"
     except _Aborted as exc:
         return ExperimentOutcome("error", f"infrastructure error: {exc}"), "error"

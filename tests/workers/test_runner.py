@@ -294,6 +294,35 @@ def test_it_stops_at_once_on_cancel_during_the_startup_wait(marker, tmp_path, me
     assert no_temp_dir_left(marker)
 
 
+def test_the_experiment_time_limit_stops_everything_from_the_runners_own_loop(
+    marker, tmp_path, meters
+):
+    # Two 30 s runs under a 2 s limit: the runner stops the first run and the background
+    # itself (no asynchronous exception from Celery) and ends the experiment in error.
+    bg_pids = tmp_path / "bg-pids"
+    runs = [fg(tmp_path, program("sleeper.py", "30"), repeat=i) for i in range(2)]
+    plan = make_plan(
+        marker, tmp_path, runs, max_seconds=2.0,
+        background=background(
+            tmp_path, program("spawn_tree.py", str(bg_pids), "--escape"), startup_wait=0.2
+        ),
+    )  # fmt: skip
+    store = RecordingStore()
+    began = time.monotonic()
+    outcome = run_experiment(plan, store, meters=meters)
+
+    assert outcome.status == "error"
+    assert "time limit (2 s)" in outcome.message
+    assert time.monotonic() - began < 2.0 + 3 * plan.grace + 3.0
+    [result] = store.of("run_finished")  # the second run never started
+    assert result.status == "cancelled"
+    assert store.of("experiment_ended") == [("error", outcome.message)]
+    assert not any(alive(pid) for pid in read_pids(bg_pids, 3))
+    assert not any(alive(g.leader_pid) for g in store.of("group_started"))
+    assert find_marked(marker) == []
+    assert no_temp_dir_left(marker)
+
+
 def test_a_timeout_kills_a_run_that_ignores_sigterm(marker, tmp_path, meters):
     plan = make_plan(
         marker, tmp_path, [fg(tmp_path, program("sleeper.py", "60", "--ignore-term"))],

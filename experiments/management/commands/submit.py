@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -85,28 +87,58 @@ class Command(BaseCommand):
         from rich.console import Console
         from rich.live import Live
 
+        # Ctrl-C only sets a flag, read once per poll: a KeyboardInterrupt raised
+        # wherever the main thread happens to be (inside a database query, or inside
+        # rich's live display while its refresh thread holds the console) could leave
+        # either stuck, and the prompt never came.
+        interrupted = threading.Event()
+
+        def on_sigint(_signum: int, _frame: object) -> None:
+            interrupted.set()
+
+        previous = signal.signal(signal.SIGINT, on_sigint)
         console = Console(file=out)
-        with Live(console=console, refresh_per_second=4, transient=False) as live:
-            while True:
-                try:
+        try:
+            with Live(console=console, refresh_per_second=4, transient=False) as live:
+                while True:
                     experiment.refresh_from_db()
                     live.update(_progress(experiment))
                     if not experiment.is_active:
                         return experiment
                     connection.close()
-                    time.sleep(POLL_SECONDS)
-                except KeyboardInterrupt:
+                    _sleep_unless(interrupted, POLL_SECONDS)
+                    if not interrupted.is_set():
+                        continue
+                    interrupted.clear()
                     live.stop()
-                    if _confirm(console, experiment):
-                        experiment_cancel(experiment=experiment, by=None)
-                        console.print("cancel requested; waiting for the worker to stop it")
-                    else:
+                    # A second Ctrl-C at the prompt answers "no".
+                    signal.signal(signal.SIGINT, signal.default_int_handler)
+                    try:
+                        cancel = _confirm(console, experiment)
+                    finally:
+                        signal.signal(signal.SIGINT, on_sigint)
+                    if not cancel:
                         console.print(
                             f"still {experiment.status}; follow it with "
                             f"`manage.py export {experiment.code}`"
                         )
                         sys.exit(130)
+                    experiment_cancel(experiment=experiment, by=None)
+                    console.print("cancel requested; waiting for the worker to stop it")
                     live.start()
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _sleep_unless(flag: threading.Event, seconds: float) -> None:
+    """Sleep in short steps, returning early once ``flag`` is set (by the SIGINT
+    handler, which runs between two of them)."""
+    deadline = time.monotonic() + seconds
+    while not flag.is_set():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        time.sleep(min(0.1, left))
 
 
 def print_summary(experiment: Experiment, out: Any) -> None:

@@ -26,10 +26,14 @@ worker: $(STAMP)
 	$(PY) scripts/worker.py
 
 # Where PostgreSQL or Redis does not answer at the URLs above, scripts/with_servers.py
-# starts throwaway ones on free ports for the two runs and stops them afterwards.
+# starts throwaway ones on free ports for the two runs and stops them afterwards. The
+# two runs go side by side (-j2; each one's output is printed when it ends), each
+# spread over several processes (pytest-xdist): most of the suite's time is spent
+# waiting on real workers, trainings and browsers, not on these 2 cores.
 test: $(STAMP) lint
 	$(PY) scripts/with_servers.py --database-url $(TEST_DATABASE_URL) \
-		--redis-url $(TEST_REDIS_URL) -- $(MAKE) --no-print-directory pytest pytest-single-machine
+		--redis-url $(TEST_REDIS_URL) -- \
+		$(MAKE) --no-print-directory -j2 --output-sync=target pytest pytest-single-machine
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check $(LINTED)
@@ -37,11 +41,17 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy core webapp experiments workers scripts
 	$(VENV)/bin/lint-imports
 
+# Processes per run (pytest-xdist; 0: none, one process as before). worksteal: a process
+# that runs out takes tests queued for another, so the slow ones do not pile up on one.
+PYTEST_WORKERS ?= 4
+SINGLE_MACHINE_WORKERS ?= 3
+XDIST = $(if $(filter 0,$(1)),,-n $(1) --dist worksteal)
+
 # The whole suite on PostgreSQL + Redis. Exit status 5 (no tests collected) is not a
 # failure of the code.
 pytest: $(STAMP)
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) \
-		$(VENV)/bin/pytest -q; rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ]
+		$(VENV)/bin/pytest -q $(call XDIST,$(PYTEST_WORKERS)); rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ]
 
 # Again with no server at all (SQLite and the filesystem broker, the single-machine
 # default), but only what differs between the two (marker `backends`: the queue, the
@@ -49,7 +59,7 @@ pytest: $(STAMP)
 # the database or broker in a way that depends on which one it is.
 pytest-single-machine: $(STAMP)
 	env -u DATABASE_URL -u REDIS_URL WATTLAB_VAR_DIR=$(CURDIR)/var/single-machine-tests \
-		$(VENV)/bin/pytest -q -m backends; \
+		$(VENV)/bin/pytest -q -m backends $(call XDIST,$(SINGLE_MACHINE_WORKERS)); \
 		rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ]
 
 # Benchmarks run Django on this machine only: a throwaway key where none is set (the

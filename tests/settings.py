@@ -10,6 +10,14 @@ half-imported module.
 import os
 
 os.environ.setdefault("DJANGO_SECRET_KEY", "wattlab-tests-only-" + "k" * 40)
+
+# Under pytest-xdist (make test runs the suite in several processes) each process gets
+# a var folder of its own: its SQLite test database, broker folder, artifacts and
+# scratch space. pytest-django already gives each a database of its own on PostgreSQL.
+_xdist_worker = os.environ.get("PYTEST_XDIST_WORKER")
+if _xdist_worker and not os.environ.get("WATTLAB_VAR_DIR", "").endswith(_xdist_worker):
+    _var = os.environ.get("WATTLAB_VAR_DIR") or os.path.join(os.path.dirname(__file__), "..", "var")
+    os.environ["WATTLAB_VAR_DIR"] = os.path.join(os.path.abspath(_var), "xdist", _xdist_worker)
 os.environ["DJANGO_SETTINGS_MODULE"] = "webapp.settings"
 
 from webapp.settings import *  # noqa: E402,F403

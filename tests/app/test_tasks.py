@@ -267,8 +267,17 @@ def test_ctrl_c_during_submit_wait_asks_and_cancels(
 
     path = tmp_path / "long.yaml"
     path.write_text(LONG_SOLO)
+    # -X faulthandler: if it hangs, SIGABRT prints where every thread is.
     waiting = subprocess.Popen(
-        [sys.executable, str(ROOT / "manage.py"), "submit", str(path), "--wait"],
+        [
+            sys.executable,
+            "-X",
+            "faulthandler",
+            str(ROOT / "manage.py"),
+            "submit",
+            str(path),
+            "--wait",
+        ],
         cwd=ROOT,
         env=child_env(),
         stdin=subprocess.PIPE,
@@ -287,7 +296,14 @@ def test_ctrl_c_during_submit_wait_asks_and_cancels(
         _wait_for(started, 60, "the run to start", celery_worker_proc)
         experiment = Experiment.objects.get(name="long-solo")
         waiting.send_signal(signal.SIGINT)
-        out, err = waiting.communicate("y\n", timeout=60)
+        try:
+            out, err = waiting.communicate("y\n", timeout=60)
+        except subprocess.TimeoutExpired:
+            waiting.send_signal(signal.SIGABRT)
+            out, err = waiting.communicate(timeout=10)
+            raise AssertionError(
+                f"no answer to Ctrl-C in 60 s:\n{out[-2000:]}\n{err[-6000:]}"
+            ) from None
     finally:
         if waiting.poll() is None:
             waiting.kill()

@@ -289,8 +289,10 @@ def test_stop_calls_on_wait_between_polls_for_the_whole_grace(marker, tmp_path):
     group = start(program("spawn_tree.py", str(pidfile), "--ignore-term"), marker, tmp_path)
     read_pids(pidfile, 3)
     calls: list[float] = []
-    began = time.monotonic()
     report = group.stop(grace=1.0, on_wait=lambda: calls.append(time.monotonic()))
     assert report.how == "sigkill"
     assert len(calls) >= 5  # a poll is 0.1 s: ten in a 1 s grace, minus a loaded machine
-    assert calls[-1] - calls[0] > 0.5 and calls[0] - began < 0.5
+    # Throughout the grace, not once at either end: it spans most of it with no long gap
+    # (when the first call comes after the SIGTERM depends on the machine's load).
+    assert calls[-1] - calls[0] > 0.5
+    assert max(b - a for a, b in zip(calls, calls[1:], strict=False)) < 0.5

@@ -267,24 +267,29 @@ def test_ctrl_c_during_submit_wait_asks_and_cancels(
 
     path = tmp_path / "long.yaml"
     path.write_text(LONG_SOLO)
-    # -X faulthandler: if it hangs, SIGABRT prints where every thread is.
-    waiting = subprocess.Popen(
-        [
-            sys.executable,
-            "-X",
-            "faulthandler",
-            str(ROOT / "manage.py"),
-            "submit",
-            str(path),
-            "--wait",
-        ],
-        cwd=ROOT,
-        env=child_env(),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    # Started as a background job is, with SIGINT ignored (inherited): Ctrl-C must still
+    # reach it. -X faulthandler: if it hangs, SIGABRT prints where every thread is.
+    ignored = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        waiting = subprocess.Popen(
+            [
+                sys.executable,
+                "-X",
+                "faulthandler",
+                str(ROOT / "manage.py"),
+                "submit",
+                str(path),
+                "--wait",
+            ],
+            cwd=ROOT,
+            env=child_env(),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    finally:
+        signal.signal(signal.SIGINT, ignored)
     try:
 
         def started() -> bool:

@@ -55,6 +55,30 @@ class Command(BaseCommand):
         except ExperimentFileError as exc:
             raise CommandError(_lines(path, exc.errors)) from None
         owner = owner_by_name(options["owner"])
+        waits = bool(options["wait"] or options["json"])
+        # From the moment the experiment may exist, Ctrl-C only sets a flag, which the
+        # wait loop reads once per poll (see _wait). Installed before the save: a worker
+        # can start the run before experiment_submit returns, and a Ctrl-C there must
+        # still ask to cancel (in a process started with SIGINT ignored, as background
+        # jobs are, it would otherwise be lost).
+        interrupted = threading.Event()
+        if not waits:
+            self._submit_and_wait(path, spec, owner, options, interrupted)
+            return
+        previous = signal.signal(signal.SIGINT, lambda _signum, _frame: interrupted.set())
+        try:
+            self._submit_and_wait(path, spec, owner, options, interrupted)
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    def _submit_and_wait(
+        self,
+        path: Path,
+        spec: Any,
+        owner: Any,
+        options: dict[str, Any],
+        interrupted: threading.Event,
+    ) -> None:
         try:
             experiment = experiment_submit(owner=owner, spec=spec, source="cli")
         except ValidationError as exc:
@@ -74,7 +98,7 @@ class Command(BaseCommand):
             print(f"{SAVED_NOT_SENT} ({experiment.queue_error})", file=out, flush=True)
         if not (options["wait"] or options["json"]):
             return
-        experiment = self._wait(experiment, out)
+        experiment = self._wait(experiment, out, interrupted)
         if options["json"]:
             self.stdout.write(json.dumps(experiment_document(experiment), indent=2))
         else:
@@ -83,51 +107,42 @@ class Command(BaseCommand):
         if experiment.status != Experiment.Status.SUCCEEDED:
             sys.exit(1)
 
-    def _wait(self, experiment: Experiment, out: Any) -> Experiment:
+    def _wait(self, experiment: Experiment, out: Any, interrupted: threading.Event) -> Experiment:
+        """Progress until the experiment ends. ``interrupted`` is set by the SIGINT
+        handler (installed by handle): a KeyboardInterrupt raised wherever the main
+        thread happens to be (inside a database query, or inside rich's live display
+        while its refresh thread holds the console) could leave either stuck."""
         from rich.console import Console
         from rich.live import Live
 
-        # Ctrl-C only sets a flag, read once per poll: a KeyboardInterrupt raised
-        # wherever the main thread happens to be (inside a database query, or inside
-        # rich's live display while its refresh thread holds the console) could leave
-        # either stuck, and the prompt never came.
-        interrupted = threading.Event()
-
-        def on_sigint(_signum: int, _frame: object) -> None:
-            interrupted.set()
-
-        previous = signal.signal(signal.SIGINT, on_sigint)
         console = Console(file=out)
-        try:
-            with Live(console=console, refresh_per_second=4, transient=False) as live:
-                while True:
-                    experiment.refresh_from_db()
-                    live.update(_progress(experiment))
-                    if not experiment.is_active:
-                        return experiment
-                    connection.close()
-                    _sleep_unless(interrupted, POLL_SECONDS)
-                    if not interrupted.is_set():
-                        continue
-                    interrupted.clear()
-                    live.stop()
-                    # A second Ctrl-C at the prompt answers "no".
-                    signal.signal(signal.SIGINT, signal.default_int_handler)
-                    try:
-                        cancel = _confirm(console, experiment)
-                    finally:
-                        signal.signal(signal.SIGINT, on_sigint)
-                    if not cancel:
-                        console.print(
-                            f"still {experiment.status}; follow it with "
-                            f"`manage.py export {experiment.code}`"
-                        )
-                        sys.exit(130)
-                    experiment_cancel(experiment=experiment, by=None)
-                    console.print("cancel requested; waiting for the worker to stop it")
-                    live.start()
-        finally:
-            signal.signal(signal.SIGINT, previous)
+        with Live(console=console, refresh_per_second=4, transient=False) as live:
+            while True:
+                experiment.refresh_from_db()
+                live.update(_progress(experiment))
+                if not experiment.is_active:
+                    return experiment
+                connection.close()
+                _sleep_unless(interrupted, POLL_SECONDS)
+                if not interrupted.is_set():
+                    continue
+                interrupted.clear()
+                live.stop()
+                # A second Ctrl-C at the prompt answers "no".
+                handler = signal.signal(signal.SIGINT, signal.default_int_handler)
+                try:
+                    cancel = _confirm(console, experiment)
+                finally:
+                    signal.signal(signal.SIGINT, handler)
+                if not cancel:
+                    console.print(
+                        f"still {experiment.status}; follow it with "
+                        f"`manage.py export {experiment.code}`"
+                    )
+                    sys.exit(130)
+                experiment_cancel(experiment=experiment, by=None)
+                console.print("cancel requested; waiting for the worker to stop it")
+                live.start()
 
 
 def _sleep_unless(flag: threading.Event, seconds: float) -> None:

@@ -1,11 +1,16 @@
+import json
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core.trace import (
     SCALES,
+    SMALL_CHANNEL,
     LiveTrace,
     TraceFormatError,
+    _encode_channel_numpy,
+    _encode_channel_small,
     decode_channels,
     decode_trace,
     encode_trace,
@@ -159,3 +164,48 @@ def test_a_damaged_live_trace_is_a_format_error() -> None:
     head = 8 + int.from_bytes(data[4:8], "big")
     with pytest.raises(TraceFormatError):
         decode_trace(data[:head] + b"\x00garbage")
+
+
+wide_reading = st.one_of(
+    st.none(),
+    st.floats(min_value=-1e9, max_value=1e9, allow_nan=False),
+    st.integers(min_value=-(10**6), max_value=10**6),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(wide_reading, max_size=SMALL_CHANNEL),
+    st.sampled_from(sorted(set(SCALES.values()))),
+)
+def test_a_short_channel_is_encoded_to_the_same_bytes_without_numpy(
+    values: list[float | None], scale: float
+) -> None:
+    # Live chunks (~20 samples) are encoded in plain Python, the stored trace with
+    # numpy: both must give the same bytes, gaps, every delta width and sign included.
+    small = _encode_channel_small(values, scale, len(values))
+    assert small == _encode_channel_numpy(values, scale, len(values))
+
+
+@pytest.mark.parametrize(
+    "values",
+    [[], [None], [None] * 9, [1.0], [0.0, 1.27, -1.28, None, 300.0, -70000.0, 3e7, None, 0.0]],
+)
+def test_the_edges_of_the_short_encoder_match_numpy(values: list[float | None]) -> None:
+    small = _encode_channel_small(values, 0.01, len(values))
+    assert small == _encode_channel_numpy(values, 0.01, len(values))
+
+
+def test_values_beyond_int64_are_left_to_numpy() -> None:
+    assert _encode_channel_small([0.0, 1e20], 0.01, 2) is None
+
+
+def test_the_live_header_is_the_json_of_its_fields() -> None:
+    meta = {"hz": 10.0, "gpus": [{"index": 0, "device": "GPU 0: é"}], "started_at": None}
+    live = LiveTrace(["t", gpu_key(0, "power_w")], meta)
+    for count in (0, 3):
+        data = live.append({"t": [0.1 * i for i in range(count)], "gpu0.power_w": [1.0] * count})
+        header = {"v": 2, "n": live.count, "keys": live.keys, "meta": meta}
+        head = json.dumps(header, separators=(",", ":")).encode()
+        assert data[8 : 8 + len(head)] == head
+        assert int.from_bytes(data[4:8], "big") == len(head)

@@ -30,8 +30,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from typing import Any
 
 from workers.energy.meters import GpuSample, MeterUnavailable
@@ -105,17 +104,28 @@ def _release_locked() -> bool:
     return True
 
 
-@contextmanager
-def _calling() -> Iterator[None]:
-    """Counts a call in flight, so :func:`shutdown` never runs under it."""
-    global _in_flight
-    with _lock:
-        _in_flight += 1
-    try:
-        yield
-    finally:
+class _Calling:
+    """Counts a call in flight, so :func:`shutdown` never runs under it. A plain
+    context manager, not @contextmanager's generator: it is entered every tick."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        global _in_flight
+        with _lock:
+            _in_flight += 1
+
+    def __exit__(self, *exc: object) -> None:
+        global _in_flight
         with _lock:
             _in_flight -= 1
+
+
+_CALLING = _Calling()
+
+
+def _calling() -> _Calling:
+    return _CALLING
 
 
 _fork_held = False
@@ -392,7 +402,7 @@ class NvmlGpuMeter:
             mem_mib=self._held["mem"],
             temp_c=self._held["temp"],
             proc_util=proc,
-            errors=tuple(errors),
+            errors=tuple(errors) if errors else (),
         )
 
     def _read_fast(self, errors: list[tuple[str, str]]) -> tuple[int | None, float | None]:

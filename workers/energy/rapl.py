@@ -161,6 +161,8 @@ class RaplCpuMeter:
         self._clock = clock
         self.device = "RAPL " + ", ".join(z.name for z in self._zones)
         self._has_dram = any(z.kind == "dram" for z in self._zones)
+        self._packages = [z for z in self._zones if z.kind == "package"]
+        self._drams = [z for z in self._zones if z.kind == "dram"]
         self.updated_at: float | None = None
 
     def start(self, foreground_pid: int | None) -> None:
@@ -206,9 +208,17 @@ class RaplCpuMeter:
         if not missed:  # a partial read is no fresh reading of the whole
             self.updated_at = now
 
+    def running_j(self) -> float | None:
+        """Package + DRAM so far, in joules: :meth:`total`'s figure without the reading
+        and its flags (the live line asks every tick)."""
+        package = sum(z.total_uj for z in self._packages) / 1e6
+        if not self._has_dram:
+            return package
+        return package + sum(z.total_uj for z in self._drams) / 1e6
+
     def total(self) -> CpuReading:
-        package = sum(z.total_uj for z in self._zones if z.kind == "package") / 1e6
-        dram = sum(z.total_uj for z in self._zones if z.kind == "dram") / 1e6
+        package = sum(z.total_uj for z in self._packages) / 1e6
+        dram = sum(z.total_uj for z in self._drams) / 1e6
         wraps = sum(z.wraps for z in self._zones)
         flags = [WHOLE_MACHINE_FLAG]
         bridged = sum(z.bridged for z in self._zones)

@@ -252,6 +252,8 @@ class _GpuSeries:
     quantity_errors: dict[str, tuple[int, str]] = field(default_factory=dict)
     counter_backwards: bool = False
     split: _Split = field(default_factory=_Split)
+    #: The meter set's idle baseline for this GPU (0 W: none), taken at start().
+    idle_w: float = 0.0
 
 
 class Measurement:
@@ -284,6 +286,8 @@ class Measurement:
         self._cpu_last: tuple[float, float] | None = None
         self._cpu_held: float | None = None
         self._sampler = Sampler(self._tick, hz)
+        self._cpu = meters.cpu
+        self._cpu_joules = getattr(meters.cpu, "running_j", None) or self._cpu_joules_from_total
         self._t0 = 0.0
         self._wall0 = 0.0
         self._started_at: dt.datetime | None = None
@@ -311,6 +315,8 @@ class Measurement:
             self._fg_pids[foreground_pid] = True
         # The CPU meter's setup (a process-tree scan) comes before t0, so that the
         # first GPU reading is taken at t = 0 and not some milliseconds later.
+        for series in self._series:
+            series.idle_w = self.meters.idle_w.get(series.meter.index, 0.0)
         self.meters.cpu.start(foreground_pid)
         self._started_at = dt.datetime.now(dt.UTC)
         self._t0 = time.monotonic()
@@ -337,7 +343,9 @@ class Measurement:
     def _tick(self, scheduled: float) -> None:
         # Stamp the samples with the moment the GPUs are read, not the deadline the
         # sampler woke for: energy is integrated over the real reading times.
-        now = max(time.monotonic(), scheduled)
+        now = time.monotonic()
+        if now < scheduled:
+            now = scheduled
         readings: list[GpuSample] = []
         for series in self._series:
             try:
@@ -350,7 +358,7 @@ class Measurement:
         if self._closed:
             return  # a read that hung past stop(): the run is already reported
         try:
-            self.meters.cpu.poll()
+            self._cpu.poll()
         except Exception as exc:  # noqa: BLE001 - one missed poll must not end sampling
             self._cpu_poll_error = f"{type(exc).__name__}: {exc}"
         cpu_power = self._cpu_power_since_last()
@@ -369,51 +377,60 @@ class Measurement:
         tick; the estimate: every second, held in between so the line is a step of
         the estimate's own resolution). None before the second reading, and for perf,
         which reports only when it stops."""
-        meter = self.meters.cpu
-        at = meter.updated_at
+        at = self._cpu.updated_at
         if at is None:
             return None
         if self._cpu_last is not None and at <= self._cpu_last[0]:
             return self._cpu_held  # no fresh reading since the previous tick
-        total = meter.total()
-        if total.package_j is None:
+        joules = self._cpu_joules()
+        if joules is None:
             return None
-        joules = total.package_j + (total.dram_j or 0.0)
         previous, self._cpu_last = self._cpu_last, (at, joules)
         if previous is not None:
             self._cpu_held = (joules - previous[1]) / (at - previous[0])
         return self._cpu_held
 
+    def _cpu_joules_from_total(self) -> float | None:
+        """For a CPU meter without ``running_j``: the same figure from its reading."""
+        total = self._cpu.total()
+        if total.package_j is None:
+            return None
+        return total.package_j + (total.dram_j or 0.0)
+
     def _account(self, s: _GpuSeries, sample: GpuSample, now: float) -> None:
         """This tick's energy into the foreground split; failed quantities counted."""
-        for quantity, why in sample.errors:
-            count, _ = s.quantity_errors.get(quantity, (0, ""))
-            s.quantity_errors[quantity] = (count + 1, why)
+        if sample.errors:
+            for quantity, why in sample.errors:
+                count, _ = s.quantity_errors.get(quantity, (0, ""))
+                s.quantity_errors[quantity] = (count + 1, why)
+        split = s.split
+        proc = sample.proc_util
         if not s.samples:
             # The t = 0 reading: its process samples describe the time before the run
             # (a meter kept open between runs), so they set no share.
-            s.split.supported = sample.proc_util is not None
+            split.supported = proc is not None
             return
-        if sample.proc_util is None:
-            s.split.supported = False
+        if proc is None:
+            split.supported = False
         prev, prev_t = s.samples[-1], s.times[-1]
         de: float | None = None
-        if prev.energy_mj is not None and sample.energy_mj is not None:
-            if sample.energy_mj >= prev.energy_mj:
-                de = (sample.energy_mj - prev.energy_mj) / 1000.0
+        e0, e1 = prev.energy_mj, sample.energy_mj
+        if e0 is not None and e1 is not None:
+            if e1 >= e0:
+                de = (e1 - e0) / 1000.0
             else:
                 s.counter_backwards = True  # a GPU reset or driver reload
-        if de is None and prev.power_w is not None and sample.power_w is not None:
-            de = (now - prev_t) * (prev.power_w + sample.power_w) / 2.0
+        if de is None:
+            p0, p1 = prev.power_w, sample.power_w
+            if p0 is not None and p1 is not None:
+                de = (now - prev_t) * (p0 + p1) / 2.0
         if de is not None:
-            split = s.split
             span = now - prev_t
-            idle_w = self.meters.idle_w.get(s.meter.index, 0.0)
-            idle_j = min(de, idle_w * span) if de > 0 else 0.0
+            idle_j = min(de, s.idle_w * span) if de > 0 else 0.0
             split.ticks_j += de
             split.pending.append((self._wall0 + (now - self._t0), span, de - idle_j, idle_j))
-        if sample.proc_util:
-            self._apply_share(s.split, sample.proc_util)
+        if proc:
+            self._apply_share(split, proc)
 
     def _apply_share(self, split: _Split, batch: tuple[tuple[int, float, int], ...]) -> None:
         """One batch of per-process samples sets the share of the ticks it covers: the

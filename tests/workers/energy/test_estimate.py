@@ -1,11 +1,21 @@
+import contextlib
+import os
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
-from workers.energy.estimate import WATTS_ENV, EstimateCpuMeter, watts_per_core_from_env
+from workers.energy.estimate import (
+    WATTS_ENV,
+    EstimateCpuMeter,
+    _descendants,
+    _Member,
+    watts_per_core_from_env,
+)
 
 # A child that starts a grandchild; both burn CPU for a while, then exit.
 BURN = (
@@ -139,3 +149,73 @@ def test_the_environment_overrides_powercap_and_the_table(
     monkeypatch.setenv(WATTS_ENV, "7.5")
     meter = EstimateCpuMeter(powercap_root=root, cores=64)
     assert (meter.watts_per_core, meter.assumed.source) == (7.5, "env")
+
+
+# A child that starts a grandchild, both then idle: a tree that holds still.
+TREE = (
+    "import subprocess, sys, time\n"
+    "g = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)'])\n"
+    "print(g.pid, flush=True)\n"
+    "time.sleep(30)\n"
+)
+
+
+def test_the_tree_is_found_as_psutil_finds_it_and_its_cpu_time_read_the_same() -> None:
+    # The estimate reads /proc itself (issue 8: the overhead benchmark): the members
+    # and their CPU seconds must be psutil's, to the last bit of the float.
+    proc = subprocess.Popen([sys.executable, "-c", TREE], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        grandchild = int(proc.stdout.readline())
+        leader = _Member(proc.pid)
+        try:
+            ours = [pid for pid, _start in _descendants(leader)]
+            theirs = [p.pid for p in psutil.Process(proc.pid).children(recursive=True)]
+            assert ours == theirs == [grandchild]
+            for pid in (proc.pid, grandchild):
+                os.kill(pid, signal.SIGSTOP)  # frozen CPU times: one moment, two readers
+            for pid in (proc.pid, grandchild):
+                t = psutil.Process(pid).cpu_times()
+                expected = float(t.user + t.system + t.children_user + t.children_system)
+                member = _Member(pid)
+                try:
+                    assert member.cpu_seconds() == expected
+                finally:
+                    member.close()
+        finally:
+            leader.close()
+    finally:
+        for pid in (proc.pid, grandchild):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        proc.wait()
+
+
+def test_a_member_is_its_process_not_its_pid_number() -> None:
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    member = _Member(proc.pid)
+    try:
+        with pytest.raises(ProcessLookupError):
+            _Member(proc.pid, start=b"1")  # started at another time: a reused pid
+        proc.kill()
+        proc.wait()  # reaped: the kept descriptor no longer reads anything
+        with pytest.raises(OSError):
+            member.cpu_seconds()
+    finally:
+        member.close()
+
+
+def test_the_running_figure_is_the_readings() -> None:
+    proc = subprocess.Popen([sys.executable, "-c", BURN])
+    meter = EstimateCpuMeter(watts_per_core=12.0)
+    meter.start(proc.pid)
+    time.sleep(1.1)
+    meter.poll()
+    assert meter.running_j() == meter.total().package_j
+    proc.wait()
+    reading = meter.stop()
+    assert meter.running_j() == reading.package_j
+    assert meter._members == []  # every kept /proc descriptor is closed at stop
+    empty = EstimateCpuMeter(watts_per_core=12.0)
+    empty.start(None)
+    assert empty.running_j() is None and empty.total().package_j is None

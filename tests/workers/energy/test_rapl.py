@@ -133,3 +133,24 @@ def test_a_bridged_wrap_counts_at_least_what_was_counted_since_the_wrap(tmp_path
     energy.write_text("3000000\n")  # a wrap before any rate is known: >= 3 J
     reading = meter.stop()
     assert reading.package_j == pytest.approx(3.0)
+
+
+@pytest.mark.parametrize("with_dram", [True, False])
+def test_the_running_figure_is_package_plus_dram_of_the_reading(
+    tmp_path: Path, with_dram: bool
+) -> None:
+    # What the live power line asks every tick, without building a reading.
+    root = tmp_path / "powercap"
+    pkg = _zone(root / "intel-rapl:0", "package-0", 1_000_000)
+    dram = _zone(root / "intel-rapl:0" / "intel-rapl:0:1", "dram", 0) if with_dram else None
+    meter = RaplCpuMeter(root)
+    meter.start(None)
+    for step in range(1, 4):
+        pkg.write_text(f"{1_000_000 + step * 3_333_333}\n")
+        if dram is not None:
+            dram.write_text(f"{step * 1_111_111}\n")
+        meter.poll()
+        reading = meter.total()
+        assert reading.package_j is not None
+        assert meter.running_j() == reading.package_j + (reading.dram_j or 0.0)
+    meter.stop()

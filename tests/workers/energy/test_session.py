@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import astuple
 from pathlib import Path
 from typing import cast
 
@@ -20,7 +21,7 @@ from core.contract import EnergyReport
 from core.trace import decode_trace, trace_meta
 from workers.energy.doubles import ReplayGpuMeter, SyntheticGpuMeter, constant_power, sine_power
 from workers.energy.estimate import EstimateCpuMeter
-from workers.energy.meters import GpuMeter, GpuSample
+from workers.energy.meters import CpuMeter, CpuReading, GpuMeter, GpuSample
 from workers.energy.session import WINDOW_SHORT_FLAG, Measurement, MeterSet, open_meters
 
 TRACES = Path(__file__).resolve().parents[3] / "data" / "traces" / "rtx3080"
@@ -399,3 +400,44 @@ def test_the_estimate_plots_cpu_power_over_time_at_its_one_second_resolution() -
     assert all(0.0 < p <= 10.5 for p in power[first:] if p is not None)
     assert report.cpu.method == "estimate" and report.cpu.value is not None
     assert report.cpu.value <= 10.5 * t[-1]
+
+
+class ReadingOnlyCpu:
+    """A CPU meter with total() but no running_j (one written before it existed):
+    3 J of package and 1 J of DRAM more at every poll, a fresh reading each time."""
+
+    method = "rapl"
+    device = "test meter"
+    whole_machine = True
+
+    def __init__(self) -> None:
+        self.updated_at: float | None = None
+        self.polls = 0
+
+    def start(self, foreground_pid: int | None) -> None:
+        self.updated_at = time.monotonic()
+
+    def poll(self) -> None:
+        self.polls += 1
+        self.updated_at = time.monotonic()
+
+    def total(self) -> CpuReading:
+        return CpuReading(3.0 * self.polls, 1.0 * self.polls)
+
+    def stop(self) -> CpuReading:
+        return self.total()
+
+
+@pytest.mark.parametrize("running", [False, True])
+def test_the_live_cpu_line_is_the_same_with_or_without_running_j(running: bool) -> None:
+    cpu = ReadingOnlyCpu()
+    if running:
+        cpu.running_j = lambda: sum(x or 0.0 for x in astuple(cpu.total())[:2])  # type: ignore[attr-defined]
+    m = Measurement(meters=MeterSet([], cast(CpuMeter, cpu)), hz=20.0)
+    m.start()
+    time.sleep(0.3)
+    _report, trace = m.stop()
+    power = decode_trace(trace)["cpu_power_w"]
+    # 4 J per tick of ~50 ms: ~80 W from the second reading on (the first has none).
+    assert power[0] is None
+    assert all(p is not None and 20.0 < p < 400.0 for p in power[1:])

@@ -238,6 +238,8 @@ def _descendants(leader: _Member, proc: Path = PROC) -> list[tuple[int, bytes]]:
 class EstimateCpuMeter:
     method: CpuMethod = "estimate"
     whole_machine = False
+    #: poll() reads only this often; before that it returns at once.
+    poll_period_s = POLL_PERIOD_S
 
     def __init__(
         self,
@@ -261,7 +263,9 @@ class EstimateCpuMeter:
         self._members: list[_Member] = []
         self._baseline = 0.0
         self._cpu_s = 0.0
-        self._last_poll = 0.0
+        #: Monotonic time of the last poll that read: the next one is due
+        #: poll_period_s after it (a Measurement skips the call until then).
+        self.last_poll_at = 0.0
         self._last_tree = 0.0
         self._tree_every = TREE_REFRESH_FIRST_S
         self.updated_at: float | None = None
@@ -334,9 +338,9 @@ class EstimateCpuMeter:
 
     def poll(self) -> None:
         now = time.monotonic()
-        if now - self._last_poll < POLL_PERIOD_S:
+        if now - self.last_poll_at < POLL_PERIOD_S:
             return
-        self._last_poll = now
+        self.last_poll_at = now
         if now - self._last_tree >= self._tree_every:
             self._refresh_tree(now)
             self._tree_every = min(2 * self._tree_every, TREE_REFRESH_MAX_S)

@@ -96,6 +96,10 @@ class CpuMeter(Protocol):
     def stop(self) -> CpuReading: ...
 
 
+#: Optional on a CPU meter: ``poll_period_s`` and ``last_poll_at`` (monotonic), when
+#: :meth:`CpuMeter.poll` does nothing until ``poll_period_s`` after ``last_poll_at``:
+#: the sampler then skips the call until it is due.
+#:
 #: Optional on a CPU meter: ``running_j() -> float | None``, the package + DRAM joules
 #: that :meth:`CpuMeter.total` would give (None where it gives no package figure),
 #: without building the reading and its flags. The live power line asks for it at

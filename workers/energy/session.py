@@ -55,6 +55,11 @@ HOT_START_C = 70.0
 WINDOW_SHORT_FLAG = "window shorter than the counter update period"
 #: How long a stop waits for the sampler thread; past it a meter call is hung.
 SAMPLER_JOIN_S = 5.0
+#: The GPU samples go into the foreground split in batches of this many ticks (and at
+#: once when one brings per-process samples, whose pids are looked up while they
+#: live): the same arithmetic in the same order, one call per batch instead of one
+#: per tick. Only the report reads the split.
+ACCOUNT_EVERY = 10
 #: Above this utilisation during the idle probe, the GPU was not idle.
 IDLE_BUSY_PCT = 5.0
 SHARE_POLICY = (
@@ -254,6 +259,8 @@ class _GpuSeries:
     split: _Split = field(default_factory=_Split)
     #: The meter set's idle baseline for this GPU (0 W: none), taken at start().
     idle_w: float = 0.0
+    #: Samples already in the split and error counts (see ACCOUNT_EVERY).
+    accounted: int = 0
 
 
 class Measurement:
@@ -287,6 +294,9 @@ class Measurement:
         self._cpu_held: float | None = None
         self._sampler = Sampler(self._tick, hz)
         self._cpu = meters.cpu
+        # A meter that reads only every so often (the estimate: once a second) is not
+        # called on the ticks in between: each call is CPU time the tick spends.
+        self._cpu_poll_period: float | None = getattr(meters.cpu, "poll_period_s", None)
         self._cpu_joules = getattr(meters.cpu, "running_j", None) or self._cpu_joules_from_total
         self._t0 = 0.0
         self._wall0 = 0.0
@@ -357,20 +367,29 @@ class Measurement:
                 readings.append(GpuSample(proc_util=()))
         if self._closed:
             return  # a read that hung past stop(): the run is already reported
-        try:
-            self._cpu.poll()
-        except Exception as exc:  # noqa: BLE001 - one missed poll must not end sampling
-            self._cpu_poll_error = f"{type(exc).__name__}: {exc}"
-        cpu_power = self._cpu_power_since_last()
+        cpu = self._cpu
+        period = self._cpu_poll_period
+        if period is None or time.monotonic() - cpu.last_poll_at >= period:  # type: ignore[attr-defined]
+            try:
+                cpu.poll()
+            except Exception as exc:  # noqa: BLE001 - one missed poll must not end sampling
+                self._cpu_poll_error = f"{type(exc).__name__}: {exc}"
+        at, last = cpu.updated_at, self._cpu_last
+        if at is not None and last is not None and at <= last[0]:
+            cpu_power = self._cpu_held  # no fresh reading since the previous tick
+        else:
+            cpu_power = self._cpu_power_since_last()
         with self._lock:
             if self._closed:
                 return
             self._t.append(now - self._t0)
             self._cpu_power.append(cpu_power)
+            flush = len(self._t) % ACCOUNT_EVERY == 0
             for series, sample in zip(self._series, readings, strict=True):
-                self._account(series, sample, now)
                 series.samples.append(sample)
                 series.times.append(now)
+                if flush or sample.proc_util:
+                    self._account_new(series)
 
     def _cpu_power_since_last(self) -> float | None:
         """The CPU meter's average power between its two latest readings (RAPL: every
@@ -397,22 +416,29 @@ class Measurement:
             return None
         return total.package_j + (total.dram_j or 0.0)
 
-    def _account(self, s: _GpuSeries, sample: GpuSample, now: float) -> None:
-        """This tick's energy into the foreground split; failed quantities counted."""
+    def _account_new(self, s: _GpuSeries) -> None:
+        """The samples not yet accounted, in order (caller holds the lock)."""
+        samples, times = s.samples, s.times
+        for i in range(s.accounted, len(samples)):
+            self._account(s, samples[i], times[i], i)
+        s.accounted = len(samples)
+
+    def _account(self, s: _GpuSeries, sample: GpuSample, now: float, i: int) -> None:
+        """Sample ``i``'s energy into the foreground split; failed quantities counted."""
         if sample.errors:
             for quantity, why in sample.errors:
                 count, _ = s.quantity_errors.get(quantity, (0, ""))
                 s.quantity_errors[quantity] = (count + 1, why)
         split = s.split
         proc = sample.proc_util
-        if not s.samples:
+        if not i:
             # The t = 0 reading: its process samples describe the time before the run
             # (a meter kept open between runs), so they set no share.
             split.supported = proc is not None
             return
         if proc is None:
             split.supported = False
-        prev, prev_t = s.samples[-1], s.times[-1]
+        prev, prev_t = s.samples[i - 1], s.times[i - 1]
         de: float | None = None
         e0, e1 = prev.energy_mj, sample.energy_mj
         if e0 is not None and e1 is not None:
@@ -504,6 +530,8 @@ class Measurement:
             self._tick(time.monotonic())  # the closing sample: counters' final values
         with self._lock:
             self._closed = True
+            for series in self._series:
+                self._account_new(series)
         cpu = self.meters.cpu.stop()
         report = self._report(cpu)
         with self._lock:

@@ -13,12 +13,14 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import astuple
 from pathlib import Path
+from types import SimpleNamespace
 from typing import cast
 
 import pytest
 
 from core.contract import EnergyReport
 from core.trace import decode_trace, trace_meta
+from workers.energy import session
 from workers.energy.doubles import ReplayGpuMeter, SyntheticGpuMeter, constant_power, sine_power
 from workers.energy.estimate import EstimateCpuMeter
 from workers.energy.meters import CpuMeter, CpuReading, GpuMeter, GpuSample
@@ -438,6 +440,68 @@ def test_the_live_cpu_line_is_the_same_with_or_without_running_j(running: bool) 
     time.sleep(0.3)
     _report, trace = m.stop()
     power = decode_trace(trace)["cpu_power_w"]
-    # 4 J per tick of ~50 ms: ~80 W from the second reading on (the first has none).
+    # 4 J per tick: a power from the second reading on (the first has none), from
+    # total() where the meter has no running_j.
     assert power[0] is None
-    assert all(p is not None and 20.0 < p < 400.0 for p in power[1:])
+    assert len(power) > 3 and all(p is not None and p > 0.0 for p in power[1:])
+
+
+class ScriptedGpu:
+    """A GPU whose every read is fixed by its number: a counter that once goes
+    backwards, a failing quantity every 4th read, per-process batches every 7th."""
+
+    index = 0
+    device = "scripted GPU 0 (not a measurement)"
+    uuid = None
+    has_energy_counter = True
+    flags: list[str] = []
+
+    def __init__(self, clock: SimpleNamespace, fg: int) -> None:
+        self.clock, self.fg, self.reads = clock, fg, 0
+
+    def read(self) -> GpuSample:
+        k = self.reads = self.reads + 1
+        energy = 1_000_000 + 13_000 * k - (500_000 if k > 40 else 0)
+        batch: tuple[tuple[int, float, int], ...] = ()
+        if k % 7 == 0:
+            stamp = int(self.clock.wall * 1_000_000)
+            batch = ((self.fg, 30.0 + k, stamp), (1, 20.0, stamp))
+        errors = (("temperature", f"read {k}"),) if k % 4 == 0 else ()
+        return GpuSample(
+            power_w=100.0 + 10 * (k % 3), energy_mj=energy, proc_util=batch, errors=errors
+        )
+
+    def close(self) -> None: ...
+
+
+@pytest.mark.parametrize("every", [3, 10, 1000])
+def test_accounting_in_batches_gives_the_report_of_accounting_every_tick(
+    monkeypatch: pytest.MonkeyPatch, every: int
+) -> None:
+    # Issue 8 (overhead): the split is filled every ACCOUNT_EVERY ticks, not every tick.
+    # On a scripted GPU and clock the report must be the one of accounting every tick.
+    def report_with(account_every: int) -> EnergyReport:
+        clock = SimpleNamespace(mono=100.0, wall=1_000.0)
+        clock.monotonic = lambda: clock.mono
+        clock.time = lambda: clock.wall
+        monkeypatch.setattr(session, "time", clock)
+        monkeypatch.setattr(session, "ACCOUNT_EVERY", account_every)
+        meters = MeterSet([ScriptedGpu(clock, os.getpid())], EstimateCpuMeter(10.0))
+        meters.idle_w[0] = 40.0
+        m = Measurement(meters=meters, hz=10.0)
+        m._sampler.start = lambda start_monotonic=None: None  # type: ignore[method-assign]
+        m.start(foreground_pid=os.getpid())
+        for _ in range(55):
+            clock.mono += 0.1
+            clock.wall += 0.1
+            m._tick(clock.mono)
+        clock.mono += 0.05
+        clock.wall += 0.05
+        return m.stop()[0]
+
+    every_tick, batched = report_with(1), report_with(every)
+    assert batched.gpu == every_tick.gpu
+    assert batched.gpu_foreground == every_tick.gpu_foreground
+    assert every_tick.gpu_foreground.value is not None
+    assert any("went backwards" in f for f in batched.gpu.flags)
+    assert any("temperature unreadable in 14 read(s)" in f for f in batched.gpu.flags)

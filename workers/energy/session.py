@@ -374,11 +374,24 @@ class Measurement:
                 cpu.poll()
             except Exception as exc:  # noqa: BLE001 - one missed poll must not end sampling
                 self._cpu_poll_error = f"{type(exc).__name__}: {exc}"
+        # The CPU meter's average power between its two latest readings (RAPL: every
+        # tick; the estimate: every second, held in between so the line is a step of
+        # the estimate's own resolution). None before the second reading, and for
+        # perf, which reports only when it stops. Inline: it runs every tick.
         at, last = cpu.updated_at, self._cpu_last
-        if at is not None and last is not None and at <= last[0]:
+        if at is None:
+            cpu_power = None
+        elif last is not None and at <= last[0]:
             cpu_power = self._cpu_held  # no fresh reading since the previous tick
         else:
-            cpu_power = self._cpu_power_since_last()
+            joules = self._cpu_joules()
+            if joules is None:
+                cpu_power = None
+            else:
+                self._cpu_last = (at, joules)
+                if last is not None:
+                    self._cpu_held = (joules - last[1]) / (at - last[0])
+                cpu_power = self._cpu_held
         with self._lock:
             if self._closed:
                 return
@@ -390,24 +403,6 @@ class Measurement:
                 series.times.append(now)
                 if flush or sample.proc_util:
                     self._account_new(series)
-
-    def _cpu_power_since_last(self) -> float | None:
-        """The CPU meter's average power between its two latest readings (RAPL: every
-        tick; the estimate: every second, held in between so the line is a step of
-        the estimate's own resolution). None before the second reading, and for perf,
-        which reports only when it stops."""
-        at = self._cpu.updated_at
-        if at is None:
-            return None
-        if self._cpu_last is not None and at <= self._cpu_last[0]:
-            return self._cpu_held  # no fresh reading since the previous tick
-        joules = self._cpu_joules()
-        if joules is None:
-            return None
-        previous, self._cpu_last = self._cpu_last, (at, joules)
-        if previous is not None:
-            self._cpu_held = (joules - previous[1]) / (at - previous[0])
-        return self._cpu_held
 
     def _cpu_joules_from_total(self) -> float | None:
         """For a CPU meter without ``running_j``: the same figure from its reading."""

@@ -620,7 +620,7 @@ def compare_workload_cached(
     and the unit: any run finishing, imported or deleted changes the key, so the page
     never shows stale figures. One aggregate query gives the key and, on a miss, the
     per-figure counts (to choose the default); it reads only the runs' covering index."""
-    from django.core.cache import cache
+    from experiments import cache
 
     finished, per_figure, state = figure_counts(workload=workload)
     end = state["end"].timestamp() if state["end"] else 0
@@ -633,7 +633,7 @@ def compare_workload_cached(
         workload=workload, figure=figure, unit=unit, counts=(finished, per_figure)
     )
     data.cache_key = key
-    cache.set(key, data, timeout=600)
+    cache.put(key, data, timeout=600)
     return data
 
 

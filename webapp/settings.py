@@ -156,6 +156,26 @@ else:
     }
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-wattlab.sqlite3")}
 
+# The cache (the compare page's figures and charts): Django's database cache, one table
+# in the database every web process and every web host already shares. A per-process
+# cache (local memory) made each gunicorn process compute every workload's comparison
+# itself (the cold requests were the compare page's p95); a file cache under
+# WATTLAB_VAR_DIR is shared only by the processes of one host; Redis is optional here
+# and the pages must answer while it is down (docs/reliability.md), whereas the
+# database is needed for the page anyway. Reads and writes are fail-safe (a cache error
+# means a recomputation, never an error page: experiments/cache.py). The table is made
+# by migration 0009 (createcachetable); `manage.py createcachetable` makes it by hand.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+        "LOCATION": env_str("WATTLAB_CACHE_TABLE", "wattlab_cache"),
+        "TIMEOUT": 600,
+        # A comparison is a few hundred kB: a bound on the table, culled by Django
+        # (a third of the entries, oldest expiry first) when it is reached.
+        "OPTIONS": {"MAX_ENTRIES": 2000, "CULL_FREQUENCY": 3},
+    }
+}
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

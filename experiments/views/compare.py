@@ -7,6 +7,7 @@ methods and how many runs lack it."""
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 from typing import Any
 
@@ -101,16 +102,17 @@ def versus_chart(data: CompareData, *, width: int = 1000) -> Any:
 def _charts(data: CompareData, metric: str) -> dict[str, Any]:
     """The charts (SVG) and trend lines, cached beside the figures they are drawn from:
     drawing 600 points and fitting the trends costs more than reading the cache."""
-    from django.core.cache import cache
+    from experiments import cache
 
     if not data.cache_key:
         return _draw(data, metric)
-    key = f"{data.cache_key}-charts-{metric}"
+    # The metric is a name the trainings reported: hashed, the key stays short and plain.
+    key = f"{data.cache_key}-charts-{hashlib.sha1(metric.encode()).hexdigest()[:16]}"
     cached = cache.get(key)
     if isinstance(cached, dict):
         return {str(k): v for k, v in cached.items()}
     drawn = _draw(data, metric)
-    cache.set(key, drawn, timeout=600)
+    cache.put(key, drawn, timeout=600)
     return drawn
 
 

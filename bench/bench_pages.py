@@ -247,6 +247,11 @@ def main() -> None:
     }
     print(f"history: {counts}")
     cookie = _session_cookie()
+    # The compare cache is a database table (settings.CACHES) that outlives the server:
+    # empty it so every run starts cold, as each did with per-process caches.
+    from django.core.cache import cache
+
+    cache.clear()
     connection.close()
     server = _start_server(args.port, args.server, args.workers, args.threads)
     print(

@@ -17,7 +17,7 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_GET
 
-from experiments import carbon, charts, figures, selectors, stats
+from experiments import cache, carbon, charts, figures, selectors, stats
 from experiments.exports import csv_row
 from experiments.figures import EnergyFigure
 from experiments.models import Run, Workload
@@ -102,8 +102,6 @@ def versus_chart(data: CompareData, *, width: int = 1000) -> Any:
 def _charts(data: CompareData, metric: str) -> dict[str, Any]:
     """The charts (SVG) and trend lines, cached beside the figures they are drawn from:
     drawing 600 points and fitting the trends costs more than reading the cache."""
-    from experiments import cache
-
     if not data.cache_key:
         return _draw(data, metric)
     # The metric is a name the trainings reported: hashed, the key stays short and plain.
@@ -294,6 +292,7 @@ def _groups(figure: EnergyFigure, a: list[Run], b: list[Run]) -> dict[str, Any] 
 
 @login_required
 @require_GET
+@cache.write_after_response
 def compare(request: HttpRequest) -> HttpResponse:
     workloads = list(Workload.objects.only("name"))
     name = request.GET.get("workload", "")

@@ -97,3 +97,33 @@ def test_the_page_answers_when_the_cache_backend_raises(as_member, owner, wl, mo
     page = as_member.get("/compare/?workload=mnist")
     assert page.status_code == 200
     assert page.context["data"].total_runs == 8
+
+
+@pytest.mark.django_db
+def test_the_page_keeps_its_figures_once_its_response_is_closed(owner, member, wl):
+    """A cold compare's cache writes wait until the server closes the response (after
+    the body was sent): the reader does not wait for them, the next request finds them."""
+    from django.core.signals import request_finished
+    from django.db import close_old_connections
+    from django.test import RequestFactory
+
+    from experiments.views.compare import compare
+
+    _history(owner, wl)
+    request = RequestFactory().get("/compare/?workload=mnist")
+    request.user = member
+    response = compare(request)
+    assert response.status_code == 200
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT count(*) FROM {django_cache._table}")  # type: ignore[attr-defined]
+        assert cursor.fetchone()[0] == 0  # nothing written yet
+    # What the test client does: the request_finished signal would close the test's
+    # database connection.
+    request_finished.disconnect(close_old_connections)
+    try:
+        response.close()
+    finally:
+        request_finished.connect(close_old_connections)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT count(*) FROM {django_cache._table}")  # type: ignore[attr-defined]
+        assert cursor.fetchone()[0] == 2  # the figures and the charts

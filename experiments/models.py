@@ -350,8 +350,9 @@ class Run(models.Model):
         ]
         indexes = [
             # Covering: the compare page's per-workload checks (its cache key, how many
-            # runs have each figure, the figures' methods) read only the index, not the
-            # runs' wide rows (traces, logs). PostgreSQL only; elsewhere the plain index.
+            # runs have each figure, the figures' methods) and its configurations query
+            # (hyperparameters, imported) read only the index, not the runs' wide rows
+            # (traces, logs). PostgreSQL only; elsewhere the plain index.
             models.Index(
                 fields=["experiment", "status"],
                 include=[
@@ -364,8 +365,10 @@ class Run(models.Model):
                     "gpu_method",
                     "cpu_method",
                     "dram_method",
+                    "hyperparameters",
+                    "imported",
                 ],
-                name="run_experiment_status_cover",
+                name="run_experiment_status_cover2",
             ),
             models.Index(fields=["status", "ended_at"]),
         ]

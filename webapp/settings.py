@@ -168,7 +168,7 @@ else:
 CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.db.DatabaseCache",
-        "LOCATION": env_str("WATTLAB_CACHE_TABLE", "wattlab_cache"),
+        "LOCATION": "wattlab_cache",
         "TIMEOUT": 600,
         # A comparison is a few hundred kB: a bound on the table, culled by Django
         # (a third of the entries, oldest expiry first) when it is reached.

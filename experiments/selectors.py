@@ -453,33 +453,41 @@ def figure_counts(*, workload: Workload) -> tuple[int, dict[str, int], dict[str,
 # read through their (experiment, status) index, not by a scan of every run. The
 # shown configurations are numbered once, and the per-group aggregate sorts on that
 # number, not on the jsonb hyperparameters (jsonb equality still decides the groups:
-# 1 and 1.0 are one configuration).
+# 1 and 1.0 are one configuration). Only the groups that can be among the shown ones
+# (at least as measured as the limit-th: "cut") are sorted by their text, not all of a
+# workload's 15,000 (the same rows, 93 -> 86 ms median at 100,000 runs, load 4.5-5).
 _GROUPS_SQL = """
 WITH base AS MATERIALIZED (
     SELECT r.id AS id, r.hyperparameters AS hp, e.mode AS mode, {value} AS energy,
            r.imported AS imp
     FROM experiments_run r JOIN experiments_experiment e ON e.id = r.experiment_id
     WHERE r.experiment_id = ANY(ARRAY(
-              SELECT id FROM experiments_experiment WHERE foreground_workload_id = %s))
-          AND r.status = %s AND {value} IS NOT NULL
+              SELECT id FROM experiments_experiment WHERE foreground_workload_id = %(workload)s))
+          AND r.status = %(status)s AND {value} IS NOT NULL
+), grouped AS MATERIALIZED (
+    SELECT hp, bool_or(mode = 'solo')::int + bool_or(mode = 'parallel')::int AS modes,
+           count(*) AS total
+    FROM base GROUP BY hp
+), cut AS (
+    SELECT modes, total FROM grouped ORDER BY modes DESC, total DESC
+    OFFSET %(limit)s - 1 LIMIT 1
 ), top AS (
-    SELECT hp, modes, total, configs,
+    SELECT hp, modes, total, (SELECT count(*) FROM grouped) AS configs,
            row_number() OVER (ORDER BY modes DESC, total DESC, hp::text) AS rank
     FROM (
-        SELECT hp, bool_or(mode = 'solo')::int + bool_or(mode = 'parallel')::int AS modes,
-               count(*) AS total, count(*) OVER () AS configs
-        FROM base GROUP BY hp ORDER BY 2 DESC, 3 DESC, hp::text LIMIT %s
+        SELECT hp, modes, total FROM grouped
+        WHERE NOT EXISTS (SELECT 1 FROM cut) OR (modes, total) >= (SELECT modes, total FROM cut)
+        ORDER BY modes DESC, total DESC, hp::text LIMIT %(limit)s
     ) counted
 )
 SELECT min(t.hp::text), b.mode, count(*),
        percentile_cont(0.5) WITHIN GROUP (ORDER BY b.energy),
        min(b.energy), max(b.energy), stddev_samp(b.energy), bool_or(b.imp), max(t.configs),
-       (array_agg(b.energy ORDER BY b.id DESC))[1:%s]
+       (array_agg(b.energy ORDER BY b.id DESC))[1:%(values)s]
 FROM base b JOIN top t ON t.hp = b.hp
 GROUP BY t.rank, b.mode
 ORDER BY t.rank, b.mode
 """
-
 
 def _currency() -> str:
     cur = str(getattr(settings, "WATTLAB_CURRENCY", "") or "")
@@ -537,7 +545,15 @@ def _groups_postgres(
     configs = 0
     sql = _GROUPS_SQL.format(value=_value_sql(figure, unit))
     with connection.cursor() as cursor:
-        cursor.execute(sql, [workload.pk, Run.Status.SUCCEEDED, limit, STATS_VALUES])
+        cursor.execute(
+            sql,
+            {
+                "workload": workload.pk,
+                "status": Run.Status.SUCCEEDED,
+                "limit": limit,
+                "values": STATS_VALUES,
+            },
+        )
         for hp_text, mode, n, med, lo, hi, sd, imp, total, values in cursor.fetchall():
             configs = int(total)
             hp = json.loads(hp_text)

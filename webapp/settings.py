@@ -170,9 +170,11 @@ CACHES = {
         "BACKEND": "django.core.cache.backends.db.DatabaseCache",
         "LOCATION": "wattlab_cache",
         "TIMEOUT": 600,
-        # A comparison is a few hundred kB: a bound on the table, culled by Django
-        # (a third of the entries, oldest expiry first) when it is reached.
-        "OPTIONS": {"MAX_ENTRIES": 2000, "CULL_FREQUENCY": 3},
+        # A comparison is two entries of 0.2 and 0.6 MB (its figures, its charts), and
+        # every finished run makes its workload's entries obsolete (the key changes):
+        # past 200 entries (~80 MB) a write first deletes the expired ones, then a
+        # third of the rest (Django's cull).
+        "OPTIONS": {"MAX_ENTRIES": 200, "CULL_FREQUENCY": 3},
     }
 }
 

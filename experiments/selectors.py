@@ -489,6 +489,7 @@ GROUP BY t.rank, b.mode
 ORDER BY t.rank, b.mode
 """
 
+
 def _currency() -> str:
     cur = str(getattr(settings, "WATTLAB_CURRENCY", "") or "")
     return cur if re.fullmatch(r"[A-Z]{3}", cur) else ""

@@ -140,7 +140,13 @@ def page_latency(port: int, cookie: str, repeats: int, clients: int) -> dict[str
         "list, search": lambda: "/?q=study+42",
         "experiment (solo or parallel)": lambda: f"/experiments/{rng.choice(codes)}/",
         "experiment (parallel, 400 bg runs)": lambda: f"/experiments/{rng.choice(parallel)}/",
+        # Each workload's default view as a reader finds it once an experiment of it
+        # has ended: the worker kept it then (workers.tasks._warm_compare; done by
+        # keep_comparisons below for this generated history).
         "compare": lambda: f"/compare/?workload={rng.choice(workloads)}",
+        # The same with the cache emptied first: each workload's first view computes
+        # it (a cache that lost its entries, or a view before any experiment ended).
+        FIRST_VIEW: lambda: f"/compare/?workload={rng.choice(workloads)}",
         # generate_history's first workload has 12 configurations, each thousands of runs
         # a mode: every row the chart shows gets its bootstrap and its test.
         "compare, 12 configurations with statistics": lambda: f"/compare/?workload={workloads[0]}",
@@ -150,6 +156,8 @@ def page_latency(port: int, cookie: str, repeats: int, clients: int) -> dict[str
     }
     results: dict[str, dict[str, float]] = {}
     for name, make in pages.items():
+        if name == FIRST_VIEW:
+            clear_cache()
         _get(port, make(), cookie)  # warm
         samples: list[float] = []
         lock = threading.Lock()
@@ -177,6 +185,30 @@ def page_latency(port: int, cookie: str, repeats: int, clients: int) -> dict[str
             f"p95={results[name]['p95_ms']:7.1f} ms max={results[name]['max_ms']:7.1f} ms"
         )
     return results
+
+
+FIRST_VIEW = "compare, first views (cache emptied)"
+
+
+def clear_cache() -> None:
+    from django.core.cache import cache
+
+    cache.clear()
+    connection.close()
+
+
+def keep_comparisons() -> list[float]:
+    """What the worker does when an experiment ends (``workers.tasks._warm_compare``),
+    once for each workload of the generated history: milliseconds each took."""
+    from experiments import selectors
+
+    took = []
+    for workload in Workload.objects.order_by("id"):
+        started = time.perf_counter()
+        selectors.compare_workload_warm(workload=workload)
+        took.append((time.perf_counter() - started) * 1000)
+    connection.close()
+    return took
 
 
 def pollers(
@@ -248,11 +280,15 @@ def main() -> None:
     print(f"history: {counts}")
     cookie = _session_cookie()
     # The compare cache is a database table (settings.CACHES) that outlives the server:
-    # empty it so every run starts cold, as each did with per-process caches.
-    from django.core.cache import cache
-
-    cache.clear()
-    connection.close()
+    # empty it so every run starts from what this run does, then keep each workload's
+    # comparison as the worker does when an experiment of it ends.
+    clear_cache()
+    if not args.skip_pages:
+        took = keep_comparisons()
+        print(
+            f"kept {len(took)} workloads' comparisons, as the worker does at an experiment's "
+            f"end: p50 {statistics.median(took):.0f} ms, max {max(took):.0f} ms each"
+        )
     server = _start_server(args.port, args.server, args.workers, args.threads)
     print(
         f"server: {args.server}"

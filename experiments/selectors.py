@@ -650,8 +650,21 @@ def compare_workload_cached(
         workload=workload, figure=figure, unit=unit, counts=(finished, per_figure)
     )
     data.cache_key = key
-    cache.put(key, data, timeout=600)
+    cache.put(key, data, timeout=COMPARE_CACHE_SECONDS)
     return data
+
+
+#: How long a comparison is kept. Its key names the data it was computed from (any run
+#: finishing, imported or deleted makes a new key), so it is never stale; the limit
+#: only frees what no one reads, beside the cache's own bound on entries.
+COMPARE_CACHE_SECONDS = 7 * 24 * 3600
+
+
+def compare_workload_warm(*, workload: Workload) -> CompareData:
+    """Compute and keep the comparison Compare shows first for ``workload`` (its default
+    figure, in joules), so the first reader after an experiment ends finds it ready.
+    Called by the worker once an experiment has ended (workers.tasks)."""
+    return compare_workload_cached(workload=workload, figure=None, unit=carbon.Unit.J)
 
 
 def compare_workload(

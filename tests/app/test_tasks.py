@@ -88,13 +88,16 @@ def _submit(text: str) -> Experiment:
 
 
 def test_submit_wait_json_returns_a_succeeded_parallel_experiment(
-    digits_workload: object, celery_worker_factory: Callable[..., WorkerProc], tmp_path: Path
+    digits_workload: object,
+    celery_worker_factory: Callable[..., WorkerProc],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The issue's "done means", on a short demo: succeeded, coverage >= 90 %, at least
     two background runs, energy figures with their methods, nothing left running."""
     env = {"WATTLAB_METER_DOUBLE": str(REPLAY_TRACE)} if REPLAY_TRACE.is_dir() else {}
     # With the reaper on and a 1 s heartbeat: a healthy run must never be taken as lost.
-    celery_worker_factory(reaper=True, **env)
+    worker = celery_worker_factory(reaper=True, **env)
     path = tmp_path / "short-parallel.yaml"
     path.write_text(SHORT_PARALLEL)
 
@@ -140,6 +143,24 @@ def test_submit_wait_json_returns_a_succeeded_parallel_experiment(
     run = Run.objects.filter(experiment=experiment).first()
     assert run is not None and "Test Accuracy" in run.log.read().decode()
     assert "Test Accuracy" in run.log_tail
+
+    # Once the experiment has ended, the worker keeps the workload's comparison for
+    # Compare's first reader: here it is read from the shared cache, never computed.
+    from experiments import selectors
+
+    def computed(**_kwargs: object) -> None:
+        raise AssertionError("computed here, not kept by the worker")
+
+    monkeypatch.setattr(selectors, "compare_workload", computed)
+
+    def kept() -> bool:
+        try:
+            data = selectors.compare_workload_warm(workload=experiment.foreground_workload)
+        except AssertionError:
+            return False
+        return data.finished_runs >= 2
+
+    _wait_for(kept, 30, "the worker to keep the comparison", worker)
 
 
 def test_cancel_stops_a_running_experiment_within_seconds(

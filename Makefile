@@ -43,6 +43,7 @@ lint: $(STAMP)
 
 # Processes per run (pytest-xdist; 0: none, one process as before). worksteal: a process
 # that runs out takes tests queued for another, so the slow ones do not pile up on one.
+# Each run lists its 15 slowest tests: the suite must stay under 8 minutes here.
 PYTEST_WORKERS ?= 4
 SINGLE_MACHINE_WORKERS ?= 3
 XDIST = $(if $(filter 0,$(1)),,-n $(1) --dist worksteal)
@@ -51,7 +52,7 @@ XDIST = $(if $(filter 0,$(1)),,-n $(1) --dist worksteal)
 # failure of the code.
 pytest: $(STAMP)
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) \
-		$(VENV)/bin/pytest -q $(call XDIST,$(PYTEST_WORKERS)); rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ]
+		$(VENV)/bin/pytest -q --durations=15 $(call XDIST,$(PYTEST_WORKERS)); rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ]
 
 # Again with no server at all (SQLite and the filesystem broker, the single-machine
 # default), but only what differs between the two (marker `backends`: the queue, the
@@ -59,7 +60,7 @@ pytest: $(STAMP)
 # the database or broker in a way that depends on which one it is.
 pytest-single-machine: $(STAMP)
 	env -u DATABASE_URL -u REDIS_URL WATTLAB_VAR_DIR=$(CURDIR)/var/single-machine-tests \
-		$(VENV)/bin/pytest -q -m backends $(call XDIST,$(SINGLE_MACHINE_WORKERS)); \
+		$(VENV)/bin/pytest -q --durations=15 -m backends $(call XDIST,$(SINGLE_MACHINE_WORKERS)); \
 		rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ]
 
 # Benchmarks run Django on this machine only: a throwaway key where none is set (the

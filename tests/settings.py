@@ -20,4 +20,15 @@ if _xdist_worker and not os.environ.get("WATTLAB_VAR_DIR", "").endswith(_xdist_w
     os.environ["WATTLAB_VAR_DIR"] = os.path.join(os.path.abspath(_var), "xdist", _xdist_worker)
 os.environ["DJANGO_SETTINGS_MODULE"] = "webapp.settings"
 
+from django.conf import global_settings as _django_defaults  # noqa: E402
+
 from webapp.settings import *  # noqa: E402,F403
+
+# The test process hashes its users' passwords with a fast hasher: PBKDF2's million
+# rounds cost 0.4 s of CPU each on these machines, and the suite creates hundreds of
+# users (and the lockout tests try many passwords). Wattlab's own processes that the
+# tests start (workers, manage.py, make run) keep the settings' real hashers.
+PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.MD5PasswordHasher",
+    *_django_defaults.PASSWORD_HASHERS,
+]

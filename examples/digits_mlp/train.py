@@ -11,8 +11,11 @@ linearly with ``--epochs`` (and with ``--hidden``).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,12 +38,56 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def load_data(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _cache_dir() -> Path | None:
+    try:
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    except RuntimeError:  # no home folder
+        return None
+    return base / "wattlab"
+
+
+def digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's digits: (data, target).
+
+    Importing scikit-learn costs about a second of CPU, more than a short training: the
+    arrays are kept in the user's cache folder after the first load (keyed by
+    scikit-learn's version; plain arrays, no pickle), so a background loop restarting
+    short trainings is not mostly imports. Without a writable cache it loads each time.
+    """
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        tag = version("scikit-learn")
+    except PackageNotFoundError:
+        tag = "unknown"
+    folder = _cache_dir()
+    kept = None if folder is None else folder / f"digits-sklearn-{tag}.npz"
+    if kept is not None:
+        try:
+            with np.load(kept, allow_pickle=False) as arrays:
+                return arrays["data"], arrays["target"]
+        except (OSError, KeyError, ValueError):
+            pass  # not there yet, or unreadable: load it and keep it again
     from sklearn.datasets import load_digits
 
     digits = load_digits()
-    x = (digits.data / 16.0).astype(np.float32)
-    y = digits.target.astype(np.int64)
+    if kept is not None:
+        try:
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            # Written aside and renamed: trainings starting together never read half a file.
+            fd, aside = tempfile.mkstemp(dir=kept.parent, suffix=".npz")
+            with os.fdopen(fd, "wb") as out:
+                np.savez(out, data=digits.data, target=digits.target)
+            os.replace(aside, kept)
+        except OSError:
+            pass
+    return digits.data, digits.target
+
+
+def load_data(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    data, target = digits_arrays()
+    x = (data / 16.0).astype(np.float32)
+    y = target.astype(np.int64)
     order = np.random.default_rng(seed).permutation(len(x))
     cut = int(len(x) * 0.8)
     train, test = order[:cut], order[cut:]

@@ -20,6 +20,19 @@ PARALLEL, SOLO = demo_pair(
 )
 
 
+def _row(out: str, marker: str) -> str:
+    """The table row holding ``marker``, with the lines its cells wrapped onto (their
+    first cell is empty)."""
+    lines = out.splitlines()
+    start = next(i for i, line in enumerate(lines) if marker in line)
+    row = lines[start]
+    for more in lines[start + 1 :]:
+        if not re.match(r"^│\s+│", more):
+            break
+        row += " " + more
+    return row
+
+
 def test_submit_wait_ends_with_the_runs_and_parallel_against_solo(
     digits_workload: object, celery_worker_factory: Callable[..., WorkerProc], tmp_path: Path
 ) -> None:
@@ -41,7 +54,7 @@ def test_submit_wait_ends_with_the_runs_and_parallel_against_solo(
     assert "tiny-parallel: succeeded" in out
     runs = list(Run.objects.filter(experiment__name="tiny-parallel").order_by("config_index"))
     for run in runs:  # one row per run: its learning rate, energy with method, coverage
-        row = next(line for line in out.splitlines() if f" {run.config_index}.0.1 " in line)
+        row = _row(out, f" {run.config_index}.0.1 ")
         assert f"learning_rate={run.hyperparameters['learning_rate']:.4g}" in row
         assert "not measured" in row  # no GPU here: said, never 0 J
         assert "(estimate)" in row or "(RAPL)" in row or "(perf)" in row

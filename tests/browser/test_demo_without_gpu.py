@@ -25,7 +25,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 # Background runs shorter than a foreground run: each window holds starts and ends.
 # Three runs a configuration, as make run's demo: each group's median gets its interval.
 PARALLEL, SOLO = demo_pair(
-    "small demo", epochs=12, hidden=256, background_epochs=2, background_hidden=64,
+    "small demo", epochs=60, hidden=256, background_epochs=2, background_hidden=64,
     sleep=0.5, startup_wait=1, runs_per_config=3,
 )  # fmt: skip
 

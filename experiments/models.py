@@ -368,7 +368,7 @@ class Run(models.Model):
                     "hyperparameters",
                     "imported",
                 ],
-                name="run_experiment_status_cover2",
+                name="run_experiment_status_cover",
             ),
             models.Index(fields=["status", "ended_at"]),
         ]

@@ -23,6 +23,7 @@ import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from scipy import stats as sps
@@ -151,9 +152,11 @@ def _ratio_of_medians(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarra
     return np.asarray(np.median(x, axis=axis) / np.median(y, axis=axis))
 
 
-def _interval(data: tuple[np.ndarray, ...], statistic: object) -> tuple[float, float]:
-    # Percentile intervals: BCa's jackknife gives NaN for the median of small samples
-    # with ties, which energy figures of repeated runs often have.
+def _bootstrap(data: tuple[np.ndarray, ...], statistic: object) -> Any:
+    """SciPy's bootstrap as every interval here uses it: groups resampled independently,
+    the same seed, percentile intervals (BCa's jackknife gives NaN for the median of
+    small samples with ties, which energy figures of repeated runs often have). Returns
+    the confidence interval (low and high: floats, or arrays for a vector statistic)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "degenerate distribution" on identical values
         res = sps.bootstrap(
@@ -166,9 +169,12 @@ def _interval(data: tuple[np.ndarray, ...], statistic: object) -> tuple[float, f
             method="percentile",
             rng=np.random.default_rng(SEED),
         )
-    low = float(res.confidence_interval.low)
-    high = float(res.confidence_interval.high)
-    return low, high
+    return res.confidence_interval
+
+
+def _interval(data: tuple[np.ndarray, ...], statistic: object) -> tuple[float, float]:
+    ci = _bootstrap(data, statistic)
+    return float(ci.low), float(ci.high)
 
 
 def summarise(values: Sequence[float]) -> GroupSummary:
@@ -218,20 +224,9 @@ def _joint_intervals(
         return None
     if float(x.min()) == float(x.max()) and float(y.min()) == float(y.max()):
         return None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "degenerate distribution" on identical values
-        res = sps.bootstrap(
-            (x, y),
-            _medians_and_ratio,
-            n_resamples=N_RESAMPLES,
-            vectorized=True,
-            paired=False,
-            confidence_level=CONFIDENCE,
-            method="percentile",
-            rng=np.random.default_rng(SEED),
-        )
-    low = [float(v) for v in res.confidence_interval.low]
-    high = [float(v) for v in res.confidence_interval.high]
+    ci = _bootstrap((x, y), _medians_and_ratio)
+    low = [float(v) for v in ci.low]
+    high = [float(v) for v in ci.high]
     return (low[0], high[0]), (low[1], high[1]), (low[2], high[2])
 
 

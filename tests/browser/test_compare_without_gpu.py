@@ -28,19 +28,16 @@ sleep_between_runs: 0.2
 timeout: 120
 """
 
-PARALLEL = """name: cpu demo parallel
-foreground:
-  workload: digits-mlp
-  hyperparameters: {epochs: 3, hidden: 64}
-runs_per_config: 3
-sleep_between_runs: 0.2
-timeout: 120
-background:
+# The same configuration with a background training beside it.
+PARALLEL = (
+    SOLO.replace("name: cpu demo solo", "name: cpu demo parallel")
+    + """background:
   workload: digits-mlp
   hyperparameters: {epochs: 40, hidden: 256}
   restart_delay: 0.1
   startup_wait: 1
 """
+)
 
 
 def _wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:

@@ -62,14 +62,13 @@ class Command(BaseCommand):
         # still ask to cancel (in a process started with SIGINT ignored, as background
         # jobs are, it would otherwise be lost).
         interrupted = threading.Event()
-        if not waits:
-            self._submit_and_wait(path, spec, owner, options, interrupted)
-            return
-        previous = signal.signal(signal.SIGINT, lambda _signum, _frame: interrupted.set())
+        if waits:
+            previous = signal.signal(signal.SIGINT, lambda _signum, _frame: interrupted.set())
         try:
             self._submit_and_wait(path, spec, owner, options, interrupted)
         finally:
-            signal.signal(signal.SIGINT, previous)
+            if waits:
+                signal.signal(signal.SIGINT, previous)
 
     def _submit_and_wait(
         self,

@@ -258,6 +258,9 @@ class Experiment(models.Model):
 
     #: Not stored: why the message could not be sent at submit ("" = sent or not tried).
     queue_error: str = ""
+    #: Not stored: what the submission was told but not refused for (key path ->
+    #: messages), said once by the command line.
+    notes: dict[str, list[str]] = {}  # noqa: RUF012 - replaced, never mutated
 
     def __str__(self) -> str:
         return f"{self.name} ({self.code})"

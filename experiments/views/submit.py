@@ -20,6 +20,13 @@ from experiments.expfile import (
 )
 from experiments.forms import BG_PREFIX, HP_PREFIX, ExperimentForm, UploadForm
 from experiments.models import Experiment, Workload
+from experiments.permissions import _get_experiment_for_user
+
+_SOURCE_QS = Experiment.objects.select_related("foreground_workload")
+
+
+#: Planned (or skipped) configurations the preview lists.
+PREVIEW_ROWS = 20
 
 
 def _preview(form: ExperimentForm) -> dict[str, Any] | None:
@@ -51,6 +58,13 @@ def _preview(form: ExperimentForm) -> dict[str, Any] | None:
         "errors": errors,
         "warnings": [f"{k}: {m}" for k, ms in preview.warnings.items() for m in ms],
         "mode": spec.mode,
+        "skip": preview.skip,
+        # Each planned configuration with how often this mode already ran it.
+        "planned": list(zip(preview.configurations, preview.already_run, strict=True))[
+            :PREVIEW_ROWS
+        ],
+        "more_planned": max(len(preview.configurations) - PREVIEW_ROWS, 0),
+        "skipped": preview.skipped[:PREVIEW_ROWS],
     }
 
 
@@ -65,6 +79,13 @@ def experiment_new(request: HttpRequest) -> HttpResponse:
         if request.GET.get("workload"):
             initial["workload"] = request.GET["workload"]
         form = ExperimentForm(initial=initial, targets=targets)
+        if request.GET.get("from"):
+            # "Same configurations, other mode": the file to submit, to read first.
+            source = _get_experiment_for_user(
+                request.user, request.GET["from"], queryset=_SOURCE_QS
+            )
+            upload = UploadForm(initial={"text": services.other_mode_text(experiment=source)})
+            return _page(request, form, upload, upload_open=True)
         if getattr(request, "htmx", False) and part in {"fg", "bg"}:
             # The workload select swapped: only its hyperparameter fieldset comes back.
             form = ExperimentForm(_with_defaults(request.GET), targets=targets)

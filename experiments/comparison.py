@@ -1,0 +1,532 @@
+"""Parallel against solo as one answer: what sharing the GPU costs a training, per
+configuration, with what each figure can and cannot tell. Pure (no Django): the runs come
+in as ``RunRecord`` (``experiments.selectors.compare`` reads them), and the Compare page,
+its CSV, the experiment report, the API and ``submit --wait`` all show the ``Table``
+built here, so they agree on every number.
+
+The rules, each said where the numbers are shown:
+
+- **Coverage decides which parallel runs count.** A parallel run measured contention
+  only if the background covered its window: by default only runs whose coverage
+  verdict is good (``core.coverage.GOOD``, >= 95 %) enter a group; the others are left
+  out and counted with their coverage. ``include_partial`` puts them back, counted
+  and marked.
+- **Runs measured differently are never pooled.** A group is one configuration, one mode
+  and one way of measuring (``GROUP_BY``: the method of every energy figure), so a RAPL
+  run and an estimate run of one configuration are two rows.
+- **What cannot be told is said.** A figure measured so that it cannot show what sharing
+  the device costs (the GPU not measured, a CPU estimate of the foreground alone) gets no
+  "no difference" verdict: the row says what is missing and how to get it.
+- **What sharing costs** (``Row.slowdown``, ``Row.sharing``): the foreground's slowdown
+  (duration, parallel over solo) and the energy ratio of each figure that can show it,
+  with their intervals (``experiments.stats``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from core.coverage import GOOD
+from experiments import stats
+from experiments.figures import (
+    BY_KEY,
+    FIGURES,
+    HOW_TO_MEASURE,
+    EnergyFigure,
+    Scope,
+    scope,
+    setup_label,
+    setup_of,
+)
+
+SOLO = "solo"
+PARALLEL = "parallel"
+
+#: The energy figures whose parallel / solo ratio is part of the answer, where they can
+#: show it: the whole GPU, the foreground's share of it (a labelled estimate), and the
+#: whole CPU package. DRAM and the total are on the per-figure table.
+SHARING_FIGURES: tuple[EnergyFigure, ...] = (BY_KEY["gpu"], BY_KEY["gpu_foreground"], BY_KEY["cpu"])
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One succeeded foreground run, as a comparison needs it."""
+
+    id: int
+    mode: str
+    hyperparameters: dict[str, Any]
+    #: ``experiments.mutation.config_key`` of the hyperparameters.
+    key: str
+    #: The chosen figure in the chosen unit; None where the run lacks it in that unit.
+    value: float | None
+    gpu_energy_j: float | None = None
+    gpu_foreground_j: float | None = None
+    cpu_energy_j: float | None = None
+    dram_energy_j: float | None = None
+    gpu_method: str = ""
+    gpu_foreground_method: str = ""
+    cpu_method: str = ""
+    dram_method: str = ""
+    duration_s: float | None = None
+    coverage_percent: float | None = None
+    coverage_verdict: str = ""
+    imported: bool = False
+
+    @property
+    def setup(self) -> tuple[str, ...]:
+        """How the run was measured (``experiments.figures.setup_of``)."""
+        return setup_of(self)
+
+
+#: What makes runs of one configuration and mode one group: their ``RunRecord``
+#: attributes of these names. A new grouping attribute (say, the GPU's power limit) is
+#: one more name here and one more field of ``RunRecord``.
+GROUP_BY: tuple[str, ...] = ("setup",)
+
+
+def group_key(record: RunRecord) -> tuple[Any, ...]:
+    return (record.key, *(getattr(record, name) for name in GROUP_BY))
+
+
+def counts(record: RunRecord, include_partial: bool) -> bool:
+    """Whether a run enters its group: solo runs always; parallel runs when their
+    coverage verdict is good, or when the reader asked to include the others."""
+    return record.mode != PARALLEL or include_partial or record.coverage_verdict == GOOD
+
+
+@dataclass
+class Side:
+    """The runs of one row in one mode: those counted and those left out for their
+    coverage, with their statistics."""
+
+    mode: str
+    runs: list[RunRecord] = field(default_factory=list)
+    left_out: list[RunRecord] = field(default_factory=list)
+    summary: stats.GroupSummary = field(default_factory=lambda: stats.GroupSummary(0, None))
+    duration: stats.GroupSummary = field(default_factory=lambda: stats.GroupSummary(0, None))
+    #: Coverage (%) of the counted runs: parallel only.
+    coverage: stats.GroupSummary | None = None
+    #: Counted runs whose coverage is not good (only when they are included).
+    short_of_good: int = 0
+
+    @property
+    def n(self) -> int:
+        return self.summary.n
+
+    @property
+    def median(self) -> float | None:
+        return self.summary.median
+
+    @property
+    def left_out_coverage(self) -> list[float | None]:
+        return [r.coverage_percent for r in self.left_out]
+
+    def finish(self, figure_values: Sequence[float | None]) -> None:
+        self.summary = stats.summarise(figure_values)
+        self.duration = stats.summarise([r.duration_s for r in self.runs])
+        if self.mode == PARALLEL:
+            self.coverage = stats.summarise([r.coverage_percent for r in self.runs])
+            self.short_of_good = sum(1 for r in self.runs if r.coverage_verdict != GOOD)
+
+
+@dataclass(frozen=True)
+class Ratio:
+    """One energy figure's parallel / solo ratio in a row (in joules)."""
+
+    figure: EnergyFigure
+    method: str
+    comparison: stats.Comparison
+
+
+@dataclass
+class Row:
+    """One configuration measured one way, solo and parallel."""
+
+    key: str
+    hyperparameters: dict[str, Any]
+    setup: tuple[str, ...]
+    solo: Side
+    parallel: Side
+    figure: EnergyFigure
+    #: The chosen figure's method in this row, and what it includes.
+    method: str = ""
+    scope: Scope = field(default_factory=lambda: Scope("", "", True))
+    imported: bool = False
+    #: The chosen figure, parallel against solo (both sides have values).
+    comparison: stats.Comparison | None = None
+    #: The foreground's duration, parallel over solo.
+    slowdown: stats.Comparison | None = None
+    #: The energy ratio of each of ``SHARING_FIGURES`` that can show it here.
+    sharing: list[Ratio] = field(default_factory=list)
+
+    @property
+    def paired(self) -> bool:
+        return bool(self.solo.n and self.parallel.n)
+
+    @property
+    def ratio(self) -> float | None:
+        return self.comparison.ratio if self.comparison else None
+
+    @property
+    def measured_with(self) -> str:
+        return setup_label(self.setup)
+
+    @property
+    def cannot_tell(self) -> str:
+        """Why this row's figure cannot show what sharing costs ("" when it can)."""
+        return "" if self.scope.shows_sharing else self.scope.why_not
+
+    @property
+    def verdict(self) -> str:
+        if self.comparison is None:
+            return ""
+        if self.cannot_tell:
+            return f"cannot tell what sharing costs on this figure: {self.cannot_tell}"
+        return self.comparison.verdict("parallel", "solo")
+
+    @property
+    def sharing_by_key(self) -> dict[str, Ratio]:
+        return {r.figure.key: r for r in self.sharing}
+
+    @property
+    def left_out(self) -> int:
+        return len(self.parallel.left_out)
+
+    def more_runs(self) -> dict[str, int]:
+        """Runs to add in each mode for the chosen figure's ratio to reach its precision
+        (the formula of ``stats.runs_needed``; a verdict's minimum where it cannot be
+        estimated)."""
+        c = self.comparison or stats.compare(self.parallel.summary.values, self.solo.summary.values)
+        return {SOLO: c.more_for(self.solo.n), PARALLEL: c.more_for(self.parallel.n)}
+
+    @property
+    def suggested_mode(self) -> str:
+        """The mode "add runs" offers first: the one missing, else both."""
+        if self.paired:
+            return "both"
+        return PARALLEL if self.solo.n else SOLO
+
+    @property
+    def suggested_runs(self) -> int:
+        """Runs to add per configuration (at least one): the most either mode needs."""
+        more = self.more_runs()
+        wanted = more[self.suggested_mode] if self.suggested_mode != "both" else max(more.values())
+        return max(1, min(wanted, 100))
+
+    @property
+    def configuration_list(self) -> list[dict[str, Any]]:
+        return [self.hyperparameters]
+
+
+@dataclass
+class Table:
+    """The rows of a comparison and what it left out."""
+
+    figure: EnergyFigure
+    unit_label: str
+    include_partial: bool
+    rows: list[Row]
+    #: Configurations (with the figure) in the selection; the rows may be cut to fewer.
+    configurations: int = 0
+    #: Values of the chosen figure left out as not finite, over every row.
+    not_finite: int = 0
+
+    @property
+    def coverage_rule_text(self) -> str:
+        if self.include_partial:
+            return "every parallel run counted, those short of good coverage marked"
+        return "parallel runs count only with good coverage, ≥ 95 %"
+
+    @property
+    def left_out(self) -> list[float | None]:
+        """Coverage of every parallel run left out, in the rows' order."""
+        return [c for row in self.rows for c in row.parallel.left_out_coverage]
+
+    @property
+    def short_of_good(self) -> int:
+        return sum(row.parallel.short_of_good for row in self.rows)
+
+    @property
+    def paired_rows(self) -> list[Row]:
+        return [row for row in self.rows if row.paired]
+
+    @property
+    def sharing_figures(self) -> list[EnergyFigure]:
+        """The figures of ``SHARING_FIGURES`` that some row can show."""
+        present = {r.figure.key for row in self.rows for r in row.sharing}
+        return [f for f in SHARING_FIGURES if f.key in present]
+
+    @property
+    def methods(self) -> dict[str, int]:
+        """How many of the rows' runs (left out ones too) each method of the figure has."""
+        out: dict[str, int] = {}
+        for row in self.rows:
+            n = len(row.solo.runs) + len(row.parallel.runs) + row.left_out
+            out[row.method] = out.get(row.method, 0) + n
+        return out
+
+    @property
+    def includes(self) -> str:
+        return "; ".join(dict.fromkeys(row.scope.includes for row in self.rows if row.paired))
+
+    @property
+    def figure_cannot_show(self) -> str:
+        """Why the chosen figure cannot show what sharing costs in some paired row ("" when
+        it can in every one)."""
+        why = list(dict.fromkeys(row.cannot_tell for row in self.paired_rows if row.cannot_tell))
+        if not why:
+            return ""
+        return (
+            f"{self.figure.label} here cannot show what sharing the device costs: "
+            f"{'; '.join(why)}. No verdict is given on it."
+        )
+
+    @property
+    def sharing_missing(self) -> str:
+        """Why no energy figure of the paired rows can show what sharing costs ("" when
+        one can)."""
+        rows = self.paired_rows
+        if not rows or any(row.sharing for row in rows):
+            return ""
+        why: list[str] = []
+        for row in rows:
+            for f in SHARING_FIGURES:
+                s = scope(f, f.method_of(_first(row)))
+                if s.why_not:
+                    why.append(s.why_not)
+        return (
+            "No energy figure of these runs can show what sharing the device costs ("
+            + "; ".join(dict.fromkeys(why))
+            + "): only the slowdown is measured."
+        )
+
+    @property
+    def cannot_show(self) -> str:
+        """Everything this comparison cannot show, and how to measure it ("" when it can
+        show what sharing costs): the page, the report and the API say this."""
+        said = [t for t in (self.sharing_missing, self.figure_cannot_show) if t]
+        if not said:
+            return ""
+        return " ".join(said) + f" To measure it, {HOW_TO_MEASURE}."
+
+    @property
+    def left_out_text(self) -> str:
+        """ "2 parallel runs left out: coverage 76.5 %, 59.4 %" ("" when none)."""
+        return left_out_text(self.left_out)
+
+
+def left_out_text(coverages: Sequence[float | None], shown: int = 8) -> str:
+    if not coverages:
+        return ""
+    values = [f"{c:.1f} %" if c is not None else "not recorded" for c in coverages]
+    more = f" and {len(values) - shown} more" if len(values) > shown else ""
+    n = len(values)
+    return (
+        f"{n} parallel run{'s' if n != 1 else ''} left out (coverage short of good, "
+        f"≥ 95 %): coverage {', '.join(values[:shown])}{more}"
+    )
+
+
+def _first(row: Row) -> RunRecord:
+    return (row.solo.runs or row.parallel.runs or row.parallel.left_out)[0]
+
+
+def _sharing(row: Row) -> list[Ratio]:
+    out = []
+    first = _first(row)
+    for f in SHARING_FIGURES:
+        method = f.method_of(first)
+        if not scope(f, method).shows_sharing:
+            continue
+        solo = [f.value(r) for r in row.solo.runs]
+        parallel = [f.value(r) for r in row.parallel.runs]
+        if any(v is not None for v in solo) and any(v is not None for v in parallel):
+            out.append(Ratio(f, method, stats.compare(parallel, solo)))
+    return out
+
+
+def build(
+    records: Iterable[RunRecord],
+    *,
+    figure: EnergyFigure,
+    unit_label: str = "J",
+    include_partial: bool = False,
+    configurations: int | None = None,
+    limit: int | None = None,
+) -> Table:
+    """The comparison of ``records`` (the chosen figure's ``value`` in each) on
+    ``figure``: one row per ``group_key``, configurations measured both ways first,
+    then the most measured."""
+    groups: dict[tuple[Any, ...], list[RunRecord]] = {}
+    for record in records:
+        groups.setdefault(group_key(record), []).append(record)
+    rows: list[Row] = []
+    not_finite = 0
+    for members in groups.values():
+        first = members[0]
+        solo, parallel = Side(SOLO), Side(PARALLEL)
+        for r in members:
+            side = parallel if r.mode == PARALLEL else solo
+            (side.runs if counts(r, include_partial) else side.left_out).append(r)
+        for side in (solo, parallel):
+            side.finish([r.value for r in side.runs])
+            not_finite += side.summary.not_finite
+        method = figure.method_of(first)
+        row = Row(
+            key=first.key,
+            hyperparameters=first.hyperparameters,
+            setup=first.setup,
+            solo=solo,
+            parallel=parallel,
+            figure=figure,
+            method=method,
+            scope=scope(figure, method),
+            imported=any(r.imported for r in members),
+        )
+        if solo.n and parallel.n:
+            row.comparison = stats.compare(parallel.summary.values, solo.summary.values)
+        if solo.duration.n and parallel.duration.n:
+            row.slowdown = stats.compare(parallel.duration.values, solo.duration.values)
+        if solo.runs and parallel.runs:
+            row.sharing = _sharing(row)
+        rows.append(row)
+    rows.sort(
+        key=lambda r: (
+            not r.paired,
+            -(r.solo.n + r.parallel.n + r.left_out),
+            r.key,
+            r.setup,
+        )
+    )
+    n_configs = len({r.key for r in rows}) if configurations is None else configurations
+    return Table(
+        figure=figure,
+        unit_label=unit_label,
+        include_partial=include_partial,
+        rows=rows[:limit] if limit is not None else rows,
+        configurations=n_configs,
+        not_finite=not_finite,
+    )
+
+
+# --- The document: one shape for the API, the CSV and the tests ----------------------
+
+
+def _side_document(side: Side) -> dict[str, Any]:
+    s = side.summary
+    doc: dict[str, Any] = {
+        "n": s.n,
+        "median": s.median,
+        "ci95_low": s.low,
+        "ci95_high": s.high,
+        "ci_coverage": s.coverage,
+        "min": s.min,
+        "max": s.max,
+        # Too few runs for an interval: the values themselves.
+        "values": list(s.values) if s.too_few else None,
+        "values_not_finite": s.not_finite,
+        "duration_median_s": side.duration.median,
+    }
+    if side.mode == PARALLEL:
+        cov = side.coverage
+        doc.update(
+            {
+                "coverage_median": cov.median if cov else None,
+                "coverage_min": cov.min if cov else None,
+                "left_out": len(side.left_out),
+                "left_out_coverage": side.left_out_coverage,
+                "included_short_of_good": side.short_of_good,
+            }
+        )
+    return doc
+
+
+def _ratio_document(c: stats.Comparison | None) -> dict[str, Any] | None:
+    if c is None or c.ratio is None:
+        return None
+    return {"ratio": c.ratio, "ci95_low": c.ratio_low, "ci95_high": c.ratio_high}
+
+
+def row_document(row: Row) -> dict[str, Any]:
+    c = row.comparison
+    versus = _ratio_document(c)
+    if versus is not None and c is not None:
+        versus.update({"p_value": c.p_value, "effect_size": c.effect_size})
+    return {
+        "configuration": row.hyperparameters,
+        "measured_with": row.measured_with,
+        "methods": dict(zip(("gpu", "gpu_foreground", "cpu", "dram"), row.setup, strict=True)),
+        "imported": row.imported,
+        "figure_method": row.method,
+        "figure_includes": row.scope.includes,
+        "cannot_tell": row.cannot_tell or None,
+        "solo": _side_document(row.solo),
+        "parallel": _side_document(row.parallel),
+        "slowdown": _ratio_document(row.slowdown),
+        "energy_ratios": {
+            r.figure.key: {
+                "label": r.figure.label,
+                "method": r.method,
+                **(_ratio_document(r.comparison) or {}),
+            }
+            for r in row.sharing
+        },
+        "parallel_over_solo": versus,
+        "verdict": row.verdict or None,
+        "runs_needed_per_group": c.runs_needed if c else None,
+        "more_runs": row.more_runs() if row.paired else None,
+    }
+
+
+def document(table: Table) -> dict[str, Any]:
+    """The comparison as JSON-ready data (without the selection's header, which the
+    reader adds: workload, counts of runs, methods)."""
+    figure = table.figure
+    return {
+        "figure": {
+            "key": figure.key,
+            "label": figure.label,
+            "unit": table.unit_label,
+            "includes": table.includes,
+            "excludes": figure.excludes,
+        },
+        "coverage_rule": table.coverage_rule_text,
+        "include_partial": table.include_partial,
+        "configurations": table.configurations,
+        "parallel_runs_left_out": len(table.left_out),
+        "left_out_coverage": table.left_out,
+        "parallel_runs_short_of_good_included": table.short_of_good,
+        "values_not_finite": table.not_finite,
+        "cannot_show": table.cannot_show or None,
+        "sharing_cannot_show": table.sharing_missing or None,
+        "intervals": {
+            "median": stats.MEDIAN_METHOD,
+            "ratio": stats.RATIO_METHOD,
+            "median_min_runs": stats.MIN_INTERVAL_RUNS,
+            "ratio_min_runs": stats.MIN_RUNS,
+            "precision": stats.PRECISION,
+        },
+        "rows": [row_document(row) for row in table.rows],
+    }
+
+
+__all__ = [
+    "FIGURES",
+    "GROUP_BY",
+    "PARALLEL",
+    "SHARING_FIGURES",
+    "SOLO",
+    "Ratio",
+    "Row",
+    "RunRecord",
+    "Side",
+    "Table",
+    "build",
+    "counts",
+    "document",
+    "group_key",
+    "left_out_text",
+    "row_document",
+]

@@ -139,3 +139,20 @@ def test_range_bars_say_what_their_whisker_is():
         y_label="J",
     )
     assert "bootstrap 95 % CI 9–11, n=3" in svg
+
+
+def test_a_group_too_small_for_an_interval_shows_its_values_not_a_whisker():
+    from experiments import charts
+
+    svg = charts.range_chart(
+        [
+            charts.RangeBar(
+                "defaults", "solo", 301.0, 301.0, 301.0, 3, "too few runs", (300.0, 301.0, 302.0)
+            ),
+            charts.RangeBar("defaults", "parallel", 410.0, 400.0, 420.0, 6, "95 % interval"),
+        ],
+        title="t",
+        y_label="J",
+    )
+    assert svg.count('class="value"') == 3 and svg.count('class="whisker"') == 1
+    assert "too few runs: 300, 301, 302, n=3" in svg

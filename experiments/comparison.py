@@ -1,6 +1,6 @@
 """Parallel against solo as one answer: what sharing the GPU costs a training, per
 configuration, with what each figure can and cannot tell. Pure (no Django): the runs come
-in as ``RunRecord`` (``experiments.selectors.compare`` reads them), and the Compare page,
+in as ``RunGroup``s (``experiments.selectors.compare`` reads them), and the Compare page,
 its CSV, the experiment report, the API and ``submit --wait`` all show the ``Table``
 built here, so they agree on every number.
 
@@ -26,19 +26,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 from core.coverage import GOOD
 from experiments import stats
 from experiments.figures import (
     BY_KEY,
-    FIGURES,
     HOW_TO_MEASURE,
+    SETUP_FIELDS,
     EnergyFigure,
     Scope,
     scope,
     setup_label,
-    setup_of,
 )
 
 SOLO = "solo"
@@ -50,66 +50,91 @@ PARALLEL = "parallel"
 SHARING_FIGURES: tuple[EnergyFigure, ...] = (BY_KEY["gpu"], BY_KEY["gpu_foreground"], BY_KEY["cpu"])
 
 
-@dataclass(frozen=True)
-class RunRecord:
-    """One succeeded foreground run, as a comparison needs it."""
+#: The Run columns whose values runs must share to be pooled into one group, besides
+#: their configuration and mode: how they were measured (the method of every energy
+#: figure), so a RAPL run and an estimate run of one configuration are two rows. One
+#: more grouping attribute (say, the GPU's power limit) is one more column name here.
+GROUP_BY: tuple[str, ...] = SETUP_FIELDS
 
-    id: int
-    mode: str
-    hyperparameters: dict[str, Any]
-    #: ``experiments.mutation.config_key`` of the hyperparameters.
+#: The Run energy columns (joules) a group carries, for every figure's value.
+PARTS: tuple[str, ...] = ("gpu_energy_j", "gpu_foreground_j", "cpu_energy_j", "dram_energy_j")
+
+
+@dataclass
+class RunGroup:
+    """Succeeded runs of one configuration in one mode that share their ``GROUP_BY``
+    columns (``setup``): one entry per run in each list, in the same order."""
+
     key: str
-    #: The chosen figure in the chosen unit; None where the run lacks it in that unit.
-    value: float | None
-    gpu_energy_j: float | None = None
-    gpu_foreground_j: float | None = None
-    cpu_energy_j: float | None = None
-    dram_energy_j: float | None = None
-    gpu_method: str = ""
-    gpu_foreground_method: str = ""
-    cpu_method: str = ""
-    dram_method: str = ""
-    duration_s: float | None = None
-    coverage_percent: float | None = None
-    coverage_verdict: str = ""
+    hyperparameters: dict[str, Any]
+    mode: str
+    setup: tuple[Any, ...]
+    #: The chosen figure in the chosen unit (not finite values are left out later).
+    values: list[float | None] = field(default_factory=list)
+    #: Each of ``PARTS`` in joules.
+    parts: dict[str, list[float | None]] = field(default_factory=dict)
+    durations: list[float | None] = field(default_factory=list)
+    coverage: list[float | None] = field(default_factory=list)
+    verdicts: list[str] = field(default_factory=list)
     imported: bool = False
 
     @property
-    def setup(self) -> tuple[str, ...]:
-        """How the run was measured (``experiments.figures.setup_of``)."""
-        return setup_of(self)
+    def n(self) -> int:
+        return len(self.values)
+
+    def extend(self, other: RunGroup) -> None:
+        self.values += other.values
+        for part in PARTS:
+            self.parts.setdefault(part, []).extend(other.parts.get(part, [None] * other.n))
+        self.durations += other.durations
+        self.coverage += other.coverage
+        self.verdicts += other.verdicts
+        self.imported = self.imported or other.imported
+
+    def sample(self) -> SimpleNamespace:
+        """An object with the group's ``GROUP_BY`` columns as attributes (what
+        ``EnergyFigure.method_of`` reads)."""
+        return SimpleNamespace(**dict(zip(GROUP_BY, self.setup, strict=True)))
+
+    def figure_values(self, figure: EnergyFigure) -> list[float | None]:
+        """``figure`` in joules for each run: the sum of its parts, None where one is
+        missing (Python's float sum overflows to inf, never to an error)."""
+        columns = [self.parts.get(p) or [None] * self.n for p in figure.parts]
+        out: list[float | None] = []
+        for values in zip(*columns, strict=True):
+            out.append(None if any(v is None for v in values) else sum(values))
+        return out
+
+    def split(self, include_partial: bool) -> tuple[list[int], list[int]]:
+        """(runs counted, runs left out): solo runs always count; parallel runs when
+        their coverage verdict is good, or when the reader asked to include the
+        others."""
+        if self.mode != PARALLEL or include_partial:
+            return list(range(self.n)), []
+        counted = [i for i, v in enumerate(self.verdicts) if v == GOOD]
+        left = [i for i, v in enumerate(self.verdicts) if v != GOOD]
+        return counted, left
 
 
-#: What makes runs of one configuration and mode one group: their ``RunRecord``
-#: attributes of these names. A new grouping attribute (say, the GPU's power limit) is
-#: one more name here and one more field of ``RunRecord``.
-GROUP_BY: tuple[str, ...] = ("setup",)
-
-
-def group_key(record: RunRecord) -> tuple[Any, ...]:
-    return (record.key, *(getattr(record, name) for name in GROUP_BY))
-
-
-def counts(record: RunRecord, include_partial: bool) -> bool:
-    """Whether a run enters its group: solo runs always; parallel runs when their
-    coverage verdict is good, or when the reader asked to include the others."""
-    return record.mode != PARALLEL or include_partial or record.coverage_verdict == GOOD
+def _pick(values: list[Any], indices: list[int]) -> list[Any]:
+    return [values[i] for i in indices]
 
 
 @dataclass
 class Side:
-    """The runs of one row in one mode: those counted and those left out for their
-    coverage, with their statistics."""
+    """One row in one mode: the statistics of the runs counted, and the coverage of the
+    runs left out for it. Only figures are kept, never the runs themselves (a
+    comparison is cached whole)."""
 
     mode: str
-    runs: list[RunRecord] = field(default_factory=list)
-    left_out: list[RunRecord] = field(default_factory=list)
     summary: stats.GroupSummary = field(default_factory=lambda: stats.GroupSummary(0, None))
     duration: stats.GroupSummary = field(default_factory=lambda: stats.GroupSummary(0, None))
     #: Coverage (%) of the counted runs: parallel only.
     coverage: stats.GroupSummary | None = None
     #: Counted runs whose coverage is not good (only when they are included).
     short_of_good: int = 0
+    #: Coverage (%) of each parallel run left out (None: not recorded).
+    left_out_coverage: list[float | None] = field(default_factory=list)
 
     @property
     def n(self) -> int:
@@ -120,15 +145,22 @@ class Side:
         return self.summary.median
 
     @property
-    def left_out_coverage(self) -> list[float | None]:
-        return [r.coverage_percent for r in self.left_out]
+    def left_out(self) -> int:
+        return len(self.left_out_coverage)
 
-    def finish(self, figure_values: Sequence[float | None]) -> None:
-        self.summary = stats.summarise(figure_values)
-        self.duration = stats.summarise([r.duration_s for r in self.runs])
-        if self.mode == PARALLEL:
-            self.coverage = stats.summarise([r.coverage_percent for r in self.runs])
-            self.short_of_good = sum(1 for r in self.runs if r.coverage_verdict != GOOD)
+
+def _side(group: RunGroup | None, mode: str, include_partial: bool) -> tuple[Side, list[int]]:
+    """A row's side from its group, and the indices of the runs it counts."""
+    if group is None:
+        return Side(mode), []
+    counted, left = group.split(include_partial)
+    side = Side(mode, left_out_coverage=_pick(group.coverage, left))
+    side.summary = stats.summarise(_pick(group.values, counted))
+    side.duration = stats.summarise(_pick(group.durations, counted))
+    if mode == PARALLEL:
+        side.coverage = stats.summarise(_pick(group.coverage, counted))
+        side.short_of_good = sum(1 for i in counted if group.verdicts[i] != GOOD)
+    return side, counted
 
 
 @dataclass(frozen=True)
@@ -154,6 +186,8 @@ class Row:
     method: str = ""
     scope: Scope = field(default_factory=lambda: Scope("", "", True))
     imported: bool = False
+    #: Runs to add in each mode for the chosen figure's ratio to reach its precision.
+    more: dict[str, int] = field(default_factory=dict)
     #: The chosen figure, parallel against solo (both sides have values).
     comparison: stats.Comparison | None = None
     #: The foreground's duration, parallel over solo.
@@ -171,7 +205,14 @@ class Row:
 
     @property
     def measured_with(self) -> str:
-        return setup_label(self.setup)
+        """The methods that measured, then any other grouping column's value."""
+        n = len(SETUP_FIELDS)
+        extra = [f"{k}={v}" for k, v in zip(GROUP_BY[n:], self.setup[n:], strict=True)]
+        return ", ".join([setup_label(self.setup[:n]), *extra])
+
+    def sample(self) -> SimpleNamespace:
+        """The row's ``GROUP_BY`` columns as attributes (each figure's method)."""
+        return SimpleNamespace(**dict(zip(GROUP_BY, self.setup, strict=True)))
 
     @property
     def cannot_tell(self) -> str:
@@ -192,14 +233,13 @@ class Row:
 
     @property
     def left_out(self) -> int:
-        return len(self.parallel.left_out)
+        return self.parallel.left_out
 
     def more_runs(self) -> dict[str, int]:
         """Runs to add in each mode for the chosen figure's ratio to reach its precision
         (the formula of ``stats.runs_needed``; a verdict's minimum where it cannot be
         estimated)."""
-        c = self.comparison or stats.compare(self.parallel.summary.values, self.solo.summary.values)
-        return {SOLO: c.more_for(self.solo.n), PARALLEL: c.more_for(self.parallel.n)}
+        return dict(self.more)
 
     @property
     def suggested_mode(self) -> str:
@@ -263,7 +303,7 @@ class Table:
         """How many of the rows' runs (left out ones too) each method of the figure has."""
         out: dict[str, int] = {}
         for row in self.rows:
-            n = len(row.solo.runs) + len(row.parallel.runs) + row.left_out
+            n = row.solo.n + row.parallel.n + row.left_out
             out[row.method] = out.get(row.method, 0) + n
         return out
 
@@ -293,7 +333,7 @@ class Table:
         why: list[str] = []
         for row in rows:
             for f in SHARING_FIGURES:
-                s = scope(f, f.method_of(_first(row)))
+                s = scope(f, f.method_of(row.sample()))
                 if s.why_not:
                     why.append(s.why_not)
         return (
@@ -329,26 +369,37 @@ def left_out_text(coverages: Sequence[float | None], shown: int = 8) -> str:
     )
 
 
-def _first(row: Row) -> RunRecord:
-    return (row.solo.runs or row.parallel.runs or row.parallel.left_out)[0]
-
-
-def _sharing(row: Row) -> list[Ratio]:
+def _sharing(solo: RunGroup, parallel: RunGroup, counted: dict[str, list[int]]) -> list[Ratio]:
+    """The parallel / solo energy ratio (joules) of each of ``SHARING_FIGURES`` that can
+    show what sharing costs, measured as these runs were."""
     out = []
-    first = _first(row)
+    sample = solo.sample()
     for f in SHARING_FIGURES:
-        method = f.method_of(first)
+        method = f.method_of(sample)
         if not scope(f, method).shows_sharing:
             continue
-        solo = [f.value(r) for r in row.solo.runs]
-        parallel = [f.value(r) for r in row.parallel.runs]
-        if any(v is not None for v in solo) and any(v is not None for v in parallel):
-            out.append(Ratio(f, method, stats.compare(parallel, solo)))
+        a = _pick(parallel.figure_values(f), counted[PARALLEL])
+        b = _pick(solo.figure_values(f), counted[SOLO])
+        if any(v is not None for v in a) and any(v is not None for v in b):
+            out.append(Ratio(f, method, stats.compare(a, b, test=False)))
     return out
 
 
+def merged(groups: Iterable[RunGroup]) -> dict[tuple[Any, ...], dict[str, RunGroup]]:
+    """The groups by (configuration, setup), then mode; groups that share all three (a
+    configuration written 2 and 2.0, a method written "" and "unavailable") merged."""
+    rows: dict[tuple[Any, ...], dict[str, RunGroup]] = {}
+    for g in groups:
+        modes = rows.setdefault((g.key, g.setup), {})
+        if g.mode in modes:
+            modes[g.mode].extend(g)
+        else:
+            modes[g.mode] = g
+    return rows
+
+
 def build(
-    records: Iterable[RunRecord],
+    groups: Iterable[RunGroup],
     *,
     figure: EnergyFigure,
     unit_label: str = "J",
@@ -356,48 +407,52 @@ def build(
     configurations: int | None = None,
     limit: int | None = None,
 ) -> Table:
-    """The comparison of ``records`` (the chosen figure's ``value`` in each) on
-    ``figure``: one row per ``group_key``, configurations measured both ways first,
-    then the most measured."""
-    groups: dict[tuple[Any, ...], list[RunRecord]] = {}
-    for record in records:
-        groups.setdefault(group_key(record), []).append(record)
+    """The comparison of ``groups`` (the chosen figure's ``values`` in each) on
+    ``figure``: one row per configuration and setup, configurations measured both ways
+    first, then the most measured."""
     rows: list[Row] = []
     not_finite = 0
-    for members in groups.values():
-        first = members[0]
-        solo, parallel = Side(SOLO), Side(PARALLEL)
-        for r in members:
-            side = parallel if r.mode == PARALLEL else solo
-            (side.runs if counts(r, include_partial) else side.left_out).append(r)
-        for side in (solo, parallel):
-            side.finish([r.value for r in side.runs])
-            not_finite += side.summary.not_finite
-        method = figure.method_of(first)
+    for (key, setup), modes in merged(groups).items():
+        solo_group, parallel_group = modes.get(SOLO), modes.get(PARALLEL)
+        first = solo_group or parallel_group
+        assert first is not None
+        solo, solo_counted = _side(solo_group, SOLO, include_partial)
+        parallel, parallel_counted = _side(parallel_group, PARALLEL, include_partial)
+        not_finite += solo.summary.not_finite + parallel.summary.not_finite
+        method = figure.method_of(first.sample())
         row = Row(
-            key=first.key,
+            key=key,
             hyperparameters=first.hyperparameters,
-            setup=first.setup,
+            setup=setup,
             solo=solo,
             parallel=parallel,
             figure=figure,
             method=method,
             scope=scope(figure, method),
-            imported=any(r.imported for r in members),
+            imported=any(g.imported for g in modes.values()),
         )
+        a = _pick(parallel_group.values, parallel_counted) if parallel_group else []
+        b = _pick(solo_group.values, solo_counted) if solo_group else []
+        versus = stats.compare(a, b, test=bool(solo.n and parallel.n))
         if solo.n and parallel.n:
-            row.comparison = stats.compare(parallel.summary.values, solo.summary.values)
-        if solo.duration.n and parallel.duration.n:
-            row.slowdown = stats.compare(parallel.duration.values, solo.duration.values)
-        if solo.runs and parallel.runs:
-            row.sharing = _sharing(row)
+            row.comparison = versus
+        row.more = {SOLO: versus.more_for(solo.n), PARALLEL: versus.more_for(parallel.n)}
+        if solo_group and parallel_group and solo.duration.n and parallel.duration.n:
+            row.slowdown = stats.compare(
+                _pick(parallel_group.durations, parallel_counted),
+                _pick(solo_group.durations, solo_counted),
+                test=False,
+            )
+        if solo_group and parallel_group and solo_counted and parallel_counted:
+            counted = {SOLO: solo_counted, PARALLEL: parallel_counted}
+            row.sharing = _sharing(solo_group, parallel_group, counted)
         rows.append(row)
     rows.sort(
         key=lambda r: (
             not r.paired,
             -(r.solo.n + r.parallel.n + r.left_out),
             r.key,
-            r.setup,
+            tuple(str(v) for v in r.setup),
         )
     )
     n_configs = len({r.key for r in rows}) if configurations is None else configurations
@@ -435,7 +490,7 @@ def _side_document(side: Side) -> dict[str, Any]:
             {
                 "coverage_median": cov.median if cov else None,
                 "coverage_min": cov.min if cov else None,
-                "left_out": len(side.left_out),
+                "left_out": side.left_out,
                 "left_out_coverage": side.left_out_coverage,
                 "included_short_of_good": side.short_of_good,
             }
@@ -457,7 +512,7 @@ def row_document(row: Row) -> dict[str, Any]:
     return {
         "configuration": row.hyperparameters,
         "measured_with": row.measured_with,
-        "methods": dict(zip(("gpu", "gpu_foreground", "cpu", "dram"), row.setup, strict=True)),
+        "methods": {name: str(value) for name, value in zip(GROUP_BY, row.setup, strict=True)},
         "imported": row.imported,
         "figure_method": row.method,
         "figure_includes": row.scope.includes,
@@ -513,20 +568,19 @@ def document(table: Table) -> dict[str, Any]:
 
 
 __all__ = [
-    "FIGURES",
     "GROUP_BY",
     "PARALLEL",
+    "PARTS",
     "SHARING_FIGURES",
     "SOLO",
     "Ratio",
     "Row",
-    "RunRecord",
+    "RunGroup",
     "Side",
     "Table",
     "build",
-    "counts",
     "document",
-    "group_key",
     "left_out_text",
+    "merged",
     "row_document",
 ]

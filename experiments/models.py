@@ -353,9 +353,10 @@ class Run(models.Model):
         ]
         indexes = [
             # Covering: the compare page's per-workload checks (its cache key, how many
-            # runs have each figure, the figures' methods) and its configurations query
-            # (hyperparameters, imported) read only the index, not the runs' wide rows
-            # (traces, logs). PostgreSQL only; elsewhere the plain index.
+            # runs have each figure, the figures' methods) and its runs query
+            # (hyperparameters, imported, every method it groups by, duration and
+            # coverage) read only the index, not the runs' wide rows (traces, logs).
+            # PostgreSQL only; elsewhere the plain index.
             models.Index(
                 fields=["experiment", "status"],
                 include=[
@@ -366,10 +367,14 @@ class Run(models.Model):
                     "cpu_energy_j",
                     "dram_energy_j",
                     "gpu_method",
+                    "gpu_foreground_method",
                     "cpu_method",
                     "dram_method",
                     "hyperparameters",
                     "imported",
+                    "duration_s",
+                    "coverage_percent",
+                    "coverage_verdict",
                 ],
                 name="run_experiment_status_cover",
             ),

@@ -104,17 +104,10 @@ def format_p(p: float | None) -> str:
 def finite(values: Sequence[float | None]) -> tuple[list[float], int]:
     """(the finite values in order, how many were not finite). None is not a value and
     is not counted: a figure that was not measured is said elsewhere."""
-    kept: list[float] = []
-    dropped = 0
-    for v in values:
-        if v is None:
-            continue
-        f = float(v)
-        if math.isfinite(f):
-            kept.append(f)
-        else:
-            dropped += 1
-    return kept, dropped
+    present = np.asarray([v for v in values if v is not None], dtype=float)
+    ok = np.isfinite(present)
+    kept: list[float] = present[ok].tolist()
+    return kept, int(present.size - len(kept))
 
 
 def _finite_or_none(value: float | None) -> float | None:
@@ -148,6 +141,8 @@ class GroupSummary:
     values: tuple[float, ...] = field(default=(), repr=False)
     #: Values left out because they were not finite numbers.
     not_finite: int = 0
+    # ``values``: kept only for a group too small for an interval (it is shown instead),
+    # so a summary stays small whatever the number of runs.
 
     @property
     def too_few(self) -> bool:
@@ -160,7 +155,7 @@ def summarise(values: Sequence[float | None], confidence: float = CONFIDENCE) ->
     kept, dropped = finite(values)
     if not kept:
         return GroupSummary(0, None, not_finite=dropped)
-    x = sorted(kept)
+    x = np.sort(np.asarray(kept)).tolist()
     n = len(x)
     ranks = order_ranks(n, confidence)
     low = high = cover = None
@@ -175,7 +170,7 @@ def summarise(values: Sequence[float | None], confidence: float = CONFIDENCE) ->
         coverage=cover,
         min=x[0],
         max=x[-1],
-        values=tuple(x),
+        values=tuple(x) if n < MIN_INTERVAL_RUNS else (),
         not_finite=dropped,
     )
 
@@ -312,11 +307,15 @@ class Comparison:
         return line
 
 
-def compare(a: Sequence[float | None], b: Sequence[float | None]) -> Comparison:
+def compare(
+    a: Sequence[float | None], b: Sequence[float | None], *, test: bool = True
+) -> Comparison:
     """Group a against group b: medians with intervals, ratio a/b with its interval,
-    Mann-Whitney U, and the runs the formula asks for."""
+    Mann-Whitney U (``test``: a ratio shown without a verdict needs none), and the runs
+    the formula asks for."""
     sa, sb = summarise(a), summarise(b)
-    x, y = sa.values, sb.values
+    x, _ = finite(a)
+    y, _ = finite(b)
     ratio = None
     if sa.median is not None and sb.median:
         with np.errstate(all="ignore"):
@@ -324,7 +323,7 @@ def compare(a: Sequence[float | None], b: Sequence[float | None]) -> Comparison:
     interval = ratio_interval(x, y)
     ratio_low, ratio_high = interval if interval is not None else (None, None)
     p_value = u_stat = effect = None
-    if x and y:
+    if x and y and test:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             res = sps.mannwhitneyu(x, y, alternative="two-sided", method="auto")
@@ -337,7 +336,7 @@ def compare(a: Sequence[float | None], b: Sequence[float | None]) -> Comparison:
         and len(y) >= MIN_RUNS
         and ratio is not None
         and interval is not None
-        and p_value is not None
+        and (p_value is not None or not test)
     )
     return Comparison(
         a=sa,

@@ -1,5 +1,5 @@
 """Reads behind Compare, its CSV, the report's comparison, the API's and ``submit
---wait``'s: a workload's succeeded runs as ``experiments.comparison.RunRecord``, in a
+--wait``'s: a workload's succeeded runs as ``experiments.comparison.RunGroup``s, in a
 fixed number of queries whatever their number (the page is pinned by tests), then one
 ``comparison.Table`` built from them in Python for PostgreSQL and SQLite alike.
 
@@ -13,15 +13,15 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
 from django.db.models import Q, QuerySet
 
 from experiments import carbon, comparison
-from experiments.comparison import RunRecord, Table
+from experiments.comparison import RunGroup, Table
 from experiments.figures import FIGURES, EnergyFigure
 from experiments.figures import best as figures_best
 from experiments.models import Experiment, Run, Workload
@@ -80,8 +80,8 @@ class CompareData:
     #: The cache key these figures are stored under ("" when not cached): the page
     #: caches what it draws from them under the same key.
     cache_key: str = ""
-    #: Runs whose figure (in the unit) is not a finite number: left out everywhere.
-    not_finite: int = 0
+    #: Of the charts' runs, those whose figure (in the unit) is not a finite number.
+    charts_not_finite: int = 0
 
     @property
     def rows(self) -> list[comparison.Row]:
@@ -103,6 +103,11 @@ class CompareData:
     def methods_text(self) -> str:
         """Each method's label and count, or "none" (never a bare period)."""
         return methods_text(self.figure, self.methods)
+
+    @property
+    def not_finite(self) -> int:
+        """Values left out of the table's statistics as not finite."""
+        return self.table.not_finite
 
     @property
     def chart_rows(self) -> list[comparison.Row]:
@@ -176,76 +181,150 @@ def _unit_present(unit: str) -> Q:
 
 # --- The runs of a comparison --------------------------------------------------------
 
-#: What a ``RunRecord`` is read from, in this order (the SQL below selects the same).
-_RECORD_COLUMNS = (
-    "id",
+#: What a row of runs is read from on SQLite and for an experiment's configurations, in
+#: this order (PostgreSQL aggregates the same columns per group, below).
+_RUN_COLUMNS = (
     "hyperparameters",
     "experiment__mode",
+    *comparison.GROUP_BY,
     "imported",
     "factors",
-    "gpu_energy_j",
-    "gpu_foreground_j",
-    "cpu_energy_j",
-    "dram_energy_j",
-    "gpu_method",
-    "gpu_foreground_method",
-    "cpu_method",
-    "dram_method",
+    *comparison.PARTS,
     "duration_s",
     "coverage_percent",
     "coverage_verdict",
 )
 
 
-def _record(values: tuple[Any, ...], figure: EnergyFigure, unit: str) -> RunRecord | None:
-    """A record from a row of ``_RECORD_COLUMNS``; None when the run has no value in the
-    unit (no carbon intensity for kgCO2e, another currency for a cost)."""
-    (rid, hp, mode, imported, factors, gpu, gpu_fg, cpu, dram) = values[:9]
-    (gpu_m, gpu_fg_m, cpu_m, dram_m, duration, cov, verdict) = values[9:]
-    hp = hp or {}
-    record = RunRecord(
-        id=int(rid),
-        mode=str(mode),
-        hyperparameters=hp,
-        key=config_key(hp),
-        value=None,
-        gpu_energy_j=gpu,
-        gpu_foreground_j=gpu_fg,
-        cpu_energy_j=cpu,
-        dram_energy_j=dram,
-        gpu_method=gpu_m or "",
-        gpu_foreground_method=gpu_fg_m or "",
-        cpu_method=cpu_m or "",
-        dram_method=dram_m or "",
-        duration_s=duration,
-        coverage_percent=cov,
-        coverage_verdict=verdict or "",
-        imported=bool(imported),
-    )
-    value = _value_python(figure.value(record), factors, unit)
-    if value is None:
-        return None
-    return _with_value(record, value)
+def _setup(values: Iterable[Any]) -> tuple[Any, ...]:
+    """The ``GROUP_BY`` columns of a run, "unavailable" where nothing was recorded."""
+    return tuple("unavailable" if v in (None, "") else v for v in values)
 
 
-def _with_value(record: RunRecord, value: float) -> RunRecord:
-    return replace(record, value=value)
+class _Reader:
+    """Runs into ``comparison.RunGroup``s, each distinct configuration and set of
+    factors decoded and keyed once (a workload's thousands of runs share a few)."""
+
+    def __init__(self, figure: EnergyFigure, unit: str) -> None:
+        self.figure = figure
+        self.unit = unit
+        self._configs: dict[str, tuple[dict[str, Any], str]] = {}
+        self._factors: dict[str, carbon.Factors | None] = {}
+        self.groups: dict[tuple[Any, ...], RunGroup] = {}
+
+    def config(self, hp: dict[str, Any] | str | None) -> tuple[dict[str, Any], str]:
+        text = hp if isinstance(hp, str) else json.dumps(hp or {}, sort_keys=True)
+        found = self._configs.get(text)
+        if found is None:
+            values = json.loads(hp) if isinstance(hp, str) else dict(hp or {})
+            found = self._configs[text] = (values, config_key(values))
+        return found
+
+    def factors(self, factors: dict[str, Any] | str | None) -> carbon.Factors | None:
+        """A run's kept factors, or None where they cannot give the unit (none kept; a
+        cost in another currency): each distinct set decoded once."""
+        text = factors if isinstance(factors, str) else json.dumps(factors or {}, sort_keys=True)
+        if text not in self._factors:
+            f = carbon.Factors.from_dict(json.loads(text or "{}") or {})
+            if self.unit == carbon.Unit.COST and (f is None or f.currency != _currency()):
+                f = None
+            self._factors[text] = f
+        return self._factors[text]
+
+    def _converter(self) -> Any:
+        """joules, factors -> the value in the unit (None: no factor for it)."""
+        if self.unit == carbon.Unit.J:
+            return lambda j, _f: j
+        if self.unit == carbon.Unit.KWH:
+            return lambda j, _f: carbon.convert(j, self.unit, None)
+
+        def convert(j: float, factors: Any) -> float | None:
+            f = self.factors(factors)
+            return None if f is None else carbon.convert(j, self.unit, f)
+
+        return convert
+
+    def group(self, hp: Any, mode: str, setup: tuple[Any, ...]) -> RunGroup:
+        config, key = self.config(hp)
+        found = self.groups.get((key, mode, setup))
+        if found is None:
+            found = self.groups[(key, mode, setup)] = RunGroup(
+                key, config, mode, setup, parts={p: [] for p in comparison.PARTS}
+            )
+        return found
+
+    def add_runs(
+        self,
+        hp: Any,
+        mode: str,
+        setup: tuple[Any, ...],
+        imported: bool,
+        factors: list[Any],
+        arrays: list[list[Any]],
+    ) -> None:
+        """One group of runs as arrays (the database's aggregate): ``PARTS``, then
+        durations, coverage and verdicts."""
+        n_parts = len(comparison.PARTS)
+        parts = dict(zip(comparison.PARTS, arrays[:n_parts], strict=True))
+        durations, coverage, verdicts = arrays[n_parts:]
+        convert = self._converter()
+        columns = [parts[p] for p in self.figure.parts]
+        values: list[float | None] = []
+        for i, run in enumerate(zip(*columns, strict=True)):
+            values.append(None if any(v is None for v in run) else convert(sum(run), factors[i]))
+        keep = [i for i, v in enumerate(values) if v is not None]
+        if not keep:
+            return
+        g = self.group(hp, mode, setup)
+        every = len(keep) == len(values)
+        g.values += values if every else [values[i] for i in keep]
+        for p in comparison.PARTS:
+            g.parts[p] += parts[p] if every else [parts[p][i] for i in keep]
+        g.durations += durations if every else [durations[i] for i in keep]
+        g.coverage += coverage if every else [coverage[i] for i in keep]
+        g.verdicts += [(v or "") for v in (verdicts if every else [verdicts[i] for i in keep])]
+        g.imported = g.imported or imported
+
+    def add_rows(self, rows: Iterable[Sequence[Any]]) -> list[RunGroup]:
+        """Rows of ``_RUN_COLUMNS`` (SQLite, an experiment's configurations): gathered
+        into the arrays the database gives PostgreSQL's groups, then read alike."""
+        n_group = len(comparison.GROUP_BY)
+        width = len(comparison.PARTS) + 3  # the parts, duration, coverage, verdict
+        buckets: dict[tuple[Any, ...], tuple[Any, list[Any], list[list[Any]], list[bool]]] = {}
+        for row in rows:
+            hp, mode = row[0], str(row[1])
+            text = hp if isinstance(hp, str) else json.dumps(hp or {}, sort_keys=True)
+            handle = (text, mode, tuple(row[2 : 2 + n_group]))
+            bucket = buckets.get(handle)
+            if bucket is None:
+                bucket = buckets[handle] = (hp, [], [[] for _ in range(width)], [False])
+            bucket[1].append(row[3 + n_group])
+            for column, value in zip(bucket[2], row[4 + n_group :], strict=True):
+                column.append(value)
+            bucket[3][0] = bucket[3][0] or bool(row[2 + n_group])
+        for (_text, mode, raw_setup), (hp, factors, arrays, imported) in buckets.items():
+            self.add_runs(hp, mode, _setup(raw_setup), imported[0], factors, arrays)
+        return list(self.groups.values())
 
 
 # The top configurations are chosen by the database: count runs per configuration
-# (cheap), keep the ``limit`` measured both ways and most; then their runs are read. The
-# workload's experiments are looked up first (an array of ids), so the runs are read
-# through their (experiment, status) covering index, and only the groups that can be
-# among the shown ones ("cut") are sorted by their text. jsonb equality decides the
-# configurations (1 and 1.0 are one). {present} names Run columns from
-# experiments.figures, never user input.
+# (cheap), keep the ``limit`` measured both ways and most, then aggregate their runs per
+# configuration, mode and ``GROUP_BY`` columns into arrays (each run at the same place
+# in every array), which Python reads without a loop over rows. The workload's experiments
+# are looked up first (an array of ids), so its runs are read through their (experiment,
+# status) covering index alone (every column here is in it but the factors, read only
+# for kgCO2e and cost), and only the groups that can be among the shown ones ("cut") are
+# sorted by their text. jsonb equality decides the configurations (1
+# and 1.0 are one). {present}, {columns}, {parts}, {factors} and {unit_present} name Run
+# columns from experiments.figures and experiments.comparison, never user input.
 _TOP_RUNS_SQL = """
 WITH base AS MATERIALIZED (
-    SELECT r.id AS id, r.hyperparameters AS hp, e.mode AS mode
+    SELECT r.hyperparameters AS hp, e.mode AS mode, {columns}, r.imported AS imported,
+           {factors} AS factors, {parts}, r.duration_s, r.coverage_percent, r.coverage_verdict
     FROM experiments_run r JOIN experiments_experiment e ON e.id = r.experiment_id
     WHERE r.experiment_id = ANY(ARRAY(
               SELECT id FROM experiments_experiment WHERE foreground_workload_id = %(workload)s))
-          AND r.status = %(status)s AND {present}
+          AND r.status = %(status)s AND {present} {unit_present}
 ), grouped AS MATERIALIZED (
     SELECT hp, bool_or(mode = 'solo')::int + bool_or(mode = 'parallel')::int AS modes,
            count(*) AS total
@@ -254,76 +333,101 @@ WITH base AS MATERIALIZED (
     SELECT modes, total FROM grouped ORDER BY modes DESC, total DESC
     OFFSET %(limit)s - 1 LIMIT 1
 ), top AS (
-    SELECT hp FROM grouped
+    SELECT hp, hp::text AS text FROM grouped
     WHERE NOT EXISTS (SELECT 1 FROM cut) OR (modes, total) >= (SELECT modes, total FROM cut)
     ORDER BY modes DESC, total DESC, hp::text LIMIT %(limit)s
 )
-SELECT (SELECT count(*) FROM grouped), r.id, r.hyperparameters::text, b.mode, r.imported,
-       r.factors::text, r.gpu_energy_j, r.gpu_foreground_j, r.cpu_energy_j, r.dram_energy_j,
-       r.gpu_method, r.gpu_foreground_method, r.cpu_method, r.dram_method, r.duration_s,
-       r.coverage_percent, r.coverage_verdict
-FROM base b JOIN top t ON t.hp = b.hp JOIN experiments_run r ON r.id = b.id
-ORDER BY r.id DESC
+SELECT (SELECT count(*) FROM grouped), t.text, b.mode, {group_columns}, bool_or(b.imported),
+       array_agg(b.factors), {part_arrays}, array_agg(b.duration_s),
+       array_agg(b.coverage_percent), array_agg(b.coverage_verdict)
+FROM base b JOIN top t ON t.hp = b.hp
+GROUP BY t.text, b.mode, {group_columns}
 """
 
+#: Only the factors a unit reads (a run's kept factors hold their provenance too): short
+#: text, decoded once per distinct value (``_Reader.factors``).
+_FACTORS_SQL = (
+    "jsonb_build_object('carbon_intensity_g_per_kwh', r.factors->'carbon_intensity_g_per_kwh', "
+    "'pue', r.factors->'pue', 'price_per_kwh', r.factors->'price_per_kwh', "
+    "'currency', r.factors->'currency')::text"
+)
 
-def _records_postgres(
+#: ``_unit_present`` in SQL: a run counts in kgCO2e or a cost only with its factor.
+_UNIT_PRESENT_SQL = {
+    carbon.Unit.KGCO2E: "AND (r.factors->>'carbon_intensity_g_per_kwh') IS NOT NULL",
+    carbon.Unit.COST: "AND (r.factors->>'price_per_kwh') IS NOT NULL "
+    "AND r.factors->>'currency' = %(currency)s",
+}
+
+
+def _groups_postgres(
     workload: Workload, figure: EnergyFigure, limit: int, unit: str
-) -> tuple[list[RunRecord], int]:
+) -> tuple[list[RunGroup], int]:
     from django.db import connection
 
-    present = " AND ".join(f"r.{part} IS NOT NULL" for part in figure.parts)
-    records: list[RunRecord] = []
-    configs = 0
+    sql = _TOP_RUNS_SQL.format(
+        present=" AND ".join(f"r.{part} IS NOT NULL" for part in figure.parts),
+        columns=", ".join(f"r.{c}" for c in comparison.GROUP_BY),
+        parts=", ".join(f"r.{p}" for p in comparison.PARTS),
+        factors="NULL::text" if unit in (carbon.Unit.J, carbon.Unit.KWH) else _FACTORS_SQL,
+        unit_present=_UNIT_PRESENT_SQL.get(unit, ""),
+        group_columns=", ".join(f"b.{c}" for c in comparison.GROUP_BY),
+        part_arrays=", ".join(f"array_agg(b.{p})" for p in comparison.PARTS),
+    )
+    params: dict[str, Any] = {
+        "workload": workload.pk,
+        "status": Run.Status.SUCCEEDED,
+        "limit": limit,
+        "currency": _currency(),
+    }
     with connection.cursor() as cursor:
-        cursor.execute(
-            _TOP_RUNS_SQL.format(present=present),
-            {"workload": workload.pk, "status": Run.Status.SUCCEEDED, "limit": limit},
-        )
-        for total, rid, hp, mode, imported, factors, *rest in cursor.fetchall():
-            configs = int(total)
-            row = (rid, json.loads(hp), mode, imported, json.loads(factors or "{}"), *rest)
-            record = _record(row, figure, unit)
-            if record is not None:
-                records.append(record)
-    return records, configs
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    configs = int(rows[0][0]) if rows else 0
+    reader = _Reader(figure, unit)
+    n_group = len(comparison.GROUP_BY)
+    for row in rows:
+        # (total, configuration as text, mode, GROUP_BY..., imported, then one array a
+        # column, each run at the same place in every array)
+        text, mode = row[1], str(row[2])
+        setup = _setup(row[3 : 3 + n_group])
+        imported = bool(row[3 + n_group])
+        factors, *arrays = row[4 + n_group :]
+        reader.add_runs(text, mode, setup, imported, factors, arrays)
+    return list(reader.groups.values()), configs
 
 
-def _records_python(
+def _groups_python(
     workload: Workload, figure: EnergyFigure, limit: int, unit: str
-) -> tuple[list[RunRecord], int]:
-    """The same runs chosen in Python, for SQLite."""
-    records = [
-        r
-        for r in (
-            _record(values, figure, unit)
-            for values in _with_figure(workload, figure)
-            .order_by("-id")
-            .values_list(*_RECORD_COLUMNS)
-        )
-        if r is not None
-    ]
-    return _top(records, limit)
+) -> tuple[list[RunGroup], int]:
+    """The same groups in Python, for SQLite."""
+    rows = (
+        _with_figure(workload, figure)
+        .filter(_unit_present(unit))
+        .order_by("-id")
+        .values_list(*_RUN_COLUMNS)
+    )
+    groups = _Reader(figure, unit).add_rows(rows)
+    return _top(groups, limit)
 
 
-def _top(records: list[RunRecord], limit: int) -> tuple[list[RunRecord], int]:
-    """The records of the ``limit`` configurations measured both ways and most."""
+def _top(groups: list[RunGroup], limit: int) -> tuple[list[RunGroup], int]:
+    """The groups of the ``limit`` configurations measured both ways and most."""
     modes: dict[str, set[str]] = {}
     totals: dict[str, int] = {}
-    for r in records:
-        modes.setdefault(r.key, set()).add(r.mode)
-        totals[r.key] = totals.get(r.key, 0) + 1
-    ranked = sorted(totals, key=lambda k: (-len(modes[k]), -totals[k], k))[:limit]
-    keep = set(ranked)
-    return [r for r in records if r.key in keep], len(totals)
+    for g in groups:
+        modes.setdefault(g.key, set()).add(g.mode)
+        totals[g.key] = totals.get(g.key, 0) + g.n
+    ranked = set(sorted(totals, key=lambda k: (-len(modes[k]), -totals[k], k))[:limit])
+    return [g for g in groups if g.key in ranked], len(totals)
 
 
-def _records_of(
+def _groups_of(
     workload: Workload,
     figure: EnergyFigure,
     unit: str,
     hyperparameters: Iterable[dict[str, Any]],
-) -> list[RunRecord]:
+) -> list[RunGroup]:
     """Every run of these configurations (any experiment, either mode) with the figure."""
     wanted = {config_key(hp): hp for hp in hyperparameters}
     if not wanted:
@@ -331,8 +435,8 @@ def _records_of(
     same = Q()
     for hp in wanted.values():
         same |= Q(hyperparameters=hp)
-    rows = _with_figure(workload, figure).filter(same).order_by("-id").values_list(*_RECORD_COLUMNS)
-    return [r for r in (_record(values, figure, unit) for values in rows) if r and r.key in wanted]
+    rows = _with_figure(workload, figure).filter(same).order_by("-id").values_list(*_RUN_COLUMNS)
+    return [g for g in _Reader(figure, unit).add_rows(rows) if g.key in wanted]
 
 
 def configurations_table(
@@ -346,9 +450,9 @@ def configurations_table(
     """The comparison of these configurations only (an experiment's: its report, its
     ``submit --wait`` summary, its API comparison): the same rows Compare shows for
     them, from every run of them in either mode (one query)."""
-    records = _records_of(workload, figure, unit, hyperparameters)
+    groups = _groups_of(workload, figure, unit, hyperparameters)
     return comparison.build(
-        records,
+        groups,
         figure=figure,
         unit_label=carbon.unit_label(unit, _currency()),
         include_partial=include_partial,
@@ -364,12 +468,15 @@ def experiment_configurations(experiment: Experiment) -> list[dict[str, Any]]:
     ]
     if planned:
         return planned
-    return list(
+    # An imported experiment has no plan: its runs' configurations, each once.
+    ran: dict[str, dict[str, Any]] = {}
+    for hp in (
         Run.objects.filter(experiment=experiment)
-        .order_by("config_index")
+        .order_by("config_index", "repeat_index", "attempt")
         .values_list("hyperparameters", flat=True)
-        .distinct()
-    )
+    ):
+        ran.setdefault(config_key(hp or {}), hp or {})
+    return list(ran.values())
 
 
 # --- The Compare page ------------------------------------------------------------------
@@ -448,19 +555,20 @@ def compare_workload(
         finished, per_figure = counts
     figure = figure or figures_best(per_figure)
     if connection.vendor == "postgresql":
-        records, configs = _records_postgres(workload, figure, row_limit, unit)
+        groups, configs = _groups_postgres(workload, figure, row_limit, unit)
     else:
-        records, configs = _records_python(workload, figure, row_limit, unit)
+        groups, configs = _groups_python(workload, figure, row_limit, unit)
     unit_label = carbon.unit_label(unit, _currency())
     table = comparison.build(
-        records,
+        groups,
         figure=figure,
         unit_label=unit_label,
         include_partial=include_partial,
         configurations=configs,
         limit=row_limit,
     )
-    not_finite = {r.id for r in records if r.value is not None and not math.isfinite(r.value)}
+    # The charts' runs whose figure is not a finite number (drawn nowhere, counted).
+    not_finite: set[int] = set()
     methods: dict[str, int] = {}
     if figure.fixed_method:
         methods[figure.fixed_method] = per_figure.get(figure.key, 0)
@@ -542,7 +650,7 @@ def compare_workload(
         recent=recent,
         unit=unit,
         unit_label=unit_label,
-        not_finite=len(not_finite),
+        charts_not_finite=len(not_finite),
     )
 
 

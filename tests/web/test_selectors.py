@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.db import connection
 
-from experiments import figures, selectors, stats
+from experiments import comparison, figures, selectors, stats
 from tests.web import factories
 
 pytestmark = [pytest.mark.django_db, pytest.mark.backends]
@@ -43,14 +43,28 @@ def test_compare_gives_median_spread_n_and_ratio_per_configuration(owner, wl):
 
 
 @pytest.mark.skipif("connection.vendor != 'postgresql'")
-def test_the_database_chooses_the_same_runs_as_python(owner, wl):
+def test_the_database_groups_the_same_runs_as_python(owner, wl):
     _history(owner, wl)
+
+    def content(groups):
+        return sorted(
+            (
+                g.key,
+                g.mode,
+                g.setup,
+                sorted(zip(g.values, g.durations, g.coverage, g.verdicts, strict=True)),
+                sorted(zip(*(g.parts[p] for p in comparison.PARTS), strict=True), key=str),
+            )
+            for g in groups
+        )
+
     for figure in figures.FIGURES:
         for limit in (1, 50):
-            in_db, configs_db = selectors.compare._records_postgres(wl, figure, limit, "J")
-            in_py, configs_py = selectors.compare._records_python(wl, figure, limit, "J")
-            assert configs_db == configs_py
-            assert in_db == in_py  # the same records, newest first
+            for unit in ("J", "kgCO2e"):
+                in_db, configs_db = selectors.compare._groups_postgres(wl, figure, limit, unit)
+                in_py, configs_py = selectors.compare._groups_python(wl, figure, limit, unit)
+                assert configs_db == configs_py
+                assert content(in_db) == content(in_py)
 
 
 def test_a_run_lacking_the_gpu_figure_is_counted_and_gpu_stays_the_default(owner, wl):

@@ -594,16 +594,26 @@ def experiment_add_runs(
     if not configurations:
         raise ValidationError({"configurations": ["no configuration to add runs to"]})
     modes: list[str] = ["solo", "parallel"] if mode == "both" else [mode]
+    # The configurations are checked against the space before anything reads with them.
+    try:
+        space = mutation.parse_space(workload.hyperparameters)
+    except mutation.SpaceError as exc:
+        raise ValidationError(
+            {"workload": [f"workload {workload.name!r} is misconfigured: {exc}"]}
+        ) from None
+    errors: Errors = {}
+    for i, values in enumerate(configurations):
+        for name, problem in mutation.check_values(space, values).items():
+            _add(errors, "configurations", f"configuration {i}: {name}: {problem}")
+    if errors:
+        raise ValidationError(errors)
     created = []
     with transaction.atomic():
         for m in modes:
             spec = _add_runs_spec(workload, configurations, runs, m)
             sub = _Submission(spec=spec)
+            sub._spaces[workload.pk] = space  # parsed once for this submission
             _check_parts_only(sub)
-            if sub.space is not None:
-                for i, values in enumerate(configurations):
-                    for name, problem in mutation.check_values(sub.space, values).items():
-                        _add(sub.errors, "configurations", f"configuration {i}: {name}: {problem}")
             if sub.errors:
                 raise ValidationError(sub.errors)
             plan = [{"index": i, "hyperparameters": dict(c)} for i, c in enumerate(configurations)]

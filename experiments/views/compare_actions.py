@@ -16,11 +16,14 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from experiments import services
+from experiments.expfile import has_control_characters
 from experiments.models import Workload
 from experiments.selectors import COMPARE_ROWS
 
 #: The experiment file's limit on runs per configuration.
 MAX_RUNS = 100
+#: What a configuration's values are (a hyperparameter is a number, a text or a flag).
+_SCALARS = (int, float, str, bool, type(None))
 
 
 def _configurations(raw: list[str]) -> list[dict[str, Any]]:
@@ -33,8 +36,13 @@ def _configurations(raw: list[str]) -> list[dict[str, Any]]:
             value = json.loads(text)
         except (ValueError, RecursionError):
             raise ValidationError("a configuration is not valid JSON") from None
-        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        if not isinstance(value, dict) or not all(
+            isinstance(k, str) and isinstance(v, _SCALARS) for k, v in value.items()
+        ):
             raise ValidationError("a configuration must be an object of name: value")
+        texts = [t for item in value.items() for t in item if isinstance(t, str)]
+        if any(has_control_characters(t) for t in texts):
+            raise ValidationError("a configuration contains a control character")
         if value not in out:
             out.append(value)
     if not out:

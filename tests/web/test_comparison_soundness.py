@@ -273,6 +273,9 @@ def test_add_runs_refuses_bad_input_with_a_message(as_member, owner, wl):
             "mode": "solo",
         },
         {"workload": "nope", "configuration": json.dumps(SAME), "runs": "2", "mode": "solo"},
+        {"workload": "mnist", "configuration": '{"a\\u0000": 1}', "runs": "2", "mode": "solo"},
+        {"workload": "mnist", "configuration": '{"epochs": [1]}', "runs": "2", "mode": "solo"},
+        {"workload": "mnist", "configuration": '{"epochs": 1e400}', "runs": "2", "mode": "solo"},
     ):
         response = as_member.post("/compare/add-runs/", data, follow=True)
         assert response.status_code == 200
@@ -334,6 +337,7 @@ def test_the_comparison_endpoint_is_in_the_openapi_schema(as_member):
 def test_the_comparison_endpoint_refuses_unknown_figures_units_and_workloads(member, wl):
     api = _api(member)
     assert api.get("/api/workloads/nope/comparison").status_code == 404
+    assert api.get("/api/workloads/a%00b/comparison").status_code == 404
     assert api.get("/api/workloads/mnist/comparison?figure=watts").status_code == 422
     assert api.get("/api/workloads/mnist/comparison?unit=BTU").status_code == 422
     assert api.get("/api/workloads/mnist/comparison?coverage=some").status_code == 422

@@ -198,11 +198,6 @@ def scope(figure: EnergyFigure, method: str) -> Scope:
     )
 
 
-def setup_of(run: object) -> tuple[str, ...]:
-    """How a run was measured: the method of each of ``SETUP_FIELDS``."""
-    return tuple(str(getattr(run, f, "") or "unavailable") for f in SETUP_FIELDS)
-
-
 def setup_label(setup: Sequence[str], labels: dict[str, str] | None = None) -> str:
     """ "GPU counter, CPU RAPL" (the short names of the methods that measured)."""
     names = ("GPU", "GPU share", "CPU", "DRAM")

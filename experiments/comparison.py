@@ -352,6 +352,19 @@ class Table:
         return " ".join(said) + f" To measure it, {HOW_TO_MEASURE}."
 
     @property
+    def configuration_list(self) -> list[dict[str, Any]]:
+        """Each row's configuration once (for "add runs" to the whole table)."""
+        seen: dict[str, dict[str, Any]] = {}
+        for row in self.rows:
+            seen.setdefault(row.key, row.hyperparameters)
+        return list(seen.values())
+
+    @property
+    def suggested_runs(self) -> int:
+        """Runs to add to each configuration of the table: the most a row needs."""
+        return max((row.suggested_runs for row in self.rows), default=1)
+
+    @property
     def left_out_text(self) -> str:
         """ "2 parallel runs left out: coverage 76.5 %, 59.4 %" ("" when none)."""
         return left_out_text(self.left_out)

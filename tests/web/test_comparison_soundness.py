@@ -230,6 +230,16 @@ def test_add_runs_queues_exactly_the_rows_configurations(as_member, member, owne
     factories.run(e, 0, 0, hyperparameters=other)
     page = as_member.get("/compare/?workload=mnist").content.decode()
     assert page.count('action="/compare/add-runs/"') == 3  # two rows, the whole table
+    # The whole table's form carries each configuration, and the runs the rows need.
+    whole = page[page.index("Add runs of every configuration above") :]
+    whole = whole[: whole.index("</form>")]
+    posted = [
+        json.loads(html.unescape(v))
+        for v in re.findall(r'name="configuration" value="([^"]+)"', whole)
+    ]
+    assert sorted(posted, key=str) == sorted([SAME, other], key=str)
+    data = as_member.get("/compare/?workload=mnist").context["data"]
+    assert f'value="{max(r.suggested_runs for r in data.rows)}"' in whole
     response = as_member.post(
         "/compare/add-runs/",
         {"workload": "mnist", "configuration": json.dumps(SAME), "runs": "4", "mode": "both"},

@@ -330,9 +330,9 @@ def test_a_hung_nvml_call_skips_the_closing_sample_and_withholds_the_figure(
 # ---- per-process samples and the foreground share ----------------------------------
 
 
-def test_process_samples_are_returned_once_using_last_seen_timestamp(fake: FakeNvmlLibrary) -> None:
+def test_process_samples_are_returned_once_each_by_pid_and_stamp(fake: FakeNvmlLibrary) -> None:
     meter = nvml.NvmlGpuMeter(0)
-    start = meter._last_seen_us
+    start = meter._opened_us
     fake.proc_samples.append(process_sample(10, start - 5, 99))  # older than the meter: not ours
     assert meter.read().proc_util == ()  # NVML_ERROR_NOT_FOUND = no new sample
     fake.proc_samples.extend(
@@ -340,7 +340,21 @@ def test_process_samples_are_returned_once_using_last_seen_timestamp(fake: FakeN
     )
     assert sorted(meter.read().proc_util or ()) == [(10, 60.0, start + 20), (11, 30.0, start + 10)]
     assert meter.read().proc_util == ()
-    assert fake.last_seen_args[-1] == start + 20
+    # NVML is asked for the last seconds, not "since the newest stamp of any process".
+    assert fake.last_seen_args[-1] < start + 10
+
+
+def test_a_late_sample_of_one_process_is_not_dropped_by_another_s_newer_one(
+    fake: FakeNvmlLibrary,
+) -> None:
+    """Issue 19, 2.4: each process's sample carries its own stamp; a driver returns
+    each process's newest, which may be older than another's that came first."""
+    meter = nvml.NvmlGpuMeter(0)
+    start = meter._opened_us
+    fake.proc_samples.append(process_sample(10, start + 500_000, 50))
+    assert meter.read().proc_util == ((10, 50.0, start + 500_000),)
+    fake.proc_samples.append(process_sample(11, start + 400_000, 50))  # older, arrives later
+    assert meter.read().proc_util == ((11, 50.0, start + 400_000),)
 
 
 def test_unsupported_process_utilisation_is_none_and_flagged(fake: FakeNvmlLibrary) -> None:

@@ -19,8 +19,10 @@ NVML semantics relied on here (NVML API reference, ``pynvml.py``):
   clock); ``NVML_ERROR_NOT_FOUND`` when there is no new sample. Each process's
   sample carries its own stamp, and drivers return each process's newest one, which
   may be older than another process's: the filter is per process here (NVML is asked
-  for the last few seconds, and a sample already returned is dropped by its pid and
-  stamp), never "newer than the newest stamp of any process".
+  from the previous read's time less :data:`PROC_LATE_S`, and a sample already
+  returned is dropped by its pid and stamp), never "newer than the newest stamp of
+  any process". Some drivers average a process's samples since ``lastSeenTimeStamp``:
+  asking from the previous read keeps that average to about one read's interval.
 - Settings and clocks (``nvmlDeviceGetEnforcedPowerLimit``, ``nvmlDeviceGetClockInfo``,
   ``nvmlDeviceGetApplicationsClock``, ``nvmlDeviceGetCurrentClocksEventReasons``) are
   read once a second with utilisation: a run records them and a change is flagged.
@@ -56,9 +58,9 @@ PROC_UTIL_PERIOD_S = 1.0
 #: Utilisation, memory and temperature change slowly and NVML updates them about
 #: once a second: read them at 1 Hz and hold the value between reads.
 SLOW_PERIOD_S = 1.0
-#: How far back NVML is asked for per-process samples: each process's newest sample
-#: may be this much older than another's and still be new to us.
-PROC_HORIZON_S = 10.0
+#: How far before the previous read NVML is asked for per-process samples again: a
+#: process's newest sample may arrive this much after another's newer one.
+PROC_LATE_S = 2.0
 #: Field ids (nvml.h); fixed by NVML's ABI, spelled here for pynvml releases without them.
 FI_TOTAL_ENERGY = 83  # NVML_FI_DEV_TOTAL_ENERGY_CONSUMPTION, mJ
 FI_POWER_INSTANT = 186  # NVML_FI_DEV_POWER_INSTANT, mW
@@ -383,6 +385,7 @@ class NvmlGpuMeter:
         self._opened_us = int(time.time() * 1_000_000)
         self._proc_seen: dict[int, int] = {}
         self._last_proc_read = float("-inf")
+        self._last_proc_wall_us = self._opened_us
 
     def _probe_fields(self) -> list[int]:
         nv = _nvml()
@@ -541,7 +544,9 @@ class NvmlGpuMeter:
         nv = _nvml()
         # Asked for the last few seconds, not "since the newest stamp of any process":
         # a process's new sample may be older than another's (see the module's notes).
-        floor = max(self._opened_us, int((time.time() - PROC_HORIZON_S) * 1_000_000))
+        wall_us = int(time.time() * 1_000_000)
+        floor = max(self._opened_us, self._last_proc_wall_us - int(PROC_LATE_S * 1_000_000))
+        self._last_proc_wall_us = wall_us
         try:
             samples = nv.nvmlDeviceGetProcessUtilization(self._handle, floor)
         except Exception as exc:  # noqa: BLE001 - a failed read is no sample

@@ -566,8 +566,9 @@ class Measurement:
         fg_cpu_s: float | None = None
         if self._host is not None and self._fg_time is not None:
             host = self._host.stop()
-            self._fg_time.stop()
-            fg_cpu_s = self._fg_time.cpu_seconds
+            # None without a foreground to follow: no part, rather than 0 J.
+            if self._fg_time.stop().package_j is not None:
+                fg_cpu_s = self._fg_time.cpu_seconds
         report = self._report(cpu, host, fg_cpu_s)
         with self._lock:
             # Once, at the end: the whole trace in the compact stored format.
@@ -733,11 +734,13 @@ class Measurement:
             )
         busy = host.busy_cpu_s if host is not None else None
         if fg_cpu_s is None or not busy:
+            why = (
+                "no foreground process to follow"
+                if fg_cpu_s is None
+                else ("the host's busy CPU time could not be read")
+            )
             return Figure(
-                None,
-                "unavailable",
-                device=cpu.device,
-                flags=["no foreground part: the host's busy CPU time could not be read"],
+                None, "unavailable", device=cpu.device, flags=[f"no foreground part: {why}"]
             )
         share = min(1.0, fg_cpu_s / busy)
         return Figure(

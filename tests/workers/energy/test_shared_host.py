@@ -313,3 +313,17 @@ def test_the_cpu_meters_say_whether_they_are_host_wide(tmp_path: Path) -> None:
     rapl: CpuMeter = RaplCpuMeter(tmp_path / "powercap")
     estimate: CpuMeter = EstimateCpuMeter(watts_per_core=1.0)
     assert rapl.whole_machine and not estimate.whole_machine
+
+
+def test_without_a_foreground_a_host_wide_figure_has_no_foreground_part_not_0_j(
+    tmp_path: Path,
+) -> None:
+    _powercap(tmp_path)
+    meters = MeterSet([], RaplCpuMeter(tmp_path / "powercap"))
+    m = Measurement(meters=meters, hz=20.0)
+    m.start()
+    time.sleep(0.2)
+    report, _trace = m.stop()
+    assert report.cpu.method == "rapl"
+    assert report.cpu_foreground.value is None and report.cpu_foreground.method == "unavailable"
+    assert report.cpu_foreground.flags == ["no foreground part: no foreground process to follow"]

@@ -23,6 +23,7 @@ from core.contract import (
     RunKey,
     RunPlan,
     RunResult,
+    SensorPeriods,
     StoreUnavailable,
 )
 from experiments import services
@@ -186,4 +187,16 @@ def plan_for(experiment: Experiment, *, gpu_index: int | None, python: str) -> E
         grace=settings.WATTLAB_GRACE_SECONDS,
         heartbeat_interval=settings.WATTLAB_HEARTBEAT_SECONDS,
         max_seconds=settings.WATTLAB_MAX_EXPERIMENT_SECONDS,
+        sensor_periods=_sensor_periods(experiment, gpu_index),
     )
+
+
+def _sensor_periods(experiment: Experiment, gpu_index: int | None) -> dict[int, SensorPeriods]:
+    """The periods the host's worker observed for this GPU when it started."""
+    host = experiment.host
+    if gpu_index is None or host is None:
+        return {}
+    for gpu in host.gpus or []:
+        if isinstance(gpu, dict) and gpu.get("index") == gpu_index and gpu.get("sensor_periods"):
+            return {gpu_index: SensorPeriods.from_dict(gpu["sensor_periods"])}
+    return {}

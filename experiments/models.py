@@ -313,6 +313,11 @@ class Run(models.Model):
     gpu_foreground_method = models.CharField(max_length=20, choices=Method.choices, blank=True)
     cpu_energy_j = models.FloatField(null=True, blank=True)
     cpu_method = models.CharField(max_length=20, choices=Method.choices, blank=True)
+    #: The foreground's part of the CPU figure: an estimate (its rule in the
+    #: provenance's flags) where the CPU figure is host-wide (RAPL, perf), the CPU
+    #: figure itself where that is already the foreground's estimate; never measured.
+    cpu_foreground_j = models.FloatField(null=True, blank=True)
+    cpu_foreground_method = models.CharField(max_length=20, choices=Method.choices, blank=True)
     dram_energy_j = models.FloatField(null=True, blank=True)
     dram_method = models.CharField(max_length=20, choices=Method.choices, blank=True)
     #: Method, device, sampling period and flags of every figure.
@@ -325,6 +330,14 @@ class Run(models.Model):
     gpu_temp_avg_c = models.FloatField(null=True, blank=True)
     gpu_temp_max_c = models.FloatField(null=True, blank=True)
     gpu_memory_max_mib = models.FloatField(null=True, blank=True)
+
+    #: The GPUs' settings and clocks during the run (power limit, application and
+    #: current clocks, clock event reasons, sensor update periods) and the changes seen:
+    #: ``workers.energy.device_state``.
+    device_state = models.JSONField(default=dict, blank=True)
+    #: A short text naming the settings (model, power limit, application clocks; "·
+    #: changed during the run" when one changed): runs that share it are comparable.
+    device_settings_key = models.CharField(max_length=500, blank=True, db_index=True)
 
     coverage_percent = models.FloatField(null=True, blank=True)
     coverage_longest_gap_s = models.FloatField(null=True, blank=True)

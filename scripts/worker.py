@@ -47,12 +47,19 @@ def main(argv: list[str] | None = None) -> int:
     from django.conf import settings
 
     from experiments import queues
-    from workers.energy.nvml import list_gpus
+    from workers.energy.nvml import list_gpus, unmeterable
 
     host = settings.WATTLAB_HOSTNAME
-    # Only the GPUs an inherited CUDA_VISIBLE_DEVICES allows; one NVML cannot read is
-    # reported on the Hosts page but gets no worker.
-    gpus = [g for g in list_gpus() if "error" not in g]
+    # Only the GPUs an inherited CUDA_VISIBLE_DEVICES allows; one that cannot be metered
+    # (NVML cannot read it, MIG) is reported on the Hosts page but gets no worker: its
+    # trainings would go unmeasured, or unpinned onto another worker's GPU.
+    gpus = []
+    for gpu in list_gpus():
+        why = unmeterable(gpu)
+        if why:
+            print(f"wattlab worker on {settings.WATTLAB_HOSTNAME}: no worker for {why}", flush=True)
+        else:
+            gpus.append(gpu)
     slots: list[int | None] = [g["index"] for g in gpus] or [None] * max(1, args.cpu_slots)
     children: list[subprocess.Popen[bytes]] = []
     for n, index in enumerate(slots):

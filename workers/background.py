@@ -131,6 +131,8 @@ class BackgroundLoop:
         error = ""
         exit_code: int | None = None
         stopped = False
+        ended_at: dt.datetime | None = None
+        duration = 0.0
         try:
             group = ProcessGroup.start(
                 cfg.argv,
@@ -154,10 +156,16 @@ class BackgroundLoop:
                 if self.stopping.is_set():
                     stopped = True
                     break
+            if not stopped:
+                # The run ends when its training does: what the sweep below waits for
+                # (leftovers given up to the grace period) must not count as covered.
+                ended_at, duration = utc_now(), time.monotonic() - began
             # Also sweeps what an exited training left behind (dataloader workers...).
             exit_code = group.stop(cfg.grace).exit_code
-        ended = utc_now()
-        duration = time.monotonic() - began
+        if ended_at is None:
+            # Stopped by us (it ran until the stop ended it) or never started.
+            ended_at, duration = utc_now(), time.monotonic() - began
+        ended = ended_at
         with log_path.open("a", encoding="utf-8") as log:
             if error:
                 log.write(f"{error}\n")

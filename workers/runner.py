@@ -74,6 +74,11 @@ class _Aborted(Exception):
     """Retries exhausted on an infrastructure error."""
 
 
+class _Unpinnable(Exception):
+    """A GPU of the plan the training cannot be pinned to: it would run wherever CUDA
+    puts it (another worker's metered GPU, say), so nothing starts."""
+
+
 def unavailable_energy(reason: str) -> EnergyReport:
     """For a run that never got measured: "could not measure", never 0 J."""
     return EnergyReport(
@@ -247,6 +252,8 @@ class _ExperimentRun:
         self.plan = plan
         self.store = store
         self.meters = meters
+        for index, periods in plan.sensor_periods.items():
+            meters.sensor_periods.setdefault(index, periods)
         self.tmpdir = Path(tempfile.mkdtemp(prefix=f"wattlab-{plan.code[:40]}-"))
         self.background = _Background(self) if plan.background is not None else None
         self.results: list[RunResult] = []
@@ -313,6 +320,13 @@ class _ExperimentRun:
     # -- the experiment ------------------------------------------------------------
 
     def run(self) -> None:
+        unpinned = self.meters.unpinned(self.plan.gpu_indices)
+        if unpinned:
+            raise _Unpinnable(
+                f"GPU {', '.join(map(str, unpinned))} of this worker cannot be pinned (NVML "
+                "does not list it): a training would run on whichever GPU CUDA picks, "
+                "so nothing was started"
+            )
         self.tick()
         self.check_cancel()
         if not self.meters.idle_w:
@@ -370,6 +384,7 @@ class _ExperimentRun:
             meters=self.meters,
             hz=plan.sample_hz,
             shared_with_background=self.background is not None,
+            experiment=plan.code,
         )
         info: GroupInfo | None = None
         last_samples = time.monotonic()
@@ -588,6 +603,8 @@ def _classify(run: _ExperimentRun) -> tuple[ExperimentOutcome, str]:
         return ExperimentOutcome("cancelled", "cancelled on request"), "cancelled"
     except _Aborted as exc:
         return ExperimentOutcome("error", f"infrastructure error: {exc}"), "error"
+    except _Unpinnable as exc:
+        return ExperimentOutcome("error", str(exc)), "error"
     except Exception as exc:
         return ExperimentOutcome("error", f"{type(exc).__name__}: {exc}"), "error"
     # The last attempt of each run decides it (an error retried into success is a success).

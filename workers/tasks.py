@@ -55,12 +55,32 @@ def register_host() -> Host:
     except Exception as exc:  # a broken meter must not keep the worker from serving
         log.exception("describing the meters failed")
         meters = {"error": str(exc)}
-    return services.host_register(
+    host = services.host_register(
         hostname=settings.WATTLAB_HOSTNAME,
         gpus=list_gpus(),
         meters=meters,
         cpu_count=os.cpu_count(),
     )
+    index = worker_gpu_index()
+    if index is not None:
+        _observe_sensors(index)
+    return host
+
+
+def _observe_sensors(index: int) -> None:
+    """How often this worker's GPU updates its energy counter and power (a second of
+    polling at start): a window only a few updates long is flagged on its runs."""
+    from workers.energy.sensors import observe_update_periods
+
+    try:
+        periods = observe_update_periods([index]).get(index)
+    except Exception as exc:  # a failed observation costs the flag, never the worker
+        log.warning("observing GPU %s's sensors failed: %s: %s", index, type(exc).__name__, exc)
+        return
+    if periods is not None:
+        services.host_gpu_sensors(
+            hostname=settings.WATTLAB_HOSTNAME, index=index, periods=periods.to_dict()
+        )
 
 
 @shared_task(

@@ -290,6 +290,11 @@ WATTLAB_SAMPLE_HZ = env_float("WATTLAB_SAMPLE_HZ", 10.0)
 # GPU power read before an experiment starts anything: the foreground share's idle baseline.
 WATTLAB_IDLE_PROBE_SECONDS = env_float("WATTLAB_IDLE_PROBE_SECONDS", 2.0)
 WATTLAB_GRACE_SECONDS = env_float("WATTLAB_GRACE_SECONDS", 10.0)
+# The account every training runs as, where the worker runs as root (empty: the
+# worker's own). A training under the worker's own account could read the worker's
+# environment and memory; its own environment is an allow-list either way
+# (workers/training_env.py; WATTLAB_TRAINING_ENV adds names to it).
+WATTLAB_TRAINING_USER = env_str("WATTLAB_TRAINING_USER", "").strip()
 # Carbon and cost: defaults for hosts whose staff have not set their own in the admin.
 # Unset intensity or price means "not set": pages say so instead of inventing a figure.
 WATTLAB_CARBON_INTENSITY = env_optional_float("WATTLAB_CARBON_INTENSITY")  # gCO2e/kWh

@@ -118,6 +118,8 @@ class ProgramSpec:
     argv: list[str]
     workdir: str
     env: dict[str, str] = field(default_factory=dict)
+    #: The account it runs as (``WATTLAB_TRAINING_USER``); None: the worker's own.
+    user: str | None = None
 
 
 @dataclass(frozen=True)

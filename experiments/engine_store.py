@@ -142,7 +142,8 @@ def _program(
     argv = [python if part == PYTHON_PLACEHOLDER else str(part) for part in workload.argv]
     argv += mutation.argv_for(space, passed)
     env = {str(k): str(v) for k, v in (workload.env or {}).items()}
-    return ProgramSpec(argv=argv, workdir=workload.workdir, env=env), dict(passed)
+    user = settings.WATTLAB_TRAINING_USER or None
+    return ProgramSpec(argv=argv, workdir=workload.workdir, env=env, user=user), dict(passed)
 
 
 def plan_for(experiment: Experiment, *, gpu_index: int | None, python: str) -> ExperimentPlan:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import re
 import reprlib
-import unicodedata
 from collections import Counter
 from typing import Annotated, Any, Literal
 
@@ -24,6 +23,10 @@ from pydantic import (
     ValidationError,
     field_validator,
 )
+
+from experiments import names
+from experiments.names import has_control_characters  # noqa: F401 (the forms import it here)
+from experiments.yaml_core import CoreLoader
 
 # HOST or HOST:GPU; a hostname is letters, digits, dots, dashes and underscores. A GPU
 # index has at most four digits (a 5000-digit one would not even convert to an int).
@@ -180,19 +183,19 @@ def _short(text: str) -> str:
     return text if len(text) <= ECHO_CHARS else text[:ECHO_CHARS] + "..."
 
 
-#: libyaml when present: PyYAML's pure-Python scanner is quadratic on some inputs
-#: (a long flow list took seconds); the C one reads 256 KiB in milliseconds.
-_YAML_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+#: YAML 1.2's core schema on libyaml (experiments/yaml_core.py says why not PyYAML's).
+_YAML_LOADER: Any = CoreLoader
 #: More nodes than any experiment file has, far fewer than exhaust memory.
 MAX_NODES = 20_000
 
 
 def _check_yaml_events(text: str) -> None:
-    """Refuse aliases, deep nesting and too many nodes before anything is built.
+    """Refuse aliases, tags, deep nesting and too many nodes before anything is built.
 
     An alias repeats a node without repeating its text, so nine levels of them turn
     a few hundred bytes into gigabytes (the "billion laughs"); an experiment file has
-    no use for them. The event stream is flat, so this pass itself cannot recurse.
+    no use for them, nor for tags (``!!binary`` carried NUL and ESC into names). The
+    event stream is flat, so this pass itself cannot recurse.
     """
     loader = _YAML_LOADER(text)
     try:
@@ -202,6 +205,9 @@ def _check_yaml_events(text: str) -> None:
             problem = ""
             if isinstance(event, yaml.AliasEvent):
                 problem = "aliases (*name) are not allowed in experiment files"
+            elif isinstance(event, yaml.NodeEvent) and (tag := getattr(event, "tag", None)):
+                tag = str(tag).replace("tag:yaml.org,2002:", "!!")
+                problem = f"tags ({_short(tag)}) are not allowed in experiment files"
             elif isinstance(event, yaml.CollectionStartEvent):
                 depth += 1
                 if depth > MAX_DEPTH:
@@ -235,7 +241,7 @@ def _load(text: str, filename: str) -> Any:
         try:
             # YAML 1.2 reads JSON too, so a file without a suffix may be either.
             _check_yaml_events(text)
-            return yaml.load(text, Loader=_YAML_LOADER)  # noqa: S506 - a SafeLoader
+            return yaml.load(text, Loader=_YAML_LOADER)  # noqa: S506 - core schema only
         except yaml.YAMLError as exc:
             where = ""
             mark = getattr(exc, "problem_mark", None)
@@ -272,16 +278,10 @@ def decode_experiment_bytes(data: bytes) -> str:
         ) from None
 
 
-def has_control_characters(text: str) -> bool:
-    """Control characters (NUL, tab, newline, bell...) or lone surrogates: none belongs
-    in a name or a value, and PostgreSQL cannot even store NUL."""
-    return any(unicodedata.category(ch) in ("Cc", "Cs") for ch in text)
-
-
 def _bad_characters(raw: Any) -> list[str]:
-    """Key paths whose key or text holds a control character or a lone surrogate
-    (NUL cannot even be stored by PostgreSQL), and nesting past :data:`MAX_DEPTH`.
-    Iterative, so no input can exhaust the stack."""
+    """Key paths whose key or text holds a character ``experiments.names`` refuses
+    (control, lone surrogate, invisible formatting), and nesting past
+    :data:`MAX_DEPTH`. Iterative, so no input can exhaust the stack."""
     problems: list[str] = []
     stack: list[tuple[str, Any, int]] = [("", raw, 0)]
     while stack and len(problems) < 5:
@@ -290,14 +290,16 @@ def _bad_characters(raw: Any) -> list[str]:
             problems.append(f"{path or '(file)'}: nested deeper than {MAX_DEPTH} levels")
             continue
         if isinstance(value, str):
-            if has_control_characters(value):
-                problems.append(f"{path or '(file)'}: {echo(value)} contains a control character")
+            if message := names.problem(value):
+                problems.append(f"{path or '(file)'}: {echo(value)} {message}")
         elif isinstance(value, dict):
             for key, item in value.items():
                 name = _short(key) if isinstance(key, str) else echo(key)
                 child = f"{path}.{name}" if path else name
-                if isinstance(key, str) and has_control_characters(key):
-                    problems.append(f"{child}: the key contains a control character")
+                if isinstance(key, str) and (message := names.problem(key)):
+                    # echo: the key itself may not even be printable (a lone surrogate)
+                    shown = f"{path}.{echo(key)}" if path else echo(key)
+                    problems.append(f"{shown}: the key {message}")
                     continue
                 stack.append((child, item, depth + 1))
         elif isinstance(value, list | tuple):

@@ -14,9 +14,9 @@ from experiments.expfile import (
     ExperimentFileError,
     decode_experiment_bytes,
     echo,
-    has_control_characters,
 )
 from experiments.models import Experiment, Workload
+from experiments.names import no_control_characters
 
 HP_PREFIX = "hp__"
 MUTATE_PREFIX = "mutate__"
@@ -84,11 +84,6 @@ class ChoiceField(forms.ChoiceField):
             raise ValidationError(
                 f"{echo(value)} is not one of the choices.", code="invalid_choice"
             ) from None
-
-
-def no_control_characters(value: str) -> None:
-    if has_control_characters(value):
-        raise ValidationError("contains a control character", code="control_character")
 
 
 def hard_bounds(param: dict[str, Any]) -> tuple[Any, Any]:

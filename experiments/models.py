@@ -16,6 +16,8 @@ from django.db import models
 from core.contract import METHODS
 from core.coverage import verdict_choices
 from experiments.carbon import Factors
+from experiments.jsonshapes import ShapedJSONField
+from experiments.names import no_control_characters
 
 #: A few characters naming each energy method beside a number on a page.
 METHOD_SHORT: dict[str, str] = {m.name: m.short for m in METHODS}
@@ -77,10 +79,10 @@ class Host(models.Model):
     hostname = models.CharField(max_length=255, unique=True)
     queue = models.CharField(max_length=300)
     control_queue = models.CharField(max_length=300, blank=True)
-    gpus = models.JSONField(default=list, blank=True)
-    meters = models.JSONField(default=dict, blank=True)
+    gpus = ShapedJSONField(default=list, blank=True, shape="mappings")
+    meters = ShapedJSONField(default=dict, blank=True, shape="mapping")
     cpu_count = models.PositiveIntegerField(null=True, blank=True)
-    utilisation = models.JSONField(default=dict, blank=True)
+    utilisation = ShapedJSONField(default=dict, blank=True, shape="mapping")
     started_at = models.DateTimeField(null=True, blank=True)
     last_heartbeat = models.DateTimeField(null=True, blank=True, db_index=True)
     # Carbon and cost factors, set by staff in the admin; empty: the environment's
@@ -175,7 +177,7 @@ class Experiment(models.Model):
         on_delete=models.SET_NULL,
         related_name="experiments",
     )
-    name = models.CharField(max_length=200)
+    name = models.CharField(max_length=200, validators=[no_control_characters])
     mode = models.CharField(max_length=10, choices=Mode.choices, default=Mode.SOLO)
     status = models.CharField(
         max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True
@@ -185,8 +187,8 @@ class Experiment(models.Model):
     foreground_workload = models.ForeignKey(
         Workload, on_delete=models.PROTECT, related_name="foreground_experiments"
     )
-    fg_hyperparameters = models.JSONField(default=dict, blank=True)
-    mutate = models.JSONField(default=list, blank=True)
+    fg_hyperparameters = ShapedJSONField(default=dict, blank=True, shape="values")
+    mutate = ShapedJSONField(default=list, blank=True, shape="texts")
     strategy = models.CharField(max_length=15, choices=Strategy.choices, default=Strategy.TOGETHER)
     configurations = models.PositiveIntegerField(default=1)
     seed = models.BigIntegerField(null=True, blank=True)
@@ -202,7 +204,7 @@ class Experiment(models.Model):
         on_delete=models.PROTECT,
         related_name="background_experiments",
     )
-    bg_hyperparameters = models.JSONField(default=dict, blank=True)
+    bg_hyperparameters = ShapedJSONField(default=dict, blank=True, shape="values")
     restart_delay = models.FloatField(default=2.0)
     startup_wait = models.FloatField(default=5.0)
     between_runs = models.CharField(
@@ -210,9 +212,9 @@ class Experiment(models.Model):
     )
 
     target = models.CharField(max_length=300, default="any")
-    submitted_config = models.JSONField(default=dict, blank=True)
+    submitted_config = ShapedJSONField(default=dict, blank=True, shape="mapping")
     #: The configurations chosen at submission: [{"index": 0, "hyperparameters": {...}}]
-    plan = models.JSONField(default=list, blank=True)
+    plan = ShapedJSONField(default=list, blank=True, shape="mappings")
     total_runs = models.PositiveIntegerField(default=0)
     runs_done = models.PositiveIntegerField(default=0)
 
@@ -237,7 +239,7 @@ class Experiment(models.Model):
     )
     error = models.TextField(blank=True)
     #: What the experiment should report: [{"at": iso, "kind": "crash_loop", "message": ...}]
-    events = models.JSONField(default=list, blank=True)
+    events = ShapedJSONField(default=list, blank=True, shape="mappings")
     #: Totals kept by the services so list pages need no aggregate per row.
     gpu_energy_j = models.FloatField(null=True, blank=True)
     cpu_energy_j = models.FloatField(null=True, blank=True)
@@ -291,7 +293,9 @@ class Run(models.Model):
     config_index = models.PositiveIntegerField()
     repeat_index = models.PositiveIntegerField(default=0)
     attempt = models.PositiveIntegerField(default=0)
-    hyperparameters = models.JSONField(default=dict, help_text="Exactly as passed to the program.")
+    hyperparameters = ShapedJSONField(
+        default=dict, help_text="Exactly as passed to the program.", shape="values"
+    )
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     started_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)
@@ -300,7 +304,7 @@ class Run(models.Model):
     error = models.TextField(blank=True)
     log = models.FileField(upload_to="runs/", blank=True)
     log_tail = models.TextField(blank=True)
-    metrics = models.JSONField(default=dict, blank=True)
+    metrics = ShapedJSONField(default=dict, blank=True, shape="numbers")
 
     gpu_energy_j = models.FloatField(null=True, blank=True)
     gpu_method = models.CharField(max_length=20, choices=Method.choices, blank=True)
@@ -321,7 +325,7 @@ class Run(models.Model):
     dram_energy_j = models.FloatField(null=True, blank=True)
     dram_method = models.CharField(max_length=20, choices=Method.choices, blank=True)
     #: Method, device, sampling period and flags of every figure.
-    provenance = models.JSONField(default=dict, blank=True)
+    provenance = ShapedJSONField(default=dict, blank=True, shape="provenance")
     gpu_power_avg_w = models.FloatField(null=True, blank=True)
     gpu_power_max_w = models.FloatField(null=True, blank=True)
     gpu_power_min_w = models.FloatField(null=True, blank=True)
@@ -343,7 +347,7 @@ class Run(models.Model):
     coverage_longest_gap_s = models.FloatField(null=True, blank=True)
     coverage_verdict = models.CharField(max_length=12, blank=True, choices=verdict_choices)
     coverage_background_runs = models.PositiveIntegerField(null=True, blank=True)
-    flags = models.JSONField(default=list, blank=True)
+    flags = ShapedJSONField(default=list, blank=True, shape="texts")
     #: Compact sample trace (see core.trace); empty for imported runs.
     trace = models.BinaryField(blank=True, default=b"")
 
@@ -351,7 +355,7 @@ class Run(models.Model):
     legacy_id = models.CharField(max_length=300, blank=True)
     #: Carbon and cost factors of the host when the run finished (experiments.carbon.
     #: Factors): changing a host's factors later does not rewrite this run's history.
-    factors = models.JSONField(default=dict, blank=True)
+    factors = ShapedJSONField(default=dict, blank=True, shape="factors")
 
     class Meta:
         ordering = ["experiment", "config_index", "repeat_index", "attempt"]
@@ -462,7 +466,7 @@ class ApiToken(models.Model):
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
     )
-    name = models.CharField(max_length=100, blank=True)
+    name = models.CharField(max_length=100, blank=True, validators=[no_control_characters])
     key_hash = models.CharField(max_length=64, unique=True)
     prefix = models.CharField(max_length=8, help_text="First characters, to tell tokens apart.")
     created_at = models.DateTimeField(auto_now_add=True)

@@ -21,6 +21,7 @@ from django.utils import timezone
 from experiments import carbon, stats
 from experiments.figures import FIGURES, EnergyFigure
 from experiments.figures import best as figures_best
+from experiments.jsonshapes import read_as
 from experiments.models import BackgroundRun, Experiment, Host, ProcessGroup, Run, Workload
 from experiments.mutation import config_key
 
@@ -557,7 +558,7 @@ def _groups_postgres(
         )
         for hp_text, mode, n, med, lo, hi, sd, imp, total, values in cursor.fetchall():
             configs = int(total)
-            hp = json.loads(hp_text)
+            hp = read_as(Run, "hyperparameters", json.loads(hp_text))
             key = config_key(hp)  # 2 and 2.0 are one group in jsonb: one row here too
             row = rows.get(key)
             if row is None:

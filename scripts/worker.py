@@ -48,7 +48,15 @@ def main(argv: list[str] | None = None) -> int:
 
     from experiments import queues
     from workers.energy.nvml import list_gpus, unmeterable
+    from workers.training_env import training_user_notice
 
+    try:
+        notice = training_user_notice(settings.WATTLAB_TRAINING_USER)
+    except ValueError as exc:
+        print(f"wattlab worker: WATTLAB_TRAINING_USER: {exc}", file=sys.stderr, flush=True)
+        return 2
+    if notice:
+        print(f"wattlab worker: {notice}", file=sys.stderr, flush=True)
     host = settings.WATTLAB_HOSTNAME
     # Only the GPUs an inherited CUDA_VISIBLE_DEVICES allows; one that cannot be metered
     # (NVML cannot read it, MIG) is reported on the Hosts page but gets no worker: its

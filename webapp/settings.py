@@ -14,11 +14,13 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from webapp.env import (
+    client_address_settings,
     env_bool,
     env_float,
     env_int,
     env_list,
     env_optional_float,
+    env_optional_int,
     env_str,
     secret_key_path,
 )
@@ -115,8 +117,16 @@ AXES_RESET_ON_SUCCESS = True
 # Otherwise django-axes prints "AXES: BEGIN version ..." on every manage.py command.
 AXES_VERBOSE = False
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
-# The address of a client behind the deployment's proxy (the proxy's own otherwise).
-AXES_IPWARE_META_PRECEDENCE_ORDER = env_list("WATTLAB_CLIENT_IP_HEADERS", ["REMOTE_ADDR"])
+# The address of a client behind the deployment's proxies, read by django-ipware as
+# django-axes documents it: otherwise every client behind a proxy has the proxy's
+# address, and five wrong passwords from anyone lock that user out for everyone.
+# WATTLAB_CLIENT_IP_HEADERS (e.g. X-Forwarded-For) and WATTLAB_TRUSTED_PROXIES (how many
+# proxies append to it; webapp/env.py says how they are read).
+AXES_IPWARE_META_PRECEDENCE_ORDER, AXES_IPWARE_PROXY_COUNT = client_address_settings(
+    env_list("WATTLAB_CLIENT_IP_HEADERS", []), env_optional_int("WATTLAB_TRUSTED_PROXIES")
+)
+# Take the entry the proxy count points at even when a client prepended its own.
+IPWARE_STRICT = False
 
 ROOT_URLCONF = "webapp.urls"
 WSGI_APPLICATION = "webapp.wsgi.application"
@@ -182,6 +192,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    # The similarity above lets alice12345 through for alice: no names inside either.
+    {"NAME": "experiments.passwords.UserNameInPasswordValidator"},
     {
         "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
         "OPTIONS": {"min_length": 10},
@@ -189,6 +201,17 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Mail, for password resets only: off until DJANGO_EMAIL_HOST names an SMTP server.
+# Until then the reset pages answer 404 (webapp/urls.py): with nothing to send they
+# only told which addresses have an account (44 ms for a known one, 4 ms for an
+# unknown, the time of a refused connection) and logged ConnectionRefusedError.
+EMAIL_HOST = env_str("DJANGO_EMAIL_HOST", "")
+EMAIL_PORT = env_int("DJANGO_EMAIL_PORT", 587)
+EMAIL_HOST_USER = env_str("DJANGO_EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str("DJANGO_EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("DJANGO_EMAIL_USE_TLS", True)
+DEFAULT_FROM_EMAIL = env_str("DJANGO_DEFAULT_FROM_EMAIL", "wattlab@localhost")
+WATTLAB_MAIL_CONFIGURED = bool(EMAIL_HOST)
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "experiment_list"
 LOGOUT_REDIRECT_URL = "login"
@@ -290,6 +313,11 @@ WATTLAB_SAMPLE_HZ = env_float("WATTLAB_SAMPLE_HZ", 10.0)
 # GPU power read before an experiment starts anything: the foreground share's idle baseline.
 WATTLAB_IDLE_PROBE_SECONDS = env_float("WATTLAB_IDLE_PROBE_SECONDS", 2.0)
 WATTLAB_GRACE_SECONDS = env_float("WATTLAB_GRACE_SECONDS", 10.0)
+# The account every training runs as, where the worker runs as root (empty: the
+# worker's own). A training under the worker's own account could read the worker's
+# environment and memory; its own environment is an allow-list either way
+# (workers/training_env.py; WATTLAB_TRAINING_ENV adds names to it).
+WATTLAB_TRAINING_USER = env_str("WATTLAB_TRAINING_USER", "").strip()
 # Carbon and cost: defaults for hosts whose staff have not set their own in the admin.
 # Unset intensity or price means "not set": pages say so instead of inventing a figure.
 WATTLAB_CARBON_INTENSITY = env_optional_float("WATTLAB_CARBON_INTENSITY")  # gCO2e/kWh

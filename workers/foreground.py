@@ -56,6 +56,7 @@ def start_program(program: ProgramSpec, *, marker: str, log_path: Path, role: Ro
             marker=marker,
             role=role,
             log_path=log_path,
+            user=program.user,
         )
     except OSError as exc:
         if exc.errno in _PROGRAM_ERRNOS:

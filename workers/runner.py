@@ -121,9 +121,17 @@ class _Background:
         ]  # fmt: skip
         if bp.program.workdir:
             argv += ["--workdir", bp.program.workdir]
+        if bp.program.user:
+            # The loop stays the worker's (it writes the intervals file and the logs);
+            # the trainings it starts run as the training user.
+            argv += ["--user", bp.program.user]
         argv += ["--", *bp.program.argv]
         loop_program = dataclasses.replace(
-            bp.program, argv=argv, workdir=str(REPO_ROOT), env=self.runner.pinned(bp.program.env)
+            bp.program,
+            argv=argv,
+            workdir=str(REPO_ROOT),
+            env=self.runner.pinned(bp.program.env),
+            user=None,
         )
         self.group = start_program(
             loop_program,

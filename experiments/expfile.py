@@ -154,7 +154,7 @@ class ExperimentFile(_Strict):
     def _target_shape(cls, value: str) -> str:
         if not (_TARGET.match(value) or _SLURM_TARGET.match(value)):
             raise ValueError(
-                "must be any, HOST, HOST:GPU (for example gpu01:0), slurm or slurm:PARTITION"
+                "must be any, HOST or HOST:GPU (for example gpu01:0), slurm or slurm:PARTITION"
             )
         return value
 

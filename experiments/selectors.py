@@ -47,6 +47,13 @@ _LIST_FIELDS = (
     "background_workload__name",
     "host__hostname",
     "gpu_index",
+    # The Slurm job's state in a few words (Experiment.slurm_display).
+    "target",
+    "slurm_job_id",
+    "slurm_state",
+    "slurm_reason",
+    "slurm_node",
+    "slurm_submitted_at",
 )
 
 

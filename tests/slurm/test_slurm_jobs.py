@@ -6,6 +6,7 @@ does not take, no ``sbatch`` at all)."""
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -74,32 +75,53 @@ def _no_process_left(experiment: Experiment, seconds: float = 10.0) -> bool:
 
 @pytest.mark.backends
 def test_a_solo_experiment_runs_in_a_slurm_job_and_its_runs_carry_the_job(
-    digits_workload: object, dispatcher: Dispatcher
+    digits_workload: object, dispatcher: Dispatcher, tmp_path: Path
 ) -> None:
-    experiment = _submit(QUICK.replace("target: slurm", "target: slurm:debug"))
-    assert experiment.status == Experiment.Status.QUEUED
-    assert experiment.dispatched_at is None  # no Celery message: Slurm runs it
-
-    dispatcher.until(lambda: _ended(experiment), 120, "the experiment to end")
+    """Submitted with ``manage.py submit --json``, which waits and prints the JSON."""
+    path = tmp_path / "quick.yaml"
+    path.write_text(QUICK.replace("target: slurm", "target: slurm:debug"))
+    submit = subprocess.Popen(
+        [sys.executable, str(ROOT / "manage.py"), "submit", str(path), "--json"],
+        cwd=ROOT,
+        env=dict(dispatcher.cli.env, WATTLAB_SLURM_ENABLED="1"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        dispatcher.until(lambda: Experiment.objects.exists(), 60, "the submission")
+        experiment = Experiment.objects.get()
+        assert experiment.status == Experiment.Status.QUEUED
+        assert experiment.dispatched_at is None  # no Celery message: Slurm runs it
+        dispatcher.until(lambda: _ended(experiment), 120, "the experiment to end")
+        out, err = submit.communicate(timeout=60)
+    finally:
+        if submit.poll() is None:
+            submit.kill()
     dispatcher.until(lambda: _fresh(experiment).slurm_state == "COMPLETED", 20, "COMPLETED")
 
     assert experiment.status == Experiment.Status.SUCCEEDED, dispatcher
     assert experiment.slurm_job_id.isdigit()
+    assert submit.returncode == 0, err
+    doc = json.loads(out)
+    assert doc["status"] == "succeeded"
+    assert doc["slurm_job_id"] == experiment.slurm_job_id
+    assert doc["slurm_state"] in {"RUNNING", "COMPLETED"}  # as last read when it ended
     cluster = dispatcher.cluster
     assert experiment.host is not None and experiment.host.hostname == cluster.node
     runs = list(Run.objects.filter(experiment=experiment))
     assert [r.status for r in runs] == ["succeeded", "succeeded"]
-    for run in runs:
-        assert run.slurm == {
-            "cluster": cluster.name,
-            "job_id": experiment.slurm_job_id,
-            "partition": "debug",
-            "account": "",
-            "node": cluster.node,
-            "gpus": "",
-        }
+    job = {
+        "cluster": cluster.name,
+        "job_id": experiment.slurm_job_id,
+        "partition": "debug",
+        "account": "",
+        "node": cluster.node,
+        "gpus": "",
+    }
+    assert [run["slurm"] for run in doc["runs"]] == [job, job]
+    assert all(run.slurm == job for run in runs)
     assert _no_process_left(experiment)
-
 
 PARALLEL = (
     QUICK.replace("name: quick-on-slurm", "name: parallel-on-slurm")

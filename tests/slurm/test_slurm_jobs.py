@@ -123,6 +123,7 @@ def test_a_solo_experiment_runs_in_a_slurm_job_and_its_runs_carry_the_job(
     assert all(run.slurm == job for run in runs)
     assert _no_process_left(experiment)
 
+
 PARALLEL = (
     QUICK.replace("name: quick-on-slurm", "name: parallel-on-slurm")
     + """

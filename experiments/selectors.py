@@ -248,6 +248,10 @@ def target_choices() -> list[tuple[str, str]]:
             idx = gpu.get("index")
             name = gpu.get("name", "GPU")
             choices.append((f"{host.hostname}:{idx}", f"{host.hostname}:{idx} — {name}"))
+    if settings.WATTLAB_SLURM_ENABLED:
+        choices.append(("slurm", "Slurm cluster (its default partition)"))
+        for partition in settings.WATTLAB_SLURM_PARTITIONS:
+            choices.append((f"slurm:{partition}", f"Slurm partition {partition}"))
     return choices
 
 

@@ -97,3 +97,34 @@ def test_each_run_carries_its_job_in_the_json_and_the_csv(member, finished: Expe
     text = api.get(f"/api/experiments/{finished.code}/export?format=csv").content.decode()
     (row,) = csv.DictReader(io.StringIO(text))
     assert {k: row[f"slurm_{k}"] for k in JOB} == JOB
+
+
+def test_the_form_offers_slurm_and_submits_its_block(as_owner, wl, settings) -> None:
+    from tests.web.test_submit import NEW, _form
+
+    settings.WATTLAB_SLURM_ENABLED = True
+    settings.WATTLAB_SLURM_PARTITIONS = ["gpu"]
+    page = as_owner.get(NEW).content.decode()
+    assert '<option value="slurm:gpu">Slurm partition gpu</option>' in page
+    assert 'name="slurm_account"' in page
+
+    response = as_owner.post(
+        NEW, _form(target="slurm:gpu", slurm_account="vision", slurm_gpus="1", slurm_time_limit="")
+    )
+    assert response.status_code == 302
+    experiment = Experiment.objects.get(name="lr study")
+    assert experiment.target == "slurm:gpu"
+    assert experiment.submitted_config["slurm"]["account"] == "vision"
+    assert experiment.submitted_config["slurm"]["gpus"] == 1
+    assert experiment.submitted_config["slurm"]["time_limit"] is None
+
+
+def test_without_slurm_the_form_neither_offers_nor_takes_it(as_owner, wl, settings) -> None:
+    from tests.web.test_submit import NEW, _form
+
+    settings.WATTLAB_SLURM_ENABLED = False
+    page = as_owner.get(NEW).content.decode()
+    assert "slurm" not in page.lower()
+    response = as_owner.post(NEW, _form(target="slurm"))
+    assert "Select a valid choice" in response.content.decode()
+    assert not Experiment.objects.exists()

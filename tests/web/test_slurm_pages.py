@@ -126,5 +126,5 @@ def test_without_slurm_the_form_neither_offers_nor_takes_it(as_owner, wl, settin
     page = as_owner.get(NEW).content.decode()
     assert "slurm" not in page.lower()
     response = as_owner.post(NEW, _form(target="slurm"))
-    assert "Select a valid choice" in response.content.decode()
+    assert "is not one of the choices" in response.content.decode()
     assert not Experiment.objects.exists()

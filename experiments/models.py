@@ -285,10 +285,11 @@ class Experiment(models.Model):
 
     @property
     def slurm_display(self) -> str:
-        """The Slurm job in a few words ("pending: Resources", "running on node7");
-        "" for any other target."""
+        """The Slurm job in a few words ("job 12 pending: Resources", "job 12 running on
+        node7"); "" for another target unless a worker in a Slurm job ran it."""
         if not self.is_slurm:
-            return ""
+            # Run by a worker holding a Slurm allocation (a long-lived worker's job).
+            return f"job {self.slurm_job_id} on {self.slurm_node}" if self.slurm_job_id else ""
         if not self.slurm_job_id:
             if not self.is_active:
                 return "no Slurm job"

@@ -92,6 +92,11 @@ def run_experiment(experiment_id: int) -> None:
     if experiment is None:
         log.info("experiment %s is not queued any more; nothing to do", experiment_id)
         return
+    job = _slurm_job()
+    if job is not None:
+        # A worker holding a Slurm allocation (scripts/slurm/wattlab-worker.sbatch):
+        # the experiment names its job, which drains it at the job's end.
+        slurm_job_started(experiment_id=experiment_id, job_id=job.job_id, node=job.node)
     _run_claimed(experiment, host, gpu_indices=[] if gpu_index is None else [gpu_index])
 
 

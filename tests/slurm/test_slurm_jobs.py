@@ -6,6 +6,7 @@ does not take, no ``sbatch`` at all)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import signal
 import subprocess
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.utils import timezone
 
 from experiments import services
 from experiments.expfile import parse_experiment_text
@@ -36,13 +38,13 @@ timeout: 120
 target: slurm
 """
 
-#: Runs for minutes unless stopped.
+#: Runs for minutes unless stopped (a training that sleeps).
 LONG = """
 name: long-on-slurm
 foreground:
-  workload: digits-mlp
-  hyperparameters: {epochs: 1000, hidden: 1024}
-timeout: 600
+  workload: pretend
+  hyperparameters: {seconds: 600}
+timeout: 900
 target: slurm
 """
 
@@ -214,7 +216,7 @@ def test_cancel_while_the_job_is_pending_cancels_the_job(
 
 
 def test_cancel_while_the_job_runs_cancels_the_job_and_leaves_no_process(
-    digits_workload: object, dispatcher: Dispatcher
+    pretend_workload: object, dispatcher: Dispatcher
 ) -> None:
     experiment = _submit(LONG)
     dispatcher.until(lambda: _running_a_run(experiment), 90, "the training to start")
@@ -234,7 +236,7 @@ def test_cancel_while_the_job_runs_cancels_the_job_and_leaves_no_process(
 
 
 def test_the_worker_stops_cleanly_before_the_jobs_time_limit(
-    digits_workload: object, dispatcher: Dispatcher, slurm_settings: Any
+    pretend_workload: object, dispatcher: Dispatcher, slurm_settings: Any
 ) -> None:
     """A one-minute job (Slurm's least) whose --signal comes 59 s ahead: Slurm sends
     SIGUSR1 at its first 30 s tick, and the worker stops the experiment there."""
@@ -251,7 +253,7 @@ def test_the_worker_stops_cleanly_before_the_jobs_time_limit(
 
 
 def test_scancel_from_outside_fails_the_experiment_with_slurms_state(
-    digits_workload: object, dispatcher: Dispatcher
+    pretend_workload: object, dispatcher: Dispatcher
 ) -> None:
     experiment = _submit(LONG)
     dispatcher.until(lambda: _running_a_run(experiment), 90, "the training to start")
@@ -321,3 +323,86 @@ def test_without_sbatch_the_dispatcher_fails_what_is_queued_and_stops(
     _fresh(experiment)
     assert experiment.status == Experiment.Status.FAILED
     assert experiment.error.startswith("cannot submit to Slurm: sbatch is not on the PATH")
+
+
+def test_a_job_killed_at_its_time_limit_fails_the_experiment_with_slurms_reason(
+    pretend_workload: object, dispatcher: Dispatcher
+) -> None:
+    """No --signal lead (WATTLAB_SLURM_SIGNAL_LEAD_SECONDS=0): Slurm ends the job at
+    its one-minute limit (within its 30 s timer), SIGTERM first; the worker stops what
+    runs, and Slurm's TIMEOUT is on the experiment. The slowest test here: a minute is
+    the least Slurm allows."""
+    experiment = _submit(LONG + "slurm: {time_limit: 1}\n")
+    dispatcher.until(lambda: _fresh(experiment).slurm_state == "TIMEOUT", 120, "TIMEOUT", 1.0)
+
+    assert experiment.status == Experiment.Status.FAILED, dispatcher
+    assert f"(the Slurm job {experiment.slurm_job_id} ended TIMEOUT (TimeLimit))" in (
+        experiment.error
+    )
+    assert experiment.slurm_display == f"job {experiment.slurm_job_id} timeout: TimeLimit"
+    assert Run.objects.get(experiment=experiment).status == Run.Status.CANCELLED
+    assert _no_process_left(experiment)
+
+
+def test_a_job_whose_worker_cannot_start_says_why_from_its_output(
+    digits_workload: object, dispatcher: Dispatcher, slurm_settings: Any, tmp_path: Path
+) -> None:
+    """Wattlab's folder as the nodes see it is wrong: the job fails at once, and the
+    experiment quotes the job's last output line."""
+    slurm_settings.WATTLAB_SLURM_ROOT = str(tmp_path)  # no scripts/slurm_job.py there
+    experiment = _submit(QUICK)
+    dispatcher.until(lambda: _ended(experiment), 30, "the experiment to fail")
+
+    assert experiment.status == Experiment.Status.FAILED
+    assert experiment.error.startswith(
+        f"the Slurm job {experiment.slurm_job_id} ended FAILED (NonZeroExitCode) before its "
+        "worker started the experiment; the job's output ends: "
+    ), experiment.error
+    assert "No such file or directory" in experiment.error
+    assert "\n" not in experiment.error
+
+
+def test_a_submission_cut_short_is_found_by_its_job_name(
+    digits_workload: object, dispatcher: Dispatcher
+) -> None:
+    """The dispatcher died between sbatch and writing the job id: the next pass finds
+    the job by its name and adopts it instead of submitting a second one."""
+    from experiments.slurm.dispatch import STALE_SUBMIT_S, _take
+    from experiments.slurm.options import job_request
+
+    experiment = _submit(QUICK)
+    assert _take(experiment)
+    request = job_request(
+        experiment_id=experiment.id,
+        code=str(experiment.code),
+        partition="",
+        slurm={},
+        expected_s=60,
+    )
+    job_id = dispatcher.cli.submit([*request.options, "--hold"], request.script)
+    Experiment.objects.filter(id=experiment.id).update(
+        slurm_submitted_at=timezone.now() - dt.timedelta(seconds=STALE_SUBMIT_S + 1)
+    )
+
+    report = dispatcher.once()
+
+    assert _fresh(experiment).slurm_job_id == job_id
+    assert f"adopted Slurm job {job_id}" in "\n".join(report.lines)
+    assert report.submitted == 0
+    assert dispatcher.cli.find_by_name(f"wattlab-{experiment.code}") == [job_id]
+
+
+def test_a_job_slurm_has_forgotten_makes_its_experiment_lost(
+    digits_workload: object, dispatcher: Dispatcher
+) -> None:
+    """Not in squeue (past MinJobAge, or a controller that lost its state) and no
+    accounting to ask: lost, saying both."""
+    experiment = _submit(QUICK)
+    Experiment.objects.filter(id=experiment.id).update(
+        status=Experiment.Status.RUNNING, slurm_job_id="999999", slurm_state="RUNNING"
+    )
+    dispatcher.once()
+
+    _fresh(experiment)
+    assert (experiment.status, experiment.slurm_state) == ("lost", "UNKNOWN")
+    assert experiment.error.startswith("Slurm no longer knows job 999999 (not in squeue; sacct: ")

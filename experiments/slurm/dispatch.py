@@ -205,11 +205,14 @@ def _fail_queued(experiment: Experiment, error: str) -> bool:
 
 
 def _recover_stale(cli: SlurmCli, now: dt.datetime, report: PassReport) -> None:
+    """Queued experiments taken to submit long ago that have no job id. (One cancelled
+    meanwhile is left alone: if its job exists, its worker finds nothing to claim.)"""
     stale = Experiment.objects.filter(
         slurm_target_q(),
+        status=Experiment.Status.QUEUED,
         slurm_job_id="",
         slurm_submitted_at__lt=now - dt.timedelta(seconds=STALE_SUBMIT_S),
-    ).exclude(slurm_state="NONE")
+    )
     for experiment in stale:
         found = cli.find_by_name(job_name(str(experiment.code)))
         if found:
@@ -217,14 +220,12 @@ def _recover_stale(cli: SlurmCli, now: dt.datetime, report: PassReport) -> None:
                 slurm_job_id=found[0], slurm_state="PENDING", slurm_checked_at=now
             )
             report.say(experiment, f"adopted Slurm job {found[0]} (its submission was cut short)")
-        elif experiment.status == Experiment.Status.QUEUED:
+        else:
             # Submitted again by the next pass.
             Experiment.objects.filter(id=experiment.id, slurm_job_id="").update(
                 slurm_submitted_at=None
             )
             report.say(experiment, "its submission was cut short; submitting it again")
-        else:
-            Experiment.objects.filter(id=experiment.id).update(slurm_state="NONE")
 
 
 # --- 3. follow -------------------------------------------------------------------------

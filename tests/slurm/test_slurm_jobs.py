@@ -406,3 +406,21 @@ def test_a_job_slurm_has_forgotten_makes_its_experiment_lost(
     _fresh(experiment)
     assert (experiment.status, experiment.slurm_state) == ("lost", "UNKNOWN")
     assert experiment.error.startswith("Slurm no longer knows job 999999 (not in squeue; sacct: ")
+
+
+def test_a_job_pending_past_the_limit_is_cancelled_and_its_experiment_failed(
+    digits_workload: object, dispatcher: Dispatcher, slurm_settings: Any
+) -> None:
+    slurm_settings.WATTLAB_SLURM_PENDING_LIMIT_SECONDS = 2
+    blocker = _blocker(dispatcher)
+    try:
+        experiment = _submit(QUICK)
+        dispatcher.until(lambda: _ended(experiment), 30, "the pending limit")
+        dispatcher.until(lambda: _fresh(experiment).slurm_state == "CANCELLED", 20, "scancel")
+    finally:
+        dispatcher.cli.cancel([blocker])
+    assert experiment.status == Experiment.Status.FAILED
+    assert experiment.error.startswith(
+        f"Slurm job {experiment.slurm_job_id} was still pending after "
+    )
+    assert "(WATTLAB_SLURM_PENDING_LIMIT_SECONDS=2)" in experiment.error

@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from experiments import services
 from experiments.expfile import parse_experiment_text
-from experiments.models import Experiment, Run
+from experiments.models import Experiment, ProcessGroup, Run
 from tests.conftest import ROOT
 from tests.slurm.conftest import Dispatcher
 from workers.procgroup import find_marked
@@ -67,12 +67,14 @@ def _running_a_run(experiment: Experiment) -> bool:
 
 
 def _no_process_left(experiment: Experiment, seconds: float = 10.0) -> bool:
+    """Nothing carries the experiment's marker on the node (this machine), and every
+    process group it recorded has ended: no orphan is left to the admin."""
     deadline = time.monotonic() + seconds
     while find_marked(str(experiment.code)):
         if time.monotonic() > deadline:
             return False
         time.sleep(0.1)
-    return True
+    return not ProcessGroup.objects.filter(experiment=experiment, ended_at__isnull=True).exists()
 
 
 @pytest.mark.backends
@@ -238,10 +240,12 @@ def test_cancel_while_the_job_runs_cancels_the_job_and_leaves_no_process(
 def test_the_worker_stops_cleanly_before_the_jobs_time_limit(
     pretend_workload: object, dispatcher: Dispatcher, slurm_settings: Any
 ) -> None:
-    """A one-minute job (Slurm's least) whose --signal comes 59 s ahead: Slurm sends
-    SIGUSR1 at its first 30 s tick, and the worker stops the experiment there."""
-    slurm_settings.WATTLAB_SLURM_SIGNAL_LEAD_SECONDS = 59
+    """A one-minute job (Slurm's least) whose --signal comes 40 s ahead: Slurm sends
+    SIGUSR1 at its first 30 s tick past 20 s into the job (its run has started by
+    then, even on a loaded machine), and the worker stops the experiment there."""
+    slurm_settings.WATTLAB_SLURM_SIGNAL_LEAD_SECONDS = 40
     experiment = _submit(LONG + "slurm: {time_limit: 1}\n")
+    dispatcher.until(lambda: _running_a_run(experiment), 20, "the run to start")
     dispatcher.until(lambda: _ended(experiment), 75, "the stop ahead of the time limit")
     dispatcher.until(lambda: _fresh(experiment).slurm_state == "COMPLETED", 20, "the job's end")
 

@@ -3,8 +3,9 @@
 1. Submit -> the training's start: ``experiment_submit`` to ``Run.started_at`` (taken
    by the runner as it starts the training), with ``manage.py slurm_dispatch --loop``
    running beside it as on a login node, split into the dispatcher taking it
-   (``slurm_submitted_at``), sbatch and Slurm starting the job and its worker claiming
-   the experiment (``Experiment.started_at``), and the worker to the training.
+   (``slurm_submitted_at``), sbatch and Slurm starting the job (its StartTime, to the
+   second), the job's worker starting and claiming the experiment
+   (``Experiment.started_at``), and the worker to the training.
 2. The dispatcher's cost per queued experiment: one pass over N queued experiments
    (N sbatch calls; the jobs wait in a partition that is down, so nothing runs), then
    one pass following the N pending jobs (one squeue call), each timed in this
@@ -54,6 +55,22 @@ def _seconds(a: Any, b: Any) -> float:
     return float((b - a).total_seconds())
 
 
+def _job_start(job_id: str) -> Any:
+    import datetime as dt
+
+    from django.utils import timezone
+
+    done = subprocess.run(
+        ["squeue", "--noheader", "--states=all", f"--jobs={job_id}", "--format=%S"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    # squeue writes the controller's local time, without a zone.
+    local = dt.datetime.fromisoformat(done.stdout.strip())
+    return timezone.make_aware(local, dt.datetime.now().astimezone().tzinfo)
+
+
 def _measure(repeats: int, queued: int, interval: float) -> dict[str, Any]:
     import django
 
@@ -77,7 +94,13 @@ def _measure(repeats: int, queued: int, interval: float) -> dict[str, Any]:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-    phases: dict[str, list[float]] = {"pickup": [], "job_start": [], "to_training": [], "total": []}
+    phases: dict[str, list[float]] = {
+        "pickup": [],
+        "slurm_start": [],
+        "worker_start": [],
+        "to_training": [],
+        "total": [],
+    }
     try:
         for i in range(repeats):
             spec = parse_experiment_text(EXPERIMENT.format(i=i))
@@ -92,9 +115,11 @@ def _measure(repeats: int, queued: int, interval: float) -> dict[str, Any]:
                 time.sleep(0.01)
             experiment.refresh_from_db()
             phases["pickup"].append(_seconds(experiment.created_at, experiment.slurm_submitted_at))
-            phases["job_start"].append(
-                _seconds(experiment.slurm_submitted_at, experiment.started_at)
-            )
+            # Slurm's StartTime of the job (whole seconds): sbatch and scheduling before
+            # it, the worker's own start (Python, Django, the claim) after.
+            start = _job_start(experiment.slurm_job_id)
+            phases["slurm_start"].append(_seconds(experiment.slurm_submitted_at, start))
+            phases["worker_start"].append(_seconds(start, experiment.started_at))
             phases["to_training"].append(_seconds(experiment.started_at, run.started_at))
             phases["total"].append(_seconds(experiment.created_at, run.started_at))
             while Experiment.objects.get(id=experiment.id).is_active:
@@ -204,7 +229,7 @@ def main() -> int:
         result = json.loads(done.stdout.strip().splitlines()[-1])
     latency = result["latency_s"]
     print(f"submit -> training start through Slurm ({result['database']}, n={args.repeats}):")
-    for name in ("pickup", "job_start", "to_training", "total"):
+    for name in ("pickup", "slurm_start", "worker_start", "to_training", "total"):
         s = latency[name]
         print(f"  {name:<12} median {s['median']:.3f} s  min {s['min']:.3f}  max {s['max']:.3f}")
     print(

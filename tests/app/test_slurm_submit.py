@@ -236,3 +236,14 @@ def test_a_missing_slurm_command_is_one_line_naming_the_package(tmp_path: Any) -
     )
     with pytest.raises(SlurmUnavailable, match="sbatch is not in WATTLAB_SLURM_BIN_DIR="):
         SlurmCli(bin_dir=str(tmp_path)).submit([], "")
+
+
+def test_the_slurm_example_is_a_valid_file(digits_workload: object, settings: Any) -> None:
+    from tests.conftest import ROOT
+
+    settings.WATTLAB_SLURM_ENABLED = True
+    path = ROOT / "examples" / "experiments" / "slurm-parallel.yaml"
+    spec = parse_experiment_text(path.read_text(), filename=path.name)
+    assert (spec.slurm_partition, spec.mode) == ("gpu", "parallel")
+    assert spec.slurm is not None and spec.slurm.gpus == 1
+    assert services.experiment_plan_preview(spec=spec).errors == {}

@@ -59,23 +59,14 @@ def main(argv: list[str] | None = None) -> int:
     django.setup()
     from django.conf import settings
 
+    job = _serve_slurm_allocation()
     from experiments import queues
     from workers.energy.nvml import list_gpus
-    from workers.slurm_job import SlurmJob, allocation_gpu_indices
 
     host = settings.WATTLAB_HOSTNAME
     # Only the GPUs an inherited CUDA_VISIBLE_DEVICES allows; one NVML cannot read is
     # reported on the Hosts page but gets no worker.
     gpus = [g for g in list_gpus() if "error" not in g]
-    job = SlurmJob.from_env(os.environ)
-    if job is not None:
-        indices, note = allocation_gpu_indices(
-            [(g["index"], g.get("uuid", "")) for g in gpus], os.environ
-        )
-        gpus = [g for g in gpus if g["index"] in indices]
-        if not gpus:
-            os.environ["CUDA_VISIBLE_DEVICES"] = ""  # the workers and trainings: none
-        print(f"Slurm job {job.job_id} on {job.node}: {note}", flush=True)
     slots: list[int | None] = [g["index"] for g in gpus] or [None] * max(1, args.cpu_slots)
     children: list[subprocess.Popen[bytes]] = []
     for n, index in enumerate(slots):
@@ -121,6 +112,26 @@ def main(argv: list[str] | None = None) -> int:
             break
     shutdown(children, host, job_id=job.job_id if job else "", reason=stopping)
     return 0
+
+
+def _serve_slurm_allocation() -> Any:
+    """Inside a Slurm job: ``CUDA_VISIBLE_DEVICES`` narrowed to the job's GPUs, by UUID
+    (none given: empty), so every worker and training of this launcher sees exactly
+    the allocation. Returns the job (None outside Slurm)."""
+    from workers.energy.nvml import list_gpus
+    from workers.slurm_job import SlurmJob, allocation_gpu_indices
+
+    job = SlurmJob.from_env(os.environ)
+    if job is None:
+        return None
+    gpus = [g for g in list_gpus() if "error" not in g]
+    indices, note = allocation_gpu_indices(
+        [(g["index"], g.get("uuid", "")) for g in gpus], os.environ
+    )
+    uuids = [g["uuid"] for g in gpus if g["index"] in indices and g.get("uuid")]
+    os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(uuids)
+    print(f"Slurm job {job.job_id} on {job.node}: {note}", flush=True)
+    return job
 
 
 def _running(host: str, job_id: str) -> Any:

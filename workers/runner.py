@@ -274,7 +274,6 @@ class _ExperimentRun:
         self.plan = plan
         self.store = store
         self.meters = meters
-        self.stop = stop
         self.tmpdir = Path(tempfile.mkdtemp(prefix=f"wattlab-{plan.code[:40]}-"))
         self.background = _Background(self) if plan.background is not None else None
         self.results: list[RunResult] = []
@@ -283,7 +282,8 @@ class _ExperimentRun:
         self._deadline = None if plan.max_seconds is None else time.monotonic() + plan.max_seconds
         #: Set when the experiment's time limit stopped it (it unwinds as a cancel).
         self.timed_out = False
-        #: Why a :class:`StopRequest` stopped it ("" = it did not).
+        #: Set from outside (a signal handler); why it stopped the experiment ("" = it did not).
+        self.stop = stop
         self.stopped_because = ""
 
     def pinned(self, env: dict[str, str]) -> dict[str, str]:

@@ -375,16 +375,16 @@ class Run(models.Model):
     flags = models.JSONField(default=list, blank=True)
     #: Compact sample trace (see core.trace); empty for imported runs.
     trace = models.BinaryField(blank=True, default=b"")
+    #: The Slurm job it ran in (cluster, job_id, partition, account, node, gpus), read
+    #: from the job's environment once per job, so the figures join with ``sacct``;
+    #: {} outside Slurm.
+    slurm = models.JSONField(default=dict, blank=True)
 
     imported = models.BooleanField(default=False)
     legacy_id = models.CharField(max_length=300, blank=True)
     #: Carbon and cost factors of the host when the run finished (experiments.carbon.
     #: Factors): changing a host's factors later does not rewrite this run's history.
     factors = models.JSONField(default=dict, blank=True)
-    #: The Slurm job it ran in (cluster, job_id, partition, account, node, gpus), read
-    #: from the job's environment once per job, so the figures join with ``sacct``;
-    #: {} outside Slurm.
-    slurm = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["experiment", "config_index", "repeat_index", "attempt"]

@@ -150,8 +150,8 @@ def run_slurm_job(experiment_id: int, stop: Any) -> int:
     The node registers as a host under its Slurm name. The job's GPUs come from its
     environment (``workers.slurm_job``); a job given none runs the CPU path even on a
     GPU node (``CUDA_VISIBLE_DEVICES`` is emptied, for the trainings too). ``stop``
-    (a ``StopRequest``) is set by the job's signals: before the claim it leaves the
-    experiment to the dispatcher, which reads Slurm's state; after, the runner stops.
+    (a ``StopRequest``) is set by the job's signals; the runner reads it with the
+    cancel, so a signal that came before the claim stops the experiment at once.
     """
     from workers.energy.nvml import list_gpus
     from workers.slurm_job import SlurmJob, allocation_gpu_indices
@@ -175,9 +175,8 @@ def run_slurm_job(experiment_id: int, stop: Any) -> int:
             cpu_count=os.cpu_count(),
         )
     )
-    if stop.is_set():
-        log.warning("Slurm job %s: %s; the experiment was not started", job.job_id, stop.reason)
-        return 1
+    # Claimed even when Slurm's signal came already (the worker starts slowly on a busy
+    # node): the runner then stops at once, and the experiment says why.
     experiment = _claim_with_retries(
         lambda: services.experiment_claim(
             experiment_id=experiment_id, host=host, gpu_index=indices[0] if indices else None

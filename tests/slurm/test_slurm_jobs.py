@@ -241,18 +241,17 @@ def test_the_worker_stops_cleanly_before_the_jobs_time_limit(
     pretend_workload: object, dispatcher: Dispatcher, slurm_settings: Any
 ) -> None:
     """A one-minute job (Slurm's least) whose --signal comes 40 s ahead: Slurm sends
-    SIGUSR1 at its first 30 s tick past 20 s into the job (its run has started by
-    then, even on a loaded machine), and the worker stops the experiment there."""
+    SIGUSR1 at its first 30 s tick past 20 s into the job, and the worker stops the
+    experiment there (at once, if a busy machine started it later than that)."""
     slurm_settings.WATTLAB_SLURM_SIGNAL_LEAD_SECONDS = 40
     experiment = _submit(LONG + "slurm: {time_limit: 1}\n")
-    dispatcher.until(lambda: _running_a_run(experiment), 20, "the run to start")
-    dispatcher.until(lambda: _ended(experiment), 75, "the stop ahead of the time limit")
+    dispatcher.until(lambda: _ended(experiment), 90, "the stop ahead of the time limit")
     dispatcher.until(lambda: _fresh(experiment).slurm_state == "COMPLETED", 20, "the job's end")
 
     assert experiment.status == Experiment.Status.FAILED, dispatcher
     assert experiment.error.startswith("stopped before the Slurm job's time limit"), dispatcher
-    run = Run.objects.get(experiment=experiment)
-    assert run.status == Run.Status.CANCELLED and run.ended_at is not None
+    for run in Run.objects.filter(experiment=experiment):
+        assert run.status == Run.Status.CANCELLED and run.ended_at is not None
     assert _no_process_left(experiment)
 
 

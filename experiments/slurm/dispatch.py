@@ -68,7 +68,7 @@ class PassReport:
     def say(self, experiment: Experiment, message: str) -> None:
         line = f"{experiment.code} {experiment.name}: {message}"
         self.lines.append(line)
-        log.info("slurm_dispatch: %s", line)
+        log.debug("slurm_dispatch: %s", line)  # the command prints the lines itself
 
 
 class NoSlurm(SlurmError):

@@ -235,7 +235,13 @@ class ExperimentAdmin(LabelledDateTimes, StaffMayManage, admin.ModelAdmin):  # t
         "created_at",
     )
     list_filter = ("status", "mode", "imported", "source")
-    search_fields = ("name", "code", "owner__username", "foreground_workload__name")
+    search_fields = (
+        "name",
+        "code",
+        "owner__username",
+        "foreground_workload__name",
+        "slurm_job_id",
+    )
     list_select_related = ("owner", "foreground_workload")
     readonly_fields = (
         "code",
@@ -245,6 +251,13 @@ class ExperimentAdmin(LabelledDateTimes, StaffMayManage, admin.ModelAdmin):  # t
         "heartbeat_at",
         "cancel_requested_at",
         "cancel_requested_by",
+        # Slurm's word on the job, kept by the dispatcher (experiments.slurm).
+        "slurm_job_id",
+        "slurm_state",
+        "slurm_reason",
+        "slurm_node",
+        "slurm_submitted_at",
+        "slurm_checked_at",
     )
     raw_id_fields = ("owner", "host")
     inlines = [RunInline]

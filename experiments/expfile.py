@@ -21,6 +21,7 @@ from pydantic import (
     Field,
     StringConstraints,
     ValidationError,
+    ValidationInfo,
     field_validator,
 )
 
@@ -30,7 +31,11 @@ from experiments.yaml_core import CoreLoader
 
 # HOST or HOST:GPU; a hostname is letters, digits, dots, dashes and underscores. A GPU
 # index has at most four digits (a 5000-digit one would not even convert to an int).
+# ``slurm`` and ``slurm:PARTITION`` send the experiment to a Slurm cluster instead.
 _TARGET = re.compile(r"^(any|[A-Za-z0-9_.-]{1,253}(:\d{1,4})?)$")
+_SLURM_TARGET = re.compile(r"^slurm(:(?P<partition>[A-Za-z0-9_.-]{1,64}))?$")
+#: A Slurm account, QoS or partition name: what Slurm itself accepts, no spaces.
+SlurmName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
 
 #: The largest experiment file read anywhere (upload, pasted text, API, command line):
 #: a real one is a few hundred bytes; this bounds the parser's time and memory.
@@ -111,6 +116,26 @@ class BackgroundSpec(_Strict):
     between_runs: Literal["keep", "stop"] = "keep"
 
 
+class SlurmSpec(_Strict):
+    """The ``slurm:`` block: what the Slurm job asks for. Everything is optional; the
+    time limit is derived from the experiment's expected duration when not given
+    (``experiments.slurm.options``). ``options`` are extra ``sbatch`` options, each
+    ``--name`` or ``--name=value``, allowed only where staff listed the name
+    (``WATTLAB_SLURM_ALLOWED_OPTIONS``, checked at submit)."""
+
+    account: SlurmName | None = None
+    qos: SlurmName | None = None
+    gpus: int = Field(default=0, ge=0, le=64)
+    cpus: int | None = Field(default=None, ge=1, le=4096)
+    #: sbatch's --mem: a number of MiB, or with a unit (K, M, G, T).
+    memory: Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]{0,8}[KMGT]?$")] | None = None
+    #: Minutes (Slurm's resolution); at most a year.
+    time_limit: int | None = Field(default=None, ge=1, le=366 * 24 * 60)
+    options: list[
+        Annotated[str, StringConstraints(pattern=r"^--[a-z][a-z0-9-]{0,40}(=[^\s,]{1,200})?$")]
+    ] = Field(default_factory=list, max_length=20)
+
+
 class ExperimentFile(_Strict):
     name: str = Field(min_length=1, max_length=200)
     foreground: ForegroundSpec
@@ -125,21 +150,45 @@ class ExperimentFile(_Strict):
     background: BackgroundSpec | None = None
     target: str = "any"
     strategy: Literal["together", "one_at_a_time"] = "together"
+    slurm: SlurmSpec | None = None
 
     @field_validator("target")
     @classmethod
     def _target_shape(cls, value: str) -> str:
-        if not _TARGET.match(value):
-            raise ValueError("must be any, HOST or HOST:GPU (for example gpu01:0)")
+        if not (_TARGET.match(value) or _SLURM_TARGET.match(value)):
+            raise ValueError(
+                "must be any, HOST or HOST:GPU (for example gpu01:0), slurm or slurm:PARTITION"
+            )
+        return value
+
+    @field_validator("slurm")
+    @classmethod
+    def _slurm_block_needs_slurm_target(
+        cls, value: SlurmSpec | None, info: ValidationInfo
+    ) -> SlurmSpec | None:
+        # ``target`` is declared first, so it is in info.data when it was valid.
+        target = info.data.get("target", "any")
+        if value is not None and not _SLURM_TARGET.match(target):
+            raise ValueError(f"only for target slurm or slurm:PARTITION (target is {target})")
         return value
 
     @property
     def mode(self) -> str:
         return "parallel" if self.background is not None else "solo"
 
+    @property
+    def is_slurm(self) -> bool:
+        return _SLURM_TARGET.match(self.target) is not None
+
+    @property
+    def slurm_partition(self) -> str:
+        """The partition a Slurm target names ("" = the cluster's default)."""
+        match = _SLURM_TARGET.match(self.target)
+        return (match.group("partition") or "") if match else ""
+
     def target_parts(self) -> tuple[str | None, int | None]:
-        """(host, gpu index) of the target; (None, None) for any."""
-        if self.target == "any":
+        """(host, gpu index) of the target; (None, None) for any and for Slurm."""
+        if self.target == "any" or self.is_slurm:
             return None, None
         host, _, gpu = self.target.partition(":")
         return host, int(gpu) if gpu else None
@@ -166,7 +215,19 @@ def _describe(error: dict[str, Any]) -> str:
         return f"{path}: {value} is not valid ({message.lower()})"
     if kind == "finite_number":
         return f"{path}: {value} is not a finite number"
+    if kind == "string_pattern_mismatch":
+        field = next((p for p in reversed(error["loc"]) if isinstance(p, str)), "")
+        return f"{path}: {value} is not valid ({_PATTERN_HINTS.get(field, message.lower())})"
     return f"{path}: {message}"
+
+
+#: What a value with a pattern must look like, by field name.
+_PATTERN_HINTS = {
+    "account": "a Slurm account: letters, digits, '.', '_' and '-'",
+    "qos": "a Slurm QoS: letters, digits, '.', '_' and '-'",
+    "memory": "MiB, or a number with a unit K, M, G or T, for example 16G",
+    "options": "an sbatch option --name or --name=value, without spaces or commas",
+}
 
 
 def _limit(error: dict[str, Any], key: str = "") -> str:

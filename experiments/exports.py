@@ -53,6 +53,9 @@ def run_document(run: Run) -> dict[str, Any]:
         },
         "device": device_document(run),
         "carbon_and_cost": carbon_document(run),
+        # The Slurm job it ran in (cluster, job_id, partition, account, node, gpus):
+        # join with `sacct -M CLUSTER -j JOB_ID`. {} outside Slurm.
+        "slurm": run.slurm or {},
         "flags": run.flags,
         "error": run.error,
     }
@@ -94,6 +97,7 @@ def experiment_document(experiment: Experiment) -> dict[str, Any]:
         "target": experiment.target,
         "host": experiment.host.hostname if experiment.host_id and experiment.host else None,
         "gpu_index": experiment.gpu_index,
+        **slurm_fields(experiment),
         "created_at": _iso(experiment.created_at),
         "started_at": _iso(experiment.started_at),
         "ended_at": _iso(experiment.ended_at),
@@ -114,6 +118,21 @@ def experiment_document(experiment: Experiment) -> dict[str, Any]:
     }
 
 
+def slurm_fields(experiment: Experiment) -> dict[str, Any]:
+    """The Slurm job of an experiment, as the API and the JSON document carry it
+    (empty strings for another target, or before its job is submitted)."""
+    return {
+        "slurm_job_id": experiment.slurm_job_id,
+        "slurm_state": experiment.slurm_state,
+        "slurm_reason": experiment.slurm_reason,
+        "slurm_node": experiment.slurm_node,
+        "slurm": experiment.slurm_display,
+    }
+
+
+#: A run's Slurm job, one column per field of ``Run.slurm``.
+SLURM_COLUMNS = ["cluster", "job_id", "partition", "account", "node", "gpus"]
+
 CSV_COLUMNS = [
     "experiment", "name", "mode", "config", "repeat", "attempt", "status",
     "hyperparameters", "started_at", "ended_at", "duration_s", "exit_code", "metrics",
@@ -124,6 +143,7 @@ CSV_COLUMNS = [
     "carbon_intensity_g_per_kwh", "pue", "price_per_kwh", "currency", "factors_set_at",
     "factors_source",
 ]  # fmt: skip
+CSV_COLUMNS += [f"slurm_{name}" for name in SLURM_COLUMNS]
 # One kWh / kgCO2e / cost column per energy figure (a new figure adds its own).
 CSV_COLUMNS += [f"{f.key}_{u}" for f in FIGURES for u in ("kwh", "kgco2e", "cost")]
 
@@ -221,6 +241,7 @@ def experiment_csv(experiment: Experiment) -> str:
                     "coverage_longest_gap_s": run["coverage"]["longest_gap_s"],
                     "coverage_verdict": run["coverage"]["verdict"],
                     **_carbon_cells(run["carbon_and_cost"]),
+                    **{f"slurm_{k}": run["slurm"].get(k, "") for k in SLURM_COLUMNS},
                 }
             )
         )

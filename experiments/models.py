@@ -229,6 +229,19 @@ class Experiment(models.Model):
     #: When its message reached the broker; None while the broker was away at submit
     #: (a dispatcher sends it later: ``services.experiments_dispatch_pending``).
     dispatched_at = models.DateTimeField(null=True, blank=True)
+    # Target slurm or slurm:PARTITION: the Slurm job that runs it (experiments.slurm).
+    #: Its job id; "" while none has been submitted (or for any other target).
+    slurm_job_id = models.CharField(max_length=40, blank=True, db_index=True)
+    #: Slurm's state of the job when the dispatcher last read it (PENDING, RUNNING,
+    #: COMPLETED, TIMEOUT, CANCELLED...), its reason ("Resources", why it ended) and
+    #: its node: shown beside the experiment's own status.
+    slurm_state = models.CharField(max_length=30, blank=True)
+    slurm_reason = models.CharField(max_length=300, blank=True)
+    slurm_node = models.CharField(max_length=300, blank=True)
+    #: Taken by a dispatcher to submit (a conditional UPDATE: one dispatcher submits
+    #: it); still without a job id long after, that dispatcher died mid-submit.
+    slurm_submitted_at = models.DateTimeField(null=True, blank=True)
+    slurm_checked_at = models.DateTimeField(null=True, blank=True)
     cancel_requested_at = models.DateTimeField(null=True, blank=True)
     cancel_requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -267,6 +280,35 @@ class Experiment(models.Model):
     @property
     def is_active(self) -> bool:
         return self.status in self.ACTIVE_STATUSES
+
+    @property
+    def is_slurm(self) -> bool:
+        return self.target == "slurm" or self.target.startswith("slurm:")
+
+    @property
+    def slurm_display(self) -> str:
+        """The Slurm job in a few words ("job 12 pending: Resources", "job 12 running on
+        node7"); "" for another target unless a worker in a Slurm job ran it."""
+        if not self.is_slurm:
+            # Run by a worker holding a Slurm allocation (a long-lived worker's job).
+            return f"job {self.slurm_job_id} on {self.slurm_node}" if self.slurm_job_id else ""
+        if not self.slurm_job_id:
+            if not self.is_active:
+                return "no Slurm job"
+            return "submitting" if self.slurm_submitted_at else "waiting for the Slurm dispatcher"
+        state = self.slurm_state.lower() or "submitted"
+        if self.slurm_state == "RUNNING" and self.slurm_node:
+            detail = f" on {self.slurm_node}"
+        elif self.slurm_reason and self.slurm_reason != "None":
+            detail = f": {self.slurm_reason}"
+        else:
+            detail = ""
+        return f"job {self.slurm_job_id} {state}{detail}"
+
+
+def slurm_target_q() -> models.Q:
+    """Experiments whose target is a Slurm cluster (what ``Experiment.is_slurm`` says)."""
+    return models.Q(target="slurm") | models.Q(target__startswith="slurm:")
 
 
 class Run(models.Model):
@@ -350,6 +392,10 @@ class Run(models.Model):
     flags = ShapedJSONField(default=list, blank=True, shape="texts")
     #: Compact sample trace (see core.trace); empty for imported runs.
     trace = models.BinaryField(blank=True, default=b"")
+    #: The Slurm job it ran in (cluster, job_id, partition, account, node, gpus), read
+    #: from the job's environment once per job, so the figures join with ``sacct``;
+    #: {} outside Slurm.
+    slurm = models.JSONField(default=dict, blank=True)
 
     imported = models.BooleanField(default=False)
     legacy_id = models.CharField(max_length=300, blank=True)

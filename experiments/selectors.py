@@ -48,6 +48,13 @@ _LIST_FIELDS = (
     "background_workload__name",
     "host__hostname",
     "gpu_index",
+    # The Slurm job's state in a few words (Experiment.slurm_display).
+    "target",
+    "slurm_job_id",
+    "slurm_state",
+    "slurm_reason",
+    "slurm_node",
+    "slurm_submitted_at",
 )
 
 
@@ -242,6 +249,10 @@ def target_choices() -> list[tuple[str, str]]:
             idx = gpu.get("index")
             name = gpu.get("name", "GPU")
             choices.append((f"{host.hostname}:{idx}", f"{host.hostname}:{idx} — {name}"))
+    if settings.WATTLAB_SLURM_ENABLED:
+        choices.append(("slurm", "Slurm cluster (its default partition)"))
+        for partition in settings.WATTLAB_SLURM_PARTITIONS:
+            choices.append((f"slurm:{partition}", f"Slurm partition {partition}"))
     return choices
 
 

@@ -33,6 +33,7 @@ from experiments.models import (
     Run,
     Workload,
     host_factors,
+    slurm_target_q,
 )
 
 log = logging.getLogger(__name__)
@@ -151,6 +152,11 @@ def _validate(spec: ExperimentFile) -> tuple[Errors, Workload | None, list[Any] 
             "foreground.mutate (without it every configuration is the same)",
         )
     _check_target(spec, errors)
+    if spec.is_slurm:
+        from experiments.slurm.options import check_slurm_spec
+
+        for key, message in check_slurm_spec(spec):
+            _add(errors, key, message)
     return errors, fg, space
 
 
@@ -365,6 +371,8 @@ def _dispatch(experiment: Experiment) -> bool:
     """Send the experiment's message and record that it went. With the broker away the
     row stays undispatched (``queue_error`` says why) and
     :func:`experiments_dispatch_pending` sends it later: saved, never forgotten."""
+    if experiment.is_slurm:
+        return True  # no message: `manage.py slurm_dispatch` submits it (experiments.slurm)
     queue = queues.queue_for_target(experiment.target)
     try:
         queues.enqueue_experiment(experiment.id, queue=queue)
@@ -394,11 +402,15 @@ def experiments_dispatch_pending(*, now: dt.datetime | None = None) -> list[str]
     """Send queued experiments whose message never reached the broker (it was down
     when they were saved). Stops at the first failure: the broker is still away."""
     now = now or timezone.now()
-    pending = Experiment.objects.filter(
-        status=Experiment.Status.QUEUED,
-        dispatched_at__isnull=True,
-        created_at__lt=now - dt.timedelta(seconds=DISPATCH_AFTER_S),
-    ).order_by("created_at", "id")
+    pending = (
+        Experiment.objects.filter(
+            status=Experiment.Status.QUEUED,
+            dispatched_at__isnull=True,
+            created_at__lt=now - dt.timedelta(seconds=DISPATCH_AFTER_S),
+        )
+        .exclude(slurm_target_q())
+        .order_by("created_at", "id")
+    )
     sent: list[str] = []
     for experiment in pending.only("id", "code", "target"):
         if not _dispatch(experiment):
@@ -643,8 +655,14 @@ def experiments_reap_lost(
 
 
 def run_start(
-    *, experiment_id: int, key: RunKey, hyperparameters: dict[str, Any], started_at: dt.datetime
+    *,
+    experiment_id: int,
+    key: RunKey,
+    hyperparameters: dict[str, Any],
+    started_at: dt.datetime,
+    slurm: dict[str, str] | None = None,
 ) -> Run:
+    """``slurm``: the Slurm job the run goes in (``workers.slurm_job.SlurmJob``)."""
     run, _created = Run.objects.update_or_create(
         experiment_id=experiment_id,
         config_index=key.config_index,
@@ -654,6 +672,7 @@ def run_start(
             "hyperparameters": hyperparameters,
             "status": Run.Status.RUNNING,
             "started_at": started_at,
+            "slurm": dict(slurm or {}),
         },
     )
     return run

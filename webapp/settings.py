@@ -349,6 +349,35 @@ def _orphan_grace(raw: str) -> float | None:
 # worker terminates a leftover process group by itself; "never" leaves it to the admin.
 WATTLAB_ORPHAN_GRACE: float | None = _orphan_grace(env_str("WATTLAB_ORPHAN_GRACE", "180"))
 
+# --- Slurm (target slurm or slurm:PARTITION; README "A Slurm cluster") -------------
+# Off: a submission that targets Slurm is refused at once, rather than waiting for a
+# dispatcher that nobody runs. On where `manage.py slurm_dispatch` runs (a login node).
+WATTLAB_SLURM_ENABLED = env_bool("WATTLAB_SLURM_ENABLED", False)
+# The folder of sbatch, squeue, sacct and scancel ("" = the PATH).
+WATTLAB_SLURM_BIN_DIR = env_str("WATTLAB_SLURM_BIN_DIR", "")
+# Partitions offered by the form (a file may name any; Slurm says if it does not exist).
+WATTLAB_SLURM_PARTITIONS = env_list("WATTLAB_SLURM_PARTITIONS", [])
+# Extra sbatch options an experiment file may pass (slurm.options), by name.
+WATTLAB_SLURM_ALLOWED_OPTIONS = env_list(
+    "WATTLAB_SLURM_ALLOWED_OPTIONS",
+    ["--constraint", "--reservation", "--exclusive", "--nodelist", "--exclude"],
+)
+# The job's worker gets SIGUSR1 this long before the job's time limit and stops the
+# experiment cleanly (0: no signal; Slurm then kills the job at its limit). Slurm sends
+# it up to a minute early (its timer runs every 30 s).
+WATTLAB_SLURM_SIGNAL_LEAD_SECONDS = env_int("WATTLAB_SLURM_SIGNAL_LEAD_SECONDS", 120)
+# A job pending longer than this is cancelled and its experiment failed (0: no limit).
+WATTLAB_SLURM_PENDING_LIMIT_SECONDS = env_int("WATTLAB_SLURM_PENDING_LIMIT_SECONDS", 7 * 24 * 3600)
+# The Python a compute node runs the job with, and Wattlab's folder there: the same
+# paths as on the dispatcher's machine by default (a shared file system).
+WATTLAB_SLURM_PYTHON = env_str("WATTLAB_SLURM_PYTHON", "")
+WATTLAB_SLURM_ROOT = env_str("WATTLAB_SLURM_ROOT", str(BASE_DIR))
+# Where the jobs' own output goes (%j: the job id): readable by the dispatcher, which
+# quotes its last line when a job dies before its worker could say why.
+WATTLAB_SLURM_LOG_DIR = Path(env_str("WATTLAB_SLURM_LOG_DIR", str(VAR_DIR / "slurm")))
+# How long one sbatch / squeue / scancel may take before it counts as failed.
+WATTLAB_SLURM_COMMAND_TIMEOUT = env_float("WATTLAB_SLURM_COMMAND_TIMEOUT", 30.0)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

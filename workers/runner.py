@@ -21,6 +21,7 @@ import json
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,6 +69,26 @@ class ExperimentOutcome:
 
 class Cancelled(Exception):
     """The store asked for a cancel; unwinds to the cleanup."""
+
+
+class StopRequest:
+    """Asks a running experiment to stop from outside its store, with a reason: a
+    signal handler sets it (the Slurm job's time limit is near, or Slurm ends the job).
+    The runner reads it in the same poll loops as a cancel and stops the same way;
+    the experiment ends in error with ``reason``. Setting it only sets an Event, so it
+    is safe from a signal handler."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.reason = ""
+
+    def request(self, reason: str) -> None:
+        if not self._event.is_set():
+            self.reason = reason
+            self._event.set()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
 
 
 class _Aborted(Exception):
@@ -256,7 +277,13 @@ class _Background:
 
 
 class _ExperimentRun:
-    def __init__(self, plan: ExperimentPlan, store: ExperimentStore, meters: MeterSet) -> None:
+    def __init__(
+        self,
+        plan: ExperimentPlan,
+        store: ExperimentStore,
+        meters: MeterSet,
+        stop: StopRequest | None = None,
+    ) -> None:
         self.plan = plan
         self.store = store
         self.meters = meters
@@ -270,6 +297,9 @@ class _ExperimentRun:
         self._deadline = None if plan.max_seconds is None else time.monotonic() + plan.max_seconds
         #: Set when the experiment's time limit stopped it (it unwinds as a cancel).
         self.timed_out = False
+        #: Set from outside (a signal handler); why it stopped the experiment ("" = it did not).
+        self.stop = stop
+        self.stopped_because = ""
 
     def pinned(self, env: dict[str, str]) -> dict[str, str]:
         """A program's environment with the training pinned to the metered GPUs by UUID
@@ -303,7 +333,11 @@ class _ExperimentRun:
         # experiment at a point of the runner's choosing (see ExperimentPlan.max_seconds).
         if self._deadline is not None and time.monotonic() >= self._deadline:
             self.timed_out = True
-        elif not self.store.cancel_requested():
+        elif self.store.cancel_requested():
+            pass  # a user's cancel says more than the signal that may come with it
+        elif self.stop is not None and self.stop.is_set():
+            self.stopped_because = self.stop.reason
+        else:
             return False
         # Signal the background at once, so its grace runs alongside the foreground's.
         if self.background is not None:
@@ -558,30 +592,35 @@ class _ExperimentRun:
 
 
 def run_experiment(
-    plan: ExperimentPlan, store: ExperimentStore, *, meters: MeterSet | None = None
+    plan: ExperimentPlan,
+    store: ExperimentStore,
+    *,
+    meters: MeterSet | None = None,
+    stop: StopRequest | None = None,
 ) -> ExperimentOutcome:
     """Run the whole experiment; never leaves a process of it behind.
 
     ``meters``: injected meters (the caller closes them); by default this opens the
     host's meters for ``plan.gpu_indices`` (or the double named by
-    ``$WATTLAB_METER_DOUBLE``) and closes them at the end. The outcome is reported
-    to ``store.experiment_ended`` last.
+    ``$WATTLAB_METER_DOUBLE``) and closes them at the end. ``stop``: set from outside
+    (a signal handler) to stop it as a cancel would, ending in error with its reason.
+    The outcome is reported to ``store.experiment_ended`` last.
     """
-    outcome = _run_experiment(plan, store, meters)
+    outcome = _run_experiment(plan, store, meters, stop)
     # The runner alone decides how the experiment ended; the store only records it.
     store.experiment_ended(outcome.status, outcome.message)
     return outcome
 
 
 def _run_experiment(
-    plan: ExperimentPlan, store: ExperimentStore, meters: MeterSet | None
+    plan: ExperimentPlan, store: ExperimentStore, meters: MeterSet | None, stop: StopRequest | None
 ) -> ExperimentOutcome:
     own_meters = meters is None
     try:
         meter_set = open_meters(plan.gpu_indices) if meters is None else meters
     except (OSError, ValueError) as exc:  # e.g. a malformed $WATTLAB_METER_DOUBLE
         return ExperimentOutcome("error", f"cannot open the energy meters: {exc}")
-    run = _ExperimentRun(plan, store, meter_set)
+    run = _ExperimentRun(plan, store, meter_set, stop)
     # Until run() returns or raises an Exception, assume the worst: a BaseException
     # (worker shutdown) still gets the cleanup below.
     outcome = ExperimentOutcome("error", "interrupted")
@@ -608,6 +647,8 @@ def _classify(run: _ExperimentRun) -> tuple[ExperimentOutcome, str]:
         if run.timed_out:
             message = f"stopped at the worker's time limit ({run.plan.max_seconds:g} s)"
             return ExperimentOutcome("error", message), "error"
+        if run.stopped_because:
+            return ExperimentOutcome("error", run.stopped_because), "error"
         return ExperimentOutcome("cancelled", "cancelled on request"), "cancelled"
     except _Aborted as exc:
         return ExperimentOutcome("error", f"infrastructure error: {exc}"), "error"

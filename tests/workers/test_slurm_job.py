@@ -85,10 +85,7 @@ def test_the_training_is_pinned_to_the_allocations_gpus(
 ) -> None:
     """With the fake NVML library: the job's worker meters GPUs 1 and 3 and its
     training sees exactly those, by UUID."""
-    try:  # issue 19 moved the fake library to tests/fakes, with this helper
-        from tests.workers.conftest import fake_nvml
-    except ImportError:  # before it was merged
-        from tests.workers.energy.test_nvml import _fake as fake_nvml
+    from tests.workers.conftest import fake_nvml
 
     fake_nvml(monkeypatch, count=4)
     indices, _note = allocation_gpu_indices(FOUR_GPUS, JOB_ENV)

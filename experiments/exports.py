@@ -10,6 +10,7 @@ import csv
 import io
 from typing import Any
 
+from core.runlabel import label_of
 from experiments import carbon
 from experiments.figures import FIGURES
 from experiments.models import Experiment, Run
@@ -20,10 +21,14 @@ def _iso(value: Any) -> str | None:
 
 
 def run_document(run: Run) -> dict[str, Any]:
+    # Counted from 1, as the pages and the run's URL name it (core.runlabel).
+    label = label_of(run)
+    config, repeat, attempt = (int(part) for part in label.split("."))
     return {
-        "config": run.config_index,
-        "repeat": run.repeat_index,
-        "attempt": run.attempt,
+        "run": label,
+        "config": config,
+        "repeat": repeat,
+        "attempt": attempt,
         "status": run.status,
         "hyperparameters": run.hyperparameters,
         "started_at": _iso(run.started_at),
@@ -100,7 +105,7 @@ def experiment_document(experiment: Experiment) -> dict[str, Any]:
 
 
 CSV_COLUMNS = [
-    "experiment", "name", "mode", "config", "repeat", "attempt", "status",
+    "experiment", "name", "mode", "run", "config", "repeat", "attempt", "status",
     "hyperparameters", "started_at", "ended_at", "duration_s", "exit_code", "metrics",
     "gpu_j", "gpu_method", "gpu_uuid", "gpu_foreground_j", "gpu_foreground_method",
     "cpu_j", "cpu_method", "dram_j", "dram_method",
@@ -169,6 +174,7 @@ def experiment_csv(experiment: Experiment) -> str:
                     "experiment": doc["code"],
                     "name": doc["name"],
                     "mode": doc["mode"],
+                    "run": run["run"],
                     "config": run["config"],
                     "repeat": run["repeat"],
                     "attempt": run["attempt"],

@@ -15,6 +15,7 @@ from django.db import models
 
 from core.contract import METHODS
 from core.coverage import verdict_choices
+from core.runlabel import label_of
 from experiments.carbon import Factors
 
 #: A few characters naming each energy method beside a number on a page.
@@ -374,7 +375,7 @@ class Run(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"run {self.config_index}.{self.repeat_index}#{self.attempt} of {self.experiment_id}"
+        return f"run {label_of(self)} of {self.experiment_id}"
 
     @property
     def stored_factors(self) -> Factors | None:

@@ -18,6 +18,7 @@ from django.conf import settings
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from core import runlabel
 from experiments import carbon, stats
 from experiments.figures import FIGURES, EnergyFigure
 from experiments.figures import best as figures_best
@@ -155,19 +156,19 @@ def experiment_progress(*, experiment: Experiment, runs: list[Run]) -> dict[str,
 _MAX_INT = 2**31 - 1
 
 
-def run_for_experiment(
-    *, experiment: Experiment, config_index: int, repeat_index: int, attempt: int
-) -> Run | None:
-    if max(config_index, repeat_index, attempt) > _MAX_INT:
+def run_for_experiment(*, experiment: Experiment, index: runlabel.RunIndex) -> Run | None:
+    """The run a label names (core.runlabel: attempt 1 is also an imported run's 0)."""
+    if max(index) > _MAX_INT:
         return None
     return (
         Run.objects.filter(
             experiment=experiment,
-            config_index=config_index,
-            repeat_index=repeat_index,
-            attempt=attempt,
+            config_index=index.config_index,
+            repeat_index=index.repeat_index,
+            attempt__in=runlabel.stored_attempts(index.attempt),
         )
         .select_related("experiment")
+        .order_by("-attempt")
         .first()
     )
 
@@ -364,7 +365,7 @@ class ComparePoint:
 
     @property
     def run_ref(self) -> str:
-        return f"{self.config_index}.{self.repeat_index}.{self.attempt}"
+        return runlabel.run_label(self.config_index, self.repeat_index, self.attempt)
 
 
 @dataclass
@@ -785,20 +786,24 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
 
 
 def runs_by_refs(refs: list[str]) -> list[Run]:
-    """Runs named ``<experiment code>:<config>.<repeat>.<attempt>`` (one query)."""
+    """Runs named ``<experiment code>:<run label>`` (core.runlabel; one query)."""
     cond = Q()
     any_valid = False
     for ref in refs[:50]:
         code, _, rest = ref.partition(":")
-        parts = rest.split(".")
+        index = runlabel.parse_run_label(rest)
         try:
             uid = uuid.UUID(code)
-            ci, ri, at = (int(p) for p in parts)
         except ValueError:
             continue
-        if max(ci, ri, at) > _MAX_INT or min(ci, ri, at) < 0:
+        if index is None:
             continue
-        cond |= Q(experiment__code=uid, config_index=ci, repeat_index=ri, attempt=at)
+        cond |= Q(
+            experiment__code=uid,
+            config_index=index.config_index,
+            repeat_index=index.repeat_index,
+            attempt__in=runlabel.stored_attempts(index.attempt),
+        )
         any_valid = True
     if not any_valid:
         return []

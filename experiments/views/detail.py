@@ -14,6 +14,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from core.coverage import compute_coverage
+from core.runlabel import label_of
 from experiments import charts, selectors, services
 from experiments.expfile import ExperimentFileError
 from experiments.models import BackgroundRun, Experiment, Run
@@ -30,15 +31,7 @@ _DETAIL_QS = Experiment.objects.select_related(
 
 
 def run_url(experiment: Experiment, run: Run) -> str:
-    return reverse(
-        "run_detail",
-        kwargs={
-            "code": experiment.code,
-            "config": run.config_index,
-            "repeat": run.repeat_index,
-            "attempt": run.attempt,
-        },
-    )
+    return reverse("run_detail", kwargs={"code": experiment.code, "run": label_of(run)})
 
 
 def coverage_windows(
@@ -71,7 +64,7 @@ def coverage_windows(
             percent, verdict = report.percent, ""
         windows.append(
             charts.Window(
-                label=f"run {run.config_index}.{run.repeat_index}.{run.attempt}",
+                label=f"run {label_of(run)}",
                 start=run.started_at,
                 end=end,
                 background=over,

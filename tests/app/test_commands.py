@@ -76,7 +76,7 @@ def test_submit_reports_every_bad_key_without_a_traceback(
     assert "Traceback" not in done.stderr
 
 
-def test_submit_prints_no_broker_noise(digits_workload: Any) -> None:
+def test_submit_prints_no_broker_noise(digits_workload: Any, submitter: Any) -> None:
     # kombu warned "No hostname was supplied. Reverting to default 'localhost'" on every
     # command that sends a message through the filesystem broker, and django-axes
     # printed "AXES: BEGIN version ..." on every command.
@@ -86,8 +86,37 @@ def test_submit_prints_no_broker_noise(digits_workload: Any) -> None:
     assert done.stderr == ""
 
 
+def test_a_command_line_submission_belongs_to_someone(digits_workload: Any, tmp_path: Path) -> None:
+    from django.contrib.auth import get_user_model
+
+    from experiments.models import Experiment
+
+    users = get_user_model().objects
+    path = str(ROOT / "examples" / "experiments" / "demo-solo.yaml")
+    # Nobody named and no single superuser to default to: refused, saying what to do.
+    done = run_manage("submit", path)
+    assert done.returncode == 1
+    assert "--owner USERNAME" in done.stderr and "WATTLAB_OWNER" in done.stderr
+    assert not Experiment.objects.exists()
+
+    users.create_user("ana", password="pw-ana-12345")
+    done = run_manage("submit", path, "--owner", "ana")
+    assert "owner ana (--owner)" in done.stdout, done.stderr
+    done = run_manage("submit", path, WATTLAB_OWNER="ana")
+    assert "owner ana (WATTLAB_OWNER)" in done.stdout, done.stderr
+    assert [e.owner.username for e in Experiment.objects.order_by("id")] == ["ana", "ana"]
+
+    users.create_superuser("root", password="pw-root-12345")
+    done = run_manage("submit", path)
+    assert "owner root (the only superuser)" in done.stdout, done.stderr
+    users.create_superuser("root2", password="pw-root2-12345")
+    done = run_manage("submit", path)
+    assert done.returncode == 1 and "several superusers" in done.stderr
+    assert Experiment.objects.filter(owner__isnull=True).count() == 0
+
+
 def test_submit_notes_a_fixed_value_outside_the_sampling_range(
-    digits_workload: Any, tmp_path: Path
+    digits_workload: Any, submitter: Any, tmp_path: Path
 ) -> None:
     # digits-mlp samples epochs from 20..300 but its program accepts 1..1000.
     path = tmp_path / "short.yaml"

@@ -69,7 +69,7 @@ def test_the_timeline_draws_background_runs_and_hatches_the_reports_gaps():
         [(a.timestamp(), b.timestamp()) for a, b, _ in background],
     )
     window = charts.Window(
-        label="run 0.0.0",
+        label="run 1.1.1",
         start=_at(0),
         end=_at(100),
         background=background,
@@ -88,7 +88,7 @@ def test_the_timeline_draws_the_gaps_it_is_given_and_computes_none():
     # Two gaps handed over, although the bars would leave none: the chart is a picture
     # of the report, so the number beside it and the hatching cannot disagree.
     window = charts.Window(
-        label="run 0.0.0",
+        label="run 1.1.1",
         start=_at(0),
         end=_at(100),
         background=[(_at(0), _at(100), "background run 0")],

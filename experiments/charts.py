@@ -404,6 +404,11 @@ class Point:
     href: str = ""
 
 
+def _positive_floor(values: list[float], log: bool) -> float | None:
+    """0 for an axis of values all above 0 (its margin stops there), else no floor."""
+    return 0.0 if not log and min(values) > 0 else None
+
+
 def scatter(
     points: list[Point],
     *,
@@ -443,11 +448,12 @@ def scatter(
     f = _Frame(width, height)
     all_x = [tx(p.x) for p in pts] + [tx(b[0]) for _, band in trends for b in band]
     all_y = [p.y for p in pts] + [v for _, band in trends for b in band for v in (b[1], b[3])]
-    x_ticks = padded_ticks(min(all_x), max(all_x))
+    # Values that are all positive (a learning rate, joules) get no negative ticks.
+    x_ticks = padded_ticks(min(all_x), max(all_x), floor=_positive_floor(all_x, log_x))
     if log_x:
         lo_x, hi_x = x_ticks[0], x_ticks[-1]
         x_ticks = [float(t) for t in range(math.floor(lo_x), math.ceil(hi_x) + 1)]
-    y_ticks = padded_ticks(min(all_y), max(all_y))
+    y_ticks = padded_ticks(min(all_y), max(all_y), floor=_positive_floor(all_y, False))
     f.x0, f.x1, f.y0, f.y1 = x_ticks[0], x_ticks[-1], y_ticks[0], y_ticks[-1]
     groups = sorted({p.group for p in pts} | {g for g, _ in trends})
     colors = _colors(groups)

@@ -233,16 +233,39 @@ def host_list() -> list[dict[str, Any]]:
     return rows
 
 
+def _slot_word(hosts: list[Host]) -> str:
+    """What a run waits for: a GPU where a host has one, else a worker's CPU slot."""
+    return "GPU" if any(h.gpus for h in hosts) or not hosts else "worker (CPU slot)"
+
+
 def target_choices() -> list[tuple[str, str]]:
     """ "any", then each online host and each of its GPUs."""
-    choices = [("any", "any free GPU")]
-    for host in Host.objects.filter(last_heartbeat__gte=host_online_after()):
-        choices.append((host.hostname, f"{host.hostname} (any GPU)"))
+    online = list(Host.objects.filter(last_heartbeat__gte=host_online_after()))
+    choices = [("any", f"any free {_slot_word(online)}")]
+    for host in online:
+        choices.append((host.hostname, f"{host.hostname} (any {_slot_word([host])})"))
         for gpu in host.gpus or []:
             idx = gpu.get("index")
             name = gpu.get("name", "GPU")
             choices.append((f"{host.hostname}:{idx}", f"{host.hostname}:{idx} — {name}"))
     return choices
+
+
+def queued_wait(experiment: Experiment) -> str:
+    """What a queued experiment waits for, as its page says it: a free GPU only where
+    a host it may run on has one (a host without a GPU runs it in a CPU slot)."""
+    online = list(Host.objects.filter(last_heartbeat__gte=host_online_after()))
+    target = experiment.target or "any"
+    if target != "any":
+        hostname = target.split(":")[0]
+        online = [h for h in online if h.hostname == hostname]
+        if not online:
+            return f"waiting for {hostname}, which is offline (no heartbeat)"
+        if ":" in target:
+            return f"waiting for GPU {target.split(':', 1)[1]} of {hostname} to be free"
+    if not online:
+        return "waiting for a worker: no host is online (start one with make worker)"
+    return f"waiting for a free {_slot_word(online)}"
 
 
 # --- Orphaned process groups (admin) ----------------------------------------------

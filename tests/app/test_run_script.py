@@ -97,6 +97,11 @@ def test_make_run_serves_the_demo_and_ctrl_c_stops_everything(tmp_path: Path) ->
             process.wait()
 
 
+#: What `make run` prints up to the demo's end, README's figure: 14 lines, and make's
+#: own echo of the command before them, fit a 24-line terminal.
+SCREEN_LINES = 14
+
+
 def test_make_run_says_when_parallel_and_solo_can_be_compared(tmp_path: Path) -> None:
     parallel, solo = demo_pair(
         "tiny", epochs=2, hidden=32, background_epochs=20, background_hidden=32
@@ -113,6 +118,17 @@ def test_make_run_says_when_parallel_and_solo_can_be_compared(tmp_path: Path) ->
             assert time.monotonic() < deadline, text[-3000:]
             time.sleep(0.5)
         text = log_path.read_text()
+        # One screen up to the demo's end (README: make's own line and these), ending
+        # with the Compare link and the login; Celery's banners and warnings and every
+        # request the web app answered went to the logs.
+        lines = text.rstrip("\n").splitlines()
+        assert len(lines) <= SCREEN_LINES, text
+        assert lines[-2].startswith("  Parallel against solo: ")
+        assert re.fullmatch(r"  Log in as 'demo' with password '[^']+'", lines[-1])
+        assert "celery" not in text.lower() and "GET /" not in text and "W040" not in text
+        logs = tmp_path / "log"
+        assert "wattlab worker on" in (logs / "worker.log").read_text()
+        assert "GET /" in (logs / "web.log").read_text()
         line = re.search(r"The demo finished after (\d+) s since `make run` started \((.*)\)", text)
         assert line is not None
         assert sorted(line.group(2).split(", ")) == [

@@ -501,3 +501,23 @@ def test_static_files_are_served_with_debug_off(anonymous, settings):
     assert css.status_code == 200 and b"{" in b"".join(css.streaming_content)
     htmx = anonymous.get("/static/django_htmx/htmx-2.min.js")
     assert htmx.status_code == 200
+
+
+def test_a_queued_experiment_says_what_it_waits_for(as_member, owner, wl):
+    queued = factories.experiment(owner, wl, status="queued", name="waiting")
+    page = lambda: as_member.get(reverse("experiment_detail", args=[queued.code])).content.decode()  # noqa: E731
+    assert "no host is online" in page()
+    cpu_only = factories.host("laptop")
+    cpu_only.gpus = []
+    cpu_only.save()
+    body = page()
+    assert "waiting for a free worker (CPU slot)" in body and "free GPU" not in body
+    assert "any free worker (CPU slot)" in as_member.get(reverse("experiment_new")).content.decode()
+    factories.host("gpu01")
+    assert "waiting for a free GPU" in page()
+
+
+def test_the_icon_is_found_where_a_browser_looks_for_it(anonymous):
+    response = anonymous.get("/favicon.ico")
+    assert response.status_code in {301, 302}
+    assert response["Location"].endswith("favicon.svg")

@@ -521,3 +521,46 @@ def test_the_icon_is_found_where_a_browser_looks_for_it(anonymous):
     response = anonymous.get("/favicon.ico")
     assert response.status_code in {301, 302}
     assert response["Location"].endswith("favicon.svg")
+
+
+def test_the_run_page_lists_each_flag_once_and_says_what_dram_is(as_member, owner, wl):
+    from core.trace import encode_trace
+
+    shared = ["estimate: 4.38 W per busy core", "rapl not used: no powercap"]
+    e = factories.experiment(owner, wl, status="succeeded", mode="parallel")
+    factories.run(
+        e,
+        0,
+        cpu_method="estimate",
+        dram_energy_j=None,
+        dram_method="unavailable",
+        coverage_percent=99.0,
+        coverage_verdict="good",
+        coverage_background_runs=1,
+        flags=[*shared, "GPU not measured: no NVIDIA driver"],
+        provenance={
+            "cpu": {
+                "method": "estimate",
+                "device": "estimate from CPU time",
+                "sampling_period_s": 1.0,
+                "flags": shared,
+            },
+            "dram": {
+                "method": "unavailable",
+                "device": "estimate from CPU time",
+                "sampling_period_s": 1.0,
+                "flags": [*shared, "estimate does not cover DRAM"],
+            },
+        },  # fmt: skip
+        trace=encode_trace({"t": [0.0, 0.1, 0.2], "cpu.power_w": [2.0, 2.1, 2.0]}, {"hz": 10.0}),
+    )
+    body = as_member.get(reverse("run_detail", args=[e.code, "1.1.1"])).content.decode()
+    for flag in [*shared, "GPU not measured: no NVIDIA driver", "estimate does not cover DRAM"]:
+        assert body.count(f'<span class="flag">{flag}</span>') == 1, flag
+    table = body[body.index('id="provenance"') :]
+    dram = table[table.index("DRAM energy") : table.index("</tr>", table.index("DRAM energy"))]
+    assert "not measured" in dram and "estimate from CPU time" not in dram and "1.0 s" not in dram
+    note = body[body.index('id="sampling-note"') :]
+    assert "a sample every 0.1 s (10 Hz" in note and "CPU energy every 1 s" in note
+    assert "1 background run<" in body or "1 background run " in body
+    assert "1 background runs" not in body

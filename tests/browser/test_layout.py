@@ -1,5 +1,6 @@
 """The pages as a person sees them: at a phone's width (390 px) no page is wider than
-the screen (the navigation wraps, wide tables and charts scroll inside their own box),
+the screen (the navigation wraps, wide tables and charts scroll inside their own box,
+which a keyboard reaches: axe-core finds nothing serious there either),
 and at a desktop's every chart draws its points, bars, lines and bands inside its plot
 area, its legend outside it."""
 
@@ -8,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from experiments.models import Experiment
-from tests.browser.conftest import login, shoot
+from tests.browser.conftest import axe_violations, login, shoot
 from tests.browser.test_pages_render import _history
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -53,7 +54,7 @@ def test_no_page_is_wider_than_a_phone(live_server, browser):
     page = context.new_page()
     try:
         login(page, live_server, "olivia", "pw-olivia-123")
-        too_wide = {}
+        too_wide, axe = {}, []
         for name, path in _pages(par, solo).items():
             page.goto(live_server.url + path)
             if name == "new-experiment":  # its widest state: parameters and background
@@ -65,11 +66,14 @@ def test_no_page_is_wider_than_a_phone(live_server, browser):
             width = page.evaluate("document.documentElement.scrollWidth")
             if width > PHONE["width"]:
                 too_wide[name] = (width, page.evaluate(OVERFLOWING))
+            # What scrolls sideways here must be reachable by keyboard too (axe).
+            axe += axe_violations(page, f"phone-{name}")
             # Every link of the navigation is on the screen, none past its edge.
             for link in page.locator("header.topbar a, header.topbar button").all():
                 box = link.bounding_box()
                 assert box and box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"], name
         assert too_wide == {}
+        assert axe == [], "\n".join(axe)
     finally:
         context.close()
 

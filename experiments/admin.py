@@ -13,6 +13,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.text import capfirst
 
+from core.runlabel import label_of
 from experiments import selectors, services
 from experiments.models import (
     ApiToken,
@@ -184,9 +185,7 @@ class RunInline(admin.TabularInline):  # type: ignore[type-arg]
     can_delete = False
     show_change_link = True
     fields = (
-        "config_index",
-        "repeat_index",
-        "attempt",
+        "run",
         "status",
         "duration_s",
         "gpu_energy_j",
@@ -195,6 +194,11 @@ class RunInline(admin.TabularInline):  # type: ignore[type-arg]
         "coverage_verdict",
     )
     readonly_fields = fields
+
+    @admin.display(description="run")
+    def run(self, obj: Run) -> str:
+        """Its label, as the pages name it (core.runlabel: counted from 1)."""
+        return label_of(obj)
 
     # A list of the experiment's runs to look at; runs are edited on their own page.
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:

@@ -102,7 +102,7 @@ def _start(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
 #: Log lines a person should see at once: Celery's and Django's errors, and the web
 #: app answering 5xx. Everything else stays in the log.
 ERROR_LINE = re.compile(
-    r"\b(ERROR|CRITICAL)\b|Internal Server Error|\" [0-9]+ 5[0-9][0-9] |Traceback \(most recent"
+    r"\b(ERROR|CRITICAL)\b|Internal Server Error|\" 5[0-9]{2} [0-9-]+$|Traceback \(most recent"
 )
 #: At most this many error lines on the terminal; past it, one line names the logs.
 MAX_ERROR_LINES = 20

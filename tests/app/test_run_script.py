@@ -146,3 +146,35 @@ def test_make_run_says_when_parallel_and_solo_can_be_compared(tmp_path: Path) ->
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_only_errors_from_the_logs_reach_the_terminal(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import run  # noqa: E402 - the script, by its path
+
+    web, worker = tmp_path / "web.log", tmp_path / "worker.log"
+    web.write_text(
+        '[03/Dec/2026 09:24:36] "GET /static/wattlab.css HTTP/1.1" 200 5012\n'
+        "Internal Server Error: /compare/\n"
+        '[03/Dec/2026 09:24:37] "GET /compare/?workload=x HTTP/1.1" 500 145\n'
+    )
+    worker.write_text(
+        " -------------- cpu0@vm v5.7.0 (collider)\n"
+        "[2026-12-03 09:22:54,894: INFO/MainProcess] Connected to filesystem://\n"
+        "[2026-12-03 09:23:01,002: ERROR/ForkPoolWorker-1] Task run_experiment raised\n"
+        "half a line"
+    )
+    watch = run._ErrorWatch({"web": web, "worker": worker})
+    watch.check()
+    out = capsys.readouterr().out.splitlines()
+    assert out == [
+        "  [web] Internal Server Error: /compare/",
+        '  [web] [03/Dec/2026 09:24:37] "GET /compare/?workload=x HTTP/1.1" 500 145',
+        "  [worker] [2026-12-03 09:23:01,002: ERROR/ForkPoolWorker-1] Task run_experiment raised",
+    ]
+    with worker.open("a") as fh:
+        fh.write(" ERROR: the rest of it\n")  # the half line, completed, is read once
+    watch.check()
+    assert capsys.readouterr().out == "  [worker] half a line ERROR: the rest of it\n"

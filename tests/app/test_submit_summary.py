@@ -24,7 +24,8 @@ def _row(out: str, marker: str) -> str:
     """The table row holding ``marker``, with the lines its cells wrapped onto (their
     first cell is empty)."""
     lines = out.splitlines()
-    start = next(i for i, line in enumerate(lines) if marker in line)
+    # A table line: the progress lines above name the run too ("run 1.1.1 running").
+    start = next(i for i, line in enumerate(lines) if marker in line and line.startswith("│"))
     row = lines[start]
     for more in lines[start + 1 :]:
         if not re.match(r"^│\s+│", more):

@@ -99,7 +99,7 @@ def test_energies_go_out_at_the_meters_resolution_without_float_noise(member, ow
 
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
-def test_schemathesis_with_all_checks_finds_nothing(live_server, member, owner, wl):
+def test_schemathesis_with_all_checks_finds_nothing(live_server, member, owner, wl, tmp_path):
     """`st run` against the app's own schema with a member's token: every operation,
     every check (no 5xx, only documented statuses and bodies, the schema's valid data
     accepted and its invalid data refused, authentication honoured, ...)."""
@@ -123,7 +123,7 @@ def test_schemathesis_with_all_checks_finds_nothing(live_server, member, owner, 
             "17",
             "--no-color",
         ],
-        cwd=ROOT,
+        cwd=tmp_path,  # its cache folder (.schemathesis) goes there, not into the checkout
         capture_output=True,
         text=True,
         timeout=280,

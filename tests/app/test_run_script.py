@@ -35,6 +35,20 @@ def _descendants(pid: int) -> list[psutil.Process]:
         return []
 
 
+def _kill_all(process: subprocess.Popen[bytes]) -> None:
+    """A test that failed midway: run.py and what it started in sessions of their own
+    (killing run.py alone would leave the web app and the worker running)."""
+    if process.poll() is not None:
+        return
+    for child in _descendants(process.pid):
+        try:
+            child.kill()
+        except psutil.NoSuchProcess:
+            pass
+    process.kill()
+    process.wait()
+
+
 def _start_run(tmp_path: Path, *args: str) -> tuple[subprocess.Popen[bytes], Path, int]:
     port = _free_port()
     # A new user's machine: no servers and no DJANGO_SECRET_KEY (run.py makes one).
@@ -92,9 +106,7 @@ def test_make_run_serves_the_demo_and_ctrl_c_stops_everything(tmp_path: Path) ->
         assert [c.pid for c in children if c.is_running() and c.status() != "zombie"] == []
         assert find_marked(code) == []
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        _kill_all(process)
 
 
 #: What `make run` prints up to the demo's end, README's figure: 14 lines, and make's
@@ -143,9 +155,7 @@ def test_make_run_says_when_parallel_and_solo_can_be_compared(tmp_path: Path) ->
         process.wait(timeout=90)
         assert process.returncode == 0
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        _kill_all(process)
 
 
 def test_only_errors_from_the_logs_reach_the_terminal(

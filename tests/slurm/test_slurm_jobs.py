@@ -79,7 +79,7 @@ def _no_process_left(experiment: Experiment, seconds: float = 10.0) -> bool:
 
 @pytest.mark.backends
 def test_a_solo_experiment_runs_in_a_slurm_job_and_its_runs_carry_the_job(
-    digits_workload: object, dispatcher: Dispatcher, tmp_path: Path
+    digits_workload: object, submitter: object, dispatcher: Dispatcher, tmp_path: Path
 ) -> None:
     """Submitted with ``manage.py submit --json``, which waits and prints the JSON."""
     path = tmp_path / "quick.yaml"
@@ -93,7 +93,11 @@ def test_a_solo_experiment_runs_in_a_slurm_job_and_its_runs_carry_the_job(
         text=True,
     )
     try:
-        dispatcher.until(lambda: Experiment.objects.exists(), 60, "the submission")
+        # A submission the command refused ends it at once: say why, not "timed out".
+        dispatcher.until(
+            lambda: Experiment.objects.exists() or submit.poll() is not None, 60, "the submission"
+        )
+        assert Experiment.objects.exists(), submit.communicate()[1][-2000:]
         experiment = Experiment.objects.get()
         assert experiment.status == Experiment.Status.QUEUED
         assert experiment.dispatched_at is None  # no Celery message: Slurm runs it

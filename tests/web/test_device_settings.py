@@ -77,7 +77,7 @@ def test_a_run_shows_and_exports_its_gpu_settings_and_the_cpu_foreground_part(
     assert run.cpu_method == "rapl" and run.cpu_foreground_method == "estimate"
     assert run.cpu_foreground_j is not None and 0 < run.cpu_foreground_j <= 8.0
 
-    page = as_member.get(reverse("run_detail", args=[exp.code, 0, 0, 0])).content.decode()
+    page = as_member.get(reverse("run_detail", args=[exp.code, "1.1.1"])).content.decode()
     assert "GPU settings" in page and key in page
     assert "software power cap 100 %" in page and "counter every 100 ms" in page
     assert "Foreground part" in page and "the figure above is host-wide" in page

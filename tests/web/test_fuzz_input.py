@@ -17,6 +17,7 @@ from django.test import Client
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from core.runlabel import label_of
 from experiments.api import token_create
 from experiments.expfile import ExperimentFile, ExperimentFileError, parse_experiment_text
 
@@ -259,5 +260,5 @@ def test_the_admins_run_and_experiment_forms_answer_any_post_without_a_500(
     run = Run.objects.select_related("experiment").get(pk=run_url.split("/")[-3])
     code = run.experiment.code
     assert client.get(f"/experiments/{code}/").status_code == 200
-    ref = f"{run.config_index}.{run.repeat_index}.{run.attempt}"
+    ref = label_of(run)
     assert client.get(f"/experiments/{code}/runs/{ref}/").status_code == 200

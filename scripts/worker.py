@@ -46,10 +46,14 @@ def main(argv: list[str] | None = None) -> int:
     django.setup()
     from django.conf import settings
 
+    from core.liveness import liveness_file
     from experiments import queues
     from workers.energy.nvml import list_gpus
 
     host = settings.WATTLAB_HOSTNAME
+    # A restarted container keeps its files: it is healthy again only once this start's
+    # control worker has registered the host.
+    liveness_file(settings.VAR_DIR, host).unlink(missing_ok=True)
     # Only the GPUs an inherited CUDA_VISIBLE_DEVICES allows; one NVML cannot read is
     # reported on the Hosts page but gets no worker.
     gpus = [g for g in list_gpus() if "error" not in g]

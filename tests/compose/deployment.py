@@ -13,12 +13,13 @@ import re
 import secrets
 import socket
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-from tests.compose.dockerhost import DockerError, describe_output, run
+from tests.compose.dockerhost import DockerError, describe_output, privileged, run
 from tests.conftest import ROOT
 
 PROJECT = "wattlab-compose-test"
@@ -208,6 +209,13 @@ class Submission:
     output: str
 
 
+#: An experiment waits this long at most for a worker to take it (the worker is idle
+#: when the test submits): longer means no worker listens where the web app sends.
+TAKEN_WITHIN = 180.0
+#: The longest a submission may run with ``wait``.
+SUBMIT_TIMEOUT = 1200.0
+
+
 def submit(deployment: Deployment, experiment_file: bytes, *, owner: str, wait: bool) -> Submission:
     """``manage.py submit`` in the web container, the file on its standard input: with
     ``wait``, until the experiment ends (``--wait --json``: its document on stdout).
@@ -215,10 +223,47 @@ def submit(deployment: Deployment, experiment_file: bytes, *, owner: str, wait: 
     args = ["submit", "/dev/stdin", "--owner", owner]
     if wait:
         args += ["--wait", "--json"]
-    done = deployment.manage(*args, stdin=experiment_file, timeout=1200, check=False)
-    stdout = done.stdout.decode(errors="replace")
-    output = (stdout + "\n" + done.stderr.decode(errors="replace")).strip()
+    argv = ["docker", "exec", "-i", deployment.container("web"), "python", "manage.py", *args]
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        process = subprocess.Popen(privileged(argv), stdin=subprocess.PIPE, stdout=out, stderr=err)
+        assert process.stdin is not None
+        process.stdin.write(experiment_file)
+        process.stdin.close()
+        started = time.monotonic()
+        taken = not wait
+        while process.poll() is None:
+            time.sleep(1)
+            waited = time.monotonic() - started
+            if waited > SUBMIT_TIMEOUT:
+                process.kill()
+                raise AssertionError(f"submit --wait still running after {waited:.0f} s")
+            if not taken and waited > TAKEN_WITHIN:
+                taken = _taken_by_a_worker(deployment, process, _text(err))
+        process.wait()
+        stdout, stderr = _text(out), _text(err)
+    output = (stdout + "\n" + stderr).strip()
     document = json.loads(stdout) if wait and stdout.strip().startswith("{") else None
     found = UUID.search(output)
     code = document["code"] if document else (found.group(0) if found else "")
-    return Submission(done.returncode, code, document, output)
+    return Submission(process.returncode, code, document, output)
+
+
+def _taken_by_a_worker(
+    deployment: Deployment, process: subprocess.Popen[bytes], printed: str
+) -> bool:
+    found = UUID.search(printed)
+    status = deployment.experiment(found.group(0))["status"] if found else "not submitted"
+    if status not in {"queued", "not submitted"}:
+        return True
+    process.kill()
+    if found:
+        deployment.manage("cancel", found.group(0), check=False)
+    raise AssertionError(
+        f"the experiment is {status} after {TAKEN_WITHIN:.0f} s: no worker takes it from the "
+        f"queue the web app sends to\n{printed[-2000:]}\n{deployment.logs()}"
+    )
+
+
+def _text(handle: IO[bytes]) -> str:
+    handle.seek(0)
+    return handle.read().decode(errors="replace")

@@ -128,7 +128,11 @@ def test_the_web_app_serves_the_worker_s_run_logs_and_compare_from_the_host(
         # What the worker wrote into the artifacts volume, the web container sees.
         written = deployment.files("worker", "/data/artifacts")
         assert written, "the worker wrote no run log into /data/artifacts"
-        assert deployment.files("web", "/data/artifacts") == written
+        seen = deployment.files("web", "/data/artifacts")
+        assert seen == written, (
+            "the web container does not see the run logs the worker wrote (is the "
+            f"artifacts volume shared?): worker {sorted(written)[:4]}..., web {sorted(seen)[:4]}"
+        )
         session = WebSession(deployment.url)
         session.login(USER, password)
         for submission in demo.values():

@@ -15,7 +15,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -55,6 +55,7 @@ class Deployment:
     client: list[str]
     env_file: Path
     port: int
+    _containers: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def create(cls, client: list[str], work: Path, standins: dict[str, str]) -> Deployment:
@@ -100,13 +101,17 @@ class Deployment:
         self.compose("build", timeout=1800)
 
     def up(self) -> None:
+        self._containers.clear()
         self.compose("up", "-d", timeout=600)
 
     def container(self, service: str) -> str:
-        ids = self.compose("ps", "-q", service).stdout.decode().split()
-        if not ids:
-            raise DockerError(f"no {service} container")
-        return ids[0]
+        """The service's container id (asked once per up: compose v1 is slow to start)."""
+        if service not in self._containers:
+            ids = self.compose("ps", "-q", service).stdout.decode().split()
+            if not ids:
+                raise DockerError(f"no {service} container")
+            self._containers[service] = ids[0]
+        return self._containers[service]
 
     def wait_healthy(self, services: list[str], timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -138,6 +143,7 @@ class Deployment:
         self.compose("stop", service, timeout=300)
 
     def down(self) -> None:
+        self._containers.clear()
         self.compose("down", "--volumes", "--remove-orphans", timeout=300)
 
     def leftovers(self) -> list[str]:

@@ -120,15 +120,16 @@ def _deb822(text: str) -> list[_Entry]:
     return entries
 
 
-def build_base(work: Path) -> str:
-    """The bookworm minbase image (debootstrap + docker import), unless it exists."""
+def build_base() -> str:
+    """The bookworm minbase image (debootstrap + docker import), unless it exists. The
+    root filesystem is made in a temporary folder outside the checkout (never in the
+    build context of Wattlab's image) and removed."""
     tag = base_tag()
     if image_exists(tag):
         return tag
     if not shutil.which("debootstrap") and not Path("/usr/sbin/debootstrap").exists():
         raise DockerError("debootstrap is not installed (Debian package debootstrap)")
-    work.mkdir(parents=True, exist_ok=True)
-    folder = Path(tempfile.mkdtemp(prefix="standin-rootfs-", dir=work))
+    folder = Path(tempfile.mkdtemp(prefix="wattlab-standin-rootfs-"))
     try:
         rootfs = folder / "rootfs"
         run(
@@ -160,7 +161,7 @@ def build_standin(name: str, base: str) -> str:
     return tag
 
 
-def build_all(work: Path) -> dict[str, str]:
+def build_all() -> dict[str, str]:
     """Every stand-in's tag by name, building what this machine does not have yet."""
-    base = build_base(work)
+    base = build_base()
     return {name: build_standin(name, base) for name in NAMES}

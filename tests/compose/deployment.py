@@ -165,18 +165,16 @@ class Deployment:
         service: str,
         *argv: str,
         env: dict[str, str] | None = None,
-        stdin: bytes | None = None,
         timeout: float = 120,
         check: bool = True,
     ) -> subprocess.CompletedProcess[bytes]:
-        options = ["-i"] if stdin is not None else []
+        options: list[str] = []
         for key, value in (env or {}).items():
             options += ["-e", f"{key}={value}"]
         return run(
             ["docker", "exec", *options, self.container(service), *argv],
             timeout=timeout,
             check=check,
-            stdin=stdin,
         )
 
     def manage(self, *args: str, **kwargs: Any) -> subprocess.CompletedProcess[bytes]:
@@ -222,19 +220,19 @@ TAKEN_WITHIN = 180.0
 SUBMIT_TIMEOUT = 1200.0
 
 
-def submit(deployment: Deployment, experiment_file: bytes, *, owner: str, wait: bool) -> Submission:
-    """``manage.py submit`` in the web container, the file on its standard input: with
-    ``wait``, until the experiment ends (``--wait --json``: its document on stdout).
-    The one place the test calls submit."""
-    args = ["submit", "/dev/stdin", "--owner", owner]
+def submit(deployment: Deployment, experiment_file: Path, *, owner: str, wait: bool) -> Submission:
+    """``manage.py submit`` in the web container, on the image's copy of a file of this
+    checkout (its path relative to the checkout; an experiment file may name others
+    beside it): with ``wait``, until the experiment ends (``--wait --json``: its document
+    on stdout). The one place the test calls submit."""
+    args = ["submit", experiment_file.relative_to(ROOT).as_posix(), "--owner", owner]
     if wait:
         args += ["--wait", "--json"]
-    argv = ["docker", "exec", "-i", deployment.container("web"), "python", "manage.py", *args]
+    argv = ["docker", "exec", deployment.container("web"), "python", "manage.py", *args]
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        process = subprocess.Popen(privileged(argv), stdin=subprocess.PIPE, stdout=out, stderr=err)
-        assert process.stdin is not None
-        process.stdin.write(experiment_file)
-        process.stdin.close()
+        process = subprocess.Popen(
+            privileged(argv), stdin=subprocess.DEVNULL, stdout=out, stderr=err
+        )
         started = time.monotonic()
         taken = not wait
         while process.poll() is None:

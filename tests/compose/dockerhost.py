@@ -40,7 +40,6 @@ def run(
     check: bool = True,
     cwd: Path | None = None,
     env: dict[str, str] | None = None,
-    stdin: bytes | None = None,
 ) -> subprocess.CompletedProcess[bytes]:
     """Run a docker/compose/debootstrap command (as root, see :func:`privileged`) and
     return it; with ``check``, a failure raises DockerError naming the command and the
@@ -54,7 +53,7 @@ def run(
             check=False,
             cwd=cwd,
             env=env,
-            input=stdin,
+            stdin=subprocess.DEVNULL,
         )
     except subprocess.TimeoutExpired as exc:
         raise DockerError(f"{' '.join(argv)} took longer than {timeout:.0f} s") from exc

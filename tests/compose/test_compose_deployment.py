@@ -80,9 +80,7 @@ def demo(deployment: Deployment, password: str, steps: Steps) -> dict[str, Submi
     done = {}
     for name in ("demo-parallel", "demo-solo"):
         with steps(f"submit {name}.yaml --wait"):
-            done[name] = submit(
-                deployment, (DEMO / f"{name}.yaml").read_bytes(), owner=USER, wait=True
-            )
+            done[name] = submit(deployment, DEMO / f"{name}.yaml", owner=USER, wait=True)
     return done
 
 
@@ -164,7 +162,7 @@ def _wait_for(what: str, check: Any, timeout: float) -> float:
 
 
 def _start_long_experiment(deployment: Deployment) -> str:
-    submission = submit(deployment, LONG.read_bytes(), owner=USER, wait=False)
+    submission = submit(deployment, LONG, owner=USER, wait=False)
     assert submission.returncode == 0 and submission.code, submission.output
     # The background training and the foreground one, both running in the worker.
     _wait_for(

@@ -86,6 +86,7 @@ bench: $(STAMP)
 	$(PY) bench/bench_stop_latency.py
 	$(PY) bench/bench_submit_latency.py
 	$(PY) bench/bench_legacy_import.py
+	$(PY) bench/bench_hostile_yaml.py
 
 # The team-scale page benchmark: 100,000 runs and 1,000,000 background runs in a
 # PostgreSQL database of its own (dropped and made anew each time), then the pages

@@ -147,7 +147,17 @@ class HostAdmin(LabelledDateTimes, admin.ModelAdmin):  # type: ignore[type-arg]
         "factors_set_at",
     )
     search_fields = ("hostname",)
-    readonly_fields = ("hostname", "queue", "control_queue", "factors_set_at", "factors_in_use")
+    readonly_fields = (
+        "hostname",
+        "queue",
+        "control_queue",
+        "factors_set_at",
+        "factors_in_use",
+        # What the host's worker found and reports; the pages read them.
+        "gpus",
+        "meters",
+        "utilisation",
+    )
     _FACTORS = ("carbon_intensity_g_per_kwh", "pue", "electricity_price_per_kwh", "currency")
     fieldsets = (
         (None, {"fields": ("hostname", "queue", "control_queue", "cpu_count")}),
@@ -225,7 +235,13 @@ class ExperimentAdmin(LabelledDateTimes, StaffMayManage, admin.ModelAdmin):  # t
         "created_at",
     )
     list_filter = ("status", "mode", "imported", "source")
-    search_fields = ("name", "code", "owner__username", "foreground_workload__name")
+    search_fields = (
+        "name",
+        "code",
+        "owner__username",
+        "foreground_workload__name",
+        "slurm_job_id",
+    )
     list_select_related = ("owner", "foreground_workload")
     readonly_fields = (
         "code",
@@ -235,9 +251,28 @@ class ExperimentAdmin(LabelledDateTimes, StaffMayManage, admin.ModelAdmin):  # t
         "heartbeat_at",
         "cancel_requested_at",
         "cancel_requested_by",
+        # Slurm's word on the job, kept by the dispatcher (experiments.slurm).
+        "slurm_job_id",
+        "slurm_state",
+        "slurm_reason",
+        "slurm_node",
+        "slurm_submitted_at",
+        "slurm_checked_at",
     )
     raw_id_fields = ("owner", "host")
     inlines = [RunInline]
+
+    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
+        # An experiment comes in through the form, the API or `submit`, which check it
+        # against the workloads, the limits and the per-user cap; one made here would
+        # skip all of that and still be sent to a GPU.
+        return False
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        # What runs, where, for whom and how it went is the submission's and the
+        # worker's to say: only the name is staff's to edit (checked as a submitted
+        # name is). The JSON columns read back in their shape (experiments.jsonshapes).
+        return [f.name for f in Experiment._meta.get_fields() if f.concrete and f.name != "name"]
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # Its process-group rows are the only record of what still runs on a host.
@@ -274,6 +309,9 @@ class RunAdmin(LabelledDateTimes, StaffMayManage, admin.ModelAdmin):  # type: ig
     list_select_related = ("experiment",)
     raw_id_fields = ("experiment",)
     exclude = ("trace",)
+    # Written by the worker in a shape every page reads (experiments.jsonshapes):
+    # hyperparameters exactly as passed, metrics from the log, each figure's provenance.
+    readonly_fields = ("hyperparameters", "metrics", "provenance", "flags", "factors")
 
 
 @admin.register(BackgroundRun)

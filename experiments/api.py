@@ -25,7 +25,7 @@ from experiments.expfile import (
     experiment_file_from_dict,
     parse_experiment_text,
 )
-from experiments.exports import experiment_csv, experiment_document
+from experiments.exports import experiment_csv, experiment_document, slurm_fields
 from experiments.models import ApiToken, Experiment
 from experiments.permissions import _get_experiment_for_user
 
@@ -100,6 +100,13 @@ class ExperimentOut(Schema):
     started_at: dt.datetime | None
     ended_at: dt.datetime | None
     url: str
+    #: Target slurm: its job's id, Slurm's state of it (PENDING, RUNNING, COMPLETED...),
+    #: the reason and node, and all of it in a few words ("" otherwise).
+    slurm_job_id: str = ""
+    slurm_state: str = ""
+    slurm_reason: str = ""
+    slurm_node: str = ""
+    slurm: str = ""
     #: Said once, at submit: e.g. that the queue was unreachable (saved, starts later).
     notice: str = ""
 
@@ -123,6 +130,7 @@ def _out(request: HttpRequest, e: Experiment) -> dict[str, Any]:
         "started_at": e.started_at,
         "ended_at": e.ended_at,
         "url": request.build_absolute_uri(f"/experiments/{e.code}/"),
+        **slurm_fields(e),
     }
 
 

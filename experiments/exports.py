@@ -40,6 +40,9 @@ def run_document(run: Run) -> dict[str, Any]:
             "gpu_foreground_method": run.gpu_foreground_method or "unavailable",
             "cpu_j": run.cpu_energy_j,
             "cpu_method": run.cpu_method or "unavailable",
+            # The foreground's part of the CPU figure: an estimate, never a measurement.
+            "cpu_foreground_j": run.cpu_foreground_j,
+            "cpu_foreground_method": run.cpu_foreground_method or "unavailable",
             "dram_j": run.dram_energy_j,
             "dram_method": run.dram_method or "unavailable",
         },
@@ -48,9 +51,24 @@ def run_document(run: Run) -> dict[str, Any]:
             "longest_gap_s": run.coverage_longest_gap_s,
             "verdict": run.coverage_verdict or None,
         },
+        "device": device_document(run),
         "carbon_and_cost": carbon_document(run),
+        # The Slurm job it ran in (cluster, job_id, partition, account, node, gpus):
+        # join with `sacct -M CLUSTER -j JOB_ID`. {} outside Slurm.
+        "slurm": run.slurm or {},
         "flags": run.flags,
         "error": run.error,
+    }
+
+
+def device_document(run: Run) -> dict[str, Any]:
+    """The GPUs' settings during the run: the key comparable runs share, and the record
+    (power limit, clocks, clock event reasons, sensor periods, changes)."""
+    state = run.device_state or {}
+    return {
+        "settings_key": run.device_settings_key or None,
+        "gpus": state.get("gpus", []),
+        "changes": state.get("changes", []),
     }
 
 
@@ -79,6 +97,7 @@ def experiment_document(experiment: Experiment) -> dict[str, Any]:
         "target": experiment.target,
         "host": experiment.host.hostname if experiment.host_id and experiment.host else None,
         "gpu_index": experiment.gpu_index,
+        **slurm_fields(experiment),
         "created_at": _iso(experiment.created_at),
         "started_at": _iso(experiment.started_at),
         "ended_at": _iso(experiment.ended_at),
@@ -99,17 +118,42 @@ def experiment_document(experiment: Experiment) -> dict[str, Any]:
     }
 
 
+def slurm_fields(experiment: Experiment) -> dict[str, Any]:
+    """The Slurm job of an experiment, as the API and the JSON document carry it
+    (empty strings for another target, or before its job is submitted)."""
+    return {
+        "slurm_job_id": experiment.slurm_job_id,
+        "slurm_state": experiment.slurm_state,
+        "slurm_reason": experiment.slurm_reason,
+        "slurm_node": experiment.slurm_node,
+        "slurm": experiment.slurm_display,
+    }
+
+
+#: A run's Slurm job, one column per field of ``Run.slurm``.
+SLURM_COLUMNS = ["cluster", "job_id", "partition", "account", "node", "gpus"]
+
 CSV_COLUMNS = [
     "experiment", "name", "mode", "config", "repeat", "attempt", "status",
     "hyperparameters", "started_at", "ended_at", "duration_s", "exit_code", "metrics",
     "gpu_j", "gpu_method", "gpu_uuid", "gpu_foreground_j", "gpu_foreground_method",
-    "cpu_j", "cpu_method", "dram_j", "dram_method",
+    "cpu_j", "cpu_method", "cpu_foreground_j", "cpu_foreground_method", "dram_j", "dram_method",
+    "device_settings_key", "gpu_power_limit_w", "device_changes",
     "coverage_percent", "coverage_longest_gap_s", "coverage_verdict",
     "carbon_intensity_g_per_kwh", "pue", "price_per_kwh", "currency", "factors_set_at",
     "factors_source",
 ]  # fmt: skip
+CSV_COLUMNS += [f"slurm_{name}" for name in SLURM_COLUMNS]
 # One kWh / kgCO2e / cost column per energy figure (a new figure adds its own).
 CSV_COLUMNS += [f"{f.key}_{u}" for f in FIGURES for u in ("kwh", "kgco2e", "cost")]
+
+
+def _power_limits(device: dict[str, Any]) -> Any:
+    """The GPUs' power limits: a number for one GPU, "300+300" for several."""
+    limits = [g.get("power_limit_w") for g in device["gpus"]]
+    if not limits or any(v is None for v in limits):
+        return None
+    return limits[0] if len(limits) == 1 else "+".join(f"{v:g}" for v in limits)
 
 
 def _carbon_cells(doc: dict[str, Any]) -> dict[str, Any]:
@@ -186,12 +230,18 @@ def experiment_csv(experiment: Experiment) -> str:
                     "gpu_foreground_method": run["energy"]["gpu_foreground_method"],
                     "cpu_j": run["energy"]["cpu_j"],
                     "cpu_method": run["energy"]["cpu_method"],
+                    "cpu_foreground_j": run["energy"]["cpu_foreground_j"],
+                    "cpu_foreground_method": run["energy"]["cpu_foreground_method"],
+                    "device_settings_key": run["device"]["settings_key"],
+                    "gpu_power_limit_w": _power_limits(run["device"]),
+                    "device_changes": "; ".join(run["device"]["changes"]),
                     "dram_j": run["energy"]["dram_j"],
                     "dram_method": run["energy"]["dram_method"],
                     "coverage_percent": run["coverage"]["percent"],
                     "coverage_longest_gap_s": run["coverage"]["longest_gap_s"],
                     "coverage_verdict": run["coverage"]["verdict"],
                     **_carbon_cells(run["carbon_and_cost"]),
+                    **{f"slurm_{k}": run["slurm"].get(k, "") for k in SLURM_COLUMNS},
                 }
             )
         )

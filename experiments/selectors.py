@@ -22,6 +22,7 @@ from core.liveness import online_seconds
 from experiments import carbon, stats
 from experiments.figures import FIGURES, EnergyFigure
 from experiments.figures import best as figures_best
+from experiments.jsonshapes import read_as
 from experiments.models import BackgroundRun, Experiment, Host, ProcessGroup, Run, Workload
 from experiments.mutation import config_key
 
@@ -48,6 +49,13 @@ _LIST_FIELDS = (
     "background_workload__name",
     "host__hostname",
     "gpu_index",
+    # The Slurm job's state in a few words (Experiment.slurm_display).
+    "target",
+    "slurm_job_id",
+    "slurm_state",
+    "slurm_reason",
+    "slurm_node",
+    "slurm_submitted_at",
 )
 
 
@@ -243,6 +251,10 @@ def target_choices() -> list[tuple[str, str]]:
             idx = gpu.get("index")
             name = gpu.get("name", "GPU")
             choices.append((f"{host.hostname}:{idx}", f"{host.hostname}:{idx} — {name}"))
+    if settings.WATTLAB_SLURM_ENABLED:
+        choices.append(("slurm", "Slurm cluster (its default partition)"))
+        for partition in settings.WATTLAB_SLURM_PARTITIONS:
+            choices.append((f"slurm:{partition}", f"Slurm partition {partition}"))
     return choices
 
 
@@ -559,7 +571,7 @@ def _groups_postgres(
         )
         for hp_text, mode, n, med, lo, hi, sd, imp, total, values in cursor.fetchall():
             configs = int(total)
-            hp = json.loads(hp_text)
+            hp = read_as(Run, "hyperparameters", json.loads(hp_text))
             key = config_key(hp)  # 2 and 2.0 are one group in jsonb: one row here too
             row = rows.get(key)
             if row is None:

@@ -33,6 +33,7 @@ from experiments.models import (
     Run,
     Workload,
     host_factors,
+    slurm_target_q,
 )
 
 log = logging.getLogger(__name__)
@@ -151,6 +152,11 @@ def _validate(spec: ExperimentFile) -> tuple[Errors, Workload | None, list[Any] 
             "foreground.mutate (without it every configuration is the same)",
         )
     _check_target(spec, errors)
+    if spec.is_slurm:
+        from experiments.slurm.options import check_slurm_spec
+
+        for key, message in check_slurm_spec(spec):
+            _add(errors, key, message)
     return errors, fg, space
 
 
@@ -365,6 +371,8 @@ def _dispatch(experiment: Experiment) -> bool:
     """Send the experiment's message and record that it went. With the broker away the
     row stays undispatched (``queue_error`` says why) and
     :func:`experiments_dispatch_pending` sends it later: saved, never forgotten."""
+    if experiment.is_slurm:
+        return True  # no message: `manage.py slurm_dispatch` submits it (experiments.slurm)
     queue = queues.queue_for_target(experiment.target)
     try:
         queues.enqueue_experiment(experiment.id, queue=queue)
@@ -394,11 +402,15 @@ def experiments_dispatch_pending(*, now: dt.datetime | None = None) -> list[str]
     """Send queued experiments whose message never reached the broker (it was down
     when they were saved). Stops at the first failure: the broker is still away."""
     now = now or timezone.now()
-    pending = Experiment.objects.filter(
-        status=Experiment.Status.QUEUED,
-        dispatched_at__isnull=True,
-        created_at__lt=now - dt.timedelta(seconds=DISPATCH_AFTER_S),
-    ).order_by("created_at", "id")
+    pending = (
+        Experiment.objects.filter(
+            status=Experiment.Status.QUEUED,
+            dispatched_at__isnull=True,
+            created_at__lt=now - dt.timedelta(seconds=DISPATCH_AFTER_S),
+        )
+        .exclude(slurm_target_q())
+        .order_by("created_at", "id")
+    )
     sent: list[str] = []
     for experiment in pending.only("id", "code", "target"):
         if not _dispatch(experiment):
@@ -643,8 +655,14 @@ def experiments_reap_lost(
 
 
 def run_start(
-    *, experiment_id: int, key: RunKey, hyperparameters: dict[str, Any], started_at: dt.datetime
+    *,
+    experiment_id: int,
+    key: RunKey,
+    hyperparameters: dict[str, Any],
+    started_at: dt.datetime,
+    slurm: dict[str, str] | None = None,
 ) -> Run:
+    """``slurm``: the Slurm job the run goes in (``workers.slurm_job.SlurmJob``)."""
     run, _created = Run.objects.update_or_create(
         experiment_id=experiment_id,
         config_index=key.config_index,
@@ -654,6 +672,7 @@ def run_start(
             "hyperparameters": hyperparameters,
             "status": Run.Status.RUNNING,
             "started_at": started_at,
+            "slurm": dict(slurm or {}),
         },
     )
     return run
@@ -701,16 +720,21 @@ def run_finish(*, experiment_id: int, code: str, result: RunResult) -> Run:
     run.gpu_foreground_method = energy.gpu_foreground.method
     run.cpu_energy_j = energy.cpu.value
     run.cpu_method = energy.cpu.method
+    run.cpu_foreground_j = energy.cpu_foreground.value
+    run.cpu_foreground_method = energy.cpu_foreground.method
     run.dram_energy_j = energy.dram.value
     run.dram_method = energy.dram.method
     run.provenance = {
         "gpu": asdict(energy.gpu),
         "gpu_foreground": asdict(energy.gpu_foreground),
         "cpu": asdict(energy.cpu),
+        "cpu_foreground": asdict(energy.cpu_foreground),
         "dram": asdict(energy.dram),
         "flags": list(energy.flags),
         "gpu_uuid": energy.gpu_uuid,
     }
+    run.device_state = energy.device_state
+    run.device_settings_key = str(energy.device_state.get("settings_key", ""))[:500]
     for name, value in energy.summaries.items():
         # Summaries are named after the Run fields (gpu_power_avg_w, ...).
         if name.startswith("gpu_") and hasattr(run, name):
@@ -831,20 +855,52 @@ def host_register(
     meters: dict[str, Any] | None = None,
     cpu_count: int | None = None,
 ) -> Host:
+    """Record a host and its GPUs (every worker of the host does, as it starts). A GPU
+    keeps the sensor periods its own worker recorded (:func:`host_gpu_sensors`)."""
     now = timezone.now()
-    host, _created = Host.objects.update_or_create(
-        hostname=hostname,
-        defaults={
-            "queue": queues.host_queue(hostname),
-            "control_queue": queues.control_queue(hostname),
-            "gpus": gpus,
-            "meters": meters or {},
-            "cpu_count": cpu_count,
-            "started_at": now,
-            "last_heartbeat": now,
-        },
-    )
+    with transaction.atomic():
+        host = Host.objects.select_for_update().filter(hostname=hostname).first()
+        earlier = _sensor_periods_by_uuid(host.gpus if host is not None else [])
+        gpus = [dict(g) for g in gpus]
+        for gpu in gpus:
+            if gpu.get("uuid") in earlier:
+                gpu["sensor_periods"] = earlier[gpu["uuid"]]
+        host, _created = Host.objects.update_or_create(
+            hostname=hostname,
+            defaults={
+                "queue": queues.host_queue(hostname),
+                "control_queue": queues.control_queue(hostname),
+                "gpus": gpus,
+                "meters": meters or {},
+                "cpu_count": cpu_count,
+                "started_at": now,
+                "last_heartbeat": now,
+            },
+        )
     return host
+
+
+def _sensor_periods_by_uuid(gpus: Any) -> dict[str, Any]:
+    return {
+        g["uuid"]: g["sensor_periods"]
+        for g in gpus or []
+        if isinstance(g, dict) and g.get("uuid") and g.get("sensor_periods")
+    }
+
+
+def host_gpu_sensors(*, hostname: str, index: int, periods: dict[str, Any]) -> None:
+    """Record how often GPU ``index``'s sensors update, as its worker observed them at
+    start (``core.contract.SensorPeriods.to_dict()``); plans carry them to the engine."""
+    with transaction.atomic():
+        host = Host.objects.select_for_update().filter(hostname=hostname).first()
+        if host is None:
+            return
+        gpus = [dict(g) for g in host.gpus or []]
+        for gpu in gpus:
+            if gpu.get("index") == index:
+                gpu["sensor_periods"] = dict(periods)
+        host.gpus = gpus
+        host.save(update_fields=["gpus"])
 
 
 def host_heartbeat(*, hostname: str, utilisation: dict[str, Any] | None = None) -> None:
@@ -874,6 +930,7 @@ __all__ = [
     "group_close_gone",
     "group_end",
     "group_start",
+    "host_gpu_sensors",
     "host_heartbeat",
     "host_register",
     "process_group_request_terminate",

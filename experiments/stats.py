@@ -26,7 +26,23 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy import stats as sps
+
+
+def _sps() -> Any:
+    """SciPy's statistics, imported when first needed: importing ``scipy.stats`` costs
+    about a second of CPU, and every process that sets up Django imports this module
+    (the admin imports the selectors), a Slurm job's worker at each start included."""
+    from scipy import stats
+
+    return stats
+
+
+def __getattr__(name: str) -> Any:
+    # ``stats.sps`` (SciPy's module) still reads as before, for whoever patches it.
+    if name == "sps":
+        return _sps()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 CONFIDENCE = 0.95
 #: Below this many runs in either group there is no verdict. With 4 against 4 the
@@ -159,7 +175,7 @@ def _bootstrap(data: tuple[np.ndarray, ...], statistic: object) -> Any:
     the confidence interval (low and high: floats, or arrays for a vector statistic)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "degenerate distribution" on identical values
-        res = sps.bootstrap(
+        res = _sps().bootstrap(
             data,
             statistic,
             n_resamples=N_RESAMPLES,
@@ -262,7 +278,7 @@ def compare(a: Sequence[float], b: Sequence[float]) -> Comparison:
     ratio_low, ratio_high = interval if interval is not None else (None, None)
     p_value = u_stat = effect = None
     if x.size and y.size:
-        res = sps.mannwhitneyu(x, y, alternative="two-sided", method="auto")
+        res = _sps().mannwhitneyu(x, y, alternative="two-sided", method="auto")
         u_stat = float(res.statistic)
         p_value = float(res.pvalue)
         effect = 2.0 * u_stat / (x.size * y.size) - 1.0
@@ -303,6 +319,7 @@ def fit_trend(
     if float(u.min()) == float(u.max()):
         return None
     n = int(u.size)
+    sps = _sps()
     res = sps.linregress(u, y)
     t = float(sps.t.ppf(0.5 + CONFIDENCE / 2, n - 2))
     slope = float(res.slope)

@@ -56,6 +56,22 @@ def percent(value: Any) -> str:
 
 
 @register.filter
+def percent_of_one(value: Any) -> str:
+    """A fraction as a percentage: 0.8 -> "80 %"."""
+    if value is None or value == "":
+        return "—"
+    return f"{100 * float(value):.0f} %"
+
+
+@register.filter
+def milliseconds(value: Any) -> str:
+    """Seconds as milliseconds: 0.1 -> "100 ms"."""
+    if value is None or value == "":
+        return "—"
+    return f"{1000 * float(value):.0f} ms"
+
+
+@register.filter
 def seconds(value: Any) -> str:
     """1.2 s, 3 min 04 s, 2 h 05 min."""
     if value is None or value == "":
@@ -99,6 +115,7 @@ _FIGURES = {
     "gpu": "GPU energy",
     "gpu_foreground": "GPU foreground share (estimate)",
     "cpu": "CPU energy",
+    "cpu_foreground": "CPU foreground part (estimate)",
     "dram": "DRAM energy",
 }
 

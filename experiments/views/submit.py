@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
@@ -169,6 +170,7 @@ def _page(
         "preview": preview,
         "upload_open": upload_open,
         "strategies": Experiment.Strategy,
+        "slurm_enabled": settings.WATTLAB_SLURM_ENABLED,
     }
     response = render(request, "experiments/new.html", context, status=status)
     patch_vary_headers(response, ("HX-Request",))

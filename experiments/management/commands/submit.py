@@ -102,6 +102,8 @@ class Command(BaseCommand):
             self.stdout.write(json.dumps(experiment_document(experiment), indent=2))
         else:
             print(f"{experiment.name}: {experiment.status} {experiment.error}".rstrip(), file=out)
+            if experiment.slurm_display:
+                print(f"Slurm {experiment.slurm_display}", file=out)
             print_summary(experiment, out)
         if experiment.status != Experiment.Status.SUCCEEDED:
             sys.exit(1)
@@ -219,6 +221,8 @@ def _progress(experiment: Experiment) -> str:
         f"[bold]{experiment.name}[/] {experiment.status} - "
         f"{experiment.runs_done}/{experiment.total_runs} runs done, {elapsed:.0f} s elapsed"
     ]
+    if experiment.slurm_display:
+        lines.append(f"  Slurm {experiment.slurm_display}")
     if current is not None and current.started_at is not None:
         run_elapsed = (now - current.started_at).total_seconds()
         lines.append(

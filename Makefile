@@ -31,10 +31,14 @@ worker: $(STAMP)
 # two runs go side by side (-j2; each one's output is printed when it ends), each
 # spread over several processes (pytest-xdist): most of the suite's time is spent
 # waiting on real workers, trainings and browsers, not on these 2 cores.
+# The sub-make gets the URLs in use on its command line ({database_url}: filled in by
+# with_servers.py): a TEST_DATABASE_URL given on make's command line reaches every
+# sub-make and outranks the environment, so the throwaway server's URL must too.
 test: $(STAMP) lint
 	$(PY) scripts/with_servers.py --database-url $(TEST_DATABASE_URL) \
 		--redis-url $(TEST_REDIS_URL) -- \
-		$(MAKE) --no-print-directory -j2 --output-sync=target pytest pytest-single-machine
+		$(MAKE) --no-print-directory -j2 --output-sync=target pytest pytest-single-machine \
+		TEST_DATABASE_URL={database_url} TEST_REDIS_URL={redis_url}
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check $(LINTED)

@@ -46,10 +46,15 @@ class MethodInfo:
     covers_dram: bool = True
     #: Produced by the engine (in ``EnergyMethod``); False for imported history.
     engine: bool = True
+    #: The smallest step of the figure in joules, as the meter reads it (NVML's
+    #: counter: mJ; powercap's energy_uj: µJ; perf stat prints joules to 0.01). Values
+    #: go out at this step, without the float noise of sums and differences; where
+    #: the method has no step of its own (an integral, an estimate), 1 µJ.
+    resolution_j: float = 1e-6
 
 
 METHODS: tuple[MethodInfo, ...] = (
-    MethodInfo("counter", "NVML energy counter", "counter"),
+    MethodInfo("counter", "NVML energy counter", "counter", resolution_j=1e-3),
     MethodInfo("integrated", "integrated power samples (trapezoid)", "integrated"),
     MethodInfo(
         "rapl",
@@ -59,7 +64,11 @@ METHODS: tuple[MethodInfo, ...] = (
         cpu_sampling="sampler",
     ),
     MethodInfo(
-        "perf", "perf stat (RAPL events)", "perf", cpu_meter="workers.energy.perf:PerfCpuMeter"
+        "perf",
+        "perf stat (RAPL events)",
+        "perf",
+        cpu_meter="workers.energy.perf:PerfCpuMeter",
+        resolution_j=1e-2,
     ),
     MethodInfo(
         "estimate",

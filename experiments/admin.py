@@ -13,6 +13,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.text import capfirst
 
+from core.runlabel import label_of
 from experiments import selectors, services
 from experiments.models import (
     ApiToken,
@@ -194,9 +195,7 @@ class RunInline(admin.TabularInline):  # type: ignore[type-arg]
     can_delete = False
     show_change_link = True
     fields = (
-        "config_index",
-        "repeat_index",
-        "attempt",
+        "run",
         "status",
         "duration_s",
         "gpu_energy_j",
@@ -205,6 +204,11 @@ class RunInline(admin.TabularInline):  # type: ignore[type-arg]
         "coverage_verdict",
     )
     readonly_fields = fields
+
+    @admin.display(description="run")
+    def run(self, obj: Run) -> str:
+        """Its label, as the pages name it (core.runlabel: counted from 1)."""
+        return label_of(obj)
 
     # A list of the experiment's runs to look at; runs are edited on their own page.
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
@@ -321,13 +325,31 @@ class BackgroundRunAdmin(LabelledDateTimes, StaffMayManage, admin.ModelAdmin):  
 
 
 class OrphanedFilter(admin.SimpleListFilter):
-    """Orphan: not ended while its experiment is over, or its host went silent."""
+    """Orphan: not ended while its experiment is over, or its host went silent.
+
+    The list opens on the orphans, the groups that need someone: a team soon has
+    hundreds of groups that ended as they should, which would bury them. "all" is one
+    click away."""
 
     title = "orphaned"
     parameter_name = "orphaned"
+    DEFAULT = "yes"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [("yes", "orphaned"), ("no", "not orphaned")]
+        return [("yes", "orphaned: needs attention"), ("no", "not orphaned"), ("all", "all")]
+
+    def value(self) -> str:
+        value = super().value()
+        return value if value in {"yes", "no", "all"} else self.DEFAULT
+
+    def choices(self, changelist: Any) -> Any:
+        # Django's own "All" would remove the parameter, which here means the default.
+        for lookup, title in self.lookup_choices:
+            yield {
+                "selected": self.value() == lookup,
+                "query_string": changelist.get_query_string({self.parameter_name: lookup}),
+                "display": title,
+            }
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         if self.value() == "yes":
@@ -369,7 +391,9 @@ class ProcessGroupAdmin(LabelledDateTimes, StaffMayManage, admin.ModelAdmin):  #
             )
         return f"running (leader pid {obj.leader_pid})"
 
-    @admin.display(description="terminate: result · who · when")
+    # A short header: the admin's table does not wrap headers, and a long last one was
+    # cut off at the table's edge. The cell says "result · who · when".
+    @admin.display(description="terminate request")
     def termination(self, obj: ProcessGroup) -> str:
         if obj.terminate_requested_at is None:
             return "—"

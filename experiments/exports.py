@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from typing import Any
 
+from core.contract import METHOD_INFO
+from core.runlabel import label_of
 from experiments import carbon
 from experiments.figures import FIGURES
 from experiments.models import Experiment, Run
@@ -19,36 +22,61 @@ def _iso(value: Any) -> str | None:
     return value.isoformat() if value is not None else None
 
 
+#: Significant digits a derived number (a duration, a percentage, kWh) keeps: binary
+#: floats carry noise past the 15th ("46.025000000000006"); no figure here has 12.
+SIGNIFICANT = 12
+
+
+def clean_number(value: Any, resolution: float | None = None) -> Any:
+    """A float as it goes out: at ``resolution`` (a meter's step, in the value's unit)
+    where given, else to SIGNIFICANT digits. Anything else as it is."""
+    if not isinstance(value, float) or not math.isfinite(value):
+        return value
+    if resolution:
+        return round(value, max(0, round(-math.log10(resolution))))
+    return float(f"{value:.{SIGNIFICANT}g}")
+
+
+def energy_j(value: Any, method: str) -> Any:
+    """An energy figure at its method's resolution (core.contract: 1 µJ by default)."""
+    info = METHOD_INFO.get(method)
+    return clean_number(value, info.resolution_j if info else 1e-6)
+
+
 def run_document(run: Run) -> dict[str, Any]:
+    # Counted from 1, as the pages and the run's URL name it (core.runlabel).
+    label = label_of(run)
+    config, repeat, attempt = (int(part) for part in label.split("."))
     return {
-        "config": run.config_index,
-        "repeat": run.repeat_index,
-        "attempt": run.attempt,
+        "run": label,
+        "config": config,
+        "repeat": repeat,
+        "attempt": attempt,
         "status": run.status,
         "hyperparameters": run.hyperparameters,
         "started_at": _iso(run.started_at),
         "ended_at": _iso(run.ended_at),
-        "duration_s": run.duration_s,
+        "duration_s": clean_number(run.duration_s),
         "exit_code": run.exit_code,
         "metrics": run.metrics,
         "energy": {
-            "gpu_j": run.gpu_energy_j,
+            "gpu_j": energy_j(run.gpu_energy_j, run.gpu_method),
             "gpu_method": run.gpu_method or "unavailable",
             "gpu_uuid": run.gpu_uuid or None,
             # An estimate (a split by per-process utilisation), never a measurement.
-            "gpu_foreground_j": run.gpu_foreground_j,
+            "gpu_foreground_j": energy_j(run.gpu_foreground_j, run.gpu_foreground_method),
             "gpu_foreground_method": run.gpu_foreground_method or "unavailable",
-            "cpu_j": run.cpu_energy_j,
+            "cpu_j": energy_j(run.cpu_energy_j, run.cpu_method),
             "cpu_method": run.cpu_method or "unavailable",
             # The foreground's part of the CPU figure: an estimate, never a measurement.
-            "cpu_foreground_j": run.cpu_foreground_j,
+            "cpu_foreground_j": energy_j(run.cpu_foreground_j, run.cpu_foreground_method),
             "cpu_foreground_method": run.cpu_foreground_method or "unavailable",
-            "dram_j": run.dram_energy_j,
+            "dram_j": energy_j(run.dram_energy_j, run.dram_method),
             "dram_method": run.dram_method or "unavailable",
         },
         "coverage": {
-            "percent": run.coverage_percent,
-            "longest_gap_s": run.coverage_longest_gap_s,
+            "percent": clean_number(run.coverage_percent),
+            "longest_gap_s": clean_number(run.coverage_longest_gap_s),
             "verdict": run.coverage_verdict or None,
         },
         "device": device_document(run),
@@ -79,7 +107,11 @@ def carbon_document(run: Run, factors: carbon.Factors | None = None) -> dict[str
     figures = {}
     for figure in FIGURES:
         fp = carbon.Footprint.of(figure.value(run), factors)
-        figures[figure.key] = {"kwh": fp.kwh, "kg_co2e": fp.kg_co2e, "cost": fp.cost}
+        figures[figure.key] = {
+            "kwh": clean_number(fp.kwh),
+            "kg_co2e": clean_number(fp.kg_co2e),
+            "cost": clean_number(fp.cost),
+        }
     return {"factors": factors.to_dict() if factors else None, "figures": figures}
 
 
@@ -134,7 +166,7 @@ def slurm_fields(experiment: Experiment) -> dict[str, Any]:
 SLURM_COLUMNS = ["cluster", "job_id", "partition", "account", "node", "gpus"]
 
 CSV_COLUMNS = [
-    "experiment", "name", "mode", "config", "repeat", "attempt", "status",
+    "experiment", "name", "mode", "run", "config", "repeat", "attempt", "status",
     "hyperparameters", "started_at", "ended_at", "duration_s", "exit_code", "metrics",
     "gpu_j", "gpu_method", "gpu_uuid", "gpu_foreground_j", "gpu_foreground_method",
     "cpu_j", "cpu_method", "cpu_foreground_j", "cpu_foreground_method", "dram_j", "dram_method",
@@ -213,6 +245,7 @@ def experiment_csv(experiment: Experiment) -> str:
                     "experiment": doc["code"],
                     "name": doc["name"],
                     "mode": doc["mode"],
+                    "run": run["run"],
                     "config": run["config"],
                     "repeat": run["repeat"],
                     "attempt": run["attempt"],

@@ -396,9 +396,19 @@ class ExperimentForm(forms.Form):
                 self.add_error(None, message)
 
 
+def named_source(line: str, source: str) -> str:
+    """An experiment-file error about the whole text ("(file): ...", as the command
+    line prints it after the file's path) named after where the text came from: the
+    uploaded file's name, or "the pasted text"."""
+    marker = "(file)"
+    return source + line[len(marker) :] if line.startswith(marker) else line
+
+
 class UploadForm(forms.Form):
     file = forms.FileField(
-        required=False, help_text="YAML or JSON, the same format as `wattlab submit`."
+        required=False,
+        help_text="YAML or JSON, the experiment-file format that "
+        "`python manage.py submit FILE` reads: an example below.",
     )
     text = forms.CharField(
         required=False,
@@ -418,7 +428,8 @@ class UploadForm(forms.Form):
             try:
                 data["content"] = decode_experiment_bytes(upload.read(self.MAX_BYTES + 1))
             except ExperimentFileError as exc:
-                raise ValidationError(exc.errors) from None
+                name = upload.name or "the file"
+                raise ValidationError([named_source(e, name) for e in exc.errors]) from None
             data["filename"] = upload.name or ""
         elif data.get("text", "").strip():
             data["content"] = data["text"]

@@ -15,6 +15,7 @@ from django.db import models
 
 from core.contract import METHODS
 from core.coverage import verdict_choices
+from core.runlabel import label_of
 from experiments.carbon import Factors
 from experiments.jsonshapes import ShapedJSONField
 from experiments.names import no_control_characters
@@ -437,7 +438,7 @@ class Run(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"run {self.config_index}.{self.repeat_index}#{self.attempt} of {self.experiment_id}"
+        return f"run {label_of(self)} of {self.experiment_id}"
 
     @property
     def stored_factors(self) -> Factors | None:

@@ -18,6 +18,7 @@ from django.conf import settings
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from core import runlabel
 from core.liveness import online_seconds
 from experiments import carbon, stats
 from experiments.figures import FIGURES, EnergyFigure
@@ -164,19 +165,19 @@ def experiment_progress(*, experiment: Experiment, runs: list[Run]) -> dict[str,
 _MAX_INT = 2**31 - 1
 
 
-def run_for_experiment(
-    *, experiment: Experiment, config_index: int, repeat_index: int, attempt: int
-) -> Run | None:
-    if max(config_index, repeat_index, attempt) > _MAX_INT:
+def run_for_experiment(*, experiment: Experiment, index: runlabel.RunIndex) -> Run | None:
+    """The run a label names (core.runlabel: attempt 1 is also an imported run's 0)."""
+    if max(index) > _MAX_INT:
         return None
     return (
         Run.objects.filter(
             experiment=experiment,
-            config_index=config_index,
-            repeat_index=repeat_index,
-            attempt=attempt,
+            config_index=index.config_index,
+            repeat_index=index.repeat_index,
+            attempt__in=runlabel.stored_attempts(index.attempt),
         )
         .select_related("experiment")
+        .order_by("-attempt")
         .first()
     )
 
@@ -242,11 +243,17 @@ def host_list() -> list[dict[str, Any]]:
     return rows
 
 
+def _slot_word(hosts: list[Host]) -> str:
+    """What a run waits for: a GPU where a host has one, else a worker's CPU slot."""
+    return "GPU" if any(h.gpus for h in hosts) or not hosts else "worker (CPU slot)"
+
+
 def target_choices() -> list[tuple[str, str]]:
     """ "any", then each online host and each of its GPUs."""
-    choices = [("any", "any free GPU")]
-    for host in Host.objects.filter(last_heartbeat__gte=host_online_after()):
-        choices.append((host.hostname, f"{host.hostname} (any GPU)"))
+    online = list(Host.objects.filter(last_heartbeat__gte=host_online_after()))
+    choices = [("any", f"any free {_slot_word(online)}")]
+    for host in online:
+        choices.append((host.hostname, f"{host.hostname} (any {_slot_word([host])})"))
         for gpu in host.gpus or []:
             idx = gpu.get("index")
             name = gpu.get("name", "GPU")
@@ -256,6 +263,23 @@ def target_choices() -> list[tuple[str, str]]:
         for partition in settings.WATTLAB_SLURM_PARTITIONS:
             choices.append((f"slurm:{partition}", f"Slurm partition {partition}"))
     return choices
+
+
+def queued_wait(experiment: Experiment) -> str:
+    """What a queued experiment waits for, as its page says it: a free GPU only where
+    a host it may run on has one (a host without a GPU runs it in a CPU slot)."""
+    online = list(Host.objects.filter(last_heartbeat__gte=host_online_after()))
+    target = experiment.target or "any"
+    if target != "any":
+        hostname = target.split(":")[0]
+        online = [h for h in online if h.hostname == hostname]
+        if not online:
+            return f"waiting for {hostname}, which is offline (no heartbeat)"
+        if ":" in target:
+            return f"waiting for GPU {target.split(':', 1)[1]} of {hostname} to be free"
+    if not online:
+        return "waiting for a worker: no host is online (start one with make worker)"
+    return f"waiting for a free {_slot_word(online)}"
 
 
 # --- Orphaned process groups (admin) ----------------------------------------------
@@ -378,7 +402,7 @@ class ComparePoint:
 
     @property
     def run_ref(self) -> str:
-        return f"{self.config_index}.{self.repeat_index}.{self.attempt}"
+        return runlabel.run_label(self.config_index, self.repeat_index, self.attempt)
 
 
 @dataclass
@@ -799,20 +823,24 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
 
 
 def runs_by_refs(refs: list[str]) -> list[Run]:
-    """Runs named ``<experiment code>:<config>.<repeat>.<attempt>`` (one query)."""
+    """Runs named ``<experiment code>:<run label>`` (core.runlabel; one query)."""
     cond = Q()
     any_valid = False
     for ref in refs[:50]:
         code, _, rest = ref.partition(":")
-        parts = rest.split(".")
+        index = runlabel.parse_run_label(rest)
         try:
             uid = uuid.UUID(code)
-            ci, ri, at = (int(p) for p in parts)
         except ValueError:
             continue
-        if max(ci, ri, at) > _MAX_INT or min(ci, ri, at) < 0:
+        if index is None:
             continue
-        cond |= Q(experiment__code=uid, config_index=ci, repeat_index=ri, attempt=at)
+        cond |= Q(
+            experiment__code=uid,
+            config_index=index.config_index,
+            repeat_index=index.repeat_index,
+            attempt__in=runlabel.stored_attempts(index.attempt),
+        )
         any_valid = True
     if not any_valid:
         return []

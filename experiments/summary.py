@@ -13,6 +13,7 @@ from typing import Any
 
 from django.db.models import Q
 
+from core.runlabel import label_of
 from experiments import figures, stats
 from experiments.figures import EnergyFigure
 from experiments.models import Experiment, Run
@@ -65,7 +66,7 @@ def run_rows(experiment: Experiment) -> tuple[list[list[str]], list[str], dict[s
             coverage = "solo" if experiment.mode == Experiment.Mode.SOLO else "—"
         rows.append(
             [
-                f"{r.config_index}.{r.repeat_index}.{r.attempt}",
+                label_of(r),
                 ", ".join(f"{k}={number(hp.get(k))}" for k in vary) or "defaults",
                 r.status,
                 seconds(r.duration_s),

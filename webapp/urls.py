@@ -6,7 +6,10 @@ from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.http import Http404, HttpRequest, HttpResponseBase
+from django.templatetags.static import static
 from django.urls import include, path
+from django.utils.functional import lazy
+from django.views.generic.base import RedirectView
 
 from experiments.api import api
 
@@ -44,6 +47,9 @@ auth_urls = [
 ]
 
 urlpatterns = [
+    # Pages name their icon; a client that asks for /favicon.ico anyway (the admin's
+    # JSON views, a bookmark, an API tool) gets it rather than a 404 in every log.
+    path("favicon.ico", RedirectView.as_view(url=lazy(static, str)("favicon.svg"))),
     path("admin/", admin.site.urls),
     path("accounts/", include(auth_urls)),
     path("api/", api.urls),

@@ -42,6 +42,7 @@ from core.contract import (
     RunResult,
 )
 from core.coverage import compute_coverage
+from core.runlabel import label_of, run_label
 from workers.energy.session import Measurement, MeterSet, open_meters
 from workers.foreground import ProgramError, run_foreground, start_program, utc_now
 from workers.procgroup import ProcessGroup, sweep_marked
@@ -403,12 +404,13 @@ class _ExperimentRun:
             except InfrastructureError as exc:
                 if attempt == attempts:
                     raise _Aborted(
-                        f"run {run_plan.config_index}.{run_plan.repeat_index}: {exc} "
+                        f"run {run_label(run_plan.config_index, run_plan.repeat_index, attempt)}: "
+                        f"{exc} "
                         f"(after {attempts} attempt{'s' if attempts > 1 else ''})"
                     ) from exc
                 self.store.event(
                     "retry",
-                    f"run {run_plan.config_index}.{run_plan.repeat_index} attempt {attempt} "
+                    f"run {run_label(run_plan.config_index, run_plan.repeat_index, attempt)} "
                     f"failed on the host: {exc}; retrying",
                 )
 
@@ -492,9 +494,7 @@ class _ExperimentRun:
             raise
         energy, trace = measured[0] if measured else measurement.stop()
         for name, problem in fg.metric_problems.items():
-            self.store.event(
-                "metric_unreadable", f"run {key.config_index}.{key.repeat_index}: {name}: {problem}"
-            )
+            self.store.event("metric_unreadable", f"run {label_of(key)}: {name}: {problem}")
         if info is not None:
             self.store.group_ended(info, fg.status)
         result = RunResult(

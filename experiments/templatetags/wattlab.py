@@ -10,6 +10,7 @@ from django.utils.html import format_html
 
 from core.coverage import verdict_colour
 from core.coverage import verdict_rule as _verdict_rule
+from core.runlabel import label_of
 from experiments.models import METHOD_SHORT, Run
 
 register = template.Library()
@@ -156,7 +157,8 @@ def get_item(mapping: Any, key: Any) -> Any:
 
 @register.filter
 def run_ref(run: Any) -> str:
-    return f"{run.config_index}.{run.repeat_index}.{run.attempt}"
+    """The run's label, every part counted from 1 (core.runlabel)."""
+    return label_of(run)
 
 
 @register.filter

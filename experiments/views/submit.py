@@ -19,8 +19,9 @@ from experiments.expfile import (
     experiment_file_from_dict,
     parse_experiment_text,
 )
-from experiments.forms import BG_PREFIX, HP_PREFIX, ExperimentForm, UploadForm
+from experiments.forms import BG_PREFIX, HP_PREFIX, ExperimentForm, UploadForm, named_source
 from experiments.models import Experiment, Workload
+from experiments.sample_file import sample_experiment_file
 
 
 def _preview(form: ExperimentForm) -> dict[str, Any] | None:
@@ -90,8 +91,9 @@ def experiment_new(request: HttpRequest) -> HttpResponse:
                 )
                 experiment = services.experiment_submit(owner=request.user, spec=spec, source="web")
             except ExperimentFileError as exc:
+                source = upload.cleaned_data["filename"] or "the pasted text"
                 for line in exc.errors:
-                    upload.add_error(None, line)
+                    upload.add_error(None, named_source(line, source))
             except ValidationError as exc:
                 for path, texts in _error_items(exc):
                     for message in texts:
@@ -167,6 +169,9 @@ def _page(
     context = {
         "form": form,
         "upload": upload,
+        "sample_file": sample_experiment_file(
+            list(Workload.objects.filter(is_active=True).order_by("name")[:2])
+        ),
         "preview": preview,
         "upload_open": upload_open,
         "strategies": Experiment.Strategy,

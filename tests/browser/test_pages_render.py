@@ -164,7 +164,7 @@ def test_every_page_renders_and_is_screenshotted(live_server, page):
     page.goto(f"{live_server.url}/experiments/{par.code}/")
     page.wait_for_selector("svg.timeline")
     shoot(page, "03-experiment-detail")
-    page.goto(f"{live_server.url}/experiments/{par.code}/runs/0.1.0/")
+    page.goto(f"{live_server.url}/experiments/{par.code}/runs/1.2.1/")
     assert SETTINGS_KEY in page.locator("section.device-settings").inner_text()
     shoot(page, "04-run-detail")
     page.goto(f"{live_server.url}/compare/?workload=mnist-cnn")

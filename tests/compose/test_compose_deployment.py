@@ -143,9 +143,9 @@ def test_the_web_app_serves_the_worker_s_run_logs_and_compare_from_the_host(
             digests = deployment.exec("worker", "sha256sum", *ours).stdout.decode().split()[::2]
             status, _body, _url = session.get(f"/experiments/{code}/")
             assert status == 200
-            first = submission.document["runs"][0]
-            key = f"{first['config']}.{first['repeat']}.{first['attempt']}"
-            status, log, _url = session.get(f"/experiments/{code}/runs/{key}/log/")
+            # The run's label, as its URL names it (core.runlabel).
+            first = submission.document["runs"][0]["run"]
+            status, log, _url = session.get(f"/experiments/{code}/runs/{first}/log/")
             assert status == 200
             assert log.strip() and hashlib.sha256(log).hexdigest() in digests
         status, body, _url = session.get("/compare/")

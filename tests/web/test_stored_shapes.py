@@ -107,7 +107,7 @@ def test_pages_answer_a_run_stored_in_any_shape(as_member, member, owner, wl, ba
     api = Client(HTTP_AUTHORIZATION=f"Bearer {token_create(user=member, name='t')}")
     urls = [
         f"/experiments/{code}/", f"/experiments/{code}/report/",
-        f"/experiments/{code}/report.html", f"/experiments/{code}/runs/0.0.0/",
+        f"/experiments/{code}/report.html", f"/experiments/{code}/runs/1.1.1/",
         f"/experiments/{code}/export.csv", f"/experiments/{code}/export.json",
         f"/experiments/{code}/export.legacy.csv", f"/compare/?workload={wl.name}",
         "/",

@@ -51,7 +51,6 @@ class Command(BaseCommand):
                 + (f" ({by_prefix})" if by_prefix else "")
                 + ", "
                 f"{report.runs_created} runs imported into "
-                f"{report.runs_created} runs imported into "
                 f"{report.experiments_created} new experiments, "
                 f"{report.runs_already_there} already imported, "
                 f"{len(report.problems)} bad rows"

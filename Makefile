@@ -9,6 +9,7 @@ TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 LINTED := core webapp experiments workers scripts bench tests examples manage.py
 
 .PHONY: install run worker test lint pytest pytest-single-machine bench bench-web clean
+.PHONY: test-compose
 
 install: $(STAMP)
 
@@ -66,6 +67,13 @@ pytest-single-machine: $(STAMP)
 	env -u DATABASE_URL -u REDIS_URL WATTLAB_VAR_DIR=$(CURDIR)/var/single-machine-tests \
 		$(VENV)/bin/pytest -q --durations=15 -m backends $(call XDIST,$(SINGLE_MACHINE_WORKERS)); \
 		rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ]
+
+# docker-compose.yml for real (tests/compose): dockerd started if need be, stand-in images
+# from Debian's packages built once per machine, Wattlab's image, up, the demo, cancel,
+# stop, down; each step's time printed. Needs root (or sudo) and Docker; .ci/run runs it
+# after make test.
+test-compose: $(STAMP)
+	$(VENV)/bin/pytest -q -s -p no:cacheprovider -m compose tests/compose
 
 # Benchmarks run Django on this machine only: a throwaway key where none is set (the
 # settings refuse to start without one).

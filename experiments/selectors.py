@@ -19,6 +19,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from core import runlabel
+from core.liveness import online_seconds
 from experiments import carbon, stats
 from experiments.figures import FIGURES, EnergyFigure
 from experiments.figures import best as figures_best
@@ -197,8 +198,9 @@ def background_runs_between(
 
 
 def host_online_after() -> dt.datetime:
-    """A host is online when its heartbeat is younger than three heartbeat periods."""
-    seconds = max(3 * float(getattr(settings, "WATTLAB_HEARTBEAT_SECONDS", 10.0)), 30.0)
+    """A host is online when its heartbeat is younger than three heartbeat periods
+    (``core.liveness``, which a worker container's health probe follows too)."""
+    seconds = online_seconds(float(getattr(settings, "WATTLAB_HEARTBEAT_SECONDS", 10.0)))
     return timezone.now() - dt.timedelta(seconds=seconds)
 
 

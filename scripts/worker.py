@@ -60,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     from django.conf import settings
 
     job = _serve_slurm_allocation()
+    from core.liveness import liveness_file
     from experiments import queues
     from workers.energy.nvml import list_gpus, unmeterable
     from workers.training_env import training_user_notice
@@ -72,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     if notice:
         print(f"wattlab worker: {notice}", file=sys.stderr, flush=True)
     host = settings.WATTLAB_HOSTNAME
+    # A restarted container keeps its files: it is healthy again only once this start's
+    # control worker has registered the host.
+    liveness_file(settings.VAR_DIR, host).unlink(missing_ok=True)
     # Only the GPUs an inherited CUDA_VISIBLE_DEVICES allows; one that cannot be metered
     # (NVML cannot read it, MIG) is reported on the Hosts page but gets no worker: its
     # trainings would go unmeasured, or unpinned onto another worker's GPU.

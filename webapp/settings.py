@@ -87,6 +87,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # GET /health/ for container health probes, before the host check and the HTTPS
+    # redirect (experiments/middleware.py says why).
+    "experiments.middleware.HealthMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Static files from the app server itself (no nginx needed on one machine, and
     # runserver with DEBUG off would serve none).

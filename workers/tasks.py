@@ -20,6 +20,7 @@ from celery.signals import worker_ready, worker_shutdown
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
+from core.liveness import liveness_file, mark_alive
 from experiments import selectors, services
 from experiments.engine_store import OrmExperimentStore, plan_for
 from experiments.models import Experiment, Host, ProcessGroup
@@ -378,15 +379,21 @@ def _guarded(what: str, step: Any) -> None:
             pass
 
 
+def _mark_alive() -> None:
+    """The file a container's health probe reads (``core.liveness``): this host's
+    heartbeat reached the database just now."""
+    mark_alive(liveness_file(settings.VAR_DIR, settings.WATTLAB_HOSTNAME))
+
+
+def _host_heartbeat() -> None:
+    services.host_heartbeat(hostname=settings.WATTLAB_HOSTNAME, utilisation=_host_utilisation())
+    _mark_alive()
+
+
 def _heartbeat_loop() -> None:
     period = settings.WATTLAB_HEARTBEAT_SECONDS
     while not _stop_heartbeat.wait(period):
-        _guarded(
-            "host heartbeat",
-            lambda: services.host_heartbeat(
-                hostname=settings.WATTLAB_HOSTNAME, utilisation=_host_utilisation()
-            ),
-        )
+        _guarded("host heartbeat", _host_heartbeat)
         _guarded("replaying spooled writes", replay_spooled)
         _guarded("dispatching queued experiments", services.experiments_dispatch_pending)
 
@@ -441,6 +448,7 @@ def _on_worker_ready(sender: Any = None, **_kwargs: Any) -> None:
     # inherits it held and hangs in its own nvmlInit.
     if not _never_forks(sender):
         return
+    _guarded("marking this host alive", _mark_alive)
     _stop_heartbeat.clear()
     threading.Thread(target=_heartbeat_loop, name="wattlab-host-heartbeat", daemon=True).start()
     threading.Thread(target=_orphan_loop, name="wattlab-orphan-cleanup", daemon=True).start()

@@ -9,6 +9,7 @@ TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 LINTED := core webapp experiments workers scripts bench tests examples manage.py
 
 .PHONY: install run worker test lint pytest pytest-single-machine bench bench-web clean
+.PHONY: test-compose
 
 install: $(STAMP)
 
@@ -30,10 +31,14 @@ worker: $(STAMP)
 # two runs go side by side (-j2; each one's output is printed when it ends), each
 # spread over several processes (pytest-xdist): most of the suite's time is spent
 # waiting on real workers, trainings and browsers, not on these 2 cores.
+# The sub-make gets the URLs in use on its command line ({database_url}: filled in by
+# with_servers.py): a TEST_DATABASE_URL given on make's command line reaches every
+# sub-make and outranks the environment, so the throwaway server's URL must too.
 test: $(STAMP) lint
 	$(PY) scripts/with_servers.py --database-url $(TEST_DATABASE_URL) \
 		--redis-url $(TEST_REDIS_URL) -- \
-		$(MAKE) --no-print-directory -j2 --output-sync=target pytest pytest-single-machine
+		$(MAKE) --no-print-directory -j2 --output-sync=target pytest pytest-single-machine \
+		TEST_DATABASE_URL={database_url} TEST_REDIS_URL={redis_url}
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check $(LINTED)
@@ -63,6 +68,13 @@ pytest-single-machine: $(STAMP)
 		$(VENV)/bin/pytest -q --durations=15 -m backends $(call XDIST,$(SINGLE_MACHINE_WORKERS)); \
 		rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ]
 
+# docker-compose.yml for real (tests/compose): dockerd started if need be, stand-in images
+# from Debian's packages built once per machine, Wattlab's image, up, the demo, cancel,
+# stop, down; each step's time printed. Needs root (or sudo) and Docker; .ci/run runs it
+# after make test.
+test-compose: $(STAMP)
+	$(VENV)/bin/pytest -q -s -p no:cacheprovider -m compose tests/compose
+
 # Benchmarks run Django on this machine only: a throwaway key where none is set (the
 # settings refuse to start without one).
 bench bench-web: export DJANGO_SECRET_KEY ?= wattlab-benchmarks-only-not-a-secret
@@ -78,6 +90,7 @@ bench: $(STAMP)
 	$(PY) bench/bench_stop_latency.py
 	$(PY) bench/bench_submit_latency.py
 	$(PY) bench/bench_legacy_import.py
+	$(PY) bench/bench_hostile_yaml.py
 
 # The team-scale page benchmark: 100,000 runs and 1,000,000 background runs in a
 # PostgreSQL database of its own (dropped and made anew each time), then the pages

@@ -46,10 +46,15 @@ class MethodInfo:
     covers_dram: bool = True
     #: Produced by the engine (in ``EnergyMethod``); False for imported history.
     engine: bool = True
+    #: The smallest step of the figure in joules, as the meter reads it (NVML's
+    #: counter: mJ; powercap's energy_uj: µJ; perf stat prints joules to 0.01). Values
+    #: go out at this step, without the float noise of sums and differences; where
+    #: the method has no step of its own (an integral, an estimate), 1 µJ.
+    resolution_j: float = 1e-6
 
 
 METHODS: tuple[MethodInfo, ...] = (
-    MethodInfo("counter", "NVML energy counter", "counter"),
+    MethodInfo("counter", "NVML energy counter", "counter", resolution_j=1e-3),
     MethodInfo("integrated", "integrated power samples (trapezoid)", "integrated"),
     MethodInfo(
         "rapl",
@@ -59,7 +64,11 @@ METHODS: tuple[MethodInfo, ...] = (
         cpu_sampling="sampler",
     ),
     MethodInfo(
-        "perf", "perf stat (RAPL events)", "perf", cpu_meter="workers.energy.perf:PerfCpuMeter"
+        "perf",
+        "perf stat (RAPL events)",
+        "perf",
+        cpu_meter="workers.energy.perf:PerfCpuMeter",
+        resolution_j=1e-2,
     ),
     MethodInfo(
         "estimate",
@@ -118,6 +127,8 @@ class ProgramSpec:
     argv: list[str]
     workdir: str
     env: dict[str, str] = field(default_factory=dict)
+    #: The account it runs as (``WATTLAB_TRAINING_USER``); None: the worker's own.
+    user: str | None = None
 
 
 @dataclass(frozen=True)
@@ -140,6 +151,38 @@ class BackgroundPlan:
     #: crash loop (the background loop backs off and reports it).
     crash_threshold_s: float = 5.0
     crash_runs: int = 3
+
+
+@dataclass(frozen=True)
+class SensorPeriods:
+    """How often a GPU's sensors update, observed by its worker at start (seconds;
+    None: never changed while watched)."""
+
+    counter_s: float | None
+    power_s: float | None
+    observed_s: float = 0.0
+    reads: int = 0
+
+    def to_dict(self) -> dict[str, float | int | None]:
+        return {
+            "counter_s": self.counter_s,
+            "power_s": self.power_s,
+            "observed_s": self.observed_s,
+            "reads": self.reads,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SensorPeriods:
+        def seconds(key: str) -> float | None:
+            value = data.get(key)
+            return None if value is None else float(value)
+
+        return cls(
+            counter_s=seconds("counter_s"),
+            power_s=seconds("power_s"),
+            observed_s=float(data.get("observed_s") or 0.0),
+            reads=int(data.get("reads") or 0),
+        )
 
 
 @dataclass(frozen=True)
@@ -166,6 +209,8 @@ class ExperimentPlan:
     #: exception asynchronously, wherever the task happens to be (inside a database
     #: write, say), so it is kept only as a backstop a little later.
     max_seconds: float | None = None
+    #: GPU index -> its sensors' update periods as the worker observed them at start.
+    sensor_periods: dict[int, SensorPeriods] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -208,6 +253,14 @@ class EnergyReport:
     #: The foreground's part of the GPU figure: always method "estimate" (a split by
     #: per-process utilisation, its policy in the flags) or "unavailable" with the reason.
     gpu_foreground: Figure = field(default_factory=lambda: Figure(None, "unavailable"))
+    #: The foreground's part of the CPU figure: where the CPU figure is host-wide (RAPL,
+    #: perf) an estimate by the foreground's share of the host's busy CPU time; where it
+    #: is the foreground's own estimate, that estimate. Never a measurement.
+    cpu_foreground: Figure = field(default_factory=lambda: Figure(None, "unavailable"))
+    #: The GPUs' settings and clocks during the window (power limit, clocks, clock event
+    #: reasons, sensor periods), the changes seen, and ``settings_key``: a short stable
+    #: text naming the settings two comparable runs share.
+    device_state: dict[str, Any] = field(default_factory=dict)
     #: UUIDs of the metered GPUs (NVML), comma-separated like CUDA_VISIBLE_DEVICES;
     #: "" when no real GPU was metered (none, or a double).
     gpu_uuid: str = ""

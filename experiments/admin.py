@@ -13,6 +13,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.text import capfirst
 
+from core.runlabel import label_of
 from experiments import selectors, services
 from experiments.models import (
     ApiToken,
@@ -147,7 +148,17 @@ class HostAdmin(LabelledDateTimes, admin.ModelAdmin):  # type: ignore[type-arg]
         "factors_set_at",
     )
     search_fields = ("hostname",)
-    readonly_fields = ("hostname", "queue", "control_queue", "factors_set_at", "factors_in_use")
+    readonly_fields = (
+        "hostname",
+        "queue",
+        "control_queue",
+        "factors_set_at",
+        "factors_in_use",
+        # What the host's worker found and reports; the pages read them.
+        "gpus",
+        "meters",
+        "utilisation",
+    )
     _FACTORS = ("carbon_intensity_g_per_kwh", "pue", "electricity_price_per_kwh", "currency")
     fieldsets = (
         (None, {"fields": ("hostname", "queue", "control_queue", "cpu_count")}),
@@ -184,9 +195,7 @@ class RunInline(admin.TabularInline):  # type: ignore[type-arg]
     can_delete = False
     show_change_link = True
     fields = (
-        "config_index",
-        "repeat_index",
-        "attempt",
+        "run",
         "status",
         "duration_s",
         "gpu_energy_j",
@@ -195,6 +204,11 @@ class RunInline(admin.TabularInline):  # type: ignore[type-arg]
         "coverage_verdict",
     )
     readonly_fields = fields
+
+    @admin.display(description="run")
+    def run(self, obj: Run) -> str:
+        """Its label, as the pages name it (core.runlabel: counted from 1)."""
+        return label_of(obj)
 
     # A list of the experiment's runs to look at; runs are edited on their own page.
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
@@ -225,7 +239,13 @@ class ExperimentAdmin(LabelledDateTimes, StaffMayManage, admin.ModelAdmin):  # t
         "created_at",
     )
     list_filter = ("status", "mode", "imported", "source")
-    search_fields = ("name", "code", "owner__username", "foreground_workload__name")
+    search_fields = (
+        "name",
+        "code",
+        "owner__username",
+        "foreground_workload__name",
+        "slurm_job_id",
+    )
     list_select_related = ("owner", "foreground_workload")
     readonly_fields = (
         "code",
@@ -235,9 +255,28 @@ class ExperimentAdmin(LabelledDateTimes, StaffMayManage, admin.ModelAdmin):  # t
         "heartbeat_at",
         "cancel_requested_at",
         "cancel_requested_by",
+        # Slurm's word on the job, kept by the dispatcher (experiments.slurm).
+        "slurm_job_id",
+        "slurm_state",
+        "slurm_reason",
+        "slurm_node",
+        "slurm_submitted_at",
+        "slurm_checked_at",
     )
     raw_id_fields = ("owner", "host")
     inlines = [RunInline]
+
+    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
+        # An experiment comes in through the form, the API or `submit`, which check it
+        # against the workloads, the limits and the per-user cap; one made here would
+        # skip all of that and still be sent to a GPU.
+        return False
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        # What runs, where, for whom and how it went is the submission's and the
+        # worker's to say: only the name is staff's to edit (checked as a submitted
+        # name is). The JSON columns read back in their shape (experiments.jsonshapes).
+        return [f.name for f in Experiment._meta.get_fields() if f.concrete and f.name != "name"]
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # Its process-group rows are the only record of what still runs on a host.
@@ -274,6 +313,9 @@ class RunAdmin(LabelledDateTimes, StaffMayManage, admin.ModelAdmin):  # type: ig
     list_select_related = ("experiment",)
     raw_id_fields = ("experiment",)
     exclude = ("trace",)
+    # Written by the worker in a shape every page reads (experiments.jsonshapes):
+    # hyperparameters exactly as passed, metrics from the log, each figure's provenance.
+    readonly_fields = ("hyperparameters", "metrics", "provenance", "flags", "factors")
 
 
 @admin.register(BackgroundRun)
@@ -283,13 +325,31 @@ class BackgroundRunAdmin(LabelledDateTimes, StaffMayManage, admin.ModelAdmin):  
 
 
 class OrphanedFilter(admin.SimpleListFilter):
-    """Orphan: not ended while its experiment is over, or its host went silent."""
+    """Orphan: not ended while its experiment is over, or its host went silent.
+
+    The list opens on the orphans, the groups that need someone: a team soon has
+    hundreds of groups that ended as they should, which would bury them. "all" is one
+    click away."""
 
     title = "orphaned"
     parameter_name = "orphaned"
+    DEFAULT = "yes"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [("yes", "orphaned"), ("no", "not orphaned")]
+        return [("yes", "orphaned: needs attention"), ("no", "not orphaned"), ("all", "all")]
+
+    def value(self) -> str:
+        value = super().value()
+        return value if value in {"yes", "no", "all"} else self.DEFAULT
+
+    def choices(self, changelist: Any) -> Any:
+        # Django's own "All" would remove the parameter, which here means the default.
+        for lookup, title in self.lookup_choices:
+            yield {
+                "selected": self.value() == lookup,
+                "query_string": changelist.get_query_string({self.parameter_name: lookup}),
+                "display": title,
+            }
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         if self.value() == "yes":
@@ -331,7 +391,9 @@ class ProcessGroupAdmin(LabelledDateTimes, StaffMayManage, admin.ModelAdmin):  #
             )
         return f"running (leader pid {obj.leader_pid})"
 
-    @admin.display(description="terminate: result · who · when")
+    # A short header: the admin's table does not wrap headers, and a long last one was
+    # cut off at the table's edge. The cell says "result · who · when".
+    @admin.display(description="terminate request")
     def termination(self, obj: ProcessGroup) -> str:
         if obj.terminate_requested_at is None:
             return "—"

@@ -1,6 +1,9 @@
 """The JSON API for scripts (django-ninja; OpenAPI schema at /api/openapi.json, docs at
 /api/docs). Token authentication (``Authorization: Bearer <key>``); the same
-permissions as the pages: every member reads everything, the owner or staff cancel."""
+permissions as the pages: every member reads everything, the owner or staff cancel.
+
+The schema documents every answer an operation gives and what its requests may hold
+(experiments/api_schema.py); Schemathesis checks the server against it."""
 
 from __future__ import annotations
 
@@ -10,15 +13,16 @@ import secrets
 from typing import Any, Literal
 
 from django.conf import settings
-from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.utils import timezone
 from ninja import Field, NinjaAPI, Schema, Status
-from ninja.errors import HttpError
+from ninja.openapi.schema import OpenAPISchema
+from ninja.params.functions import Query
 from ninja.security import HttpBearer
 
-from experiments import carbon, figures, selectors, services, summary
+from experiments import figures, selectors, services, summary
+from experiments.api_schema import complete, docs_access
 from experiments.expfile import (
     MAX_TEXT_BYTES,
     ExperimentFileError,
@@ -26,10 +30,12 @@ from experiments.expfile import (
     parse_experiment_text,
 )
 from experiments.exports import (
+    clean_number,
     compare_document,
     comparison_document,
     experiment_csv,
     experiment_document,
+    slurm_fields,
 )
 from experiments.models import ApiToken, Experiment, Workload
 from experiments.permissions import _get_experiment_for_user
@@ -64,14 +70,27 @@ class TokenAuth(HttpBearer):
 #: reach, so the interactive docs are off and the OpenAPI schema alone is served.
 LOCAL_DOCS = "ninja" in settings.INSTALLED_APPS
 
-api = NinjaAPI(
+
+class WattlabAPI(NinjaAPI):
+    def get_openapi_schema(
+        self, *, path_prefix: str | None = None, path_params: dict[str, Any] | None = None
+    ) -> OpenAPISchema:
+        schema = super().get_openapi_schema(path_prefix=path_prefix, path_params=path_params)
+        complete(schema)
+        return schema
+
+
+api = WattlabAPI(
     docs_url="/docs" if LOCAL_DOCS else None,
-    # Login required everywhere, the schema included (a signed-in browser reads it).
-    docs_decorator=login_required,
+    # Signed in or a valid token, the schema included (the API's clients read it).
+    docs_decorator=docs_access(TokenAuth().authenticate),
     title="Wattlab API",
     version="1",
     description="Submit experiments, follow them and read their results. "
-    "Energies in joules (J), durations in seconds (s), coverage in percent (%).",
+    "Energies in joules (J) at their meter's resolution (NVML counter 1 mJ, RAPL 1 µJ, "
+    "perf 10 mJ; anything else 1 µJ), durations in seconds (s), coverage in percent "
+    "(%). A run is named by its label configuration.repeat.attempt, each counted from 1 "
+    "(run 2.3.1: second configuration, third repeat, first attempt), as on the pages.",
     auth=TokenAuth(),
     urls_namespace="api",
 )
@@ -105,6 +124,13 @@ class ExperimentOut(Schema):
     started_at: dt.datetime | None
     ended_at: dt.datetime | None
     url: str
+    #: Target slurm: its job's id, Slurm's state of it (PENDING, RUNNING, COMPLETED...),
+    #: the reason and node, and all of it in a few words ("" otherwise).
+    slurm_job_id: str = ""
+    slurm_state: str = ""
+    slurm_reason: str = ""
+    slurm_node: str = ""
+    slurm: str = ""
     #: Said once, at submit: e.g. that the queue was unreachable (saved, starts later).
     notice: str = ""
 
@@ -121,13 +147,15 @@ def _out(request: HttpRequest, e: Experiment) -> dict[str, Any]:
         "background_workload": e.background_workload.name if e.background_workload else None,
         "runs_done": e.runs_done,
         "total_runs": e.total_runs,
-        "gpu_energy_j": e.gpu_energy_j,
-        "cpu_energy_j": e.cpu_energy_j,
+        # Totals of several runs: sums of floats, cut back to 1 µJ (no "...000006").
+        "gpu_energy_j": clean_number(e.gpu_energy_j, 1e-6),
+        "cpu_energy_j": clean_number(e.cpu_energy_j, 1e-6),
         "worst_verdict": e.worst_verdict,
         "created_at": e.created_at,
         "started_at": e.started_at,
         "ended_at": e.ended_at,
         "url": request.build_absolute_uri(f"/experiments/{e.code}/"),
+        **slurm_fields(e),
     }
 
 
@@ -139,7 +167,9 @@ class ExperimentPage(Schema):
 
 
 class SubmitIn(Schema):
-    """Either ``spec`` (the experiment file as JSON) or ``text`` (YAML or JSON text)."""
+    """Either ``spec`` (the experiment file as JSON) or ``text`` (YAML or JSON text).
+    The schema shows ``spec`` as the experiment file (experiments/api_schema.py); the
+    server validates it itself, to answer 400 with every problem by key."""
 
     spec: dict[str, Any] | None = None
     text: str | None = Field(default=None, max_length=MAX_TEXT_BYTES)
@@ -150,25 +180,29 @@ class ErrorOut(Schema):
     errors: dict[str, list[str]] = {}
 
 
+#: The filters' values as the schema lists them (a test holds them to the model's).
+StatusName = Literal["queued", "running", "succeeded", "failed", "cancelled", "lost", "imported"]
+ModeName = Literal["solo", "parallel"]
+_MAX_PAGE = 10**9
+
+
 @api.get("/experiments", response=ExperimentPage, summary="List the team's experiments")
 def list_experiments(
     request: HttpRequest,
     owner: str = "",
     workload: str = "",
-    status: str = "",
-    mode: str = "",
+    status: StatusName | None = None,
+    mode: ModeName | None = None,
     q: str = "",
-    page: int = 1,
-    page_size: int = 50,
+    page: int = Query(1, ge=1, le=_MAX_PAGE, description="past the last page: the last one"),
+    page_size: int = Query(50, ge=1, le=200),
 ) -> dict[str, Any]:
     from django.core.paginator import Paginator
 
-    if status and status not in Experiment.Status.values:
-        raise HttpError(422, f"status: not one of {', '.join(Experiment.Status.values)}")
-    if mode and mode not in Experiment.Mode.values:
-        raise HttpError(422, "mode: not one of solo, parallel")
-    qs = selectors.experiment_list(owner=owner, workload=workload, status=status, mode=mode, q=q)
-    paginator = Paginator(qs, max(1, min(page_size, 200)))
+    qs = selectors.experiment_list(
+        owner=owner, workload=workload, status=status or "", mode=mode or "", q=q
+    )
+    paginator = Paginator(qs, page_size)
     current = paginator.get_page(page)
     return {
         "count": paginator.count,
@@ -182,15 +216,19 @@ def list_experiments(
     "/experiments",
     response={201: ExperimentOut, 400: ErrorOut},
     summary="Submit an experiment (the experiment-file format)",
+    description="400: the text is not an experiment file, or the experiment does not fit "
+    "what this server registers (a workload, a hyperparameter and its range, the "
+    "queue's share per user); errors lists every problem by its key.",
 )
 def submit_experiment(request: HttpRequest, payload: SubmitIn) -> Any:
     try:
+        if (payload.text is None) == (payload.spec is None):
+            one = "send spec (a JSON object) or text (YAML), one of them"
+            return Status(400, {"detail": one, "errors": {}})
         if payload.text is not None:
             spec = parse_experiment_text(payload.text)
-        elif payload.spec is not None:
-            spec = experiment_file_from_dict(payload.spec)
         else:
-            return Status(400, {"detail": "send spec (a JSON object) or text (YAML)", "errors": {}})
+            spec = experiment_file_from_dict(payload.spec or {})
         experiment = services.experiment_submit(owner=request.user, spec=spec, source="api")
     except ExperimentFileError as exc:
         errors: dict[str, list[str]] = {}
@@ -244,7 +282,11 @@ class CancelOut(Schema):
     status: str
 
 
-@api.post("/experiments/{code}/cancel", response=CancelOut, summary="Cancel (owner or staff)")
+@api.post(
+    "/experiments/{code}/cancel",
+    response={200: CancelOut, 403: ErrorOut},
+    summary="Cancel (owner or staff; 403 for anyone else)",
+)
 def experiment_cancel(request: HttpRequest, code: str) -> dict[str, Any]:
     experiment = _get_experiment_for_user(request.user, code, manage=True)
     changed = services.experiment_cancel(experiment=experiment, by=request.user)
@@ -356,26 +398,27 @@ class ComparisonOut(Schema):
     rows: list[ComparisonRowOut]
 
 
-def _figure(key: str) -> figures.EnergyFigure | None:
-    if not key:
-        return None
-    figure = figures.get(key)
-    if figure is None:
-        known = ", ".join(f.key for f in figures.FIGURES)
-        raise HttpError(422, f"figure: {key[:40]!r} is not one of {known}")
-    return figure
+#: The figures and units the comparison endpoints take, as the schema lists them (a test
+#: holds them to experiments.figures.FIGURES and experiments.carbon.UNITS): anything
+#: else is a 422 from the schema's own validation.
+FigureKey = Literal["gpu", "gpu_foreground", "cpu", "dram", "total"]
+UnitName = Literal["J", "kWh", "kgCO2e", "cost"]
+
+
+def _figure(key: str | None) -> figures.EnergyFigure | None:
+    return figures.get(key) if key else None
 
 
 @api.get(
     "/workloads/{name}/comparison",
-    response=ComparisonOut,
+    response={200: ComparisonOut, 404: ErrorOut},
     summary="Parallel against solo for a workload: what sharing costs (as Compare shows it)",
 )
 def workload_comparison(
     request: HttpRequest,
     name: str,
-    figure: str = "",
-    unit: str = carbon.Unit.J,
+    figure: FigureKey | None = None,
+    unit: UnitName = "J",
     coverage: Literal["good", "all"] = "good",
 ) -> dict[str, Any]:
     """Every configuration of the workload (Compare lists the 50 measured most, its CSV
@@ -386,8 +429,6 @@ def workload_comparison(
     workload = None if "\x00" in name else Workload.objects.filter(name=name).first()
     if workload is None:
         raise Http404(f"No workload named {name[:60]!r}.")
-    if unit not in carbon.UNITS:
-        raise HttpError(422, f"unit: {unit[:20]!r} is not one of {', '.join(carbon.UNITS)}")
     data = selectors.compare_workload(
         workload=workload,
         figure=_figure(figure),
@@ -400,13 +441,13 @@ def workload_comparison(
 
 @api.get(
     "/experiments/{code}/comparison",
-    response=ComparisonOut,
+    response={200: ComparisonOut, 404: ErrorOut},
     summary="Parallel against solo for an experiment's configurations (as its report shows)",
 )
 def experiment_comparison(
     request: HttpRequest,
     code: str,
-    figure: str = "",
+    figure: FigureKey | None = None,
     coverage: Literal["good", "all"] = "good",
 ) -> dict[str, Any]:
     """The experiment's configurations, from every finished run of them in either mode

@@ -45,7 +45,8 @@ def _fmt(value: float) -> str:
 
 
 def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
-    """Round tick values covering [lo, hi]."""
+    """Round tick values covering [lo, hi]: the first at or below lo, the last at or
+    above hi (an axis that ends on its last tick then holds every value)."""
     if not math.isfinite(lo) or not math.isfinite(hi):
         return [0.0]
     if hi <= lo:
@@ -54,13 +55,34 @@ def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
     exp = math.floor(math.log10(raw))
     frac = raw / 10**exp
     step = (1 if frac < 1.5 else 2 if frac < 3 else 5 if frac < 7 else 10) * 10**exp
-    start = math.floor(lo / step) * step
+    first = math.floor(lo / step)
     ticks: list[float] = []
-    value = start
-    while value <= hi + step * 0.5 and len(ticks) < 20:
+    for i in range(21):
+        value = (first + i) * step
         ticks.append(round(value, 12))
-        value += step
+        if value >= hi - step * 1e-9:
+            break
     return ticks
+
+
+#: Room between the data and the plot's edges, as a share of the data's span: no point,
+#: whisker or band is drawn on (or past) an axis.
+MARGIN = 0.06
+
+
+def padded_ticks(lo: float, hi: float, *, floor: float | None = None) -> list[float]:
+    """Ticks whose ends hold [lo, hi] with MARGIN on each side. ``floor``: a bound the
+    values cannot go below (energy, power: 0); the axis starts there rather than at a
+    negative tick when the margin would cross it."""
+    if not math.isfinite(lo) or not math.isfinite(hi):
+        return [0.0, 1.0]
+    span = hi - lo
+    if span <= 0:
+        span = abs(hi) * 0.2 or 1.0  # one value: room on both sides of it
+    a, b = lo - span * MARGIN, hi + span * MARGIN
+    if floor is not None and lo >= floor > a:
+        a = floor
+    return nice_ticks(_clamp(a), _clamp(b))
 
 
 def _ok(y: float | None) -> bool:
@@ -139,6 +161,79 @@ def _tick_fmt(ticks: list[float]) -> Callable[[float], str]:
     return fmt
 
 
+#: Roughly the width of one character of the charts' 10.5-11.5 px text, in the
+#: viewBox's units: enough to keep labels inside the picture and legend items apart.
+CHAR_W = 6.6
+LEGEND_ROW = 18
+
+
+def _text_w(text: str) -> float:
+    return len(text) * CHAR_W
+
+
+@dataclass
+class _Key:
+    """One legend item: a box (bars, lines), a dot (points) or a dashed line."""
+
+    label: str
+    color: str
+    kind: str = "box"
+
+
+def _fit_sides(f: _Frame, x_texts: list[str], y_texts: list[str]) -> None:
+    """Widen the left side for the longest y tick label (and the rotated axis label
+    beside it) and the right side for half the last x tick label, so none is cut."""
+    widest = max((_text_w(t) for t in y_texts), default=0.0)
+    f.left = max(f.left, math.ceil(widest + 30))
+    if x_texts:
+        f.right = max(f.right, math.ceil(_text_w(x_texts[-1]) / 2 + 6))
+
+
+def _reserve_legend(f: _Frame, keys: Sequence[_Key]) -> list[list[tuple[float, _Key]]]:
+    """Lay the legend out in rows above the plot (wrapping where a row is full) and
+    move the plot's top below them: a legend never covers a point."""
+    if not keys:
+        return []
+    rows: list[list[tuple[float, _Key]]] = [[]]
+    x = float(f.left)
+    for key in keys:
+        w = (22 if key.kind == "dash" else 14) + _text_w(key.label) + 18
+        if rows[-1] and x + w > f.width - f.right:
+            rows.append([])
+            x = float(f.left)
+        rows[-1].append((x, key))
+        x += w
+    f.top = max(f.top, 8 + LEGEND_ROW * len(rows) + 8)
+    return rows
+
+
+def _draw_legend(f: _Frame, rows: list[list[tuple[float, _Key]]]) -> None:
+    for r, row in enumerate(rows):
+        y = 6 + r * LEGEND_ROW
+        for x, key in row:
+            if key.kind == "dash":
+                f.parts.append(
+                    f'<line class="key" x1="{x:.0f}" x2="{x + 16:.0f}" y1="{y + 5}" '
+                    f'y2="{y + 5}" stroke="{key.color}" stroke-width="1.5" '
+                    f'stroke-dasharray="5 3"/>'
+                )
+                tx = x + 20
+            elif key.kind == "dot":
+                f.parts.append(
+                    f'<circle class="key" cx="{x + 5:.0f}" cy="{y + 5}" r="4" fill="{key.color}"/>'
+                )
+                tx = x + 14
+            else:
+                f.parts.append(
+                    f'<rect class="key" x="{x:.0f}" y="{y}" width="10" height="10" '
+                    f'fill="{key.color}"/>'
+                )
+                tx = x + 14
+            f.parts.append(
+                f'<text class="legend" x="{tx:.0f}" y="{y + 9}">{escape(key.label)}</text>'
+            )
+
+
 def _axes(
     f: _Frame,
     x_label: str,
@@ -147,21 +242,28 @@ def _axes(
     x_ticks: list[float],
     y_ticks: list[float],
     x_fmt: Callable[[float], str] | None = None,
-) -> None:
+    legend: Sequence[_Key] = (),
+) -> list[list[tuple[float, _Key]]]:
+    """Fit the sides to the tick labels, reserve the legend's rows, then draw the grid,
+    ticks and axis labels. Returns the legend's layout for ``_draw_legend``."""
     p = f.parts
     y_fmt = _tick_fmt(y_ticks)
     x_fmt = x_fmt or _tick_fmt(x_ticks)
+    x_texts = [x_fmt(t) for t in x_ticks]
+    y_texts = [y_fmt(t) for t in y_ticks]
+    _fit_sides(f, x_texts, y_texts)
+    rows = _reserve_legend(f, legend)
     plot_w = f.width - f.left - f.right
-    for t in y_ticks:
+    for t, text in zip(y_ticks, y_texts, strict=True):
         y = f.sy(t)
         p.append(
             f'<line class="grid" x1="{f.left}" x2="{f.left + plot_w}" y1="{y:.1f}" y2="{y:.1f}"/>'
         )
         p.append(
             f'<text class="tick" x="{f.left - 6}" y="{y + 4:.1f}" '
-            f'text-anchor="end">{escape(y_fmt(t))}</text>'
+            f'text-anchor="end">{escape(text)}</text>'
         )
-    for t in x_ticks:
+    for t, text in zip(x_ticks, x_texts, strict=True):
         x = f.sx(t)
         p.append(
             f'<line class="tickmark" x1="{x:.1f}" x2="{x:.1f}" y1="{f.height - f.bottom}" '
@@ -169,7 +271,7 @@ def _axes(
         )
         p.append(
             f'<text class="tick" x="{x:.1f}" y="{f.height - f.bottom + 16}" '
-            f'text-anchor="middle">{escape(x_fmt(t))}</text>'
+            f'text-anchor="middle">{escape(text)}</text>'
         )
     p.append(
         f'<line class="axis" x1="{f.left}" x2="{f.left}" y1="{f.top}" y2="{f.height - f.bottom}"/>'
@@ -187,6 +289,7 @@ def _axes(
         f'<text class="label" transform="translate(13 {mid_y:.0f}) rotate(-90)" '
         f'text-anchor="middle">{escape(y_label)}</text>'
     )
+    return rows
 
 
 def _role(body: str) -> str:
@@ -195,12 +298,26 @@ def _role(body: str) -> str:
     return "group" if "<a " in body else "img"
 
 
+def _scrolls(svg: str, title: str) -> SafeString:
+    """The chart in a box that scrolls sideways where the screen is narrower than the
+    chart's least legible width (static/wattlab.css): the page itself never does.
+    Focusable, so a keyboard can scroll it too (WCAG 2.1, 2.1.1)."""
+    return mark_safe(  # noqa: S308 - the title is escaped, the SVG built from escaped text
+        f'<div class="chart-scroll" tabindex="0" role="region" aria-label="{escape(title)}">'
+        f"{svg}</div>"
+    )
+
+
 def _svg(f: _Frame, title: str) -> SafeString:
+    """The chart; ``data-plot-area`` (left top right bottom, in the viewBox's units)
+    is where its marks are drawn, which the browser tests check them against."""
     body = "".join(f.parts)
-    return mark_safe(  # noqa: S308 - every label above went through escape()
+    area = f"{f.left} {f.top} {f.width - f.right} {f.height - f.bottom}"
+    return _scrolls(
         f'<svg class="chart" viewBox="0 0 {f.width} {f.height}" role="{_role(body)}" '
-        f'aria-label="{escape(title)}" xmlns="http://www.w3.org/2000/svg">'
-        f"<title>{escape(title)}</title>{body}</svg>"
+        f'aria-label="{escape(title)}" data-plot-area="{area}" '
+        f'xmlns="http://www.w3.org/2000/svg"><title>{escape(title)}</title>{body}</svg>',
+        title,
     )
 
 
@@ -236,12 +353,21 @@ def line_chart(
     xs = [p[0] for p in pts] + [m.x for m in markers]
     ys = [float(p[1]) for p in pts if p[1] is not None]
     f = _Frame(width, height)
+    # Time runs edge to edge; the values get a margin above (and below, unless the
+    # axis starts at y_min, e.g. 0 W).
     f.x0, f.x1 = min(xs), max(xs)
     lo = min(ys) if y_min is None else min(y_min, min(ys))
-    y_ticks = nice_ticks(lo, max(ys))
+    y_ticks = padded_ticks(lo, max(ys), floor=y_min)
     f.y0, f.y1 = y_ticks[0], y_ticks[-1]
     x_ticks = [t for t in nice_ticks(f.x0, f.x1, 6) if f.x0 <= t <= f.x1]
-    _axes(f, x_label, y_label, x_ticks=x_ticks, y_ticks=y_ticks)
+    # A legend names the lines only where there are several, each one drawn.
+    drawn = [(i, s) for i, s in enumerate(series) if any(_ok(y) for y in s.ys) and len(s.xs) > 0]
+    keys = (
+        [_Key(s.label, s.color or PALETTE[i % len(PALETTE)]) for i, s in drawn]
+        if len(drawn) > 1
+        else []
+    )
+    rows = _axes(f, x_label, y_label, x_ticks=x_ticks, y_ticks=y_ticks, legend=keys)
     for m in markers:
         x = f.sx(m.x)
         dash = ' stroke-dasharray="4 3"' if m.dashed else ""
@@ -265,14 +391,7 @@ def line_chart(
                     f'<polyline fill="none" stroke="{color}" stroke-width="1.6" '
                     f'points="{" ".join(seg)}"><title>{escape(s.label)}</title></polyline>'
                 )
-    if len(series) > 1:
-        for i, s in enumerate(series):
-            color = s.color or PALETTE[i % len(PALETTE)]
-            x = f.left + 10 + i * 150
-            f.parts.append(f'<rect x="{x}" y="{f.top}" width="10" height="10" fill="{color}"/>')
-            f.parts.append(
-                f'<text class="legend" x="{x + 14}" y="{f.top + 9}">{escape(s.label)}</text>'
-            )
+    _draw_legend(f, rows)
     return _svg(f, title)
 
 
@@ -283,6 +402,11 @@ class Point:
     label: str
     group: str = ""
     href: str = ""
+
+
+def _positive_floor(values: list[float], log: bool) -> float | None:
+    """0 for an axis of values all above 0 (its margin stops there), else no floor."""
+    return 0.0 if not log and min(values) > 0 else None
 
 
 def scatter(
@@ -297,9 +421,11 @@ def scatter(
     height: int = 360,
     trends: Sequence[tuple[str, Sequence[tuple[float, float, float, float]]]] = (),
 ) -> SafeString:
-    """Points coloured by group; ``front`` (indices) is joined as the Pareto front;
-    ``trends`` are (group, [(x, low, fit, high)]): a fitted line in the group's colour
-    over its shaded 95 % band."""
+    """Points coloured by group; ``front`` (indices) is joined as the Pareto front
+    (where it has two points or more: one point is no line); ``trends`` are (group,
+    [(x, low, fit, high)]): a fitted line in the group's colour over its shaded 95 %
+    band. The axes hold every point and band with a margin; the legend, above the
+    plot, names only what is drawn."""
     points = [Point(_clamp(p.x), _clamp(p.y), p.label, p.group, p.href) for p in points]
     trends = [
         (group, [(_clamp(x), _clamp(lo), _clamp(fit), _clamp(hi)) for x, lo, fit, hi in line])
@@ -314,23 +440,37 @@ def scatter(
     def tx(x: float) -> float:
         return math.log10(x) if log_x else x
 
+    trends = [
+        (group, [b for b in band if all(_ok(v) for v in b) and (b[0] > 0 or not log_x)])
+        for group, band in trends
+    ]
+    trends = [(group, band) for group, band in trends if len(band) >= 2]
     f = _Frame(width, height)
-    x_ticks = nice_ticks(min(tx(p.x) for p in pts), max(tx(p.x) for p in pts))
+    all_x = [tx(p.x) for p in pts] + [tx(b[0]) for _, band in trends for b in band]
+    all_y = [p.y for p in pts] + [v for _, band in trends for b in band for v in (b[1], b[3])]
+    # Values that are all positive (a learning rate, joules) get no negative ticks.
+    x_ticks = padded_ticks(min(all_x), max(all_x), floor=_positive_floor(all_x, log_x))
     if log_x:
-        x_ticks = [float(t) for t in range(math.floor(x_ticks[0]), math.ceil(x_ticks[-1]) + 1)]
-    band_ys = [v for _, band in trends for _, lo, _, hi in band for v in (lo, hi) if _ok(v)]
-    y_ticks = nice_ticks(min([p.y for p in pts] + band_ys), max([p.y for p in pts] + band_ys))
+        lo_x, hi_x = x_ticks[0], x_ticks[-1]
+        x_ticks = [float(t) for t in range(math.floor(lo_x), math.ceil(hi_x) + 1)]
+    y_ticks = padded_ticks(min(all_y), max(all_y), floor=_positive_floor(all_y, False))
     f.x0, f.x1, f.y0, f.y1 = x_ticks[0], x_ticks[-1], y_ticks[0], y_ticks[-1]
-    _axes(
+    groups = sorted({p.group for p in pts} | {g for g, _ in trends})
+    colors = _colors(groups)
+    chosen = [points[i] for i in front if 0 <= i < len(points) and points[i] in pts]
+    draw_front = len(chosen) >= 2
+    keys = [_Key(g or "runs", colors[g], "dot") for g in groups] if len(groups) > 1 else []
+    if draw_front:
+        keys.append(_Key("Pareto front", "#0f172a", "dash"))
+    rows = _axes(
         f,
         x_label,
         y_label,
         x_ticks=x_ticks,
         y_ticks=y_ticks,
         x_fmt=(lambda t: _fmt(10**t)) if log_x else None,
+        legend=keys,
     )
-    groups = sorted({p.group for p in pts} | {g for g, _ in trends})
-    colors = _colors(groups)
     for group, band in trends:
         upper = [f"{f.sx(tx(x)):.1f},{f.sy(hi):.1f}" for x, _, _, hi in band]
         lower = [f"{f.sx(tx(x)):.1f},{f.sy(lo):.1f}" for x, lo, _, _ in reversed(band)]
@@ -344,14 +484,13 @@ def scatter(
             f'<polyline class="trend" fill="none" stroke="{colors[group]}" stroke-width="1.5" '
             f'points="{line}"/>'
         )
-    if front:
-        chosen = [points[i] for i in front if points[i] in pts]
+    if draw_front:
         coords = " ".join(f"{f.sx(tx(p.x)):.1f},{f.sy(p.y):.1f}" for p in chosen)
         f.parts.append(
             f'<polyline class="front" fill="none" stroke="#0f172a" stroke-width="1.5" '
             f'stroke-dasharray="5 3" points="{coords}"><title>Pareto front</title></polyline>'
         )
-    front_set = {id(points[i]) for i in front}
+    front_set = {id(p) for p in chosen}
     for p in pts:
         cx, cy = f.sx(tx(p.x)), f.sy(p.y)
         r = 4.5 if id(p) in front_set else 3.2
@@ -362,21 +501,7 @@ def scatter(
         if p.href:
             mark = f'<a href="{escape(p.href)}">{mark}</a>'
         f.parts.append(mark)
-    if len(groups) > 1 or front:
-        items = [(g, colors[g]) for g in groups]
-        for i, (g, color) in enumerate(items):
-            x = f.left + 10 + i * 120
-            f.parts.append(f'<circle cx="{x + 5}" cy="{f.top + 5}" r="4" fill="{color}"/>')
-            f.parts.append(
-                f'<text class="legend" x="{x + 14}" y="{f.top + 9}">{escape(g or "runs")}</text>'
-            )
-        if front:
-            x = f.left + 10 + len(items) * 120
-            f.parts.append(
-                f'<line x1="{x}" x2="{x + 16}" y1="{f.top + 5}" y2="{f.top + 5}" stroke="#0f172a" '
-                f'stroke-dasharray="5 3"/>'
-            )
-            f.parts.append(f'<text class="legend" x="{x + 20}" y="{f.top + 9}">Pareto front</text>')
+    _draw_legend(f, rows)
     return _svg(f, title)
 
 
@@ -419,10 +544,14 @@ def range_chart(
     cats = list(dict.fromkeys(b.category for b in bars))
     series = list(dict.fromkeys(b.series for b in bars))
     colors = _colors(series)
-    f = _Frame(width, height, bottom=56)
-    y_ticks = nice_ticks(0.0, max(max((b.high, *b.values)) for b in bars))
-    f.y0, f.y1 = 0.0, y_ticks[-1]
-    _axes(f, "", y_label, x_ticks=[], y_ticks=y_ticks)
+    f = _Frame(width, height)
+    # The axis holds every point drawn: medians, whiskers and a small group's values.
+    top = max(max((b.high, b.median, *b.values)) for b in bars)
+    bottom = min(min((b.low, *b.values)) for b in bars)
+    y_ticks = padded_ticks(min(0.0, bottom), top, floor=0.0)
+    f.y0, f.y1 = y_ticks[0], y_ticks[-1]
+    keys = [_Key(s, colors[s]) for s in series]
+    rows = _axes(f, "", y_label, x_ticks=[], y_ticks=y_ticks, legend=keys)
     plot_w = f.width - f.left - f.right
     slot = plot_w / len(cats)
     bar_w = min(28.0, slot * 0.8 / len(series))
@@ -439,7 +568,7 @@ def range_chart(
                 continue
             x = cx + (si - len(series) / 2) * bar_w
             y = f.sy(b.median)
-            base = f.sy(0)
+            base = f.sy(max(f.y0, 0.0))
             if b.values:
                 shown = ", ".join(_fmt(v) for v in b.values)
                 tip = f"{s}: median {_fmt(b.median)} {y_label}, {b.interval}: {shown}, n={b.n}"
@@ -449,8 +578,8 @@ def range_chart(
                     f"{b.interval} {_fmt(b.low)}–{_fmt(b.high)}, n={b.n}"
                 )
             f.parts.append(
-                f'<rect x="{x:.1f}" y="{y:.1f}" width="{bar_w - 2:.1f}" '
-                f'height="{max(base - y, 0.5):.1f}" '
+                f'<rect class="bar" x="{x:.1f}" y="{min(y, base - 0.5):.1f}" '
+                f'width="{bar_w - 2:.1f}" height="{max(base - y, 0.5):.1f}" '
                 f'fill="{colors[s]}" fill-opacity="0.8"><title>{escape(tip)}</title></rect>'
             )
             wx = x + (bar_w - 2) / 2
@@ -466,12 +595,7 @@ def range_chart(
                 f'<line class="whisker" x1="{wx:.1f}" x2="{wx:.1f}" y1="{f.sy(b.low):.1f}" '
                 f'y2="{f.sy(b.high):.1f}"/>'
             )
-    for i, s in enumerate(series):
-        x = f.left + 10 + i * 120
-        f.parts.append(
-            f'<rect x="{x}" y="{f.height - 20}" width="10" height="10" fill="{colors[s]}"/>'
-        )
-        f.parts.append(f'<text class="legend" x="{x + 14}" y="{f.height - 11}">{escape(s)}</text>')
+    _draw_legend(f, rows)
     return _svg(f, title)
 
 
@@ -556,8 +680,9 @@ def coverage_timeline(windows: list[Window], *, width: int = 1000) -> SafeString
             f"{escape(verdict)}</text>"
         )
     body = "".join(parts)
-    return mark_safe(  # noqa: S308
+    return _scrolls(
         f'<svg class="chart timeline" viewBox="0 0 {width} {height}" role="{_role(body)}" '
         f'aria-label="{title}" xmlns="http://www.w3.org/2000/svg"><title>{title}</title>'
-        f"{body}</svg>"
+        f"{body}</svg>",
+        title,
     )

@@ -23,6 +23,7 @@ from core.contract import (
     RunKey,
     RunPlan,
     RunResult,
+    SensorPeriods,
     StoreUnavailable,
 )
 from experiments import services
@@ -59,20 +60,29 @@ def _reconnecting(method: Callable[P, T]) -> Callable[P, T]:
 class OrmExperimentStore:
     """Implements ``core.contract.ExperimentStore`` for one claimed experiment."""
 
-    def __init__(self, experiment: Experiment, host: Host) -> None:
+    def __init__(
+        self, experiment: Experiment, host: Host, slurm: dict[str, str] | None = None
+    ) -> None:
         self.experiment_id = experiment.id
         self.code = str(experiment.code)
         self.host = host
+        #: The Slurm job this worker runs in, recorded on each run ({}: none).
+        self.slurm = dict(slurm or {})
 
     @property
     def spool_meta(self) -> dict[str, Any]:
         """What :meth:`from_spool_meta` needs to rebuild this store in a later process."""
-        return {"experiment_id": self.experiment_id, "code": self.code, "host_id": self.host.id}
+        return {
+            "experiment_id": self.experiment_id,
+            "code": self.code,
+            "host_id": self.host.id,
+            "slurm": self.slurm,
+        }
 
     @classmethod
     def from_spool_meta(cls, meta: dict[str, Any]) -> OrmExperimentStore:
         experiment = Experiment(id=int(meta["experiment_id"]), code=meta["code"])
-        return cls(experiment, Host(id=int(meta["host_id"])))
+        return cls(experiment, Host(id=int(meta["host_id"])), meta.get("slurm"))
 
     @_reconnecting
     def heartbeat(self) -> None:
@@ -101,6 +111,7 @@ class OrmExperimentStore:
             key=key,
             hyperparameters=hyperparameters,
             started_at=started_at,
+            slurm=self.slurm,
         )
 
     @_reconnecting
@@ -141,11 +152,22 @@ def _program(
     argv = [python if part == PYTHON_PLACEHOLDER else str(part) for part in workload.argv]
     argv += mutation.argv_for(space, passed)
     env = {str(k): str(v) for k, v in (workload.env or {}).items()}
-    return ProgramSpec(argv=argv, workdir=workload.workdir, env=env), dict(passed)
+    user = settings.WATTLAB_TRAINING_USER or None
+    return ProgramSpec(argv=argv, workdir=workload.workdir, env=env, user=user), dict(passed)
 
 
-def plan_for(experiment: Experiment, *, gpu_index: int | None, python: str) -> ExperimentPlan:
-    """``python``: the interpreter that replaces ``{python}`` in a workload's argv."""
+def plan_for(
+    experiment: Experiment,
+    *,
+    gpu_index: int | None,
+    python: str,
+    gpu_indices: list[int] | None = None,
+) -> ExperimentPlan:
+    """``python``: the interpreter that replaces ``{python}`` in a workload's argv.
+    ``gpu_indices``: every GPU the worker serves (a Slurm job's allocation), instead
+    of the one ``gpu_index``."""
+    if gpu_indices is None:
+        gpu_indices = [] if gpu_index is None else [gpu_index]
     fg = experiment.foreground_workload
     runs: list[RunPlan] = []
     for config in experiment.plan:
@@ -180,10 +202,22 @@ def plan_for(experiment: Experiment, *, gpu_index: int | None, python: str) -> E
         timeout=experiment.timeout,
         max_retries=experiment.max_retries,
         background=background,
-        gpu_indices=[] if gpu_index is None else [gpu_index],
+        gpu_indices=list(gpu_indices),
         sample_hz=settings.WATTLAB_SAMPLE_HZ,
         idle_probe_s=settings.WATTLAB_IDLE_PROBE_SECONDS,
         grace=settings.WATTLAB_GRACE_SECONDS,
         heartbeat_interval=settings.WATTLAB_HEARTBEAT_SECONDS,
         max_seconds=settings.WATTLAB_MAX_EXPERIMENT_SECONDS,
+        sensor_periods=_sensor_periods(experiment, gpu_index),
     )
+
+
+def _sensor_periods(experiment: Experiment, gpu_index: int | None) -> dict[int, SensorPeriods]:
+    """The periods the host's worker observed for this GPU when it started."""
+    host = experiment.host
+    if gpu_index is None or host is None:
+        return {}
+    for gpu in host.gpus or []:
+        if isinstance(gpu, dict) and gpu.get("index") == gpu_index and gpu.get("sensor_periods"):
+            return {gpu_index: SensorPeriods.from_dict(gpu["sensor_periods"])}
+    return {}

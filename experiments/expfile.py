@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import re
 import reprlib
-import unicodedata
 import uuid
 from collections import Counter
 from typing import Annotated, Any, Literal
@@ -23,12 +22,21 @@ from pydantic import (
     Field,
     StringConstraints,
     ValidationError,
+    ValidationInfo,
     field_validator,
 )
 
+from experiments import names
+from experiments.names import has_control_characters  # noqa: F401 (the forms import it here)
+from experiments.yaml_core import CoreLoader
+
 # HOST or HOST:GPU; a hostname is letters, digits, dots, dashes and underscores. A GPU
 # index has at most four digits (a 5000-digit one would not even convert to an int).
+# ``slurm`` and ``slurm:PARTITION`` send the experiment to a Slurm cluster instead.
 _TARGET = re.compile(r"^(any|[A-Za-z0-9_.-]{1,253}(:\d{1,4})?)$")
+_SLURM_TARGET = re.compile(r"^slurm(:(?P<partition>[A-Za-z0-9_.-]{1,64}))?$")
+#: A Slurm account, QoS or partition name: what Slurm itself accepts, no spaces.
+SlurmName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
 
 #: The largest experiment file read anywhere (upload, pasted text, API, command line):
 #: a real one is a few hundred bytes; this bounds the parser's time and memory.
@@ -109,6 +117,26 @@ class BackgroundSpec(_Strict):
     between_runs: Literal["keep", "stop"] = "keep"
 
 
+class SlurmSpec(_Strict):
+    """The ``slurm:`` block: what the Slurm job asks for. Everything is optional; the
+    time limit is derived from the experiment's expected duration when not given
+    (``experiments.slurm.options``). ``options`` are extra ``sbatch`` options, each
+    ``--name`` or ``--name=value``, allowed only where staff listed the name
+    (``WATTLAB_SLURM_ALLOWED_OPTIONS``, checked at submit)."""
+
+    account: SlurmName | None = None
+    qos: SlurmName | None = None
+    gpus: int = Field(default=0, ge=0, le=64)
+    cpus: int | None = Field(default=None, ge=1, le=4096)
+    #: sbatch's --mem: a number of MiB, or with a unit (K, M, G, T).
+    memory: Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]{0,8}[KMGT]?$")] | None = None
+    #: Minutes (Slurm's resolution); at most a year.
+    time_limit: int | None = Field(default=None, ge=1, le=366 * 24 * 60)
+    options: list[
+        Annotated[str, StringConstraints(pattern=r"^--[a-z][a-z0-9-]{0,40}(=[^\s,]{1,200})?$")]
+    ] = Field(default_factory=list, max_length=20)
+
+
 class ExperimentFile(_Strict):
     name: str = Field(min_length=1, max_length=200)
     foreground: ForegroundSpec
@@ -123,6 +151,7 @@ class ExperimentFile(_Strict):
     background: BackgroundSpec | None = None
     target: str = "any"
     strategy: Literal["together", "one_at_a_time"] = "together"
+    slurm: SlurmSpec | None = None
     #: Draw only configurations this workload has not run (or queued) in this mode. Off
     #: by default: the same file then gives the same configurations whatever the
     #: history holds (a solo file and a parallel file with the same draw pair).
@@ -144,17 +173,40 @@ class ExperimentFile(_Strict):
     @field_validator("target")
     @classmethod
     def _target_shape(cls, value: str) -> str:
-        if not _TARGET.match(value):
-            raise ValueError("must be any, HOST or HOST:GPU (for example gpu01:0)")
+        if not (_TARGET.match(value) or _SLURM_TARGET.match(value)):
+            raise ValueError(
+                "must be any, HOST or HOST:GPU (for example gpu01:0), slurm or slurm:PARTITION"
+            )
+        return value
+
+    @field_validator("slurm")
+    @classmethod
+    def _slurm_block_needs_slurm_target(
+        cls, value: SlurmSpec | None, info: ValidationInfo
+    ) -> SlurmSpec | None:
+        # ``target`` is declared first, so it is in info.data when it was valid.
+        target = info.data.get("target", "any")
+        if value is not None and not _SLURM_TARGET.match(target):
+            raise ValueError(f"only for target slurm or slurm:PARTITION (target is {target})")
         return value
 
     @property
     def mode(self) -> str:
         return "parallel" if self.background is not None else "solo"
 
+    @property
+    def is_slurm(self) -> bool:
+        return _SLURM_TARGET.match(self.target) is not None
+
+    @property
+    def slurm_partition(self) -> str:
+        """The partition a Slurm target names ("" = the cluster's default)."""
+        match = _SLURM_TARGET.match(self.target)
+        return (match.group("partition") or "") if match else ""
+
     def target_parts(self) -> tuple[str | None, int | None]:
-        """(host, gpu index) of the target; (None, None) for any."""
-        if self.target == "any":
+        """(host, gpu index) of the target; (None, None) for any and for Slurm."""
+        if self.target == "any" or self.is_slurm:
             return None, None
         host, _, gpu = self.target.partition(":")
         return host, int(gpu) if gpu else None
@@ -181,7 +233,19 @@ def _describe(error: dict[str, Any]) -> str:
         return f"{path}: {value} is not valid ({message.lower()})"
     if kind == "finite_number":
         return f"{path}: {value} is not a finite number"
+    if kind == "string_pattern_mismatch":
+        field = next((p for p in reversed(error["loc"]) if isinstance(p, str)), "")
+        return f"{path}: {value} is not valid ({_PATTERN_HINTS.get(field, message.lower())})"
     return f"{path}: {message}"
+
+
+#: What a value with a pattern must look like, by field name.
+_PATTERN_HINTS = {
+    "account": "a Slurm account: letters, digits, '.', '_' and '-'",
+    "qos": "a Slurm QoS: letters, digits, '.', '_' and '-'",
+    "memory": "MiB, or a number with a unit K, M, G or T, for example 16G",
+    "options": "an sbatch option --name or --name=value, without spaces or commas",
+}
 
 
 def _limit(error: dict[str, Any], key: str = "") -> str:
@@ -198,19 +262,19 @@ def _short(text: str) -> str:
     return text if len(text) <= ECHO_CHARS else text[:ECHO_CHARS] + "..."
 
 
-#: libyaml when present: PyYAML's pure-Python scanner is quadratic on some inputs
-#: (a long flow list took seconds); the C one reads 256 KiB in milliseconds.
-_YAML_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+#: YAML 1.2's core schema on libyaml (experiments/yaml_core.py says why not PyYAML's).
+_YAML_LOADER: Any = CoreLoader
 #: More nodes than any experiment file has, far fewer than exhaust memory.
 MAX_NODES = 20_000
 
 
 def _check_yaml_events(text: str) -> None:
-    """Refuse aliases, deep nesting and too many nodes before anything is built.
+    """Refuse aliases, tags, deep nesting and too many nodes before anything is built.
 
     An alias repeats a node without repeating its text, so nine levels of them turn
     a few hundred bytes into gigabytes (the "billion laughs"); an experiment file has
-    no use for them. The event stream is flat, so this pass itself cannot recurse.
+    no use for them, nor for tags (``!!binary`` carried NUL and ESC into names). The
+    event stream is flat, so this pass itself cannot recurse.
     """
     loader = _YAML_LOADER(text)
     try:
@@ -220,6 +284,9 @@ def _check_yaml_events(text: str) -> None:
             problem = ""
             if isinstance(event, yaml.AliasEvent):
                 problem = "aliases (*name) are not allowed in experiment files"
+            elif isinstance(event, yaml.NodeEvent) and (tag := getattr(event, "tag", None)):
+                tag = str(tag).replace("tag:yaml.org,2002:", "!!")
+                problem = f"tags ({_short(tag)}) are not allowed in experiment files"
             elif isinstance(event, yaml.CollectionStartEvent):
                 depth += 1
                 if depth > MAX_DEPTH:
@@ -253,7 +320,7 @@ def _load(text: str, filename: str) -> Any:
         try:
             # YAML 1.2 reads JSON too, so a file without a suffix may be either.
             _check_yaml_events(text)
-            return yaml.load(text, Loader=_YAML_LOADER)  # noqa: S506 - a SafeLoader
+            return yaml.load(text, Loader=_YAML_LOADER)  # noqa: S506 - core schema only
         except yaml.YAMLError as exc:
             where = ""
             mark = getattr(exc, "problem_mark", None)
@@ -290,16 +357,10 @@ def decode_experiment_bytes(data: bytes) -> str:
         ) from None
 
 
-def has_control_characters(text: str) -> bool:
-    """Control characters (NUL, tab, newline, bell...) or lone surrogates: none belongs
-    in a name or a value, and PostgreSQL cannot even store NUL."""
-    return any(unicodedata.category(ch) in ("Cc", "Cs") for ch in text)
-
-
 def _bad_characters(raw: Any) -> list[str]:
-    """Key paths whose key or text holds a control character or a lone surrogate
-    (NUL cannot even be stored by PostgreSQL), and nesting past :data:`MAX_DEPTH`.
-    Iterative, so no input can exhaust the stack."""
+    """Key paths whose key or text holds a character ``experiments.names`` refuses
+    (control, lone surrogate, invisible formatting), and nesting past
+    :data:`MAX_DEPTH`. Iterative, so no input can exhaust the stack."""
     problems: list[str] = []
     stack: list[tuple[str, Any, int]] = [("", raw, 0)]
     while stack and len(problems) < 5:
@@ -308,14 +369,16 @@ def _bad_characters(raw: Any) -> list[str]:
             problems.append(f"{path or '(file)'}: nested deeper than {MAX_DEPTH} levels")
             continue
         if isinstance(value, str):
-            if has_control_characters(value):
-                problems.append(f"{path or '(file)'}: {echo(value)} contains a control character")
+            if message := names.problem(value):
+                problems.append(f"{path or '(file)'}: {echo(value)} {message}")
         elif isinstance(value, dict):
             for key, item in value.items():
                 name = _short(key) if isinstance(key, str) else echo(key)
                 child = f"{path}.{name}" if path else name
-                if isinstance(key, str) and has_control_characters(key):
-                    problems.append(f"{child}: the key contains a control character")
+                if isinstance(key, str) and (message := names.problem(key)):
+                    # echo: the key itself may not even be printable (a lone surrogate)
+                    shown = f"{path}.{echo(key)}" if path else echo(key)
+                    problems.append(f"{shown}: the key {message}")
                     continue
                 stack.append((child, item, depth + 1))
         elif isinstance(value, list | tuple):

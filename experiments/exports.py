@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from typing import Any
 
+from core.contract import METHOD_INFO
+from core.runlabel import label_of
 from experiments import carbon, comparison
 from experiments.comparison import Table
 from experiments.figures import FIGURES
@@ -22,38 +25,81 @@ def _iso(value: Any) -> str | None:
     return value.isoformat() if value is not None else None
 
 
+#: Significant digits a derived number (a duration, a percentage, kWh) keeps: binary
+#: floats carry noise past the 15th ("46.025000000000006"); no figure here has 12.
+SIGNIFICANT = 12
+
+
+def clean_number(value: Any, resolution: float | None = None) -> Any:
+    """A float as it goes out: at ``resolution`` (a meter's step, in the value's unit)
+    where given, else to SIGNIFICANT digits. Anything else as it is."""
+    if not isinstance(value, float) or not math.isfinite(value):
+        return value
+    if resolution:
+        return round(value, max(0, round(-math.log10(resolution))))
+    return float(f"{value:.{SIGNIFICANT}g}")
+
+
+def energy_j(value: Any, method: str) -> Any:
+    """An energy figure at its method's resolution (core.contract: 1 µJ by default)."""
+    info = METHOD_INFO.get(method)
+    return clean_number(value, info.resolution_j if info else 1e-6)
+
+
 def run_document(run: Run) -> dict[str, Any]:
+    # Counted from 1, as the pages and the run's URL name it (core.runlabel).
+    label = label_of(run)
+    config, repeat, attempt = (int(part) for part in label.split("."))
     return {
-        "config": run.config_index,
-        "repeat": run.repeat_index,
-        "attempt": run.attempt,
+        "run": label,
+        "config": config,
+        "repeat": repeat,
+        "attempt": attempt,
         "status": run.status,
         "hyperparameters": run.hyperparameters,
         "started_at": _iso(run.started_at),
         "ended_at": _iso(run.ended_at),
-        "duration_s": run.duration_s,
+        "duration_s": clean_number(run.duration_s),
         "exit_code": run.exit_code,
         "metrics": run.metrics,
         "energy": {
-            "gpu_j": run.gpu_energy_j,
+            "gpu_j": energy_j(run.gpu_energy_j, run.gpu_method),
             "gpu_method": run.gpu_method or "unavailable",
             "gpu_uuid": run.gpu_uuid or None,
             # An estimate (a split by per-process utilisation), never a measurement.
-            "gpu_foreground_j": run.gpu_foreground_j,
+            "gpu_foreground_j": energy_j(run.gpu_foreground_j, run.gpu_foreground_method),
             "gpu_foreground_method": run.gpu_foreground_method or "unavailable",
-            "cpu_j": run.cpu_energy_j,
+            "cpu_j": energy_j(run.cpu_energy_j, run.cpu_method),
             "cpu_method": run.cpu_method or "unavailable",
-            "dram_j": run.dram_energy_j,
+            # The foreground's part of the CPU figure: an estimate, never a measurement.
+            "cpu_foreground_j": energy_j(run.cpu_foreground_j, run.cpu_foreground_method),
+            "cpu_foreground_method": run.cpu_foreground_method or "unavailable",
+            "dram_j": energy_j(run.dram_energy_j, run.dram_method),
             "dram_method": run.dram_method or "unavailable",
         },
         "coverage": {
-            "percent": run.coverage_percent,
-            "longest_gap_s": run.coverage_longest_gap_s,
+            "percent": clean_number(run.coverage_percent),
+            "longest_gap_s": clean_number(run.coverage_longest_gap_s),
             "verdict": run.coverage_verdict or None,
         },
+        "device": device_document(run),
         "carbon_and_cost": carbon_document(run),
+        # The Slurm job it ran in (cluster, job_id, partition, account, node, gpus):
+        # join with `sacct -M CLUSTER -j JOB_ID`. {} outside Slurm.
+        "slurm": run.slurm or {},
         "flags": run.flags,
         "error": run.error,
+    }
+
+
+def device_document(run: Run) -> dict[str, Any]:
+    """The GPUs' settings during the run: the key comparable runs share, and the record
+    (power limit, clocks, clock event reasons, sensor periods, changes)."""
+    state = run.device_state or {}
+    return {
+        "settings_key": run.device_settings_key or None,
+        "gpus": state.get("gpus", []),
+        "changes": state.get("changes", []),
     }
 
 
@@ -64,7 +110,11 @@ def carbon_document(run: Run, factors: carbon.Factors | None = None) -> dict[str
     figures = {}
     for figure in FIGURES:
         fp = carbon.Footprint.of(figure.value(run), factors)
-        figures[figure.key] = {"kwh": fp.kwh, "kg_co2e": fp.kg_co2e, "cost": fp.cost}
+        figures[figure.key] = {
+            "kwh": clean_number(fp.kwh),
+            "kg_co2e": clean_number(fp.kg_co2e),
+            "cost": clean_number(fp.cost),
+        }
     return {"factors": factors.to_dict() if factors else None, "figures": figures}
 
 
@@ -82,6 +132,7 @@ def experiment_document(experiment: Experiment) -> dict[str, Any]:
         "target": experiment.target,
         "host": experiment.host.hostname if experiment.host_id and experiment.host else None,
         "gpu_index": experiment.gpu_index,
+        **slurm_fields(experiment),
         "created_at": _iso(experiment.created_at),
         "started_at": _iso(experiment.started_at),
         "ended_at": _iso(experiment.ended_at),
@@ -102,17 +153,42 @@ def experiment_document(experiment: Experiment) -> dict[str, Any]:
     }
 
 
+def slurm_fields(experiment: Experiment) -> dict[str, Any]:
+    """The Slurm job of an experiment, as the API and the JSON document carry it
+    (empty strings for another target, or before its job is submitted)."""
+    return {
+        "slurm_job_id": experiment.slurm_job_id,
+        "slurm_state": experiment.slurm_state,
+        "slurm_reason": experiment.slurm_reason,
+        "slurm_node": experiment.slurm_node,
+        "slurm": experiment.slurm_display,
+    }
+
+
+#: A run's Slurm job, one column per field of ``Run.slurm``.
+SLURM_COLUMNS = ["cluster", "job_id", "partition", "account", "node", "gpus"]
+
 CSV_COLUMNS = [
-    "experiment", "name", "mode", "config", "repeat", "attempt", "status",
+    "experiment", "name", "mode", "run", "config", "repeat", "attempt", "status",
     "hyperparameters", "started_at", "ended_at", "duration_s", "exit_code", "metrics",
     "gpu_j", "gpu_method", "gpu_uuid", "gpu_foreground_j", "gpu_foreground_method",
-    "cpu_j", "cpu_method", "dram_j", "dram_method",
+    "cpu_j", "cpu_method", "cpu_foreground_j", "cpu_foreground_method", "dram_j", "dram_method",
+    "device_settings_key", "gpu_power_limit_w", "device_changes",
     "coverage_percent", "coverage_longest_gap_s", "coverage_verdict",
     "carbon_intensity_g_per_kwh", "pue", "price_per_kwh", "currency", "factors_set_at",
     "factors_source",
 ]  # fmt: skip
+CSV_COLUMNS += [f"slurm_{name}" for name in SLURM_COLUMNS]
 # One kWh / kgCO2e / cost column per energy figure (a new figure adds its own).
 CSV_COLUMNS += [f"{f.key}_{u}" for f in FIGURES for u in ("kwh", "kgco2e", "cost")]
+
+
+def _power_limits(device: dict[str, Any]) -> Any:
+    """The GPUs' power limits: a number for one GPU, "300+300" for several."""
+    limits = [g.get("power_limit_w") for g in device["gpus"]]
+    if not limits or any(v is None for v in limits):
+        return None
+    return limits[0] if len(limits) == 1 else "+".join(f"{v:g}" for v in limits)
 
 
 def _carbon_cells(doc: dict[str, Any]) -> dict[str, Any]:
@@ -172,6 +248,7 @@ def experiment_csv(experiment: Experiment) -> str:
                     "experiment": doc["code"],
                     "name": doc["name"],
                     "mode": doc["mode"],
+                    "run": run["run"],
                     "config": run["config"],
                     "repeat": run["repeat"],
                     "attempt": run["attempt"],
@@ -189,12 +266,18 @@ def experiment_csv(experiment: Experiment) -> str:
                     "gpu_foreground_method": run["energy"]["gpu_foreground_method"],
                     "cpu_j": run["energy"]["cpu_j"],
                     "cpu_method": run["energy"]["cpu_method"],
+                    "cpu_foreground_j": run["energy"]["cpu_foreground_j"],
+                    "cpu_foreground_method": run["energy"]["cpu_foreground_method"],
+                    "device_settings_key": run["device"]["settings_key"],
+                    "gpu_power_limit_w": _power_limits(run["device"]),
+                    "device_changes": "; ".join(run["device"]["changes"]),
                     "dram_j": run["energy"]["dram_j"],
                     "dram_method": run["energy"]["dram_method"],
                     "coverage_percent": run["coverage"]["percent"],
                     "coverage_longest_gap_s": run["coverage"]["longest_gap_s"],
                     "coverage_verdict": run["coverage"]["verdict"],
                     **_carbon_cells(run["carbon_and_cost"]),
+                    **{f"slurm_{k}": run["slurm"].get(k, "") for k in SLURM_COLUMNS},
                 }
             )
         )

@@ -14,9 +14,9 @@ from experiments.expfile import (
     ExperimentFileError,
     decode_experiment_bytes,
     echo,
-    has_control_characters,
 )
 from experiments.models import Experiment, Workload
+from experiments.names import no_control_characters
 
 HP_PREFIX = "hp__"
 MUTATE_PREFIX = "mutate__"
@@ -42,6 +42,10 @@ _PATH_TO_FIELD = {
     "background.restart_delay": "restart_delay",
     "background.startup_wait": "startup_wait",
     "background.between_runs": "between_runs",
+    "slurm": "target",
+    "slurm.account": "slurm_account",
+    "slurm.gpus": "slurm_gpus",
+    "slurm.time_limit": "slurm_time_limit",
 }
 
 
@@ -85,11 +89,6 @@ class ChoiceField(forms.ChoiceField):
             raise ValidationError(
                 f"{echo(value)} is not one of the choices.", code="invalid_choice"
             ) from None
-
-
-def no_control_characters(value: str) -> None:
-    if has_control_characters(value):
-        raise ValidationError("contains a control character", code="control_character")
 
 
 def hard_bounds(param: dict[str, Any]) -> tuple[Any, Any]:
@@ -236,6 +235,20 @@ class ExperimentForm(forms.Form):
         label="Between foreground runs",
     )
     target = ChoiceField(choices=[("any", "any free GPU")], initial="any")
+    # A Slurm target's slurm: block (the file takes the rest of it).
+    slurm_account = forms.CharField(
+        required=False, max_length=64, label="Slurm account", help_text="Slurm targets only."
+    )
+    slurm_gpus = forms.IntegerField(
+        required=False, min_value=0, max_value=64, label="Slurm GPUs", help_text="GPUs to ask for."
+    )
+    slurm_time_limit = forms.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=366 * 24 * 60,
+        label="Slurm time limit (min)",
+        help_text="Empty: from the expected duration.",
+    )
 
     def __init__(self, *args: Any, targets: list[tuple[str, str]] | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -343,6 +356,13 @@ class ExperimentForm(forms.Form):
             spec["seed"] = data["seed"]
         if data.get("skip_configurations_run"):
             spec["skip_configurations_run"] = True
+        slurm = {
+            key: data.get(f"slurm_{key}")
+            for key in ("account", "gpus", "time_limit")
+            if data.get(f"slurm_{key}") not in (None, "")
+        }
+        if slurm and str(spec["target"]).startswith("slurm"):
+            spec["slurm"] = slurm
         if data.get("parallel") and data.get("bg_workload"):
             bg: Workload = data["bg_workload"]
             bg_hps: dict[str, Any] = {}
@@ -386,9 +406,19 @@ class ExperimentForm(forms.Form):
                 self.add_error(None, message)
 
 
+def named_source(line: str, source: str) -> str:
+    """An experiment-file error about the whole text ("(file): ...", as the command
+    line prints it after the file's path) named after where the text came from: the
+    uploaded file's name, or "the pasted text"."""
+    marker = "(file)"
+    return source + line[len(marker) :] if line.startswith(marker) else line
+
+
 class UploadForm(forms.Form):
     file = forms.FileField(
-        required=False, help_text="YAML or JSON, the same format as `wattlab submit`."
+        required=False,
+        help_text="YAML or JSON, the experiment-file format that "
+        "`python manage.py submit FILE` reads: an example below.",
     )
     text = forms.CharField(
         required=False,
@@ -408,7 +438,8 @@ class UploadForm(forms.Form):
             try:
                 data["content"] = decode_experiment_bytes(upload.read(self.MAX_BYTES + 1))
             except ExperimentFileError as exc:
-                raise ValidationError(exc.errors) from None
+                name = upload.name or "the file"
+                raise ValidationError([named_source(e, name) for e in exc.errors]) from None
             data["filename"] = upload.name or ""
         elif data.get("text", "").strip():
             data["content"] = data["text"]

@@ -4,7 +4,38 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from django.db import DatabaseError, connection
 from django.http import HttpRequest, HttpResponse, QueryDict
+
+#: Answered by :class:`HealthMiddleware`, never by a view.
+HEALTH_PATH = "/health/"
+
+
+class HealthMiddleware:
+    """``GET /health/``: 200 when this server reaches the database, 503 when it does not.
+
+    First in the chain, so nothing else looks at the request: no host check (a
+    container's probe asks for 127.0.0.1, which a deployment's DJANGO_ALLOWED_HOSTS need
+    not list), no HTTPS redirect, no session, no login. The answer says nothing but
+    whether this server can serve pages (which need the database, not the broker).
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.path != HEALTH_PATH:
+            return self.get_response(request)
+        if request.method not in ("GET", "HEAD"):
+            response = HttpResponse("GET only\n", status=405, content_type="text/plain")
+            response["Allow"] = "GET, HEAD"
+            return response
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT 1")
+        except DatabaseError:
+            return HttpResponse("database unavailable\n", status=503, content_type="text/plain")
+        return HttpResponse("ok\n", content_type="text/plain")
 
 
 class QueryStringNulMiddleware:

@@ -15,7 +15,10 @@ from django.db import models
 
 from core.contract import METHODS
 from core.coverage import verdict_choices
+from core.runlabel import label_of
 from experiments.carbon import Factors
+from experiments.jsonshapes import ShapedJSONField
+from experiments.names import no_control_characters
 
 #: A few characters naming each energy method beside a number on a page.
 METHOD_SHORT: dict[str, str] = {m.name: m.short for m in METHODS}
@@ -77,10 +80,10 @@ class Host(models.Model):
     hostname = models.CharField(max_length=255, unique=True)
     queue = models.CharField(max_length=300)
     control_queue = models.CharField(max_length=300, blank=True)
-    gpus = models.JSONField(default=list, blank=True)
-    meters = models.JSONField(default=dict, blank=True)
+    gpus = ShapedJSONField(default=list, blank=True, shape="mappings")
+    meters = ShapedJSONField(default=dict, blank=True, shape="mapping")
     cpu_count = models.PositiveIntegerField(null=True, blank=True)
-    utilisation = models.JSONField(default=dict, blank=True)
+    utilisation = ShapedJSONField(default=dict, blank=True, shape="mapping")
     started_at = models.DateTimeField(null=True, blank=True)
     last_heartbeat = models.DateTimeField(null=True, blank=True, db_index=True)
     # Carbon and cost factors, set by staff in the admin; empty: the environment's
@@ -175,7 +178,7 @@ class Experiment(models.Model):
         on_delete=models.SET_NULL,
         related_name="experiments",
     )
-    name = models.CharField(max_length=200)
+    name = models.CharField(max_length=200, validators=[no_control_characters])
     mode = models.CharField(max_length=10, choices=Mode.choices, default=Mode.SOLO)
     status = models.CharField(
         max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True
@@ -185,8 +188,8 @@ class Experiment(models.Model):
     foreground_workload = models.ForeignKey(
         Workload, on_delete=models.PROTECT, related_name="foreground_experiments"
     )
-    fg_hyperparameters = models.JSONField(default=dict, blank=True)
-    mutate = models.JSONField(default=list, blank=True)
+    fg_hyperparameters = ShapedJSONField(default=dict, blank=True, shape="values")
+    mutate = ShapedJSONField(default=list, blank=True, shape="texts")
     strategy = models.CharField(max_length=15, choices=Strategy.choices, default=Strategy.TOGETHER)
     configurations = models.PositiveIntegerField(default=1)
     seed = models.BigIntegerField(null=True, blank=True)
@@ -202,7 +205,7 @@ class Experiment(models.Model):
         on_delete=models.PROTECT,
         related_name="background_experiments",
     )
-    bg_hyperparameters = models.JSONField(default=dict, blank=True)
+    bg_hyperparameters = ShapedJSONField(default=dict, blank=True, shape="values")
     restart_delay = models.FloatField(default=2.0)
     startup_wait = models.FloatField(default=5.0)
     between_runs = models.CharField(
@@ -210,9 +213,9 @@ class Experiment(models.Model):
     )
 
     target = models.CharField(max_length=300, default="any")
-    submitted_config = models.JSONField(default=dict, blank=True)
+    submitted_config = ShapedJSONField(default=dict, blank=True, shape="mapping")
     #: The configurations chosen at submission: [{"index": 0, "hyperparameters": {...}}]
-    plan = models.JSONField(default=list, blank=True)
+    plan = ShapedJSONField(default=list, blank=True, shape="mappings")
     total_runs = models.PositiveIntegerField(default=0)
     runs_done = models.PositiveIntegerField(default=0)
 
@@ -227,6 +230,19 @@ class Experiment(models.Model):
     #: When its message reached the broker; None while the broker was away at submit
     #: (a dispatcher sends it later: ``services.experiments_dispatch_pending``).
     dispatched_at = models.DateTimeField(null=True, blank=True)
+    # Target slurm or slurm:PARTITION: the Slurm job that runs it (experiments.slurm).
+    #: Its job id; "" while none has been submitted (or for any other target).
+    slurm_job_id = models.CharField(max_length=40, blank=True, db_index=True)
+    #: Slurm's state of the job when the dispatcher last read it (PENDING, RUNNING,
+    #: COMPLETED, TIMEOUT, CANCELLED...), its reason ("Resources", why it ended) and
+    #: its node: shown beside the experiment's own status.
+    slurm_state = models.CharField(max_length=30, blank=True)
+    slurm_reason = models.CharField(max_length=300, blank=True)
+    slurm_node = models.CharField(max_length=300, blank=True)
+    #: Taken by a dispatcher to submit (a conditional UPDATE: one dispatcher submits
+    #: it); still without a job id long after, that dispatcher died mid-submit.
+    slurm_submitted_at = models.DateTimeField(null=True, blank=True)
+    slurm_checked_at = models.DateTimeField(null=True, blank=True)
     cancel_requested_at = models.DateTimeField(null=True, blank=True)
     cancel_requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -237,7 +253,7 @@ class Experiment(models.Model):
     )
     error = models.TextField(blank=True)
     #: What the experiment should report: [{"at": iso, "kind": "crash_loop", "message": ...}]
-    events = models.JSONField(default=list, blank=True)
+    events = ShapedJSONField(default=list, blank=True, shape="mappings")
     #: Totals kept by the services so list pages need no aggregate per row.
     gpu_energy_j = models.FloatField(null=True, blank=True)
     cpu_energy_j = models.FloatField(null=True, blank=True)
@@ -269,6 +285,35 @@ class Experiment(models.Model):
     def is_active(self) -> bool:
         return self.status in self.ACTIVE_STATUSES
 
+    @property
+    def is_slurm(self) -> bool:
+        return self.target == "slurm" or self.target.startswith("slurm:")
+
+    @property
+    def slurm_display(self) -> str:
+        """The Slurm job in a few words ("job 12 pending: Resources", "job 12 running on
+        node7"); "" for another target unless a worker in a Slurm job ran it."""
+        if not self.is_slurm:
+            # Run by a worker holding a Slurm allocation (a long-lived worker's job).
+            return f"job {self.slurm_job_id} on {self.slurm_node}" if self.slurm_job_id else ""
+        if not self.slurm_job_id:
+            if not self.is_active:
+                return "no Slurm job"
+            return "submitting" if self.slurm_submitted_at else "waiting for the Slurm dispatcher"
+        state = self.slurm_state.lower() or "submitted"
+        if self.slurm_state == "RUNNING" and self.slurm_node:
+            detail = f" on {self.slurm_node}"
+        elif self.slurm_reason and self.slurm_reason != "None":
+            detail = f": {self.slurm_reason}"
+        else:
+            detail = ""
+        return f"job {self.slurm_job_id} {state}{detail}"
+
+
+def slurm_target_q() -> models.Q:
+    """Experiments whose target is a Slurm cluster (what ``Experiment.is_slurm`` says)."""
+    return models.Q(target="slurm") | models.Q(target__startswith="slurm:")
+
 
 class Run(models.Model):
     """One foreground training."""
@@ -294,7 +339,9 @@ class Run(models.Model):
     config_index = models.PositiveIntegerField()
     repeat_index = models.PositiveIntegerField(default=0)
     attempt = models.PositiveIntegerField(default=0)
-    hyperparameters = models.JSONField(default=dict, help_text="Exactly as passed to the program.")
+    hyperparameters = ShapedJSONField(
+        default=dict, help_text="Exactly as passed to the program.", shape="values"
+    )
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     started_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)
@@ -303,7 +350,7 @@ class Run(models.Model):
     error = models.TextField(blank=True)
     log = models.FileField(upload_to="runs/", blank=True)
     log_tail = models.TextField(blank=True)
-    metrics = models.JSONField(default=dict, blank=True)
+    metrics = ShapedJSONField(default=dict, blank=True, shape="numbers")
 
     gpu_energy_j = models.FloatField(null=True, blank=True)
     gpu_method = models.CharField(max_length=20, choices=Method.choices, blank=True)
@@ -316,10 +363,15 @@ class Run(models.Model):
     gpu_foreground_method = models.CharField(max_length=20, choices=Method.choices, blank=True)
     cpu_energy_j = models.FloatField(null=True, blank=True)
     cpu_method = models.CharField(max_length=20, choices=Method.choices, blank=True)
+    #: The foreground's part of the CPU figure: an estimate (its rule in the
+    #: provenance's flags) where the CPU figure is host-wide (RAPL, perf), the CPU
+    #: figure itself where that is already the foreground's estimate; never measured.
+    cpu_foreground_j = models.FloatField(null=True, blank=True)
+    cpu_foreground_method = models.CharField(max_length=20, choices=Method.choices, blank=True)
     dram_energy_j = models.FloatField(null=True, blank=True)
     dram_method = models.CharField(max_length=20, choices=Method.choices, blank=True)
     #: Method, device, sampling period and flags of every figure.
-    provenance = models.JSONField(default=dict, blank=True)
+    provenance = ShapedJSONField(default=dict, blank=True, shape="provenance")
     gpu_power_avg_w = models.FloatField(null=True, blank=True)
     gpu_power_max_w = models.FloatField(null=True, blank=True)
     gpu_power_min_w = models.FloatField(null=True, blank=True)
@@ -329,19 +381,31 @@ class Run(models.Model):
     gpu_temp_max_c = models.FloatField(null=True, blank=True)
     gpu_memory_max_mib = models.FloatField(null=True, blank=True)
 
+    #: The GPUs' settings and clocks during the run (power limit, application and
+    #: current clocks, clock event reasons, sensor update periods) and the changes seen:
+    #: ``workers.energy.device_state``.
+    device_state = models.JSONField(default=dict, blank=True)
+    #: A short text naming the settings (model, power limit, application clocks; "·
+    #: changed during the run" when one changed): runs that share it are comparable.
+    device_settings_key = models.CharField(max_length=500, blank=True, db_index=True)
+
     coverage_percent = models.FloatField(null=True, blank=True)
     coverage_longest_gap_s = models.FloatField(null=True, blank=True)
     coverage_verdict = models.CharField(max_length=12, blank=True, choices=verdict_choices)
     coverage_background_runs = models.PositiveIntegerField(null=True, blank=True)
-    flags = models.JSONField(default=list, blank=True)
+    flags = ShapedJSONField(default=list, blank=True, shape="texts")
     #: Compact sample trace (see core.trace); empty for imported runs.
     trace = models.BinaryField(blank=True, default=b"")
+    #: The Slurm job it ran in (cluster, job_id, partition, account, node, gpus), read
+    #: from the job's environment once per job, so the figures join with ``sacct``;
+    #: {} outside Slurm.
+    slurm = models.JSONField(default=dict, blank=True)
 
     imported = models.BooleanField(default=False)
     legacy_id = models.CharField(max_length=300, blank=True)
     #: Carbon and cost factors of the host when the run finished (experiments.carbon.
     #: Factors): changing a host's factors later does not rewrite this run's history.
-    factors = models.JSONField(default=dict, blank=True)
+    factors = ShapedJSONField(default=dict, blank=True, shape="factors")
 
     class Meta:
         ordering = ["experiment", "config_index", "repeat_index", "attempt"]
@@ -382,7 +446,7 @@ class Run(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"run {self.config_index}.{self.repeat_index}#{self.attempt} of {self.experiment_id}"
+        return f"run {label_of(self)} of {self.experiment_id}"
 
     @property
     def stored_factors(self) -> Factors | None:
@@ -457,7 +521,7 @@ class ApiToken(models.Model):
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
     )
-    name = models.CharField(max_length=100, blank=True)
+    name = models.CharField(max_length=100, blank=True, validators=[no_control_characters])
     key_hash = models.CharField(max_length=64, unique=True)
     prefix = models.CharField(max_length=8, help_text="First characters, to tell tokens apart.")
     created_at = models.DateTimeField(auto_now_add=True)

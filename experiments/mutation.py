@@ -118,10 +118,14 @@ def _number(raw: Mapping[str, object], key: str, name: str) -> float | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise SpaceError(f"parameter {name!r}: {key!r} must be a number, got {value!r}")
-    if not math.isfinite(value):
+        raise SpaceError(f"parameter {name!r}: {key!r} must be a number, got {_show(value)}")
+    try:
+        number = float(value)
+    except OverflowError:
+        raise SpaceError(f"parameter {name!r}: {key!r} {_show(value)} is too large") from None
+    if not math.isfinite(number):
         raise SpaceError(f"parameter {name!r}: {key!r} must be finite, got {value!r}")
-    return float(value)
+    return number
 
 
 def _bounds(
@@ -193,7 +197,7 @@ def parse_space(raw: object) -> list[Param]:
                 raise SpaceError(f"parameter {name!r}: 'choices' must be a non-empty list")
             for c in raw_choices:
                 if c is not None and not isinstance(c, int | float | str | bool):
-                    raise SpaceError(f"parameter {name!r}: 'choices' holds {c!r}")
+                    raise SpaceError(f"parameter {name!r}: 'choices' holds {_show(c)}")
             choices = tuple(cast(list[Value], raw_choices))
         else:
             low = _number(item, "min", name)
@@ -234,7 +238,7 @@ def parse_space(raw: object) -> list[Param]:
             except SpaceError as exc:
                 raise SpaceError(f"parameter {name!r}: 'default' {exc}") from None
             if ptype == "choice" and _canonical(default) not in {_canonical(c) for c in choices}:
-                raise SpaceError(f"parameter {name!r}: 'default' {default!r} is not a choice")
+                raise SpaceError(f"parameter {name!r}: 'default' {_show(default)} is not a choice")
             param = replace(param, default=default)
         space.append(param)
     return space
@@ -249,29 +253,74 @@ def _coerce(param: Param, value: object) -> Value:
         for choice in param.choices:
             if _canonical(choice) == _canonical(cast(Value, value)):
                 return choice
-        raise SpaceError(f"{value!r} is not one of {list(param.choices)!r}")
+        raise SpaceError(f"{_show(value)} is not one of {_show(list(param.choices))}")
     if isinstance(value, str):
         text = value.strip()
+        if param.type == "int" and _is_int_text(text) and len(text) > 30:
+            raise _too_large(value)
         try:
             value = int(text) if param.type == "int" and _is_int_text(text) else float(text)
         except ValueError:
-            raise SpaceError(f"{value!r} is not a number") from None
+            raise SpaceError(f"{_show(value)} is not a number") from None
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise SpaceError(f"must be a number, got {value!r}")
-    if not math.isfinite(value):
-        raise SpaceError(f"must be finite, got {value!r}")
+        raise SpaceError(f"must be a number, got {_show(value)}")
+    if isinstance(value, int) and param.type != "int":
+        try:
+            value = float(value)
+        except OverflowError:  # past 1.8e308
+            raise SpaceError(f"{_show(value)} is too large for a number") from None
+    if isinstance(value, float) and not math.isfinite(value):
+        raise SpaceError(f"must be finite, got {_show(value)}")
     if param.type == "int":
         if isinstance(value, float):
             if not value.is_integer():
-                raise SpaceError(f"must be a whole number, got {value!r}")
-            return int(value)
+                raise SpaceError(f"must be a whole number, got {_show(value)}")
+            value = int(value)
+        if not -INT_LIMIT <= value <= INT_LIMIT:
+            raise _too_large(value)
         return value
     return _format_float(param, float(value))
 
 
+#: Integer parameters are 64-bit: what programs read them into, and what every
+#: database, JSON reader and chart down the line can hold.
+INT_LIMIT = 2**63 - 1
+
+
+def _too_large(value: object) -> SpaceError:
+    return SpaceError(f"{_show(value)} is too large: an integer parameter is a 64-bit integer")
+
+
+def _show(value: object) -> str:
+    """A short repr for a message: a value can be a 1000-character text or an integer
+    of thousands of digits (whose repr Python refuses past 4300)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 128:
+        return f"<an integer of about {int(value.bit_length() * math.log10(2)) + 1} digits>"
+    try:
+        text = repr(value)
+    except ValueError:  # a list holding such an integer
+        return f"<{type(value).__name__}>"
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def _is_int_text(text: str) -> bool:
+    """Decimal digits after an optional sign: text ``int()`` reads (``isdigit`` also
+    takes superscripts such as "²", which it does not)."""
     body = text[1:] if text[:1] in "+-" else text
-    return body.isdigit()
+    return body.isdecimal()
+
+
+def _int_text_canonical(text: str) -> str:
+    """``str(int(text))`` for the text of an integer, also past Python's 4300-digit
+    limit on converting one (an ASCII text is read digit by digit)."""
+    body = text[1:] if text[:1] in "+-" else text
+    if body.isascii():
+        digits = body.lstrip("0") or "0"
+        return digits if digits == "0" or text[:1] != "-" else "-" + digits
+    try:
+        return str(int(text))
+    except ValueError:
+        return json.dumps(text)
 
 
 def _format_float(param: Param, value: float) -> float:
@@ -328,10 +377,11 @@ def check_values(space: Sequence[Param], values: Mapping[str, object]) -> dict[s
         lo, hi = param.bound_low, param.bound_high
         if (lo is not None and value < lo) or (hi is not None and value > hi):
             if (lo, hi) == (param.low, param.high):
-                errors[name] = f"{value!r} is outside {_bounds_text(lo, hi)}"
+                errors[name] = f"{_show(value)} is outside {_bounds_text(lo, hi)}"
             else:
                 errors[name] = (
-                    f"{value!r} is outside {_bounds_text(lo, hi)}, the bounds the program accepts"
+                    f"{_show(value)} is outside {_bounds_text(lo, hi)}, "
+                    "the bounds the program accepts"
                 )
     return errors
 
@@ -411,7 +461,7 @@ def _canonical(value: Value, param: Param | None = None) -> str:
     if isinstance(value, str):
         text = value.strip()
         if _is_int_text(text):
-            return str(int(text))
+            return _int_text_canonical(text)
         try:
             number = float(text)
         except ValueError:
@@ -420,7 +470,10 @@ def _canonical(value: Value, param: Param | None = None) -> str:
             return json.dumps(value)
         value = number
     if isinstance(value, int):
-        return str(value)
+        try:
+            return str(value)
+        except ValueError:  # past 4300 digits (a long 0x... in YAML): still one text
+            return f"0x{value:x}" if value >= 0 else f"-0x{-value:x}"
     # An integral float is an int read back as float (CSV): keep every digit. Without
     # the space, an integral float of a float parameter above 1e6 keys apart from its
     # 6-digit form; pass ``space`` to config_key to compare those exactly.
@@ -516,7 +569,9 @@ def _in_domain(param: Param, text: str) -> bool:
         return text in {_canonical(c, param) for c in param.choices}
     assert param.low is not None and param.high is not None
     if param.type == "int":
-        return _is_int_text(text) and param.low <= int(text) <= param.high
+        if not _is_int_text(text) or len(text) > 30:  # far past any int range
+            return False
+        return param.low <= int(text) <= param.high
     return param.low == param.high and text == _canonical(param.low, param)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from core.runlabel import label_of
 from experiments import comparison, figures, selectors, stats
 from experiments.comparison import Table
 from experiments.figures import EnergyFigure
@@ -52,7 +53,7 @@ def run_rows(experiment: Experiment) -> tuple[list[list[str]], list[str], dict[s
             coverage = "solo" if experiment.mode == Experiment.Mode.SOLO else "—"
         rows.append(
             [
-                f"{r.config_index}.{r.repeat_index}.{r.attempt}",
+                label_of(r),
                 ", ".join(f"{k}={number(hp.get(k))}" for k in vary) or "defaults",
                 r.status,
                 seconds(r.duration_s),

@@ -1,6 +1,30 @@
-from django.urls import path
+from typing import Any
 
+from django.urls import path, register_converter
+
+from core import runlabel
 from experiments import views
+
+
+class RunLabelConverter:
+    """A run in a URL by its label (``2.3.1``, core.runlabel); the view gets the stored
+    key. A label that names no run (a part of 0, a number too large) is a 404."""
+
+    regex = runlabel.PATTERN
+
+    def to_python(self, value: str) -> runlabel.RunIndex:
+        index = runlabel.parse_run_label(value)
+        if index is None:
+            raise ValueError(value)
+        return index
+
+    def to_url(self, value: Any) -> str:
+        if isinstance(value, str):
+            return value
+        return runlabel.label_of(value)
+
+
+register_converter(RunLabelConverter, "run")
 
 urlpatterns = [
     path("", views.experiment_list, name="experiment_list"),
@@ -21,12 +45,12 @@ urlpatterns = [
         name="experiment_report_download",
     ),
     path(
-        "experiments/<uuid:code>/runs/<int:config>.<int:repeat>.<int:attempt>/",
+        "experiments/<uuid:code>/runs/<run:run>/",
         views.run_detail,
         name="run_detail",
     ),
     path(
-        "experiments/<uuid:code>/runs/<int:config>.<int:repeat>.<int:attempt>/log/",
+        "experiments/<uuid:code>/runs/<run:run>/log/",
         views.run_log,
         name="run_log",
     ),

@@ -6,12 +6,18 @@ and the solo one with the same configurations (and says that they match), prints
 URL, and says when both have finished, i.e. when Compare shows parallel against solo.
 Ctrl-C stops all of it: the worker cancels what it runs and stops its trainings, then
 every process this script started is ended; none is left behind.
+
+The terminal gets what a person needs, on one screen: the URL, the login, what is
+running, the errors, and at the demo's end its outcome with the login and the Compare
+link again. Everything else (Celery's banners and warnings, every request the web app
+answers, the setup commands) goes to log files in ``var/log/``, whose names it prints.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import secrets
 import signal
 import subprocess
@@ -44,14 +50,93 @@ EXAMPLES = ROOT / "examples" / "experiments"
 DEMO_EXPERIMENTS = (EXAMPLES / "demo-parallel.yaml", EXAMPLES / "demo-solo.yaml")
 
 
-def _manage(*args: str) -> None:
-    subprocess.run([sys.executable, str(ROOT / "manage.py"), *args], cwd=ROOT, check=True)
+def log_dir() -> Path:
+    """Where the logs go: ``var/log`` under the var folder the settings use."""
+    return Path(os.environ.get("WATTLAB_VAR_DIR") or ROOT / "var") / "log"
 
 
-def _start(argv: list[str]) -> subprocess.Popen[bytes]:
+def _shown(path: Path) -> str:
+    try:
+        return str(path.relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join("    " + line for line in text.splitlines()[-lines:])
+
+
+def _manage(log: Path, *args: str) -> None:
+    """A setup command, its output into ``log``; on failure, its end on the terminal."""
+    with log.open("ab") as out:
+        done = subprocess.run(
+            [sys.executable, str(ROOT / "manage.py"), *args],
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            check=False,
+        )
+    if done.returncode != 0:
+        print(
+            f"manage.py {' '.join(args)} failed (exit {done.returncode}); "
+            f"the end of {_shown(log)}:\n{_tail(log)}",
+            file=sys.stderr,
+            flush=True,
+        )
+        raise SystemExit(1)
+
+
+def _start(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
     # Own session: Ctrl-C reaches this script only, which then stops the children in
     # order (worker first, so it can stop its trainings) and kills their groups.
-    return subprocess.Popen(argv, cwd=ROOT, start_new_session=True)
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            argv, cwd=ROOT, start_new_session=True, stdout=out, stderr=subprocess.STDOUT
+        )
+
+
+#: Log lines a person should see at once: Celery's and Django's errors, and the web
+#: app answering 5xx. Everything else stays in the log.
+ERROR_LINE = re.compile(
+    r"\b(ERROR|CRITICAL)\b|Internal Server Error|\" 5[0-9]{2} [0-9-]+$|Traceback \(most recent"
+)
+#: At most this many error lines on the terminal; past it, one line names the logs.
+MAX_ERROR_LINES = 20
+
+
+class _ErrorWatch:
+    """Copies the error lines the children write to their logs onto the terminal."""
+
+    def __init__(self, logs: dict[str, Path]) -> None:
+        self.logs = logs
+        self.offsets = {name: 0 for name in logs}
+        self.shown = 0
+
+    def check(self) -> None:
+        for name, path in self.logs.items():
+            try:
+                with path.open("rb") as fh:
+                    fh.seek(self.offsets[name])
+                    data = fh.read()
+            except OSError:
+                continue
+            # Whole lines only; a half-written one is read next time.
+            complete = data[: data.rfind(b"\n") + 1]
+            self.offsets[name] += len(complete)
+            for line in complete.decode(errors="replace").splitlines():
+                if ERROR_LINE.search(line):
+                    self._say(f"  [{name}] {line.strip()[:300]}")
+
+    def _say(self, text: str) -> None:
+        self.shown += 1
+        if self.shown <= MAX_ERROR_LINES:
+            print(text, flush=True)
+        elif self.shown == MAX_ERROR_LINES + 1:
+            print(f"  more errors: see {_shown(log_dir())}/", flush=True)
 
 
 def _wait_http(url: str, timeout: float) -> bool:
@@ -121,10 +206,11 @@ class _DemoWatch:
     """Says once when every submitted demo experiment has ended (the comparison is
     then on the Compare page), and how long it took since ``make run`` started."""
 
-    def __init__(self, codes: list[str], started: float, url: str) -> None:
+    def __init__(self, codes: list[str], started: float, url: str, login: str) -> None:
         self.codes = codes
         self.started = started
         self.url = url
+        self.login = login
         self._next_check = 0.0
         self.done = not codes
 
@@ -154,7 +240,7 @@ class _DemoWatch:
             f"started ({outcome}).\n"
             f"  Parallel against solo: {self.url}compare/?"
             + urlencode({"workload": rows[0]["foreground_workload__name"]})
-            + "\n",
+            + f"\n  {self.login}\n",
             flush=True,
         )
 
@@ -190,8 +276,11 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     files: list[Path] = args.experiment or list(DEMO_EXPERIMENTS)
 
-    _manage("migrate", "--no-input", "-v", "0")
-    _manage("load_workloads", str(ROOT / "examples" / "workloads"))
+    logs = log_dir()
+    logs.mkdir(parents=True, exist_ok=True)
+    setup_log, worker_log, web_log = logs / "setup.log", logs / "worker.log", logs / "web.log"
+    _manage(setup_log, "migrate", "--no-input", "-v", "0")
+    _manage(setup_log, "load_workloads", str(ROOT / "examples" / "workloads"))
     import django
 
     django.setup()
@@ -207,29 +296,46 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     try:
-        children.append(_start([sys.executable, str(ROOT / "scripts" / "worker.py"), "--reaper"]))
+        worker = [sys.executable, str(ROOT / "scripts" / "worker.py"), "--reaper"]
+        children.append(_start(worker, worker_log))
         address = f"127.0.0.1:{args.port}"
-        children.append(
-            _start([sys.executable, str(ROOT / "manage.py"), "runserver", "--noreload", address])
-        )
+        web = [sys.executable, str(ROOT / "manage.py"), "runserver", "--noreload", address]
+        children.append(_start(web, web_log))
+        names = {"worker": worker_log, "web": web_log}
+        errors = _ErrorWatch(names)
         url = f"http://{address}/"
         if not _wait_http(url, 60):
-            print("the web app did not start; see the messages above", file=sys.stderr)
+            print(
+                f"the web app did not start; the end of {_shown(web_log)}:\n{_tail(web_log)}",
+                file=sys.stderr,
+            )
             return 1
         submitted = [] if args.no_submit else [(f, _submit_demo(f)) for f in files]
+        login = f"Log in as {user!r} with password {password!r}"
         print(
             "\n"
             f"  Wattlab is running at {url}\n"
-            f"  Log in as {user!r} with password {password!r}\n"
+            f"  {login}\n"
+            f"  Running: the web app and one worker (with the reaper); logs in {_shown(logs)}/\n"
             + "".join(f"  Submitted {f.name}: experiment {code}\n" for f, code in submitted)
             + _pairing([code for _f, code in submitted])
-            + "  Ctrl-C stops everything.\n",
+            + "  Ctrl-C stops everything.",
             flush=True,
         )
-        watch = _DemoWatch([code for _f, code in submitted], started, url)
+        watch = _DemoWatch([code for _f, code in submitted], started, url, login)
         while not stopping and all(child.poll() is None for child in children):
             watch.check()
+            errors.check()
             time.sleep(0.3)
+        errors.check()
+        for (name, log), child in zip(names.items(), children, strict=True):
+            if not stopping and child.poll() is not None:
+                print(
+                    f"the {name} stopped (exit {child.returncode}); the end of "
+                    f"{_shown(log)}:\n{_tail(log)}",
+                    file=sys.stderr,
+                    flush=True,
+                )
     finally:
         print("stopping Wattlab ...", flush=True)
         _stop(children)

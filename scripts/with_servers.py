@@ -9,6 +9,12 @@ not, a server of our own is started on a free port in a temporary folder (Postgr
 server is stopped and its folder removed afterwards, whatever the command did. Where
 the server programs are not installed, it names the Debian packages and stops.
 
+``{database_url}`` and ``{redis_url}`` in the command are replaced by the URLs it
+gets: the Makefile hands them to its sub-make as command-line variables, the only
+kind that outranks a value given on make's own command line (``make test
+TEST_DATABASE_URL=...``), which make passes down to every sub-make and would
+otherwise win over the environment set here.
+
 Standard library only: it runs before anything else is known to work.
 """
 
@@ -211,7 +217,11 @@ def main(argv: list[str] | None = None) -> int:
             redis_url = stack.enter_context(throwaway_redis(redis_server, redis_url))
             _say(f"Redis not reachable at {args.redis_url}: started {redis_url}")
         env.update(TEST_DATABASE_URL=database_url, TEST_REDIS_URL=redis_url)
-        return subprocess.run(args.command, env=env, check=False).returncode
+        command = [
+            arg.replace("{database_url}", database_url).replace("{redis_url}", redis_url)
+            for arg in args.command
+        ]
+        return subprocess.run(command, env=env, check=False).returncode
     return 1  # not reached: ExitStack does not swallow exceptions
 
 

@@ -9,6 +9,12 @@ loop that marks experiments lost when their heartbeat stops.
 Ctrl-C / SIGTERM: the experiments running here are cancelled (the runner stops its
 process groups), the workers get a warm shutdown, and anything still carrying an
 experiment's marker is killed, so no training outlives the worker.
+
+Inside a Slurm job (``scripts/slurm/wattlab-worker.sbatch``) it serves exactly the
+job's allocation: its GPUs (none given: CPU slots, and no GPU for the trainings);
+each run records the job. SIGUSR1 (the job's ``--signal``, ahead of its time limit)
+drains it like SIGTERM, saying so on the experiments it stops; ``--idle-timeout``
+gives the allocation back once nothing has run here for that long.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -39,6 +46,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reaper", action="store_true", help="also run the lost-experiment reaper")
     parser.add_argument("--cpu-slots", type=int, default=1, help="worker processes without a GPU")
+    parser.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=0.0,
+        help="stop once no experiment has run here for this many seconds (0: never)",
+    )
     args = parser.parse_args(argv)
 
     import django
@@ -46,13 +59,33 @@ def main(argv: list[str] | None = None) -> int:
     django.setup()
     from django.conf import settings
 
+    job = _serve_slurm_allocation()
+    from core.liveness import liveness_file
     from experiments import queues
-    from workers.energy.nvml import list_gpus
+    from workers.energy.nvml import list_gpus, unmeterable
+    from workers.training_env import training_user_notice
 
+    try:
+        notice = training_user_notice(settings.WATTLAB_TRAINING_USER)
+    except ValueError as exc:
+        print(f"wattlab worker: WATTLAB_TRAINING_USER: {exc}", file=sys.stderr, flush=True)
+        return 2
+    if notice:
+        print(f"wattlab worker: {notice}", file=sys.stderr, flush=True)
     host = settings.WATTLAB_HOSTNAME
-    # Only the GPUs an inherited CUDA_VISIBLE_DEVICES allows; one NVML cannot read is
-    # reported on the Hosts page but gets no worker.
-    gpus = [g for g in list_gpus() if "error" not in g]
+    # A restarted container keeps its files: it is healthy again only once this start's
+    # control worker has registered the host.
+    liveness_file(settings.VAR_DIR, host).unlink(missing_ok=True)
+    # Only the GPUs an inherited CUDA_VISIBLE_DEVICES allows; one that cannot be metered
+    # (NVML cannot read it, MIG) is reported on the Hosts page but gets no worker: its
+    # trainings would go unmeasured, or unpinned onto another worker's GPU.
+    gpus = []
+    for gpu in list_gpus():
+        why = unmeterable(gpu)
+        if why:
+            print(f"wattlab worker on {settings.WATTLAB_HOSTNAME}: no worker for {why}", flush=True)
+        else:
+            gpus.append(gpu)
     slots: list[int | None] = [g["index"] for g in gpus] or [None] * max(1, args.cpu_slots)
     children: list[subprocess.Popen[bytes]] = []
     for n, index in enumerate(slots):
@@ -75,29 +108,105 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
 
-    stopping = False
+    stopping = ""  # why, once it stops
 
-    def stop(_signum: int, _frame: object) -> None:
+    def stop(signum: int, _frame: object) -> None:
         nonlocal stopping
-        stopping = True
+        if job is None:
+            why = "its worker was stopped"
+        elif signum == signal.SIGUSR1:
+            why = f"the Slurm job {job.job_id} of its worker reaches its time limit"
+        else:
+            why = f"the Slurm job {job.job_id} of its worker was ended (scancel, preemption...)"
+        stopping = stopping or why
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGUSR1, stop)
+    idle = IdleClock(host, job.job_id if job else "", args.idle_timeout)
     while not stopping and all(child.poll() is None for child in children):
         time.sleep(0.2)
-    shutdown(children, host)
+        if idle.expired():
+            print(f"wattlab worker on {host}: idle {args.idle_timeout:g} s, stopping", flush=True)
+            break
+    shutdown(children, host, job_id=job.job_id if job else "", reason=stopping)
     return 0
 
 
-def shutdown(children: list[subprocess.Popen[bytes]], host: str, grace: float = 30.0) -> None:
+def _serve_slurm_allocation() -> Any:
+    """Inside a Slurm job: ``CUDA_VISIBLE_DEVICES`` narrowed to the job's GPUs, by UUID
+    (none given: empty), so every worker and training of this launcher sees exactly
+    the allocation. Returns the job (None outside Slurm)."""
+    from workers.energy.nvml import list_gpus
+    from workers.slurm_job import SlurmJob, allocation_gpu_indices
+
+    job = SlurmJob.from_env(os.environ)
+    if job is None:
+        return None
+    gpus = [g for g in list_gpus() if "error" not in g]
+    indices, note = allocation_gpu_indices(
+        [(g["index"], g.get("uuid", "")) for g in gpus], os.environ
+    )
+    uuids = [g["uuid"] for g in gpus if g["index"] in indices and g.get("uuid")]
+    os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(uuids)
+    print(f"Slurm job {job.job_id} on {job.node}: {note}", flush=True)
+    return job
+
+
+def _running(host: str, job_id: str) -> Any:
+    """This worker's running experiments (on a Slurm node, those of its own job: other
+    jobs' workers may share the node)."""
+    from experiments.models import Experiment
+
+    running = Experiment.objects.filter(host__hostname=host, status=Experiment.Status.RUNNING)
+    return running.filter(slurm_job_id=job_id) if job_id else running
+
+
+class IdleClock:
+    """Expires once nothing has run here for ``seconds`` (0: never), asked at most
+    once a second. The database away counts as busy: never stop on a guess."""
+
+    def __init__(self, host: str, job_id: str, seconds: float) -> None:
+        self.host, self.job_id, self.seconds = host, job_id, seconds
+        self.busy_at = self.asked_at = time.monotonic()
+
+    def expired(self) -> bool:
+        now = time.monotonic()
+        if self.seconds <= 0 or now - self.asked_at < 1.0:
+            return False
+        self.asked_at = now
+        from django.db import connection
+
+        try:
+            if _running(self.host, self.job_id).exists():
+                self.busy_at = now
+        except Exception as exc:  # the database away: busy, as far as we know
+            print(f"wattlab worker: idle check failed: {exc}", file=sys.stderr, flush=True)
+            self.busy_at = now
+        finally:
+            connection.close()
+        return now - self.busy_at >= self.seconds
+
+
+def shutdown(
+    children: list[subprocess.Popen[bytes]],
+    host: str,
+    grace: float = 30.0,
+    *,
+    job_id: str = "",
+    reason: str = "",
+) -> None:
     from django.db import connection
 
     from experiments import services
-    from experiments.models import Experiment
     from workers.procgroup import find_marked
 
-    running = list(Experiment.objects.filter(host__hostname=host, status=Experiment.Status.RUNNING))
+    running = list(_running(host, job_id))
     for experiment in running:
+        if job_id:
+            services.experiment_event(
+                experiment_id=experiment.id, kind="worker_stopped", message=f"stopped: {reason}"
+            )
         services.experiment_cancel(experiment=experiment, by=None)
     connection.close()
     for child in children:

@@ -66,6 +66,15 @@ def digits_workload(db: None) -> object:
     return workload
 
 
+@pytest.fixture
+def submitter(db: None) -> object:
+    """The one superuser, whom `manage.py submit` without --owner gives what it submits
+    (as on one person's machine after `make run`)."""
+    from django.contrib.auth import get_user_model
+
+    return get_user_model().objects.create_superuser("cli-user", password="pw-cli-user-123")
+
+
 def _database_env() -> dict[str, str]:
     """Environment that points a child process at the database this test uses."""
     from django.db import connection

@@ -84,3 +84,54 @@ def keep_secret_key(path: Path) -> str:
     with os.fdopen(fd, "w") as handle:
         handle.write(key + "\n")
     return key
+
+
+def _meta_name(header: str) -> str:
+    """``X-Forwarded-For`` -> ``HTTP_X_FORWARDED_FOR`` (request.META's spelling)."""
+    name = header.strip().upper().replace("-", "_")
+    if name == "REMOTE_ADDR" or name.startswith("HTTP_"):
+        return name
+    return "HTTP_" + name
+
+
+def client_address_settings(
+    headers: list[str], proxies: int | None
+) -> tuple[list[str], int | None]:
+    """(django-axes' AXES_IPWARE_META_PRECEDENCE_ORDER, AXES_IPWARE_PROXY_COUNT) for
+    WATTLAB_CLIENT_IP_HEADERS and WATTLAB_TRUSTED_PROXIES.
+
+    ``proxies``: how many reverse proxies in front of Wattlab each append the address
+    they received the request from to the header (nginx's $proxy_add_x_forwarded_for,
+    Traefik, Caddy and cloud load balancers do); None: 1 when a header is named, else
+    0. The client is then that many entries from the right end of the header, whatever
+    a client wrote to the left of them. django-ipware counts the proxies listed in the
+    header, one fewer: the nearest proxy is REMOTE_ADDR, not an entry (and its strict
+    mode, which Wattlab turns off with IPWARE_STRICT, would refuse a chain a client had
+    prepended to and fall back to the proxy's own address for everyone).
+    """
+    named = [_meta_name(h) for h in headers if h.strip()]
+    named = [h for h in named if h != "REMOTE_ADDR"]
+    if proxies is None:
+        proxies = 1 if named else 0
+    if proxies < 0:
+        raise ImproperlyConfigured(f"WATTLAB_TRUSTED_PROXIES={proxies} must not be negative")
+    if proxies == 0:
+        if named:
+            raise ImproperlyConfigured(
+                f"WATTLAB_CLIENT_IP_HEADERS names {', '.join(named)}, but "
+                "WATTLAB_TRUSTED_PROXIES=0: without a proxy that writes it, any client can "
+                "set that header to any address. Set WATTLAB_TRUSTED_PROXIES to the number "
+                "of proxies in front of Wattlab."
+            )
+        return ["REMOTE_ADDR"], None
+    if not named:
+        named = ["HTTP_X_FORWARDED_FOR"]
+    # REMOTE_ADDR last: a request that reached Wattlab without the header.
+    return [*named, "REMOTE_ADDR"], proxies - 1
+
+
+def env_optional_int(name: str) -> int | None:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return None
+    return env_int(name, 0)

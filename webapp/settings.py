@@ -14,11 +14,13 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from webapp.env import (
+    client_address_settings,
     env_bool,
     env_float,
     env_int,
     env_list,
     env_optional_float,
+    env_optional_int,
     env_str,
     secret_key_path,
 )
@@ -85,6 +87,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # GET /health/ for container health probes, before the host check and the HTTPS
+    # redirect (experiments/middleware.py says why).
+    "experiments.middleware.HealthMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Static files from the app server itself (no nginx needed on one machine, and
     # runserver with DEBUG off would serve none).
@@ -115,8 +120,16 @@ AXES_RESET_ON_SUCCESS = True
 # Otherwise django-axes prints "AXES: BEGIN version ..." on every manage.py command.
 AXES_VERBOSE = False
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
-# The address of a client behind the deployment's proxy (the proxy's own otherwise).
-AXES_IPWARE_META_PRECEDENCE_ORDER = env_list("WATTLAB_CLIENT_IP_HEADERS", ["REMOTE_ADDR"])
+# The address of a client behind the deployment's proxies, read by django-ipware as
+# django-axes documents it: otherwise every client behind a proxy has the proxy's
+# address, and five wrong passwords from anyone lock that user out for everyone.
+# WATTLAB_CLIENT_IP_HEADERS (e.g. X-Forwarded-For) and WATTLAB_TRUSTED_PROXIES (how many
+# proxies append to it; webapp/env.py says how they are read).
+AXES_IPWARE_META_PRECEDENCE_ORDER, AXES_IPWARE_PROXY_COUNT = client_address_settings(
+    env_list("WATTLAB_CLIENT_IP_HEADERS", []), env_optional_int("WATTLAB_TRUSTED_PROXIES")
+)
+# Take the entry the proxy count points at even when a client prepended its own.
+IPWARE_STRICT = False
 
 ROOT_URLCONF = "webapp.urls"
 WSGI_APPLICATION = "webapp.wsgi.application"
@@ -156,6 +169,13 @@ else:
     }
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-wattlab.sqlite3")}
 
+# The runs' covering index (migration 0008) lists columns for an index-only scan
+# (INCLUDE), which PostgreSQL builds and SQLite cannot: there Django builds the plain
+# (experiment, status) index and says so (models.W040) on every command. That is the
+# index SQLite should have, so the warning says nothing to act on there.
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    SILENCED_SYSTEM_CHECKS = ["models.W040"]
+
 # The cache (the compare page's figures and charts): Django's database cache, one table
 # in the database every web process and every web host already shares. A per-process
 # cache (local memory) made each gunicorn process compute every workload's comparison
@@ -182,6 +202,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    # The similarity above lets alice12345 through for alice: no names inside either.
+    {"NAME": "experiments.passwords.UserNameInPasswordValidator"},
     {
         "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
         "OPTIONS": {"min_length": 10},
@@ -189,6 +211,17 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Mail, for password resets only: off until DJANGO_EMAIL_HOST names an SMTP server.
+# Until then the reset pages answer 404 (webapp/urls.py): with nothing to send they
+# only told which addresses have an account (44 ms for a known one, 4 ms for an
+# unknown, the time of a refused connection) and logged ConnectionRefusedError.
+EMAIL_HOST = env_str("DJANGO_EMAIL_HOST", "")
+EMAIL_PORT = env_int("DJANGO_EMAIL_PORT", 587)
+EMAIL_HOST_USER = env_str("DJANGO_EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str("DJANGO_EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("DJANGO_EMAIL_USE_TLS", True)
+DEFAULT_FROM_EMAIL = env_str("DJANGO_DEFAULT_FROM_EMAIL", "wattlab@localhost")
+WATTLAB_MAIL_CONFIGURED = bool(EMAIL_HOST)
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "experiment_list"
 LOGOUT_REDIRECT_URL = "login"
@@ -290,6 +323,11 @@ WATTLAB_SAMPLE_HZ = env_float("WATTLAB_SAMPLE_HZ", 10.0)
 # GPU power read before an experiment starts anything: the foreground share's idle baseline.
 WATTLAB_IDLE_PROBE_SECONDS = env_float("WATTLAB_IDLE_PROBE_SECONDS", 2.0)
 WATTLAB_GRACE_SECONDS = env_float("WATTLAB_GRACE_SECONDS", 10.0)
+# The account every training runs as, where the worker runs as root (empty: the
+# worker's own). A training under the worker's own account could read the worker's
+# environment and memory; its own environment is an allow-list either way
+# (workers/training_env.py; WATTLAB_TRAINING_ENV adds names to it).
+WATTLAB_TRAINING_USER = env_str("WATTLAB_TRAINING_USER", "").strip()
 # Carbon and cost: defaults for hosts whose staff have not set their own in the admin.
 # Unset intensity or price means "not set": pages say so instead of inventing a figure.
 WATTLAB_CARBON_INTENSITY = env_optional_float("WATTLAB_CARBON_INTENSITY")  # gCO2e/kWh
@@ -320,6 +358,35 @@ def _orphan_grace(raw: str) -> float | None:
 # How long after its experiment ended (or was marked lost) the owning host's control
 # worker terminates a leftover process group by itself; "never" leaves it to the admin.
 WATTLAB_ORPHAN_GRACE: float | None = _orphan_grace(env_str("WATTLAB_ORPHAN_GRACE", "180"))
+
+# --- Slurm (target slurm or slurm:PARTITION; README "A Slurm cluster") -------------
+# Off: a submission that targets Slurm is refused at once, rather than waiting for a
+# dispatcher that nobody runs. On where `manage.py slurm_dispatch` runs (a login node).
+WATTLAB_SLURM_ENABLED = env_bool("WATTLAB_SLURM_ENABLED", False)
+# The folder of sbatch, squeue, sacct and scancel ("" = the PATH).
+WATTLAB_SLURM_BIN_DIR = env_str("WATTLAB_SLURM_BIN_DIR", "")
+# Partitions offered by the form (a file may name any; Slurm says if it does not exist).
+WATTLAB_SLURM_PARTITIONS = env_list("WATTLAB_SLURM_PARTITIONS", [])
+# Extra sbatch options an experiment file may pass (slurm.options), by name.
+WATTLAB_SLURM_ALLOWED_OPTIONS = env_list(
+    "WATTLAB_SLURM_ALLOWED_OPTIONS",
+    ["--constraint", "--reservation", "--exclusive", "--nodelist", "--exclude"],
+)
+# The job's worker gets SIGUSR1 this long before the job's time limit and stops the
+# experiment cleanly (0: no signal; Slurm then kills the job at its limit). Slurm sends
+# it up to a minute early (its timer runs every 30 s).
+WATTLAB_SLURM_SIGNAL_LEAD_SECONDS = env_int("WATTLAB_SLURM_SIGNAL_LEAD_SECONDS", 120)
+# A job pending longer than this is cancelled and its experiment failed (0: no limit).
+WATTLAB_SLURM_PENDING_LIMIT_SECONDS = env_int("WATTLAB_SLURM_PENDING_LIMIT_SECONDS", 7 * 24 * 3600)
+# The Python a compute node runs the job with, and Wattlab's folder there: the same
+# paths as on the dispatcher's machine by default (a shared file system).
+WATTLAB_SLURM_PYTHON = env_str("WATTLAB_SLURM_PYTHON", "")
+WATTLAB_SLURM_ROOT = env_str("WATTLAB_SLURM_ROOT", str(BASE_DIR))
+# Where the jobs' own output goes (%j: the job id): readable by the dispatcher, which
+# quotes its last line when a job dies before its worker could say why.
+WATTLAB_SLURM_LOG_DIR = Path(env_str("WATTLAB_SLURM_LOG_DIR", str(VAR_DIR / "slurm")))
+# How long one sbatch / squeue / scancel may take before it counts as failed.
+WATTLAB_SLURM_COMMAND_TIMEOUT = env_float("WATTLAB_SLURM_COMMAND_TIMEOUT", 30.0)
 
 LOGGING = {
     "version": 1,

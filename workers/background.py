@@ -15,8 +15,10 @@ that exits 0 is a short training, not a crash: it restarts after the restart del
 On SIGTERM (or SIGINT) it stops the current training's group, records that run as
 stopped and exits 0.
 
-The training's environment is this process's own (the runner puts the workload's
-variables and the experiment marker there).
+The training's environment is this process's own, which the runner has already cut
+down to the allow-list (``workers.training_env``) and to which it added the workload's
+variables and the experiment marker. With ``--user`` the trainings run as that account
+while the loop itself stays the worker's (it writes the intervals file and the logs).
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ class LoopConfig:
     crash_runs: int = 3
     first_run: int = 1
     marker: str = ""
+    user: str | None = None
 
 
 def backoff_delay(restart_delay: float, consecutive_quick: int, crash_runs: int) -> float:
@@ -131,6 +134,8 @@ class BackgroundLoop:
         error = ""
         exit_code: int | None = None
         stopped = False
+        ended_at: dt.datetime | None = None
+        duration = 0.0
         try:
             group = ProcessGroup.start(
                 cfg.argv,
@@ -139,6 +144,10 @@ class BackgroundLoop:
                 marker=cfg.marker,
                 role="background",
                 log_path=log_path,
+                # Already cut down by the runner, and holding the workload's own
+                # variables, which the allow-list alone would drop.
+                base_env=os.environ,
+                user=cfg.user,
             )
         except OSError as exc:
             # A missing program is a failed run like any other: recorded, then retried
@@ -154,10 +163,16 @@ class BackgroundLoop:
                 if self.stopping.is_set():
                     stopped = True
                     break
+            if not stopped:
+                # The run ends when its training does: what the sweep below waits for
+                # (leftovers given up to the grace period) must not count as covered.
+                ended_at, duration = utc_now(), time.monotonic() - began
             # Also sweeps what an exited training left behind (dataloader workers...).
             exit_code = group.stop(cfg.grace).exit_code
-        ended = utc_now()
-        duration = time.monotonic() - began
+        if ended_at is None:
+            # Stopped by us (it ran until the stop ended it) or never started.
+            ended_at, duration = utc_now(), time.monotonic() - began
+        ended = ended_at
         with log_path.open("a", encoding="utf-8") as log:
             if error:
                 log.write(f"{error}\n")
@@ -193,6 +208,7 @@ def parse_args(argv: Sequence[str]) -> LoopConfig:
     parser.add_argument(
         "--marker", default=os.environ.get(ENV_MARKER, ""), help=f"default: ${ENV_MARKER}"
     )
+    parser.add_argument("--user", default=None, help="run the trainings as this user")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- argv of the training")
     args = parser.parse_args(list(argv))
     command = list(args.command)
@@ -218,6 +234,7 @@ def parse_args(argv: Sequence[str]) -> LoopConfig:
         crash_runs=args.crash_runs,
         first_run=args.first_run,
         marker=args.marker,
+        user=args.user or None,
     )
 
 

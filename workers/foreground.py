@@ -56,6 +56,7 @@ def start_program(program: ProgramSpec, *, marker: str, log_path: Path, role: Ro
             marker=marker,
             role=role,
             log_path=log_path,
+            user=program.user,
         )
     except OSError as exc:
         if exc.errno in _PROGRAM_ERRNOS:
@@ -125,6 +126,10 @@ def run_foreground(
     duration = ended - began
     ended_at = started_at + dt.timedelta(seconds=duration)
     exit_code = report.exit_code
+    if status is None and exit_code is not None and exit_code < 0 and cancel_requested():
+        # Killed by a signal while a stop was asked for: the stop ended it (a Slurm
+        # job's end signals every process of the job at once, the training too).
+        status = "cancelled"
     if status is not None or report.how != "exited":
         with log_path.open("a", encoding="utf-8") as log:
             if status is not None:

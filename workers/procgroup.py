@@ -12,6 +12,7 @@ process we started: same pid *and* same start time (``psutil`` create time).
 
 from __future__ import annotations
 
+import errno
 import os
 import select
 import signal
@@ -26,6 +27,7 @@ from typing import Final, Literal
 import psutil
 
 from core.contract import ENV_GROUP, ENV_MARKER, ENV_ROLE, Role
+from workers.training_env import TrainingUser, training_env
 
 #: Two start times closer than this are the same process: psutil derives them from
 #: clock ticks (10 ms) plus the boot time, so the same process reads back identically,
@@ -72,9 +74,16 @@ def child_env(
     role: Role,
     group: str,
     base: Mapping[str, str] | None = None,
+    user: TrainingUser | None = None,
 ) -> dict[str, str]:
-    """The environment of a started program: ours, the spec's, and the engine's markers."""
-    env = dict(os.environ if base is None else base)
+    """The environment of a started program: the allow-listed part of ours
+    (:mod:`workers.training_env`: never the worker's secrets), the spec's, and the
+    engine's markers. ``base`` replaces the allow-listed part: an environment already
+    cleaned (the background loop passes its own on to its trainings). ``user``: the
+    user the program runs as, whose HOME, USER and LOGNAME it gets."""
+    env = training_env() if base is None else dict(base)
+    if user is not None:
+        env.update(HOME=user.home, USER=user.name, LOGNAME=user.name)
     env.update(extra)
     env[ENV_MARKER] = marker
     env[ENV_ROLE] = role
@@ -234,14 +243,21 @@ class ProcessGroup:
         role: Role,
         log_path: str | os.PathLike[str] | None,
         base_env: Mapping[str, str] | None = None,
+        user: str | None = None,
     ) -> ProcessGroup:
         """Start ``argv`` in a new session; stdout and stderr go to ``log_path`` (appended).
 
+        ``user``: run it as that account (the worker must be root or that user). The
+        log is opened here, so the program needs no right to the log folder.
         ``OSError`` from the exec (missing program, no memory) propagates: the caller
         decides whether it is the workload's fault or the host's.
         """
         if isinstance(argv, str) or not argv:
             raise ValueError("argv must be a non-empty list of strings, not a shell string")
+        try:
+            who = TrainingUser.lookup(user) if user else None
+        except ValueError as exc:
+            raise PermissionError(errno.EPERM, f"cannot run it as {user!r}: {exc}") from None
         token = uuid.uuid4().hex
         log = None
         path = Path(log_path) if log_path is not None else None
@@ -252,12 +268,13 @@ class ProcessGroup:
             popen = subprocess.Popen(  # noqa: S603 (argv list, no shell)
                 list(argv),
                 cwd=cwd,
-                env=child_env(env, marker=marker, role=role, group=token, base=base_env),
+                env=child_env(env, marker=marker, role=role, group=token, base=base_env, user=who),
                 stdin=subprocess.DEVNULL,
                 stdout=log if log is not None else subprocess.DEVNULL,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
                 close_fds=True,
+                **(who.popen_args() if who is not None else {}),
             )
         finally:
             if log is not None:

@@ -21,6 +21,7 @@ import json
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,7 @@ from core.contract import (
     RunResult,
 )
 from core.coverage import compute_coverage
+from core.runlabel import label_of, run_label
 from workers.energy.session import Measurement, MeterSet, open_meters
 from workers.foreground import ProgramError, run_foreground, start_program, utc_now
 from workers.procgroup import ProcessGroup, sweep_marked
@@ -70,8 +72,33 @@ class Cancelled(Exception):
     """The store asked for a cancel; unwinds to the cleanup."""
 
 
+class StopRequest:
+    """Asks a running experiment to stop from outside its store, with a reason: a
+    signal handler sets it (the Slurm job's time limit is near, or Slurm ends the job).
+    The runner reads it in the same poll loops as a cancel and stops the same way;
+    the experiment ends in error with ``reason``. Setting it only sets an Event, so it
+    is safe from a signal handler."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.reason = ""
+
+    def request(self, reason: str) -> None:
+        if not self._event.is_set():
+            self.reason = reason
+            self._event.set()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+
 class _Aborted(Exception):
     """Retries exhausted on an infrastructure error."""
+
+
+class _Unpinnable(Exception):
+    """A GPU of the plan the training cannot be pinned to: it would run wherever CUDA
+    puts it (another worker's metered GPU, say), so nothing starts."""
 
 
 def unavailable_energy(reason: str) -> EnergyReport:
@@ -116,9 +143,17 @@ class _Background:
         ]  # fmt: skip
         if bp.program.workdir:
             argv += ["--workdir", bp.program.workdir]
+        if bp.program.user:
+            # The loop stays the worker's (it writes the intervals file and the logs);
+            # the trainings it starts run as the training user.
+            argv += ["--user", bp.program.user]
         argv += ["--", *bp.program.argv]
         loop_program = dataclasses.replace(
-            bp.program, argv=argv, workdir=str(REPO_ROOT), env=self.runner.pinned(bp.program.env)
+            bp.program,
+            argv=argv,
+            workdir=str(REPO_ROOT),
+            env=self.runner.pinned(bp.program.env),
+            user=None,
         )
         self.group = start_program(
             loop_program,
@@ -243,10 +278,18 @@ class _Background:
 
 
 class _ExperimentRun:
-    def __init__(self, plan: ExperimentPlan, store: ExperimentStore, meters: MeterSet) -> None:
+    def __init__(
+        self,
+        plan: ExperimentPlan,
+        store: ExperimentStore,
+        meters: MeterSet,
+        stop: StopRequest | None = None,
+    ) -> None:
         self.plan = plan
         self.store = store
         self.meters = meters
+        for index, periods in plan.sensor_periods.items():
+            meters.sensor_periods.setdefault(index, periods)
         self.tmpdir = Path(tempfile.mkdtemp(prefix=f"wattlab-{plan.code[:40]}-"))
         self.background = _Background(self) if plan.background is not None else None
         self.results: list[RunResult] = []
@@ -255,6 +298,9 @@ class _ExperimentRun:
         self._deadline = None if plan.max_seconds is None else time.monotonic() + plan.max_seconds
         #: Set when the experiment's time limit stopped it (it unwinds as a cancel).
         self.timed_out = False
+        #: Set from outside (a signal handler); why it stopped the experiment ("" = it did not).
+        self.stop = stop
+        self.stopped_because = ""
 
     def pinned(self, env: dict[str, str]) -> dict[str, str]:
         """A program's environment with the training pinned to the metered GPUs by UUID
@@ -288,7 +334,11 @@ class _ExperimentRun:
         # experiment at a point of the runner's choosing (see ExperimentPlan.max_seconds).
         if self._deadline is not None and time.monotonic() >= self._deadline:
             self.timed_out = True
-        elif not self.store.cancel_requested():
+        elif self.store.cancel_requested():
+            pass  # a user's cancel says more than the signal that may come with it
+        elif self.stop is not None and self.stop.is_set():
+            self.stopped_because = self.stop.reason
+        else:
             return False
         # Signal the background at once, so its grace runs alongside the foreground's.
         if self.background is not None:
@@ -313,6 +363,13 @@ class _ExperimentRun:
     # -- the experiment ------------------------------------------------------------
 
     def run(self) -> None:
+        unpinned = self.meters.unpinned(self.plan.gpu_indices)
+        if unpinned:
+            raise _Unpinnable(
+                f"GPU {', '.join(map(str, unpinned))} of this worker cannot be pinned (NVML "
+                "does not list it): a training would run on whichever GPU CUDA picks, "
+                "so nothing was started"
+            )
         self.tick()
         self.check_cancel()
         if not self.meters.idle_w:
@@ -347,12 +404,13 @@ class _ExperimentRun:
             except InfrastructureError as exc:
                 if attempt == attempts:
                     raise _Aborted(
-                        f"run {run_plan.config_index}.{run_plan.repeat_index}: {exc} "
+                        f"run {run_label(run_plan.config_index, run_plan.repeat_index, attempt)}: "
+                        f"{exc} "
                         f"(after {attempts} attempt{'s' if attempts > 1 else ''})"
                     ) from exc
                 self.store.event(
                     "retry",
-                    f"run {run_plan.config_index}.{run_plan.repeat_index} attempt {attempt} "
+                    f"run {run_label(run_plan.config_index, run_plan.repeat_index, attempt)} "
                     f"failed on the host: {exc}; retrying",
                 )
 
@@ -370,6 +428,7 @@ class _ExperimentRun:
             meters=self.meters,
             hz=plan.sample_hz,
             shared_with_background=self.background is not None,
+            experiment=plan.code,
         )
         info: GroupInfo | None = None
         last_samples = time.monotonic()
@@ -435,9 +494,7 @@ class _ExperimentRun:
             raise
         energy, trace = measured[0] if measured else measurement.stop()
         for name, problem in fg.metric_problems.items():
-            self.store.event(
-                "metric_unreadable", f"run {key.config_index}.{key.repeat_index}: {name}: {problem}"
-            )
+            self.store.event("metric_unreadable", f"run {label_of(key)}: {name}: {problem}")
         if info is not None:
             self.store.group_ended(info, fg.status)
         result = RunResult(
@@ -535,30 +592,35 @@ class _ExperimentRun:
 
 
 def run_experiment(
-    plan: ExperimentPlan, store: ExperimentStore, *, meters: MeterSet | None = None
+    plan: ExperimentPlan,
+    store: ExperimentStore,
+    *,
+    meters: MeterSet | None = None,
+    stop: StopRequest | None = None,
 ) -> ExperimentOutcome:
     """Run the whole experiment; never leaves a process of it behind.
 
     ``meters``: injected meters (the caller closes them); by default this opens the
     host's meters for ``plan.gpu_indices`` (or the double named by
-    ``$WATTLAB_METER_DOUBLE``) and closes them at the end. The outcome is reported
-    to ``store.experiment_ended`` last.
+    ``$WATTLAB_METER_DOUBLE``) and closes them at the end. ``stop``: set from outside
+    (a signal handler) to stop it as a cancel would, ending in error with its reason.
+    The outcome is reported to ``store.experiment_ended`` last.
     """
-    outcome = _run_experiment(plan, store, meters)
+    outcome = _run_experiment(plan, store, meters, stop)
     # The runner alone decides how the experiment ended; the store only records it.
     store.experiment_ended(outcome.status, outcome.message)
     return outcome
 
 
 def _run_experiment(
-    plan: ExperimentPlan, store: ExperimentStore, meters: MeterSet | None
+    plan: ExperimentPlan, store: ExperimentStore, meters: MeterSet | None, stop: StopRequest | None
 ) -> ExperimentOutcome:
     own_meters = meters is None
     try:
         meter_set = open_meters(plan.gpu_indices) if meters is None else meters
     except (OSError, ValueError) as exc:  # e.g. a malformed $WATTLAB_METER_DOUBLE
         return ExperimentOutcome("error", f"cannot open the energy meters: {exc}")
-    run = _ExperimentRun(plan, store, meter_set)
+    run = _ExperimentRun(plan, store, meter_set, stop)
     # Until run() returns or raises an Exception, assume the worst: a BaseException
     # (worker shutdown) still gets the cleanup below.
     outcome = ExperimentOutcome("error", "interrupted")
@@ -585,9 +647,13 @@ def _classify(run: _ExperimentRun) -> tuple[ExperimentOutcome, str]:
         if run.timed_out:
             message = f"stopped at the worker's time limit ({run.plan.max_seconds:g} s)"
             return ExperimentOutcome("error", message), "error"
+        if run.stopped_because:
+            return ExperimentOutcome("error", run.stopped_because), "error"
         return ExperimentOutcome("cancelled", "cancelled on request"), "cancelled"
     except _Aborted as exc:
         return ExperimentOutcome("error", f"infrastructure error: {exc}"), "error"
+    except _Unpinnable as exc:
+        return ExperimentOutcome("error", str(exc)), "error"
     except Exception as exc:
         return ExperimentOutcome("error", f"{type(exc).__name__}: {exc}"), "error"
     # The last attempt of each run decides it (an error retried into success is a success).

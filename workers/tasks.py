@@ -20,9 +20,11 @@ from celery.signals import worker_ready, worker_shutdown
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
+from core.liveness import liveness_file, mark_alive
 from experiments import selectors, services
 from experiments.engine_store import OrmExperimentStore, plan_for
 from experiments.models import Experiment, Host, ProcessGroup
+from experiments.slurm.dispatch import slurm_job_started
 
 log = logging.getLogger(__name__)
 
@@ -55,12 +57,32 @@ def register_host() -> Host:
     except Exception as exc:  # a broken meter must not keep the worker from serving
         log.exception("describing the meters failed")
         meters = {"error": str(exc)}
-    return services.host_register(
+    host = services.host_register(
         hostname=settings.WATTLAB_HOSTNAME,
         gpus=list_gpus(),
         meters=meters,
         cpu_count=os.cpu_count(),
     )
+    index = worker_gpu_index()
+    if index is not None:
+        _observe_sensors(index)
+    return host
+
+
+def _observe_sensors(index: int) -> None:
+    """How often this worker's GPU updates its energy counter and power (a second of
+    polling at start): a window only a few updates long is flagged on its runs."""
+    from workers.energy.sensors import observe_update_periods
+
+    try:
+        periods = observe_update_periods([index]).get(index)
+    except Exception as exc:  # a failed observation costs the flag, never the worker
+        log.warning("observing GPU %s's sensors failed: %s: %s", index, type(exc).__name__, exc)
+        return
+    if periods is not None:
+        services.host_gpu_sensors(
+            hostname=settings.WATTLAB_HOSTNAME, index=index, periods=periods.to_dict()
+        )
 
 
 @shared_task(
@@ -83,10 +105,6 @@ def run_experiment(experiment_id: int) -> None:
     writes (``workers.buffered_store``), past ``WATTLAB_OUTAGE_LIMIT`` they are spooled
     and replayed by this host's control worker.
     """
-    from workers.buffered_store import BufferedStore
-    from workers.energy.session import open_meters
-    from workers.runner import run_experiment as engine_run
-
     gpu_index = worker_gpu_index()
     host = _host()
     experiment = services.experiment_claim(
@@ -95,13 +113,39 @@ def run_experiment(experiment_id: int) -> None:
     if experiment is None:
         log.info("experiment %s is not queued any more; nothing to do", experiment_id)
         return
-    orm_store = OrmExperimentStore(experiment, host)
+    job = _slurm_job()
+    if job is not None:
+        # A worker holding a Slurm allocation (scripts/slurm/wattlab-worker.sbatch):
+        # the experiment names its job, which drains it at the job's end.
+        slurm_job_started(experiment_id=experiment_id, job_id=job.job_id, node=job.node)
+    _run_claimed(experiment, host, gpu_indices=[] if gpu_index is None else [gpu_index])
+
+
+def _slurm_job() -> Any:
+    """The Slurm job this worker runs in (None outside one), from its environment."""
+    from workers.slurm_job import SlurmJob
+
+    return SlurmJob.from_env(os.environ)
+
+
+def _run_claimed(
+    experiment: Experiment, host: Host, *, gpu_indices: list[int], stop: Any = None
+) -> None:
+    """Run a claimed experiment to its end and record it (``stop``: a
+    ``workers.runner.StopRequest`` set by a signal handler)."""
+    from workers.buffered_store import BufferedStore
+    from workers.energy.session import open_meters
+    from workers.runner import run_experiment as engine_run
+
+    job = _slurm_job()
+    orm_store = OrmExperimentStore(experiment, host, job.as_dict() if job else None)
     store = BufferedStore(orm_store, backoff_max=settings.WATTLAB_HEARTBEAT_SECONDS)
+    experiment_id = experiment.id
     try:
-        plan = plan_for(experiment, gpu_index=gpu_index, python=sys.executable)
+        plan = plan_for(experiment, gpu_index=None, gpu_indices=gpu_indices, python=sys.executable)
         meters = open_meters(plan.gpu_indices)
         try:
-            engine_run(plan, store, meters=meters)
+            engine_run(plan, store, meters=meters, stop=stop)
         finally:
             meters.close()
     except SoftTimeLimitExceeded:
@@ -115,7 +159,80 @@ def run_experiment(experiment_id: int) -> None:
             _close_ended_groups(experiment_id, host)
             _warm_compare(experiment)
         else:
-            store.spool(_spool_dir() / f"{experiment.code}.spool", orm_store.spool_meta)
+            store.spool(
+                _spool_dir(host.hostname) / f"{experiment.code}.spool", orm_store.spool_meta
+            )
+
+
+def run_slurm_job(experiment_id: int, stop: Any) -> int:
+    """The worker of a Slurm job (``scripts/slurm_job.py``): serve exactly the job's
+    allocation, claim experiment ``experiment_id``, run it, return the exit status.
+
+    The node registers as a host under its Slurm name. The job's GPUs come from its
+    environment (``workers.slurm_job``); a job given none runs the CPU path even on a
+    GPU node (``CUDA_VISIBLE_DEVICES`` is emptied, for the trainings too). ``stop``
+    (a ``StopRequest``) is set by the job's signals; the runner reads it with the
+    cancel, so a signal that came before the claim stops the experiment at once.
+    """
+    from workers.energy.nvml import list_gpus
+    from workers.slurm_job import SlurmJob, allocation_gpu_indices
+
+    job = SlurmJob.from_env(os.environ)
+    if job is None:
+        log.error("not in a Slurm job (no SLURM_JOB_ID): nothing to do")
+        return 2
+    visible = [g for g in list_gpus() if "error" not in g]
+    indices, note = allocation_gpu_indices(
+        [(g["index"], g.get("uuid", "")) for g in visible], os.environ
+    )
+    if not indices:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    log.info("Slurm job %s on %s: GPUs %s (%s)", job.job_id, job.node, indices or "none", note)
+    replay_spooled_for(job.node)
+    host = _claim_with_retries(
+        lambda: services.host_register(
+            hostname=job.node,
+            gpus=[g for g in visible if g["index"] in indices],
+            cpu_count=os.cpu_count(),
+        )
+    )
+    # Claimed even when Slurm's signal came already (the worker starts slowly on a busy
+    # node): the runner then stops at once, and the experiment says why.
+    experiment = _claim_with_retries(
+        lambda: services.experiment_claim(
+            experiment_id=experiment_id, host=host, gpu_index=indices[0] if indices else None
+        )
+    )
+    if experiment is None:
+        log.info("experiment %s is not queued any more; nothing to do", experiment_id)
+        return 0
+    slurm_job_started(experiment_id=experiment_id, job_id=job.job_id, node=job.node)
+    _run_claimed(experiment, host, gpu_indices=indices, stop=stop)
+    return 0
+
+
+#: How long a job's worker keeps trying to reach the database before it gives up.
+CLAIM_PATIENCE_S = 60.0
+
+
+def _claim_with_retries(step: Any) -> Any:
+    """``step()``, tried again while the database does not answer (a compute node's
+    network may come up late); past :data:`CLAIM_PATIENCE_S` the error propagates and
+    the job fails, which the dispatcher reports with the job's last output line."""
+    from django.db import close_old_connections
+
+    deadline = time.monotonic() + CLAIM_PATIENCE_S
+    delay = 0.5
+    while True:
+        close_old_connections()
+        try:
+            return step()
+        except (OperationalError, InterfaceError) as exc:
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning("the database does not answer (%s); retrying in %.1f s", exc, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
 
 
 def _warm_compare(experiment: Experiment) -> None:
@@ -138,15 +255,21 @@ def _warm_compare(experiment: Experiment) -> None:
     )
 
 
-def _spool_dir() -> Path:
-    return Path(settings.WATTLAB_SCRATCH_DIR) / "spool" / settings.WATTLAB_HOSTNAME
+def _spool_dir(hostname: str) -> Path:
+    return Path(settings.WATTLAB_SCRATCH_DIR) / "spool" / hostname
 
 
 def replay_spooled() -> int:
     """Write what experiments of this host left when the database stayed away too long."""
+    return replay_spooled_for(settings.WATTLAB_HOSTNAME)
+
+
+def replay_spooled_for(hostname: str) -> int:
+    """The same for a host named otherwise (a Slurm node: the next job there replays
+    what an earlier one left)."""
     from workers.buffered_store import replay_spool
 
-    return replay_spool(_spool_dir(), OrmExperimentStore.from_spool_meta)
+    return replay_spool(_spool_dir(hostname), OrmExperimentStore.from_spool_meta)
 
 
 def _close_ended_groups(experiment_id: int, host: Host) -> None:
@@ -256,15 +379,21 @@ def _guarded(what: str, step: Any) -> None:
             pass
 
 
+def _mark_alive() -> None:
+    """The file a container's health probe reads (``core.liveness``): this host's
+    heartbeat reached the database just now."""
+    mark_alive(liveness_file(settings.VAR_DIR, settings.WATTLAB_HOSTNAME))
+
+
+def _host_heartbeat() -> None:
+    services.host_heartbeat(hostname=settings.WATTLAB_HOSTNAME, utilisation=_host_utilisation())
+    _mark_alive()
+
+
 def _heartbeat_loop() -> None:
     period = settings.WATTLAB_HEARTBEAT_SECONDS
     while not _stop_heartbeat.wait(period):
-        _guarded(
-            "host heartbeat",
-            lambda: services.host_heartbeat(
-                hostname=settings.WATTLAB_HOSTNAME, utilisation=_host_utilisation()
-            ),
-        )
+        _guarded("host heartbeat", _host_heartbeat)
         _guarded("replaying spooled writes", replay_spooled)
         _guarded("dispatching queued experiments", services.experiments_dispatch_pending)
 
@@ -319,6 +448,7 @@ def _on_worker_ready(sender: Any = None, **_kwargs: Any) -> None:
     # inherits it held and hangs in its own nvmlInit.
     if not _never_forks(sender):
         return
+    _guarded("marking this host alive", _mark_alive)
     _stop_heartbeat.clear()
     threading.Thread(target=_heartbeat_loop, name="wattlab-host-heartbeat", daemon=True).start()
     threading.Thread(target=_orphan_loop, name="wattlab-orphan-cleanup", daemon=True).start()
@@ -341,5 +471,6 @@ __all__ = [
     "register_host",
     "replay_spooled",
     "run_experiment",
+    "run_slurm_job",
     "terminate_group",
 ]

@@ -7,10 +7,16 @@ Decisions (see docs/legacy.md):
   its id without that prefix plus its timestamp (ids alone repeat: the profiler
   restarted its counter in every session), and two rows with that identity and the
   same measured values are merged (each fills the other's empty cells). The same
-  identity with different measured values stays two runs.
+  identity is the same run even when the measured values differ: the first row is
+  kept, the other's values go into ``provenance.legacy.conflicts`` and the summary
+  counts them.
 * The profiler's 56-column summary ``data.csv`` reads the same way (``is_parallel``
   marks its parallel rows); a run already imported from either file, matched by that
-  identity and then its measured values, is not imported again.
+  identity, is not imported again. Where its measured values differ, the stored run
+  keeps its own and notes the row's, unless the stored ones are the row's stale
+  ``fg_*`` block (data.csv imported first carries another run's block where
+  raw_data.csv shows it stale): then the row's values replace them, and the replaced
+  ones are noted.
 * Parallel rows take the foreground's values from the ``fg_*`` columns, falling back to
   the plain columns the profiler sometimes filled instead.
 * Runs are grouped into one imported experiment per repository, model, mode,
@@ -113,6 +119,10 @@ class LegacyRun:
     metrics: dict[str, float]
     energy: dict[str, float]
     row: dict[str, str] = field(default_factory=dict)
+    #: The file it came from (raw_data.csv, data.csv, ...).
+    file: str = "raw_data.csv"
+    #: Rows of the same run with other measured values (see :func:`conflict_note`).
+    conflicts: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def key(self) -> tuple[str, dt.datetime]:
@@ -125,6 +135,19 @@ class LegacyRun:
             self.energy.get("energy_gpu_total_joules"),
             self.energy.get("energy_cpu_pkg_joules"),
         )
+
+    def stale_block(self) -> tuple[float | None, ...] | None:
+        """The measured values of the other run's ``fg_*`` block a stale row carries."""
+        if not self.stale_fg:
+            return None
+        values: list[float | None] = []
+        for column in _IDENTITY_COLUMNS:
+            text = (self.row.get(f"fg_{column}") or "").strip()
+            try:
+                values.append(float(text) if text else None)
+            except ValueError:
+                return None
+        return tuple(values)
 
     @property
     def group(self) -> tuple[str, str, str, str, str, str]:
@@ -146,8 +169,25 @@ class ReadResult:
     duplicates: int
     #: Merged second copies by the prefix of their id ("" = the same id twice).
     merged_by_prefix: dict[str, int] = field(default_factory=dict)
-    #: Rows sharing a run's id and timestamp but not its measured values (kept apart).
+    #: Rows sharing a run's id and timestamp but not its measured values: the same run,
+    #: kept once, the other values noted in its provenance.
     conflicts: int = 0
+
+
+def conflict_note(
+    *, file: str, line: int, ids: list[str], measured: Iterable[float | None], note: str = ""
+) -> dict[str, Any]:
+    """What ``provenance.legacy.conflicts`` keeps of a row whose measured values
+    differ from those of the run it belongs to."""
+    entry: dict[str, Any] = {
+        "file": file,
+        "line": line,
+        "ids": ids,
+        "measured": dict(zip(_MEASURED, measured, strict=True)),
+    }
+    if note:
+        entry["note"] = note
+    return entry
 
 
 def same_measurements(a: Iterable[float | None], b: Iterable[float | None]) -> bool:
@@ -228,7 +268,9 @@ def _row_measured(row: dict[str, str]) -> tuple[float | None, ...] | None:
     return tuple(values)
 
 
-def _parse_row(row: dict[str, str], line: int, tz: dt.tzinfo, all_ids: list[str]) -> LegacyRun:
+def _parse_row(
+    row: dict[str, str], line: int, tz: dt.tzinfo, all_ids: list[str], file: str
+) -> LegacyRun:
     raw_id = (row.get("experiment_id") or "").strip()
     if not raw_id:
         raise _RowError("experiment_id: is empty")
@@ -294,11 +336,12 @@ def _parse_row(row: dict[str, str], line: int, tz: dt.tzinfo, all_ids: list[str]
         metrics=metrics,
         energy=energy,
         row={k: v for k, v in row.items() if k and v},
+        file=file,
     )
 
 
-def read_results(text: str, *, tz: dt.tzinfo) -> ReadResult:
-    """Rows -> runs (second copies merged); problems as (line number, message)."""
+def read_results(text: str, *, tz: dt.tzinfo, file: str = "raw_data.csv") -> ReadResult:
+    """Rows -> runs (copies of one run merged); problems as (line number, message)."""
     reader = csv.DictReader(io.StringIO(text, newline=""))
     header = reader.fieldnames or []
     for column in ("experiment_id", "timestamp", "repository", "model"):
@@ -322,40 +365,42 @@ def read_results(text: str, *, tz: dt.tzinfo) -> ReadResult:
         grouped.setdefault(key, []).append((start, clean, raw_id))
     result = ReadResult(runs=[], problems=problems, rows=rows, duplicates=0)
     for members in grouped.values():
-        for start, cells, ids in _merge_copies(members, result):
-            try:
-                result.runs.append(_parse_row(cells, start, tz, ids))
-            except _RowError as exc:
-                problems.append((start, str(exc)))
+        start, cells, ids, conflicts = _merge_copies(members, result, file)
+        try:
+            run = _parse_row(cells, start, tz, ids, file)
+        except _RowError as exc:
+            problems.append((start, str(exc)))
+            continue
+        run.conflicts = conflicts
+        result.runs.append(run)
     problems.sort()
     return result
 
 
 def _merge_copies(
-    members: list[tuple[int, dict[str, str], str]], result: ReadResult
-) -> list[tuple[int, dict[str, str], list[str]]]:
-    """Rows of one id and timestamp -> one entry per run: a copy joins the first run
-    whose measured values it shares (read from fg_* or the plain columns, as each row
-    has them); a copy that measured something else stays a run of its own."""
-    if len(members) == 1:
-        start, cells, raw_id = members[0]
-        return [(start, cells, [raw_id])]
-    runs: list[tuple[int, dict[str, str], list[str], tuple[float | None, ...]]] = []
-    for start, cells, raw_id in members:
+    members: list[tuple[int, dict[str, str], str]], result: ReadResult, file: str
+) -> tuple[int, dict[str, str], list[str], list[dict[str, Any]]]:
+    """Rows of one id and timestamp -> the one run they are: a copy with the same
+    measured values (read from fg_* or the plain columns, as each row has them) fills
+    the run's empty cells; a copy that measured something else is noted, not kept."""
+    start, cells, raw_id = members[0]
+    ids = [raw_id]
+    known = _row_measured(cells)
+    conflicts: list[dict[str, Any]] = []
+    for line, other, other_id in members[1:]:
         # Unreadable alone: merged, the other copy may fill it in.
-        measured = _row_measured(cells)
-        for i, (first_line, merged, ids, known) in enumerate(runs):
-            if measured is None or same_measurements(known, measured):
-                runs[i] = (first_line, _merge(merged, cells), [*ids, raw_id], known)
-                prefix = split_prefix(raw_id)[1] or split_prefix(ids[0])[1]
-                result.duplicates += 1
-                result.merged_by_prefix[prefix] = result.merged_by_prefix.get(prefix, 0) + 1
-                break
+        measured = _row_measured(other)
+        if known is None or measured is None or same_measurements(known, measured):
+            cells = _merge(cells, other)
+            ids.append(other_id)
+            known = known if known is not None else measured
+            prefix = split_prefix(other_id)[1] or split_prefix(ids[0])[1]
+            result.duplicates += 1
+            result.merged_by_prefix[prefix] = result.merged_by_prefix.get(prefix, 0) + 1
         else:
-            if runs:
-                result.conflicts += 1
-            runs.append((start, cells, [raw_id], measured or (None, None, None)))
-    return [(start, cells, ids) for start, cells, ids, _ in runs]
+            result.conflicts += 1
+            conflicts.append(conflict_note(file=file, line=line, ids=[other_id], measured=measured))
+    return start, cells, ids, conflicts
 
 
 # --------------------------------------------------------------------------- storing
@@ -367,12 +412,31 @@ class ImportReport:
     duplicates: int = 0
     merged_by_prefix: dict[str, int] = field(default_factory=dict)
     conflicts: int = 0
+    #: Stored runs whose values were another run's stale fg_* block, replaced.
+    replaced: int = 0
     runs_created: int = 0
     runs_already_there: int = 0
     experiments_created: int = 0
     workloads_created: list[str] = field(default_factory=list)
     background_unresolved: list[str] = field(default_factory=list)
     problems: list[tuple[int, str]] = field(default_factory=list)
+
+    def notes(self) -> list[str]:
+        """Lines for the summary about rows that were the same run as another."""
+        lines = []
+        if self.conflicts:
+            lines.append(
+                f"  {self.conflicts} rows share a run's id and timestamp but not its measured "
+                "values: the same run, kept once; their values are in its provenance "
+                "(legacy.conflicts)"
+            )
+        if self.replaced:
+            lines.append(
+                f"  {self.replaced} of them replaced a stored run's values that were another "
+                "run's fg_* block (copied forward by the profiler); the replaced values are "
+                "in legacy.conflicts"
+            )
+        return lines
 
 
 def _placeholder_workload(repository: str, model: str) -> Workload:
@@ -460,6 +524,7 @@ def _run_fields(run: LegacyRun, workload: Workload) -> dict[str, Any]:
             "cpu": "whole-machine RAPL"
             + (", background training included" if run.mode == "parallel" else ""),
             "legacy": {
+                "file": run.file,
                 "ids": run.all_ids,
                 "line": run.line,
                 "timestamp": run.timestamp,
@@ -468,6 +533,7 @@ def _run_fields(run: LegacyRun, workload: Workload) -> dict[str, Any]:
                 "recorded_hyperparameters": run.recorded_hyperparameters,
                 "fg_columns_ignored": run.stale_fg,
                 "row": run.row,
+                **({"conflicts": run.conflicts} if run.conflicts else {}),
             },
         },
         "imported": True,
@@ -480,7 +546,7 @@ def import_results(runs: Iterable[LegacyRun]) -> ImportReport:
     report = ImportReport()
     runs = sorted(runs, key=lambda r: (r.ended_at, r.legacy_id))
     with transaction.atomic():
-        fresh = _not_yet_imported(runs, report)
+        fresh, touched = _not_yet_imported(runs, report)
         workloads: dict[tuple[str, str], Workload] = {}
         for run in fresh:
             pair = (run.repository, run.model)
@@ -494,7 +560,6 @@ def import_results(runs: Iterable[LegacyRun]) -> ImportReport:
         for run in fresh:
             groups.setdefault(run.group, []).append(run)
         new_runs: list[Run] = []
-        touched: list[int] = []
         for group, members in groups.items():
             first = members[0]
             workload = workloads[(first.repository, first.model)]
@@ -503,28 +568,78 @@ def import_results(runs: Iterable[LegacyRun]) -> ImportReport:
             new_runs += _runs_for(experiment, members, workload)
         Run.objects.bulk_create(new_runs, batch_size=500)
         report.runs_created = len(new_runs)
-        for experiment_id in touched:
+        for experiment_id in dict.fromkeys(touched):
             _refresh_experiment(experiment_id)
     return report
 
 
-def _not_yet_imported(runs: list[LegacyRun], report: ImportReport) -> list[LegacyRun]:
-    """Runs no earlier import (of raw_data.csv or data.csv, in either order) holds:
-    matched by id without prefix and timestamp, then by what was measured."""
-    existing: dict[tuple[str, dt.datetime], list[tuple[float | None, ...]]] = {}
-    stored = Run.objects.filter(imported=True).values_list("legacy_id", "ended_at", *_MEASURED)
-    for legacy_id, ended_at, *measured in stored:
-        existing.setdefault((base_id(legacy_id), ended_at), []).append(tuple(measured))
-    fresh = []
+def _not_yet_imported(
+    runs: list[LegacyRun], report: ImportReport
+) -> tuple[list[LegacyRun], list[int]]:
+    """Runs no earlier import (of raw_data.csv or data.csv, in either order) holds,
+    matched by id without prefix and timestamp; and the experiments of stored runs that
+    changed. A row whose run is stored with other measured values is that run: the
+    difference is noted in the stored run's provenance (see :func:`_reconcile`)."""
+    existing: dict[tuple[str, dt.datetime], list[tuple[int, tuple[float | None, ...]]]] = {}
+    stored = Run.objects.filter(imported=True).values_list(
+        "id", "legacy_id", "ended_at", *_MEASURED
+    )
+    for run_id, legacy_id, ended_at, *measured in stored:
+        existing.setdefault((base_id(legacy_id), ended_at), []).append((run_id, tuple(measured)))
+    fresh: list[LegacyRun] = []
+    touched: set[int] = set()
     for run in runs:
         known = existing.get(run.key, [])
-        if any(same_measurements(m, run.measured()) for m in known):
-            report.runs_already_there += 1
+        if not known:
+            fresh.append(run)
             continue
-        if known:
-            report.conflicts += 1  # same identity, other measurements: another run
-        fresh.append(run)
-    return fresh
+        report.runs_already_there += 1
+        if any(same_measurements(m, run.measured()) for _id, m in known):
+            continue
+        report.conflicts += 1
+        run_id, measured = known[0]
+        touched.add(_reconcile(run_id, measured, run, report))
+    return fresh, sorted(touched)
+
+
+def _reconcile(
+    run_id: int, stored: tuple[float | None, ...], row: LegacyRun, report: ImportReport
+) -> int:
+    """The stored run ``run_id`` and a row of it that measured something else: the row's
+    values are noted, or, where the stored ones are the stale fg_* block the row shows
+    (data.csv read that block as the run's own), the row's replace them."""
+    run = Run.objects.get(id=run_id)
+    provenance = dict(run.provenance or {})
+    legacy = dict(provenance.get("legacy") or {})
+    conflicts = list(legacy.get("conflicts") or [])
+    stale = row.stale_block()
+    if stale is not None and same_measurements(stale, stored):
+        report.replaced += 1
+        conflicts.append(
+            conflict_note(
+                file=str(legacy.get("file", "")),
+                line=int(legacy.get("line") or 0),
+                ids=list(legacy.get("ids") or [run.legacy_id]),
+                measured=stored,
+                note=f"another run's fg_* block, as {row.file} line {row.line} shows: replaced",
+            )
+        )
+        fields = _run_fields(row, run.experiment.foreground_workload)
+        for name in ("status", "started_at", "ended_at", "duration_s", "error", "metrics",
+                     "gpu_method", "cpu_method", "dram_method", "flags",
+                     *ENERGY_COLUMNS.values()):  # fmt: skip
+            setattr(run, name, fields.get(name))
+        legacy = {**fields["provenance"]["legacy"], "ids": [*legacy.get("ids", []), *row.all_ids]}
+        provenance = {**fields["provenance"], "legacy": legacy}
+    else:
+        conflicts.append(
+            conflict_note(file=row.file, line=row.line, ids=row.all_ids, measured=row.measured())
+        )
+    legacy["conflicts"] = conflicts
+    provenance["legacy"] = legacy
+    run.provenance = provenance
+    run.save()
+    return run.experiment_id
 
 
 def _experiment_for(
@@ -637,7 +752,7 @@ def import_results_file(path: Path, *, timezone: str) -> ImportReport:
         raise LegacyResultsError(f"{path}: no such file") from None
     except UnicodeDecodeError as exc:
         raise LegacyResultsError(f"{path}: not UTF-8 text ({exc.reason})") from None
-    result = read_results(text, tz=tz)
+    result = read_results(text, tz=tz, file=path.name)
     report = import_results(result.runs)
     report.rows = result.rows
     report.duplicates = result.duplicates

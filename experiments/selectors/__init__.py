@@ -36,6 +36,7 @@ from experiments.selectors.hosts import (
     orphaned_process_groups,
     process_groups_due_for_cleanup,
     process_groups_open,
+    queued_wait,
     target_choices,
 )
 
@@ -66,6 +67,7 @@ __all__ = [
     "pareto_front",
     "process_groups_due_for_cleanup",
     "process_groups_open",
+    "queued_wait",
     "run_for_experiment",
     "runs_by_refs",
     "target_choices",

@@ -20,10 +20,12 @@ from typing import Any
 from django.conf import settings
 from django.db.models import Q, QuerySet
 
+from core import runlabel
 from experiments import carbon, comparison
 from experiments.comparison import RunGroup, Table
 from experiments.figures import FIGURES, EnergyFigure
 from experiments.figures import best as figures_best
+from experiments.jsonshapes import read_as
 from experiments.models import Experiment, Run, Workload
 from experiments.mutation import config_key
 
@@ -53,7 +55,7 @@ class ComparePoint:
 
     @property
     def run_ref(self) -> str:
-        return f"{self.config_index}.{self.repeat_index}.{self.attempt}"
+        return runlabel.run_label(self.config_index, self.repeat_index, self.attempt)
 
 
 @dataclass
@@ -216,7 +218,12 @@ class _Reader:
         text = hp if isinstance(hp, str) else json.dumps(hp or {}, sort_keys=True)
         found = self._configs.get(text)
         if found is None:
-            values = json.loads(hp) if isinstance(hp, str) else dict(hp or {})
+            # Raw SQL's text is read as the column reads it back (jsonshapes).
+            values = (
+                read_as(Run, "hyperparameters", json.loads(hp))
+                if isinstance(hp, str)
+                else dict(hp or {})
+            )
             found = self._configs[text] = (values, config_key(values))
         return found
 
@@ -225,7 +232,7 @@ class _Reader:
         cost in another currency): each distinct set decoded once."""
         text = factors if isinstance(factors, str) else json.dumps(factors or {}, sort_keys=True)
         if text not in self._factors:
-            f = carbon.Factors.from_dict(json.loads(text or "{}") or {})
+            f = carbon.Factors.from_dict(read_as(Run, "factors", json.loads(text or "{}")))
             if self.unit == carbon.Unit.COST and (f is None or f.currency != _currency()):
                 f = None
             self._factors[text] = f

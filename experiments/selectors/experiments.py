@@ -12,6 +12,7 @@ from typing import Any
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from core import runlabel
 from experiments.models import BackgroundRun, Experiment, Run, Workload
 
 _LIST_FIELDS = (
@@ -36,6 +37,13 @@ _LIST_FIELDS = (
     "background_workload__name",
     "host__hostname",
     "gpu_index",
+    # The Slurm job's state in a few words (Experiment.slurm_display).
+    "target",
+    "slurm_job_id",
+    "slurm_state",
+    "slurm_reason",
+    "slurm_node",
+    "slurm_submitted_at",
 )
 
 
@@ -144,19 +152,19 @@ def experiment_progress(*, experiment: Experiment, runs: list[Run]) -> dict[str,
 MAX_INT = 2**31 - 1
 
 
-def run_for_experiment(
-    *, experiment: Experiment, config_index: int, repeat_index: int, attempt: int
-) -> Run | None:
-    if max(config_index, repeat_index, attempt) > MAX_INT:
+def run_for_experiment(*, experiment: Experiment, index: runlabel.RunIndex) -> Run | None:
+    """The run a label names (core.runlabel: attempt 1 is also an imported run's 0)."""
+    if max(index) > MAX_INT:
         return None
     return (
         Run.objects.filter(
             experiment=experiment,
-            config_index=config_index,
-            repeat_index=repeat_index,
-            attempt=attempt,
+            config_index=index.config_index,
+            repeat_index=index.repeat_index,
+            attempt__in=runlabel.stored_attempts(index.attempt),
         )
         .select_related("experiment")
+        .order_by("-attempt")
         .first()
     )
 
@@ -174,20 +182,24 @@ def background_runs_between(
 
 
 def runs_by_refs(refs: list[str]) -> list[Run]:
-    """Runs named ``<experiment code>:<config>.<repeat>.<attempt>`` (one query)."""
+    """Runs named ``<experiment code>:<run label>`` (core.runlabel; one query)."""
     cond = Q()
     any_valid = False
     for ref in refs[:50]:
         code, _, rest = ref.partition(":")
-        parts = rest.split(".")
+        index = runlabel.parse_run_label(rest)
         try:
             uid = uuid.UUID(code)
-            ci, ri, at = (int(p) for p in parts)
         except ValueError:
             continue
-        if max(ci, ri, at) > MAX_INT or min(ci, ri, at) < 0:
+        if index is None:
             continue
-        cond |= Q(experiment__code=uid, config_index=ci, repeat_index=ri, attempt=at)
+        cond |= Q(
+            experiment__code=uid,
+            config_index=index.config_index,
+            repeat_index=index.repeat_index,
+            attempt__in=runlabel.stored_attempts(index.attempt),
+        )
         any_valid = True
     if not any_valid:
         return []

@@ -11,12 +11,14 @@ from django.conf import settings
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from core.liveness import online_seconds
 from experiments.models import Experiment, Host, ProcessGroup
 
 
 def host_online_after() -> dt.datetime:
-    """A host is online when its heartbeat is younger than three heartbeat periods."""
-    seconds = max(3 * float(getattr(settings, "WATTLAB_HEARTBEAT_SECONDS", 10.0)), 30.0)
+    """A host is online when its heartbeat is younger than three heartbeat periods
+    (``core.liveness``, which a worker container's health probe follows too)."""
+    seconds = online_seconds(float(getattr(settings, "WATTLAB_HEARTBEAT_SECONDS", 10.0)))
     return timezone.now() - dt.timedelta(seconds=seconds)
 
 
@@ -59,16 +61,43 @@ def host_list() -> list[dict[str, Any]]:
     return rows
 
 
+def _slot_word(hosts: list[Host]) -> str:
+    """What a run waits for: a GPU where a host has one, else a worker's CPU slot."""
+    return "GPU" if any(h.gpus for h in hosts) or not hosts else "worker (CPU slot)"
+
+
 def target_choices() -> list[tuple[str, str]]:
     """ "any", then each online host and each of its GPUs."""
-    choices = [("any", "any free GPU")]
-    for host in Host.objects.filter(last_heartbeat__gte=host_online_after()):
-        choices.append((host.hostname, f"{host.hostname} (any GPU)"))
+    online = list(Host.objects.filter(last_heartbeat__gte=host_online_after()))
+    choices = [("any", f"any free {_slot_word(online)}")]
+    for host in online:
+        choices.append((host.hostname, f"{host.hostname} (any {_slot_word([host])})"))
         for gpu in host.gpus or []:
             idx = gpu.get("index")
             name = gpu.get("name", "GPU")
             choices.append((f"{host.hostname}:{idx}", f"{host.hostname}:{idx} — {name}"))
+    if settings.WATTLAB_SLURM_ENABLED:
+        choices.append(("slurm", "Slurm cluster (its default partition)"))
+        for partition in settings.WATTLAB_SLURM_PARTITIONS:
+            choices.append((f"slurm:{partition}", f"Slurm partition {partition}"))
     return choices
+
+
+def queued_wait(experiment: Experiment) -> str:
+    """What a queued experiment waits for, as its page says it: a free GPU only where
+    a host it may run on has one (a host without a GPU runs it in a CPU slot)."""
+    online = list(Host.objects.filter(last_heartbeat__gte=host_online_after()))
+    target = experiment.target or "any"
+    if target != "any":
+        hostname = target.split(":")[0]
+        online = [h for h in online if h.hostname == hostname]
+        if not online:
+            return f"waiting for {hostname}, which is offline (no heartbeat)"
+        if ":" in target:
+            return f"waiting for GPU {target.split(':', 1)[1]} of {hostname} to be free"
+    if not online:
+        return "waiting for a worker: no host is online (start one with make worker)"
+    return f"waiting for a free {_slot_word(online)}"
 
 
 # --- Orphaned process groups (admin) ----------------------------------------------

@@ -9,7 +9,7 @@ import logging
 from django.utils import timezone
 
 from experiments import queues
-from experiments.models import Experiment
+from experiments.models import Experiment, slurm_target_q
 
 log = logging.getLogger(__name__)
 
@@ -18,6 +18,8 @@ def _dispatch(experiment: Experiment) -> bool:
     """Send the experiment's message and record that it went. With the broker away the
     row stays undispatched (``queue_error`` says why) and
     :func:`experiments_dispatch_pending` sends it later: saved, never forgotten."""
+    if experiment.is_slurm:
+        return True  # no message: `manage.py slurm_dispatch` submits it (experiments.slurm)
     queue = queues.queue_for_target(experiment.target)
     try:
         queues.enqueue_experiment(experiment.id, queue=queue)
@@ -47,11 +49,15 @@ def experiments_dispatch_pending(*, now: dt.datetime | None = None) -> list[str]
     """Send queued experiments whose message never reached the broker (it was down
     when they were saved). Stops at the first failure: the broker is still away."""
     now = now or timezone.now()
-    pending = Experiment.objects.filter(
-        status=Experiment.Status.QUEUED,
-        dispatched_at__isnull=True,
-        created_at__lt=now - dt.timedelta(seconds=DISPATCH_AFTER_S),
-    ).order_by("created_at", "id")
+    pending = (
+        Experiment.objects.filter(
+            status=Experiment.Status.QUEUED,
+            dispatched_at__isnull=True,
+            created_at__lt=now - dt.timedelta(seconds=DISPATCH_AFTER_S),
+        )
+        .exclude(slurm_target_q())
+        .order_by("created_at", "id")
+    )
     sent: list[str] = []
     for experiment in pending.only("id", "code", "target"):
         if not _dispatch(experiment):

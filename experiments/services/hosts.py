@@ -103,20 +103,52 @@ def host_register(
     meters: dict[str, Any] | None = None,
     cpu_count: int | None = None,
 ) -> Host:
+    """Record a host and its GPUs (every worker of the host does, as it starts). A GPU
+    keeps the sensor periods its own worker recorded (:func:`host_gpu_sensors`)."""
     now = timezone.now()
-    host, _created = Host.objects.update_or_create(
-        hostname=hostname,
-        defaults={
-            "queue": queues.host_queue(hostname),
-            "control_queue": queues.control_queue(hostname),
-            "gpus": gpus,
-            "meters": meters or {},
-            "cpu_count": cpu_count,
-            "started_at": now,
-            "last_heartbeat": now,
-        },
-    )
+    with transaction.atomic():
+        host = Host.objects.select_for_update().filter(hostname=hostname).first()
+        earlier = _sensor_periods_by_uuid(host.gpus if host is not None else [])
+        gpus = [dict(g) for g in gpus]
+        for gpu in gpus:
+            if gpu.get("uuid") in earlier:
+                gpu["sensor_periods"] = earlier[gpu["uuid"]]
+        host, _created = Host.objects.update_or_create(
+            hostname=hostname,
+            defaults={
+                "queue": queues.host_queue(hostname),
+                "control_queue": queues.control_queue(hostname),
+                "gpus": gpus,
+                "meters": meters or {},
+                "cpu_count": cpu_count,
+                "started_at": now,
+                "last_heartbeat": now,
+            },
+        )
     return host
+
+
+def _sensor_periods_by_uuid(gpus: Any) -> dict[str, Any]:
+    return {
+        g["uuid"]: g["sensor_periods"]
+        for g in gpus or []
+        if isinstance(g, dict) and g.get("uuid") and g.get("sensor_periods")
+    }
+
+
+def host_gpu_sensors(*, hostname: str, index: int, periods: dict[str, Any]) -> None:
+    """Record how often GPU ``index``'s sensors update, as its worker observed them at
+    start (``core.contract.SensorPeriods.to_dict()``); plans carry them to the engine."""
+    with transaction.atomic():
+        host = Host.objects.select_for_update().filter(hostname=hostname).first()
+        if host is None:
+            return
+        gpus = [dict(g) for g in host.gpus or []]
+        for gpu in gpus:
+            if gpu.get("index") == index:
+                gpu["sensor_periods"] = dict(periods)
+        host.gpus = gpus
+        host.save(update_fields=["gpus"])
 
 
 def host_heartbeat(*, hostname: str, utilisation: dict[str, Any] | None = None) -> None:

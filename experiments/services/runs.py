@@ -20,8 +20,14 @@ LOG_TAIL_CHARS = 4000
 
 
 def run_start(
-    *, experiment_id: int, key: RunKey, hyperparameters: dict[str, Any], started_at: dt.datetime
+    *,
+    experiment_id: int,
+    key: RunKey,
+    hyperparameters: dict[str, Any],
+    started_at: dt.datetime,
+    slurm: dict[str, str] | None = None,
 ) -> Run:
+    """``slurm``: the Slurm job the run goes in (``workers.slurm_job.SlurmJob``)."""
     run, _created = Run.objects.update_or_create(
         experiment_id=experiment_id,
         config_index=key.config_index,
@@ -31,6 +37,7 @@ def run_start(
             "hyperparameters": hyperparameters,
             "status": Run.Status.RUNNING,
             "started_at": started_at,
+            "slurm": dict(slurm or {}),
         },
     )
     return run
@@ -78,16 +85,21 @@ def run_finish(*, experiment_id: int, code: str, result: RunResult) -> Run:
     run.gpu_foreground_method = energy.gpu_foreground.method
     run.cpu_energy_j = energy.cpu.value
     run.cpu_method = energy.cpu.method
+    run.cpu_foreground_j = energy.cpu_foreground.value
+    run.cpu_foreground_method = energy.cpu_foreground.method
     run.dram_energy_j = energy.dram.value
     run.dram_method = energy.dram.method
     run.provenance = {
         "gpu": asdict(energy.gpu),
         "gpu_foreground": asdict(energy.gpu_foreground),
         "cpu": asdict(energy.cpu),
+        "cpu_foreground": asdict(energy.cpu_foreground),
         "dram": asdict(energy.dram),
         "flags": list(energy.flags),
         "gpu_uuid": energy.gpu_uuid,
     }
+    run.device_state = energy.device_state
+    run.device_settings_key = str(energy.device_state.get("settings_key", ""))[:500]
     for name, value in energy.summaries.items():
         # Summaries are named after the Run fields (gpu_power_avg_w, ...).
         if name.startswith("gpu_") and hasattr(run, name):

@@ -222,6 +222,11 @@ def _check(spec: ExperimentFile, *, legacy_file: bool = False) -> _Submission:
             "foreground.mutate (without it every configuration is the same)",
         )
     _check_target(spec, errors)
+    if spec.is_slurm:
+        from experiments.slurm.options import check_slurm_spec
+
+        for key, message in check_slurm_spec(spec):
+            _add(errors, key, message)
     if sub.workload is not None:
         _duration_check(sub, sub.workload)
     return sub

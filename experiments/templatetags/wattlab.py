@@ -10,6 +10,7 @@ from django.utils.html import format_html
 
 from core.coverage import verdict_colour
 from core.coverage import verdict_rule as _verdict_rule
+from core.runlabel import label_of
 from experiments.models import METHOD_SHORT, Run
 
 register = template.Library()
@@ -56,6 +57,22 @@ def percent(value: Any) -> str:
 
 
 @register.filter
+def percent_of_one(value: Any) -> str:
+    """A fraction as a percentage: 0.8 -> "80 %"."""
+    if value is None or value == "":
+        return "—"
+    return f"{100 * float(value):.0f} %"
+
+
+@register.filter
+def milliseconds(value: Any) -> str:
+    """Seconds as milliseconds: 0.1 -> "100 ms"."""
+    if value is None or value == "":
+        return "—"
+    return f"{1000 * float(value):.0f} ms"
+
+
+@register.filter
 def seconds(value: Any) -> str:
     """1.2 s, 3 min 04 s, 2 h 05 min."""
     if value is None or value == "":
@@ -99,6 +116,7 @@ _FIGURES = {
     "gpu": "GPU energy",
     "gpu_foreground": "GPU foreground share (estimate)",
     "cpu": "CPU energy",
+    "cpu_foreground": "CPU foreground part (estimate)",
     "dram": "DRAM energy",
 }
 
@@ -139,7 +157,8 @@ def get_item(mapping: Any, key: Any) -> Any:
 
 @register.filter
 def run_ref(run: Any) -> str:
-    return f"{run.config_index}.{run.repeat_index}.{run.attempt}"
+    """The run's label, every part counted from 1 (core.runlabel)."""
+    return label_of(run)
 
 
 @register.filter

@@ -15,6 +15,7 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_GET
 
+from core.runlabel import label_of
 from experiments import cache, carbon, charts, comparison, figures, selectors, stats
 from experiments.exports import compare_document, comparison_csv
 from experiments.figures import EnergyFigure
@@ -22,16 +23,18 @@ from experiments.models import Run, Workload
 from experiments.selectors import CompareData
 
 
-def _run_href(p: selectors.ComparePoint) -> str:
-    return reverse(
-        "run_detail",
-        kwargs={
-            "code": p.code,
-            "config": p.config_index,
-            "repeat": p.repeat_index,
-            "attempt": p.attempt,
-        },
-    )
+def run_hrefs(points: list[selectors.ComparePoint]) -> dict[int, str]:
+    """Each point's run page (keyed by id(point)): reverse() once, then the same URL
+    shape filled in per run (600 reverse() calls cost a cold compare ~30 ms); every
+    point through reverse() where the URL shape is not the expected one."""
+    sample = reverse("run_detail", kwargs={"code": _ZERO_CODE, "run": "1.1.1"})
+    tail = f"{_ZERO_CODE}/runs/1.1.1/"
+    if not sample.endswith(tail):
+        return {
+            id(p): reverse("run_detail", kwargs={"code": p.code, "run": p.run_ref}) for p in points
+        }
+    head = sample[: -len(tail)]
+    return {id(p): f"{head}{p.code}/runs/{p.run_ref}/" for p in points}
 
 
 #: The run counts the "add runs" forms offer (the experiment file allows up to 100).
@@ -40,20 +43,19 @@ ADD_RUNS_CHOICES = (1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 15, 20, 30, 50)
 _ZERO_CODE = "00000000-0000-0000-0000-000000000000"
 
 
-def run_hrefs(points: list[selectors.ComparePoint]) -> dict[int, str]:
-    """Each point's run page (keyed by id(point)): reverse() once, then the same URL
-    shape filled in per run (600 reverse() calls cost a cold compare ~30 ms); every
-    point through reverse() where the URL shape is not the expected one."""
-    sample = reverse(
-        "run_detail", kwargs={"code": _ZERO_CODE, "config": 0, "repeat": 0, "attempt": 0}
+#: A trend is fitted only through this many distinct values of the hyperparameter or
+#: more: a line through two x values fits them exactly whatever the energy does, and
+#: its interval says nothing.
+MIN_TREND_VALUES = 3
+
+
+def no_trend_line(group: str, name: str, distinct: int) -> str:
+    """Why a group's points carry no trend line."""
+    values = f"{distinct} distinct value{'s' if distinct != 1 else ''}"
+    return (
+        f"{group}: no trend fitted: the runs have {values} of {name}, and a line needs "
+        f"at least {MIN_TREND_VALUES} to say anything beyond joining them"
     )
-    tail = f"{_ZERO_CODE}/runs/0.0.0/"
-    if not sample.endswith(tail):
-        return {id(p): _run_href(p) for p in points}
-    head = sample[: -len(tail)]
-    return {
-        id(p): f"{head}{p.code}/runs/{p.config_index}.{p.repeat_index}.{p.attempt}/" for p in points
-    }
 
 
 def _default_metric(names: list[str]) -> str:
@@ -171,17 +173,21 @@ def _draw(data: CompareData, metric: str) -> dict[str, Any]:
         lines = []
         for group in sorted({pt.group for pt in pts}):
             mine = [pt for pt in pts if pt.group == group]
+            distinct = len({pt.x for pt in mine})
+            if distinct < MIN_TREND_VALUES:
+                lines.append(no_trend_line(group, name, distinct))
+                continue
             trend = stats.fit_trend([pt.x for pt in mine], [pt.y for pt in mine], log_x=log_x)
             if trend is not None:
                 trends.append((group, trend.band))
                 lines.append(f"{group}: {trend.describe(name, unit)}")
         chart = charts.scatter(
             pts,
-            title=f"{figure.label} against {name}, fitted trend with 95 % band",
+            title=f"{figure.label} against {name}"
+            + (", fitted trend with 95 % band" if trends else ""),
             x_label=name + (" (log scale)" if log_x else ""),
             y_label=f"{figure.label} ({unit})",
             log_x=log_x,
-            width=560,
             height=300,
             trends=trends,
         )
@@ -207,7 +213,8 @@ def _draw(data: CompareData, metric: str) -> dict[str, Any]:
         front = selectors.pareto_front([(pt.x, pt.y) for pt in pts])
         pareto = charts.scatter(
             pts,
-            title=f"{metric} against {figure.label}, Pareto front dashed",
+            title=f"{metric} against {figure.label}"
+            + (", Pareto front dashed" if len(front) > 1 else ""),
             x_label=f"{figure.label} ({unit})",
             y_label=metric,
             front=front,
@@ -278,9 +285,7 @@ def compare(request: HttpRequest) -> HttpResponse:
     picks = request.GET.getlist("pick")
     versus = request.GET.getlist("vs")
     picked_all = selectors.runs_by_refs(picks + versus) if picks or versus else []
-    by_ref = {
-        f"{r.experiment.code}:{r.config_index}.{r.repeat_index}.{r.attempt}": r for r in picked_all
-    }
+    by_ref = {f"{r.experiment.code}:{label_of(r)}": r for r in picked_all}
     picked = [by_ref[p] for p in dict.fromkeys(picks) if p in by_ref]
     group_b = [by_ref[p] for p in dict.fromkeys(versus) if p in by_ref]
     unit = request.GET.get("unit", carbon.Unit.J)

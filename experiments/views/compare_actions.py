@@ -16,8 +16,8 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from experiments import services
-from experiments.expfile import has_control_characters
 from experiments.models import Workload
+from experiments.names import has_control_characters
 from experiments.selectors import COMPARE_ROWS
 
 #: The experiment file's limit on runs per configuration.

@@ -11,9 +11,10 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods
 
 from core.coverage import GOOD, compute_coverage
+from core.runlabel import label_of
 from experiments import charts, selectors, services
 from experiments.comparison import left_out_text
 from experiments.expfile import ExperimentFileError
@@ -31,15 +32,7 @@ _DETAIL_QS = Experiment.objects.select_related(
 
 
 def run_url(experiment: Experiment, run: Run) -> str:
-    return reverse(
-        "run_detail",
-        kwargs={
-            "code": experiment.code,
-            "config": run.config_index,
-            "repeat": run.repeat_index,
-            "attempt": run.attempt,
-        },
-    )
+    return reverse("run_detail", kwargs={"code": experiment.code, "run": label_of(run)})
 
 
 def coverage_windows(
@@ -72,7 +65,7 @@ def coverage_windows(
             percent, verdict = report.percent, ""
         windows.append(
             charts.Window(
-                label=f"run {run.config_index}.{run.repeat_index}.{run.attempt}",
+                label=f"run {label_of(run)}",
                 start=run.started_at,
                 end=end,
                 background=over,
@@ -157,6 +150,9 @@ def _context(request: HttpRequest, experiment: Experiment) -> dict[str, Any]:
         "shortfall": coverage_shortfall(experiment, runs),
         "live": experiment.is_active,
         "now": timezone.now(),
+        "waiting": selectors.queued_wait(experiment)
+        if experiment.status == Experiment.Status.QUEUED and not runs
+        else "",
     }
 
 
@@ -201,9 +197,27 @@ def experiment_cancel(request: HttpRequest, code: str) -> HttpResponse:
 
 
 @login_required
-@require_POST
+@require_http_methods(["GET", "POST"])
 def experiment_rerun(request: HttpRequest, code: str) -> HttpResponse:
-    experiment = _get_experiment_for_user(request.user, code, manage=True)
+    experiment = _get_experiment_for_user(request.user, code, manage=True, queryset=_DETAIL_QS)
+    if request.method == "GET":
+        # A re-run takes GPU time (and queues behind others): asked first, like cancel.
+        runs = experiment.total_runs
+        return render(
+            request,
+            "experiments/confirm.html",
+            {
+                "experiment": experiment,
+                "action": "rerun",
+                "question": "Re-run this experiment?",
+                "explain": f"A new experiment with the same settings and configurations "
+                f"({runs} run{'s' if runs != 1 else ''}) joins the queue under your name; "
+                "this one stays as it is.",
+                "button": "Re-run",
+                "keep": "Not now",
+                "plain": True,
+            },
+        )
     try:
         new = services.experiment_rerun(experiment=experiment, by=request.user)
     except ValidationError as exc:

@@ -12,17 +12,19 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
 from core.coverage import GOOD
+from core.runlabel import RunIndex, label_of
 from experiments import charts, selectors
 from experiments.footprints import Footprints, footprints
 from experiments.models import BackgroundRun, Experiment, Run
 from experiments.permissions import _get_experiment_for_user
+from experiments.templatetags.wattlab import figure_label
 from experiments.views.traces import trace_metadata, trace_series
 
 #: How much of the log the page shows (the rest is a download away).
 LOG_TAIL_BYTES = 64 * 1024
 
 
-def _run_or_404(request: HttpRequest, code: str, config: int, repeat: int, attempt: int) -> Run:
+def _run_or_404(request: HttpRequest, code: str, index: RunIndex) -> Run:
     experiment = _get_experiment_for_user(
         request.user,
         code,
@@ -30,9 +32,7 @@ def _run_or_404(request: HttpRequest, code: str, config: int, repeat: int, attem
             "owner", "foreground_workload", "background_workload", "host"
         ),
     )
-    run = selectors.run_for_experiment(
-        experiment=experiment, config_index=config, repeat_index=repeat, attempt=attempt
-    )
+    run = selectors.run_for_experiment(experiment=experiment, index=index)
     if run is None:
         raise Http404("No such run.")
     run.experiment = experiment
@@ -77,6 +77,61 @@ CPU_POWER_NOTES = {
     "estimate": "an estimate, not measured: the foreground's CPU time x an assumed power "
     "per busy core, updated every second (the background is not included)",
 }
+
+
+UNAVAILABLE = "unavailable"
+
+
+def provenance_rows(run: Run) -> tuple[list[dict[str, Any]], list[str]]:
+    """One row per energy figure (method, device, how often its meter was read, flags)
+    and the run's other flags, each flag listed once: in the first row that has it,
+    the rest under the table. A figure that was not measured has no device and no
+    sampling period of its own (the CPU estimate's, copied beside DRAM, read as if the
+    estimate had measured it)."""
+    shown: set[str] = set()
+    rows = []
+    for name, p in (run.provenance or {}).items():
+        if not (isinstance(p, dict) and "method" in p):
+            continue
+        measured = p.get("method") not in ("", None, UNAVAILABLE)
+        flags = [str(f) for f in p.get("flags") or [] if str(f) not in shown]
+        shown.update(flags)
+        rows.append(
+            {
+                "name": name,
+                "method": p.get("method") or UNAVAILABLE,
+                "device": p.get("device") if measured else None,
+                "sampling_period_s": p.get("sampling_period_s") if measured else None,
+                "flags": flags,
+            }
+        )
+    others = [str(f) for f in dict.fromkeys(run.flags or []) if str(f) not in shown]
+    return rows, others
+
+
+def sampling_note(hz: Any, rows: list[dict[str, Any]]) -> str:
+    """What the trace's rate and the meters' periods are, where they differ."""
+    try:
+        rate = float(hz)
+    except (TypeError, ValueError):
+        return ""
+    if rate <= 0:
+        return ""
+    note = (
+        f"The charts' trace holds a sample every {1 / rate:.3g} s ({rate:g} Hz, on the "
+        "GPU host's clock)."
+    )
+    slower = [
+        f"{figure_label(r['name'])} every {float(r['sampling_period_s']):g} s"
+        for r in rows
+        if r["sampling_period_s"] and float(r["sampling_period_s"]) > 1 / rate * 1.01
+    ]
+    if slower:
+        note += (
+            " The Sampling column is how often each meter was read; one read less often "
+            f"than the trace ({', '.join(slower)}) changes the charts only at that pace."
+        )
+    return note
 
 
 def _sampled(series: dict[str, list[Any]], key: str) -> bool:
@@ -140,10 +195,11 @@ def _footprint(request: HttpRequest, experiment: Experiment, runs: list[Run]) ->
 
 @login_required
 @require_GET
-def run_detail(
-    request: HttpRequest, code: str, config: int, repeat: int, attempt: int
-) -> HttpResponse:
-    run = _run_or_404(request, code, config, repeat, attempt)
+def run_detail(request: HttpRequest, code: str, run: RunIndex) -> HttpResponse:
+    return _run_page(request, _run_or_404(request, code, run))
+
+
+def _run_page(request: HttpRequest, run: Run) -> HttpResponse:
     experiment = run.experiment
     background: list[BackgroundRun] = []
     if experiment.mode == Experiment.Mode.PARALLEL and run.started_at:
@@ -161,6 +217,13 @@ def run_detail(
         markers = [m for m in markers if -1.0 <= m.x <= duration + 1.0]
         chart_list = _over_time(series, markers, str(meta.get("cpu_method", "rapl")))
     log_text, cut = _log_tail(run)
+    # Only the measured figures (dicts with a method); flags are listed apart.
+    provenance = {
+        name: p
+        for name, p in (run.provenance or {}).items()
+        if isinstance(p, dict) and "method" in p
+    }
+    rows, other_flags = provenance_rows(run)
     return render(
         request,
         "experiments/run.html",
@@ -179,24 +242,20 @@ def run_detail(
             "coverage_advice": ((run.provenance or {}).get("coverage") or {}).get("advice", "")
             if run.coverage_verdict and run.coverage_verdict != GOOD
             else "",
-            # Only the measured figures (dicts with a method); flags are listed apart.
-            "provenance": {
-                name: p
-                for name, p in (run.provenance or {}).items()
-                if isinstance(p, dict) and "method" in p
-            },
+            "provenance": provenance,
+            "provenance_rows": rows,
+            "other_flags": other_flags,
+            "sampling_note": sampling_note(meta.get("hz"), rows),
         },
     )
 
 
 @login_required
 @require_GET
-def run_log(
-    request: HttpRequest, code: str, config: int, repeat: int, attempt: int
-) -> HttpResponseBase:
-    run = _run_or_404(request, code, config, repeat, attempt)
+def run_log(request: HttpRequest, code: str, run: RunIndex) -> HttpResponseBase:
+    found = _run_or_404(request, code, run)
     return _log_download(
-        run.log, run.log_tail, f"{run.experiment.code}-run-{config}.{repeat}.{attempt}.log"
+        found.log, found.log_tail, f"{found.experiment.code}-run-{label_of(found)}.log"
     )
 
 

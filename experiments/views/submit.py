@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
@@ -18,9 +19,10 @@ from experiments.expfile import (
     experiment_file_from_dict,
     parse_experiment_text,
 )
-from experiments.forms import BG_PREFIX, HP_PREFIX, ExperimentForm, UploadForm
+from experiments.forms import BG_PREFIX, HP_PREFIX, ExperimentForm, UploadForm, named_source
 from experiments.models import Experiment, Workload
 from experiments.permissions import _get_experiment_for_user
+from experiments.sample_file import sample_experiment_file
 
 _SOURCE_QS = Experiment.objects.select_related("foreground_workload")
 
@@ -110,8 +112,9 @@ def experiment_new(request: HttpRequest) -> HttpResponse:
                 )
                 experiment = services.experiment_submit(owner=request.user, spec=spec, source="web")
             except ExperimentFileError as exc:
+                where = upload.cleaned_data["filename"] or "the pasted text"
                 for line in exc.errors:
-                    upload.add_error(None, line)
+                    upload.add_error(None, named_source(line, where))
             except ValidationError as exc:
                 for path, texts in _error_items(exc):
                     for message in texts:
@@ -187,9 +190,13 @@ def _page(
     context = {
         "form": form,
         "upload": upload,
+        "sample_file": sample_experiment_file(
+            list(Workload.objects.filter(is_active=True).order_by("name")[:2])
+        ),
         "preview": preview,
         "upload_open": upload_open,
         "strategies": Experiment.Strategy,
+        "slurm_enabled": settings.WATTLAB_SLURM_ENABLED,
     }
     response = render(request, "experiments/new.html", context, status=status)
     patch_vary_headers(response, ("HX-Request",))

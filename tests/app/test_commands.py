@@ -76,7 +76,7 @@ def test_submit_reports_every_bad_key_without_a_traceback(
     assert "Traceback" not in done.stderr
 
 
-def test_submit_prints_no_broker_noise(digits_workload: Any) -> None:
+def test_submit_prints_no_broker_noise(digits_workload: Any, submitter: Any) -> None:
     # kombu warned "No hostname was supplied. Reverting to default 'localhost'" on every
     # command that sends a message through the filesystem broker, and django-axes
     # printed "AXES: BEGIN version ..." on every command.
@@ -86,8 +86,43 @@ def test_submit_prints_no_broker_noise(digits_workload: Any) -> None:
     assert done.stderr == ""
 
 
+def test_a_command_line_submission_belongs_to_someone(
+    digits_workload: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # In this process (call_command): the same command, without five interpreter starts.
+    from django.contrib.auth import get_user_model
+    from django.core.management import CommandError, call_command
+
+    from experiments.models import Experiment
+
+    users = get_user_model().objects
+    path = str(ROOT / "examples" / "experiments" / "demo-solo.yaml")
+    monkeypatch.delenv("WATTLAB_OWNER", raising=False)
+    # Nobody named and no single superuser to default to: refused, saying what to do.
+    with pytest.raises(CommandError, match="--owner USERNAME .*WATTLAB_OWNER"):
+        call_command("submit", path)
+    assert not Experiment.objects.exists()
+
+    users.create_user("ana", password="pw-ana-12345")
+    call_command("submit", path, owner="ana")
+    assert "owner ana (--owner)" in capsys.readouterr().out
+    monkeypatch.setenv("WATTLAB_OWNER", "ana")
+    call_command("submit", path)
+    assert "owner ana (WATTLAB_OWNER)" in capsys.readouterr().out
+    monkeypatch.delenv("WATTLAB_OWNER")
+    assert [e.owner.username for e in Experiment.objects.order_by("id")] == ["ana", "ana"]
+
+    users.create_superuser("root", password="pw-root-12345")
+    call_command("submit", path)
+    assert "owner root (the only superuser)" in capsys.readouterr().out
+    users.create_superuser("root2", password="pw-root2-12345")
+    with pytest.raises(CommandError, match="several superusers"):
+        call_command("submit", path)
+    assert Experiment.objects.filter(owner__isnull=True).count() == 0
+
+
 def test_submit_notes_a_fixed_value_outside_the_sampling_range(
-    digits_workload: Any, tmp_path: Path
+    digits_workload: Any, submitter: Any, tmp_path: Path
 ) -> None:
     # digits-mlp samples epochs from 20..300 but its program accepts 1..1000.
     path = tmp_path / "short.yaml"
@@ -137,3 +172,16 @@ def test_cancel_and_export_by_code(digits_workload: Any) -> None:
     assert legacy.returncode == 0, legacy.stderr
     header = next(csv.reader(io.StringIO(legacy.stdout)))
     assert header[:4] == ["experiment_id", "timestamp", "repository", "model"]
+
+
+def test_sqlite_commands_say_nothing_about_the_covering_index(tmp_path: Path) -> None:
+    # SQLite cannot hold the runs' covering index's extra columns and builds the plain
+    # index: its warning (models.W040) printed on every command said nothing to act on.
+    sqlite = str(tmp_path / "w.sqlite3")
+    # --database: the checks migrate and runserver run, the index's among them.
+    done = run_manage(
+        "check", "--database", "default", DATABASE_URL="", REDIS_URL="", WATTLAB_SQLITE_PATH=sqlite
+    )
+    assert done.returncode == 0, done.stderr
+    assert "W040" not in done.stdout + done.stderr
+    assert "System check identified no issues (1 silenced)" in done.stdout

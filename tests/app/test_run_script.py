@@ -35,6 +35,20 @@ def _descendants(pid: int) -> list[psutil.Process]:
         return []
 
 
+def _kill_all(process: subprocess.Popen[bytes]) -> None:
+    """A test that failed midway: run.py and what it started in sessions of their own
+    (killing run.py alone would leave the web app and the worker running)."""
+    if process.poll() is not None:
+        return
+    for child in _descendants(process.pid):
+        try:
+            child.kill()
+        except psutil.NoSuchProcess:
+            pass
+    process.kill()
+    process.wait()
+
+
 def _start_run(tmp_path: Path, *args: str) -> tuple[subprocess.Popen[bytes], Path, int]:
     port = _free_port()
     # A new user's machine: no servers and no DJANGO_SECRET_KEY (run.py makes one).
@@ -94,9 +108,12 @@ def test_make_run_serves_the_demo_and_ctrl_c_stops_everything(tmp_path: Path) ->
         assert [c.pid for c in children if c.is_running() and c.status() != "zombie"] == []
         assert find_marked(code) == []
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        _kill_all(process)
+
+
+#: What `make run` prints up to the demo's end, README's figure: 14 lines, and make's
+#: own echo of the command before them, fit a 24-line terminal.
+SCREEN_LINES = 14
 
 
 def test_make_run_says_when_parallel_and_solo_can_be_compared(tmp_path: Path) -> None:
@@ -115,6 +132,17 @@ def test_make_run_says_when_parallel_and_solo_can_be_compared(tmp_path: Path) ->
             assert time.monotonic() < deadline, text[-3000:]
             time.sleep(0.5)
         text = log_path.read_text()
+        # One screen up to the demo's end (README: make's own line and these), ending
+        # with the Compare link and the login; Celery's banners and warnings and every
+        # request the web app answered went to the logs.
+        lines = text.rstrip("\n").splitlines()
+        assert len(lines) <= SCREEN_LINES, text
+        assert lines[-2].startswith("  Parallel against solo: ")
+        assert re.fullmatch(r"  Log in as 'demo' with password '[^']+'", lines[-1])
+        assert "celery" not in text.lower() and "GET /" not in text and "W040" not in text
+        logs = tmp_path / "log"
+        assert "wattlab worker on" in (logs / "worker.log").read_text()
+        assert "GET /" in (logs / "web.log").read_text()
         line = re.search(r"The demo finished after (\d+) s since `make run` started \((.*)\)", text)
         assert line is not None
         assert sorted(line.group(2).split(", ")) == [
@@ -129,6 +157,36 @@ def test_make_run_says_when_parallel_and_solo_can_be_compared(tmp_path: Path) ->
         process.wait(timeout=90)
         assert process.returncode == 0
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        _kill_all(process)
+
+
+def test_only_errors_from_the_logs_reach_the_terminal(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import run  # noqa: E402 - the script, by its path
+
+    web, worker = tmp_path / "web.log", tmp_path / "worker.log"
+    web.write_text(
+        '[03/Dec/2026 09:24:36] "GET /static/wattlab.css HTTP/1.1" 200 5012\n'
+        "Internal Server Error: /compare/\n"
+        '[03/Dec/2026 09:24:37] "GET /compare/?workload=x HTTP/1.1" 500 145\n'
+    )
+    worker.write_text(
+        " -------------- cpu0@vm v5.7.0 (collider)\n"
+        "[2026-12-03 09:22:54,894: INFO/MainProcess] Connected to filesystem://\n"
+        "[2026-12-03 09:23:01,002: ERROR/ForkPoolWorker-1] Task run_experiment raised\n"
+        "half a line"
+    )
+    watch = run._ErrorWatch({"web": web, "worker": worker})
+    watch.check()
+    out = capsys.readouterr().out.splitlines()
+    assert out == [
+        "  [web] Internal Server Error: /compare/",
+        '  [web] [03/Dec/2026 09:24:37] "GET /compare/?workload=x HTTP/1.1" 500 145',
+        "  [worker] [2026-12-03 09:23:01,002: ERROR/ForkPoolWorker-1] Task run_experiment raised",
+    ]
+    with worker.open("a") as fh:
+        fh.write(" ERROR: the rest of it\n")  # the half line, completed, is read once
+    watch.check()
+    assert capsys.readouterr().out == "  [worker] half a line ERROR: the rest of it\n"

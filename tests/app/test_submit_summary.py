@@ -24,7 +24,8 @@ def _row(out: str, marker: str) -> str:
     """The table row holding ``marker``, with the lines its cells wrapped onto (their
     first cell is empty)."""
     lines = out.splitlines()
-    start = next(i for i, line in enumerate(lines) if marker in line)
+    # A table line: the progress lines above name the run too ("run 1.1.1 running").
+    start = next(i for i, line in enumerate(lines) if marker in line and line.startswith("│"))
     row = lines[start]
     for more in lines[start + 1 :]:
         if not re.match(r"^│\s+│", more):
@@ -34,7 +35,10 @@ def _row(out: str, marker: str) -> str:
 
 
 def test_submit_wait_ends_with_the_runs_and_parallel_against_solo(
-    digits_workload: object, celery_worker_factory: Callable[..., WorkerProc], tmp_path: Path
+    digits_workload: object,
+    submitter: object,
+    celery_worker_factory: Callable[..., WorkerProc],
+    tmp_path: Path,
 ) -> None:
     celery_worker_factory(WATTLAB_METER_DOUBLE="")  # this host's own meters
     solo, parallel = tmp_path / "solo.yaml", tmp_path / "parallel.yaml"
@@ -47,6 +51,16 @@ def test_submit_wait_ends_with_the_runs_and_parallel_against_solo(
     assert "tiny-solo (solo): runs" in first.stdout
     assert "no finished parallel run of these configurations counted yet" in first.stdout
     assert "configurations_from:" in first.stdout
+    # Captured, so without a terminal: progress comes as whole lines, one per change
+    # (the live display ran the last one into the result: "17 s elapseddemo-solo: ...").
+    lines = first.stdout.splitlines()
+    progress = [line for line in lines if "runs done" in line]
+    assert progress, first.stdout
+    assert all(line.startswith("tiny-solo ") and line.endswith("elapsed") for line in progress)
+    # A line when something other than the clock changed, not one per poll.
+    assert len(progress) < 12, progress
+    assert "tiny-solo: succeeded" in lines
+    assert any(line.endswith("owner cli-user (the only superuser)") for line in lines)
 
     done = run_manage("submit", str(parallel), "--wait", timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -55,7 +69,7 @@ def test_submit_wait_ends_with_the_runs_and_parallel_against_solo(
     assert "tiny-parallel: succeeded" in out
     runs = list(Run.objects.filter(experiment__name="tiny-parallel").order_by("config_index"))
     for run in runs:  # one row per run: its learning rate, energy with method, coverage
-        row = _row(out, f" {run.config_index}.0.1 ")
+        row = _row(out, f" {run.config_index + 1}.1.1 ")
         assert f"learning_rate={run.hyperparameters['learning_rate']:.4g}" in row
         assert "not measured" in row  # no GPU here: said, never 0 J
         assert "(estimate)" in row or "(RAPL)" in row or "(perf)" in row

@@ -89,6 +89,7 @@ def _submit(text: str) -> Experiment:
 
 def test_submit_wait_json_returns_a_succeeded_parallel_experiment(
     digits_workload: object,
+    submitter: object,
     celery_worker_factory: Callable[..., WorkerProc],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -279,7 +280,7 @@ def test_a_killed_worker_leaves_a_lost_experiment_and_orphans_the_control_queue_
 
 
 def test_ctrl_c_during_submit_wait_asks_and_cancels(
-    digits_workload: object, celery_worker_proc: WorkerProc, tmp_path: Path
+    digits_workload: object, submitter: object, celery_worker_proc: WorkerProc, tmp_path: Path
 ) -> None:
     import signal
     import subprocess

@@ -5,6 +5,7 @@ point at free ports; the shared servers are never touched."""
 from __future__ import annotations
 
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -112,3 +113,32 @@ def test_without_the_server_programs_it_names_the_packages_and_runs_nothing(
     assert done.returncode == 2
     assert "apt-get install -y postgresql redis-server" in done.stderr
     assert not marker.exists()
+
+
+@pytest.mark.slow
+def test_urls_on_makes_command_line_still_reach_the_throwaway_servers() -> None:
+    # `make test TEST_DATABASE_URL=...`: make hands a command-line value down to every
+    # sub-make, where it outranked the throwaway server's URL in the environment, and
+    # the suite connected to the dead one. `make -n` prints the recipes, but runs the
+    # ones that call $(MAKE): with_servers.py starts its servers, the sub-make prints
+    # the pytest line with the URL it would use.
+    path = with_servers.search_path(None)
+    if not (with_servers.find("initdb", path) and with_servers.find("redis-server", path)):
+        pytest.skip("PostgreSQL or Redis server programs not installed (CI installs them)")
+    dead_db = f"postgres://postgres@127.0.0.1:{with_servers.free_port()}/wattlab_dead"
+    dead_redis = f"redis://127.0.0.1:{with_servers.free_port()}/4"
+    done = subprocess.run(
+        ["make", "-n", "test", f"TEST_DATABASE_URL={dead_db}", f"TEST_REDIS_URL={dead_redis}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    started = re.findall(r": started (\S+)", done.stderr)
+    db_url = next(url for url in started if url.startswith("postgres"))
+    redis_url = next(url for url in started if url.startswith("redis"))
+    # The sub-make's pytest line uses the servers just started, not the dead URLs.
+    assert f"DATABASE_URL={db_url} REDIS_URL={redis_url}" in done.stdout, done.stdout
+    assert dead_db not in done.stdout.split("--redis-url")[-1]

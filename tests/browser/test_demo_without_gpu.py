@@ -51,7 +51,7 @@ def test_after_the_demo_without_a_gpu_the_run_shows_cpu_power_and_every_page_pas
     assert run.gpu_method == "unavailable" and run.cpu_method == "estimate"
 
     login(page, live_server, "demo", "pw-demo-12345")
-    page.goto(f"{live_server.url}/experiments/{parallel.code}/runs/0.0.1/")
+    page.goto(f"{live_server.url}/experiments/{parallel.code}/runs/1.1.1/")
     power = page.locator("figure.chartbox", has=page.locator("figcaption", has_text="CPU power"))
     assert power.count() == 1
     assert "an estimate, not measured" in power.inner_text()
@@ -97,6 +97,6 @@ def test_after_the_demo_without_a_gpu_the_run_shows_cpu_power_and_every_page_pas
     shoot(page, "31-demo-compare-no-gpu")
 
     found = axe_violations(page, "demo-compare")
-    found += visit_every_page(page, live_server.url, str(parallel.code), "0.0.1", "digits-mlp")
+    found += visit_every_page(page, live_server.url, str(parallel.code), "1.1.1", "digits-mlp")
     assert found == [], "\n".join(found)
     assert page.js_errors == []

@@ -106,7 +106,7 @@ def test_a_new_user_submits_a_parallel_experiment_watches_it_and_compares_runs(
     shoot(page, "12-journey-finished")
 
     page.locator("table.runs tbody tr a").first.click()
-    page.wait_for_selector("h1:has-text('Run 0.0.')")
+    page.wait_for_selector("h1:has-text('Run 1.1.')")
     assert "Test Accuracy" in page.inner_text("#log")
     assert "accuracy" in page.inner_text("body")
     shoot(page, "13-journey-run")
@@ -196,7 +196,8 @@ def test_cancelling_stops_the_processes_and_staff_terminate_an_orphan_from_the_a
         group.refresh_from_db()
         assert group.terminate_result == "terminated"
         assert group.ended_at is not None
-        page.goto(f"{live_server.url}/admin/experiments/processgroup/")
+        # Ended now, so no longer among the orphans the list opens on: under "all".
+        page.goto(f"{live_server.url}/admin/experiments/processgroup/?orphaned=all")
         assert "terminated" in page.inner_text("#result_list")
         assert "root" in page.inner_text("#result_list")
         shoot(page, "23-admin-terminated")

@@ -14,6 +14,29 @@ from tests.web import factories
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
+SETTINGS_KEY = "NVIDIA H200 · 700 W · app clocks 1980/2619 MHz"
+#: A run's GPU settings as workers.energy.device_state records them.
+DEVICE_STATE = {
+    "settings_key": SETTINGS_KEY,
+    "gpus": [
+        {
+            "index": 0,
+            "name": "NVIDIA H200",
+            "uuid": "GPU-0000",
+            "reads": 30,
+            "power_limit_w": 700.0,
+            "app_sm_clock_mhz": 1980.0,
+            "app_mem_clock_mhz": 2619.0,
+            "sm_clock_mhz": {"min": 1755.0, "max": 1980.0, "mean": 1901.2},
+            "mem_clock_mhz": {"min": 2619.0, "max": 2619.0, "mean": 2619.0},
+            "clock_event_reasons": {"software power cap": 0.4},
+            "sensor_periods": {"counter_s": 0.1, "power_s": 0.02, "observed_s": 1.0},
+        }
+    ],
+    "changes": [],
+}
+
+
 def _history():
     user = get_user_model().objects.create_user(
         "olivia", password="pw-olivia-123", is_staff=True, is_superuser=True
@@ -91,6 +114,10 @@ def _history():
             coverage_percent=[99.1, 86.4, 97.0][i],
             coverage_verdict=["good", "partial", "good"][i],
             metrics={"accuracy": 0.94 + 0.01 * c},
+            cpu_foreground_j=120.0,
+            cpu_foreground_method="estimate",
+            device_settings_key=SETTINGS_KEY,
+            device_state=DEVICE_STATE,
         )
     factories.run(
         par,
@@ -137,7 +164,8 @@ def test_every_page_renders_and_is_screenshotted(live_server, page):
     page.goto(f"{live_server.url}/experiments/{par.code}/")
     page.wait_for_selector("svg.timeline")
     shoot(page, "03-experiment-detail")
-    page.goto(f"{live_server.url}/experiments/{par.code}/runs/0.1.0/")
+    page.goto(f"{live_server.url}/experiments/{par.code}/runs/1.2.1/")
+    assert SETTINGS_KEY in page.locator("section.device-settings").inner_text()
     shoot(page, "04-run-detail")
     page.goto(f"{live_server.url}/compare/?workload=mnist-cnn")
     shoot(page, "05-compare")

@@ -32,6 +32,10 @@ def test_the_median_interval_is_the_widest_order_statistic_pair_reaching_95_perc
             assert ranks[1] == pytest.approx(_coverage(n, best))
     assert stats.MIN_INTERVAL_RUNS == 6 and stats.order_ranks(6) == (1, 0.96875)
     assert stats.MIN_RUNS == 7  # each median at 97.5 % for the ratio's interval
+    # Written out in the module (no SciPy at import): the same as computed.
+    assert stats.MIN_INTERVAL_RUNS == stats.min_runs_for(stats.CONFIDENCE)
+    assert stats.MIN_RUNS == stats.min_runs_for(stats.RATIO_EACH)
+    assert stats._Z_EACH == pytest.approx(float(sps.norm.ppf(1 - (1 - stats.RATIO_EACH) / 2)))
 
 
 def test_a_group_of_three_shows_no_95_percent_interval_only_its_values():

@@ -81,7 +81,12 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[OwnPostg
         env = {"DATABASE_URL": postgres.url, "REDIS_URL": redis.url}
         workloads = tmp_path_factory.mktemp("workloads")
         (workloads / "fault-train.yaml").write_text(WORKLOAD)
-        for command in (("migrate", "--noinput"), ("load_workloads", str(workloads))):
+        for command in (
+            ("migrate", "--noinput"),
+            ("load_workloads", str(workloads)),
+            # Who the command-line submissions belong to (the only superuser).
+            ("createsuperuser", "--noinput", "--username", "fault-owner", "--email", "f@x.org"),
+        ):
             done = run_manage(*command, **env)
             assert done.returncode == 0, done.stderr
         yield postgres, redis

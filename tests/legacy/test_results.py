@@ -44,6 +44,9 @@ def test_all_of_raw_data_imports_once_and_reimport_adds_nothing(workloads, legac
         "210 duplicate rows merged (default__ 20, mutation_1x__ 73, mutation_2x_safe__ 117)" in out
     )
     assert Experiment.objects.filter(imported=True).count() == 87
+    # Said once: "1015 runs imported into 87 new experiments".
+    assert "1015 runs imported into 87 new experiments" in out
+    assert out.count("runs imported into") == 1
     experiments = Experiment.objects.filter(imported=True)
     assert experiments.count() > 0
     assert set(experiments.values_list("status", flat=True)) == {"imported"}

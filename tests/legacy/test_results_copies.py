@@ -133,16 +133,23 @@ def test_every_prefixed_copy_merges_into_its_plain_run(db, tmp_path) -> None:
         )
 
 
-def test_a_copy_that_measured_something_else_stays_a_run(db, tmp_path) -> None:
+def test_a_copy_that_measured_something_else_is_the_same_run_with_its_values_noted(
+    db, tmp_path
+) -> None:
+    """Issue 19, part 3: same id and timestamp is the same run, whatever its values."""
     plain, copy = next(p for p in PAIRS["mutation_1x__"] if not _split(p))
     other = {**copy, "duration_seconds": str(float(copy["duration_seconds"]) + 1.0)}
     out = _import(_write(tmp_path / "raw.csv", HEADER, [plain, other]))
-    assert Run.objects.count() == 2
+    assert Run.objects.count() == 1
     assert "0 duplicate rows merged" in out
     assert "1 rows share a run's id and timestamp but not its measured values" in out
-    assert sorted(Run.objects.values_list("legacy_id", flat=True)) == sorted(
-        [plain["experiment_id"], copy["experiment_id"]]
-    )
+    assert "the same run, kept once" in out
+    run = Run.objects.get()
+    assert run.legacy_id == plain["experiment_id"]
+    assert run.duration_s == float(plain["duration_seconds"])
+    (conflict,) = run.provenance["legacy"]["conflicts"]
+    assert conflict["file"] == "raw.csv" and conflict["ids"] == [copy["experiment_id"]]
+    assert conflict["measured"]["duration_s"] == float(copy["duration_seconds"]) + 1.0
 
 
 def _stale(row: dict[str, str]) -> bool:
@@ -203,3 +210,76 @@ def test_data_csv_reads_parallel_runs_from_is_parallel(db, tmp_path) -> None:
         "repository": row["bg_repository"],
         "model": row["bg_model"],
     }
+
+
+def _all_runs_as_data_csv() -> list[dict[str, str]]:
+    """The profiler's summary of raw_data.csv: one data.csv row per run, the parallel
+    runs' values taken from their fg_* block as it wrote them."""
+    runs: dict[tuple[str, str], dict[str, str]] = {}
+    for row in ROWS:
+        runs.setdefault((COPY.sub("", row["experiment_id"]), row["timestamp"]), row)
+    return [as_data_csv(r) for r in runs.values()]
+
+
+def test_data_csv_after_the_real_raw_data_csv_adds_only_the_new_runs(db, tmp_path) -> None:
+    """Issue 19, part 3, on the real raw_data.csv: raw_data.csv without 7 of its runs,
+    then data.csv with every run. The 24 parallel rows whose fg_* block is another run's
+    (copied forward by the profiler) are the runs already imported, not 24 new ones."""
+    held_back = {
+        (r["experiment_id"], r["timestamp"])
+        for r in ROWS
+        if r["mode"] != "parallel" and not COPY.match(r["experiment_id"])
+    }
+    held_back = set(sorted(held_back)[:7])
+    first = [r for r in ROWS if (COPY.sub("", r["experiment_id"]), r["timestamp"]) not in held_back]
+    _import(_write(tmp_path / "raw_data.csv", HEADER, first))
+    before = Run.objects.count()
+    summary = _all_runs_as_data_csv()
+    assert sum(1 for r in summary if r["is_parallel"] == "True" and _stale_in_raw(r)) == 24
+
+    out = _import(_write(tmp_path / "data.csv", DATA_CSV, summary))
+
+    assert Run.objects.count() == before + 7
+    assert "7 runs imported" in out
+    assert "24 rows share a run's id and timestamp but not its measured values" in out
+    assert f"{len(summary) - 7} already imported" in out
+    noted = [
+        r for r in Run.objects.filter(imported=True) if r.provenance["legacy"].get("conflicts")
+    ]
+    assert len(noted) == 24
+    for run in noted:
+        assert "legacy_fg_columns_of_another_run" in run.flags  # its own values were kept
+        (conflict,) = run.provenance["legacy"]["conflicts"]
+        assert conflict["file"] == "data.csv"
+        assert conflict["measured"]["duration_s"] != run.duration_s
+
+
+def _stale_in_raw(summary_row: dict[str, str]) -> bool:
+    raw = next(
+        r
+        for r in ROWS
+        if COPY.sub("", r["experiment_id"]) == summary_row["experiment_id"]
+        and r["timestamp"] == summary_row["timestamp"]
+    )
+    return _stale(raw)
+
+
+def test_data_csv_first_then_raw_data_csv_replaces_the_stale_block_it_stored(db, tmp_path) -> None:
+    """The other order: data.csv stored a run from another run's fg_* block; raw_data.csv
+    shows that block stale, and its own values replace it."""
+    row = next(r for r in ROWS if r["mode"] == "parallel" and _stale(r))
+    _import(_write(tmp_path / "data.csv", DATA_CSV, [as_data_csv(row)]))
+    assert Run.objects.get().duration_s == float(row["fg_duration_seconds"])
+
+    out = _import(_write(tmp_path / "raw_data.csv", HEADER, [row]))
+
+    assert "1 of them replaced a stored run's values" in out
+    run = Run.objects.get()
+    assert run.duration_s == float(row["duration_seconds"])
+    assert run.gpu_energy_j == float(row["energy_gpu_total_joules"])
+    assert "legacy_fg_columns_of_another_run" in run.flags
+    (conflict,) = run.provenance["legacy"]["conflicts"]
+    assert conflict["file"] == "data.csv"
+    assert conflict["measured"]["duration_s"] == float(row["fg_duration_seconds"])
+    assert "replaced" in conflict["note"]
+    assert run.experiment.gpu_energy_j == run.gpu_energy_j  # totals follow

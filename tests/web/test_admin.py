@@ -45,6 +45,15 @@ def test_the_orphaned_filter_lists_groups_left_behind_or_on_silent_hosts(as_staf
     assert ">1001<" in others and ">1002<" not in others
 
 
+def test_the_process_group_list_opens_on_the_groups_that_need_attention(as_staff, groups):
+    body = as_staff.get(reverse(CHANGELIST)).content.decode()
+    assert ">1002<" in body and ">1003<" in body
+    assert ">1001<" not in body and ">1004<" not in body  # running, or ended as it should
+    everything = as_staff.get(reverse(CHANGELIST) + "?orphaned=all").content.decode()
+    assert all(f">{pgid}<" in everything for pgid in (1001, 1002, 1003, 1004))
+    assert "?orphaned=all" in body  # one click away
+
+
 def test_terminate_records_who_asked_and_when(as_staff, staff, groups):
     target = groups["left_behind"]
     before = timezone.now() - dt.timedelta(seconds=1)
@@ -63,8 +72,11 @@ def test_terminate_records_who_asked_and_when(as_staff, staff, groups):
 
 def test_terminating_an_ended_group_is_refused_with_a_message(as_staff, groups):
     ended = groups["ended"]
+    # Ended groups are listed (and so selectable) under "all"; the list opens on orphans.
     response = as_staff.post(
-        reverse(CHANGELIST), {"action": "terminate", "_selected_action": [ended.pk]}, follow=True
+        reverse(CHANGELIST) + "?orphaned=all",
+        {"action": "terminate", "_selected_action": [ended.pk]},
+        follow=True,
     )
     assert b"already ended" in response.content
     ended.refresh_from_db()

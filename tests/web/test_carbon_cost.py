@@ -45,7 +45,7 @@ def _run_with_factors(owner, wl, **kw):
 
 def test_the_run_page_shows_kwh_carbon_and_cost_with_the_factors_it_kept(as_member, owner, wl):
     e, _run = _run_with_factors(owner, wl)
-    page = as_member.get(f"/experiments/{e.code}/runs/0.0.0/").content.decode()
+    page = as_member.get(f"/experiments/{e.code}/runs/1.1.1/").content.decode()
     # GPU: 2 kWh x PUE 1.5 x 400 g/kWh = 1.2 kgCO2e; x 0.2 EUR/kWh = 0.6 EUR.
     assert "2 kWh" in page and "1.2 kgCO2e" in page and "0.6 EUR" in page
     assert "gpu01: 400 gCO2e/kWh, PUE 1.5, 0.2 EUR/kWh, set 2026-11-01 09:30 UTC" in page
@@ -54,7 +54,7 @@ def test_the_run_page_shows_kwh_carbon_and_cost_with_the_factors_it_kept(as_memb
 
 def test_today_s_factors_on_request(as_member, owner, wl):
     e, _run = _run_with_factors(owner, wl)
-    page = as_member.get(f"/experiments/{e.code}/runs/0.0.0/?factors=today").content.decode()
+    page = as_member.get(f"/experiments/{e.code}/runs/1.1.1/?factors=today").content.decode()
     # GPU: 2 kWh x PUE 1.0 x 100 g/kWh = 0.2 kgCO2e; x 0.5 EUR/kWh = 1 EUR.
     assert "0.2 kgCO2e" in page and "1 EUR" in page
     assert "Recomputed with today's factors" in page
@@ -64,7 +64,7 @@ def test_today_s_factors_on_request(as_member, owner, wl):
 def test_a_run_without_factors_says_so_and_never_shows_zero(as_member, owner, wl):
     e = factories.experiment(owner, wl, status="succeeded")
     factories.run(e, 0, 0)
-    page = as_member.get(f"/experiments/{e.code}/runs/0.0.0/").content.decode()
+    page = as_member.get(f"/experiments/{e.code}/runs/1.1.1/").content.decode()
     assert "no carbon intensity set" in page and "no price set" in page
     assert "1 run kept no factors" in page
     assert "0 kgCO2e" not in page

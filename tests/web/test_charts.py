@@ -69,7 +69,7 @@ def test_the_timeline_draws_background_runs_and_hatches_the_reports_gaps():
         [(a.timestamp(), b.timestamp()) for a, b, _ in background],
     )
     window = charts.Window(
-        label="run 0.0.0",
+        label="run 1.1.1",
         start=_at(0),
         end=_at(100),
         background=background,
@@ -88,7 +88,7 @@ def test_the_timeline_draws_the_gaps_it_is_given_and_computes_none():
     # Two gaps handed over, although the bars would leave none: the chart is a picture
     # of the report, so the number beside it and the hatching cannot disagree.
     window = charts.Window(
-        label="run 0.0.0",
+        label="run 1.1.1",
         start=_at(0),
         end=_at(100),
         background=[(_at(0), _at(100), "background run 0")],
@@ -141,6 +141,67 @@ def test_range_bars_say_what_their_whisker_is():
     assert "bootstrap 95 % CI 9–11, n=3" in svg
 
 
+def _area(svg: str) -> tuple[float, float, float, float]:
+    found = re.search(r'data-plot-area="([\d.]+) ([\d.]+) ([\d.]+) ([\d.]+)"', svg)
+    assert found, svg[:300]
+    left, top, right, bottom = (float(v) for v in found.groups())
+    return left, top, right, bottom
+
+
+def test_the_axes_hold_every_point_with_a_margin_and_the_legend_sits_above():
+    # The issue's chart: accuracy up to 95.56 drawn above an axis ending at 95.5, in
+    # the legend's row.
+    points = [
+        charts.Point(10.2 + i, acc, f"run {i}", "parallel" if i % 2 else "solo")
+        for i, acc in enumerate([93.3, 95.56, 94.1, 95.56, 93.9])
+    ]
+    svg = str(charts.scatter(points, title="t", x_label="J", y_label="accuracy"))
+    left, top, right, bottom = _area(svg)
+    for cx, cy, r in re.findall(r'<circle cx="([\d.]+)" cy="([\d.]+)" r="([\d.]+)"', svg):
+        assert left < float(cx) - float(r) and float(cx) + float(r) < right
+        assert top < float(cy) - float(r) and float(cy) + float(r) < bottom
+    legend_ys = [float(y) for y in re.findall(r'<text class="legend" x="[\d.]+" y="([\d.]+)"', svg)]
+    assert legend_ys and all(y < top for y in legend_ys)
+
+
+def test_a_front_of_one_point_draws_no_line_and_no_legend_entry():
+    points = [charts.Point(1.0, 0.9, "a", "solo"), charts.Point(2.0, 0.8, "b", "solo")]
+    svg = str(charts.scatter(points, title="t", x_label="J", y_label="acc", front=[0]))
+    assert 'class="front"' not in svg and "Pareto front</text>" not in svg
+    two = str(charts.scatter(points + [charts.Point(3.0, 0.95, "c", "solo")], title="t",
+                             x_label="J", y_label="acc", front=[0, 2]))  # fmt: skip
+    assert 'class="front"' in two and "Pareto front</text>" in two
+
+
+def test_a_line_chart_names_only_the_lines_it_draws():
+    svg = str(
+        charts.line_chart(
+            [
+                charts.Series("GPU", [0, 1, 2], [100.0, 110.0, 120.0]),
+                charts.Series("CPU", [0, 1, 2], [None, None, None]),
+            ],
+            title="t",
+            x_label="s",
+            y_label="W",
+        )
+    )
+    assert ">CPU</text>" not in svg and ">GPU</text>" not in svg  # one line: its title says it
+    _left, top, _right, _bottom = _area(svg)
+    pairs = [p for pts in re.findall(r'points="([^"]+)"', svg) for p in pts.split()]
+    ys = [float(pair.split(",")[1]) for pair in pairs]
+    assert ys and min(ys) > top  # 120 W is not on the top edge
+
+
+def test_the_last_tick_label_fits_inside_the_picture():
+    points = [charts.Point(x, 1.0, "p") for x in (0.0022, 0.0031, 0.0055)]
+    svg = str(charts.scatter(points, title="t", x_label="lr", y_label="J", width=560))
+    ticks = re.findall(
+        r'<text class="tick" x="([\d.]+)" y="[\d.]+" text-anchor="middle">([^<]+)<', svg
+    )
+    x, label = ticks[-1]
+    assert float(x) + len(label) * charts.CHAR_W / 2 <= 560
+
+
 def test_a_group_too_small_for_an_interval_shows_its_values_not_a_whisker():
     from experiments import charts
 
@@ -156,3 +217,7 @@ def test_a_group_too_small_for_an_interval_shows_its_values_not_a_whisker():
     )
     assert svg.count('class="value"') == 3 and svg.count('class="whisker"') == 1
     assert "too few runs: 300, 301, 302, n=3" in svg
+    # The axis holds the values drawn as dots too.
+    left, top, right, bottom = _area(str(svg))
+    for cy in re.findall(r'<circle class="value" cx="[\d.]+" cy="([\d.]+)"', str(svg)):
+        assert top < float(cy) < bottom

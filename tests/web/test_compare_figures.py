@@ -86,7 +86,7 @@ def test_the_csv_names_the_figure_its_methods_and_the_runs_lacking_it(as_member,
 
 def test_two_picked_groups_get_the_statistics(as_member, owner, wl):
     s, p = _cpu_only(owner, wl)
-    refs = lambda e: [f"{e.code}:0.{i}.0" for i in range(3)]  # noqa: E731
+    refs = lambda e: [f"{e.code}:1.{i + 1}.1" for i in range(3)]  # noqa: E731
     url = "/compare/?workload=mnist&figure=cpu&" + "&".join(
         [f"pick={r}" for r in refs(p)] + [f"vs={r}" for r in refs(s)]
     )
@@ -113,11 +113,22 @@ def test_chart_links_are_the_run_pages_reverse_gives(owner, wl):
     hrefs = compare_view.run_hrefs(data.points)
     for point in data.points:
         assert hrefs[id(point)] == reverse(
-            "run_detail",
-            kwargs={
-                "code": point.code,
-                "config": point.config_index,
-                "repeat": point.repeat_index,
-                "attempt": point.attempt,
-            },
+            "run_detail", kwargs={"code": point.code, "run": point.run_ref}
         )
+
+
+def test_a_trend_needs_three_distinct_values_and_says_so_otherwise(as_member, owner, wl):
+    s = factories.experiment(owner, wl, status="succeeded")
+    p = factories.experiment(owner, wl, status="succeeded", mode="parallel")
+    for i, lr in enumerate((0.01, 0.02, 0.03, 0.01)):  # solo: three distinct values
+        factories.run(s, i, 0, hyperparameters={"learning_rate": lr, "epochs": 2})
+    for i, lr in enumerate((0.01, 0.03, 0.01)):  # parallel: two
+        factories.run(p, i, 0, hyperparameters={"learning_rate": lr, "epochs": 2})
+    page = as_member.get("/compare/?workload=mnist").content.decode()
+    assert "solo: " in page and "per unit of learning_rate" in page
+    assert (
+        "parallel: no trend fitted: the runs have 2 distinct values of learning_rate, and a "
+        "line needs at least 3" in page
+    )
+    chart = page[page.index("against learning_rate") :]
+    assert chart.count('class="band"') == 1  # solo's band only

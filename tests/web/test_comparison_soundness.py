@@ -9,12 +9,13 @@ import html
 import io
 import json
 import re
+from typing import get_args
 
 import pytest
 from django.test import Client
 
-from experiments import stats
-from experiments.api import token_create
+from experiments import carbon, figures, stats
+from experiments.api import FigureKey, UnitName, token_create
 from experiments.models import Experiment, Run, Workload
 from experiments.templatetags.wattlab import joules, percent, times
 from tests.web import factories
@@ -329,8 +330,8 @@ def test_the_experiment_page_says_what_to_change_when_coverage_fell_short(as_mem
     assert (
         "2 parallel runs left out (coverage short of good, ≥ 95 %): coverage 76.5 %, 59.4 %" in page
     )
-    assert "What to change: Reduce the restart delay. See run 0.2.0 (59.4 %)" in page
-    run_page = _text(as_member.get(f"/experiments/{p.code}/runs/0.2.0/").content.decode())
+    assert "What to change: Reduce the restart delay. See run 1.3.1 (59.4 %)" in page
+    run_page = _text(as_member.get(f"/experiments/{p.code}/runs/1.3.1/").content.decode())
     assert "What to change: Reduce the restart delay." in run_page
 
 
@@ -342,6 +343,14 @@ def test_the_comparison_endpoint_is_in_the_openapi_schema(as_member):
     assert {"rows", "cannot_show", "parallel_runs_left_out", "intervals"} <= set(props)
     row = schema["components"]["schemas"]["ComparisonRowOut"]["properties"]
     assert {"slowdown", "energy_ratios", "parallel_over_solo", "verdict"} <= set(row)
+    # The figures and units the schema lists are the ones the server knows.
+    assert set(get_args(FigureKey)) == {f.key for f in figures.FIGURES}
+    assert set(get_args(UnitName)) == set(carbon.UNITS)
+    params = schema["paths"]["/api/workloads/{name}/comparison"]["get"]["parameters"]
+    unit = next(p for p in params if p["name"] == "unit")
+    assert set(unit["schema"]["enum"]) == set(carbon.UNITS)
+    answers = schema["paths"]["/api/workloads/{name}/comparison"]["get"]["responses"]
+    assert {"200", "401", "404", "422"} <= set(answers)
 
 
 def test_the_comparison_endpoint_refuses_unknown_figures_units_and_workloads(member, wl):

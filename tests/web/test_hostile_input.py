@@ -89,7 +89,8 @@ def test_mutate_has_a_length_limit_and_names_duplicates_once():
 @pytest.mark.parametrize("name", ["a\x00b", "tab\there", "bell\x07", "new\nline"])
 def test_control_characters_in_names_are_refused(name):
     errors = _errors(json.dumps({"name": name, "foreground": {"workload": "w"}}))
-    assert errors == [f"name: {name!r} contains a control character"]
+    assert len(errors) == 1
+    assert errors[0].startswith(f"name: {name!r} contains a control character (U+")
 
 
 def test_control_characters_anywhere_are_refused_with_their_key():

@@ -7,6 +7,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from core.runlabel import label_of
 from tests.web import factories
 
 pytestmark = [pytest.mark.django_db, pytest.mark.backends]
@@ -79,8 +80,7 @@ def test_compare_with_picked_runs_adds_one_query_whatever_the_number_picked(
     from experiments.models import Run
 
     refs = [
-        f"{r.experiment.code}:{r.config_index}.{r.repeat_index}.{r.attempt}"
-        for r in Run.objects.select_related("experiment")[:8]
+        f"{r.experiment.code}:{label_of(r)}" for r in Run.objects.select_related("experiment")[:8]
     ]
     as_member.get("/compare/?workload=mnist")  # the workload's figures are now cached
     one = _count(as_member, "/compare/?workload=mnist&pick=" + refs[0])

@@ -135,7 +135,10 @@ def test_pareto_front_keeps_points_nothing_beats_on_both_energy_and_metric():
 def test_run_refs_that_do_not_parse_are_ignored(owner, wl):
     e = factories.experiment(owner, wl)
     factories.run(e, 1, 2, attempt=3)
-    found = selectors.runs_by_refs([f"{e.code}:1.2.3", "nonsense", f"{e.code}:x.y.z", ":1.2.3"])
+    # Labels count from 1: "2.3.3" is the stored (1, 2, 3); "1.0.3" names nothing.
+    found = selectors.runs_by_refs(
+        [f"{e.code}:2.3.3", "nonsense", f"{e.code}:x.y.z", ":2.3.3", f"{e.code}:1.0.3"]
+    )
     assert [(r.config_index, r.repeat_index, r.attempt) for r in found] == [(1, 2, 3)]
 
 

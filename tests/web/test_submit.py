@@ -200,6 +200,32 @@ def test_a_bad_file_is_reported_by_key_never_a_500(as_owner, wl, text, message):
     assert not Experiment.objects.exists() and not Run.objects.exists()
 
 
+def test_errors_name_where_the_text_came_from(as_owner, wl):
+    pasted = as_owner.post(NEW, {"upload": "1", "text": "- just\n- a list\n"})
+    body = pasted.content.decode()
+    assert pasted.status_code == 400 and "the pasted text: must be a mapping" in body
+    assert "(file)" not in body
+    uploaded = as_owner.post(
+        NEW, {"upload": "1", "file": SimpleUploadedFile("sweep.yaml", b"\xff\xfe\x00")}
+    )
+    assert "sweep.yaml: is" in uploaded.content.decode()
+
+
+def test_the_example_file_uses_the_registered_workloads_and_submits_as_it_is(as_owner, wl):
+    import html
+    import re
+
+    body = as_owner.get(NEW).content.decode()
+    sample = html.unescape(
+        re.search(r'<pre class="example" id="sample-file">(.*?)</pre>', body, re.S)[1]
+    )
+    assert "workload: mnist" in sample and "resnet" not in sample
+    assert "wattlab submit" not in body and "manage.py submit" in body
+    response = as_owner.post(NEW, {"upload": "1", "text": sample})
+    assert response.status_code == 302, response.content.decode()[:3000]
+    assert Experiment.objects.get().foreground_workload == wl
+
+
 def test_pasted_text_works_like_a_file(as_owner, wl):
     response = as_owner.post(
         NEW, {"upload": "1", "text": '{"name": "pasted", "foreground": {"workload": "mnist"}}'}
@@ -234,6 +260,11 @@ def test_the_owner_reruns_a_finished_experiment_with_the_same_configurations(as_
     as_owner.post(NEW, _form(configurations="2", mutate__learning_rate="on", hp__learning_rate=""))
     first = Experiment.objects.get(name="lr study")
     Experiment.objects.filter(pk=first.pk).update(status="succeeded")
+    # The button asks first: opening the page queues nothing.
+    page = as_owner.get(reverse("experiment_rerun", args=[first.code]))
+    assert page.status_code == 200 and "Re-run this experiment?" in page.content.decode()
+    assert "2 runs" in page.content.decode() or "4 runs" in page.content.decode()
+    assert Experiment.objects.count() == 1
     response = as_owner.post(reverse("experiment_rerun", args=[first.code]))
     again = Experiment.objects.exclude(pk=first.pk).get()
     assert response.status_code == 302

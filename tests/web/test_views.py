@@ -23,8 +23,8 @@ def _read_urls(e: Experiment) -> list[str]:
         reverse("experiment_list"),
         reverse("experiment_new"),
         reverse("experiment_detail", args=[code]),
-        reverse("run_detail", args=[code, 0, 0, 0]),
-        reverse("run_log", args=[code, 0, 0, 0]),
+        reverse("run_detail", args=[code, "1.1.1"]),
+        reverse("run_log", args=[code, "1.1.1"]),
         reverse("experiment_export", args=[code, "csv"]),
         reverse("experiment_export", args=[code, "json"]),
         reverse("experiment_export", args=[code, "legacy.csv"]),
@@ -185,10 +185,10 @@ def test_the_experiment_page_serves_its_live_fragment_until_the_end(as_owner, ow
 
 
 def test_the_run_log_is_escaped_on_the_page_and_whole_in_the_download(as_member, exp):
-    page = as_member.get(reverse("run_detail", args=[exp.code, 0, 0, 0])).content.decode()
+    page = as_member.get(reverse("run_detail", args=[exp.code, "1.1.1"])).content.decode()
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "<script>alert(1)</script>" not in page
-    download = as_member.get(reverse("run_log", args=[exp.code, 0, 0, 0]))
+    download = as_member.get(reverse("run_log", args=[exp.code, "1.1.1"]))
     assert download["Content-Disposition"].startswith("attachment")
     assert b"<script>alert(1)</script>" in download.content
 
@@ -197,7 +197,7 @@ def test_every_energy_figure_carries_its_unit_and_method(as_member, exp):
     page = as_member.get(reverse("experiment_detail", args=[exp.code])).content.decode()
     assert "1.5 kJ" in page and "NVML energy counter" in page
     assert "estimate, not a measurement" in page
-    run_page = as_member.get(reverse("run_detail", args=[exp.code, 1, 0, 0])).content.decode()
+    run_page = as_member.get(reverse("run_detail", args=[exp.code, "2.1.1"])).content.decode()
     assert "1.6 kJ" in run_page and "NVML energy counter" in run_page
 
 
@@ -210,7 +210,7 @@ def test_a_replayed_gpu_figure_says_so_beside_the_number(as_member, exp):
         gpu_method="integrated",
         provenance={"gpu": {"method": "integrated", "device": device, "flags": []}},
     )
-    run_page = as_member.get(reverse("run_detail", args=[exp.code, 3, 0, 0])).content.decode()
+    run_page = as_member.get(reverse("run_detail", args=[exp.code, "4.1.1"])).content.decode()
     card = run_page[run_page.index("GPU energy") : run_page.index("CPU energy")]
     assert "341 J" in card and "not this machine" in card
 
@@ -229,7 +229,7 @@ def test_the_foreground_share_is_shown_as_an_estimate_with_the_pinned_gpu(as_mem
         gpu_foreground_method="estimate",
         provenance={"gpu": {"method": "counter", "flags": []}, "gpu_foreground": share},
     )
-    page = as_member.get(reverse("run_detail", args=[exp.code, 5, 0, 0])).content.decode()
+    page = as_member.get(reverse("run_detail", args=[exp.code, "6.1.1"])).content.decode()
     card = page[page.index("GPU energy") : page.index("CPU energy")]
     assert "820 J" in card and "estimate" in card and "pinned to GPU-1234" in card
     assert "GPU foreground share (estimate)" in page  # its provenance row, with its flags
@@ -244,7 +244,7 @@ def test_an_unavailable_foreground_share_says_why_and_shows_no_number(as_member,
         gpu_foreground_method="unavailable",
         provenance={"gpu_foreground": {"method": "unavailable", "flags": [reason]}},
     )
-    page = as_member.get(reverse("run_detail", args=[exp.code, 6, 0, 0])).content.decode()
+    page = as_member.get(reverse("run_detail", args=[exp.code, "7.1.1"])).content.decode()
     card = page[page.index("GPU energy") : page.index("CPU energy")]
     assert "not available" in card and "belongs to the foreground&#x27;s group" in card
     assert "0 J" not in card
@@ -256,7 +256,7 @@ def test_a_run_whose_gpu_was_not_measured_says_why_its_charts_are_empty(as_membe
 
     trace = encode_trace({"t": [0.0, 0.1, 0.2]}, meta={"hz": 10.0})
     factories.run(exp, 4, gpu_energy_j=None, gpu_method="unavailable", trace=trace)
-    page = as_member.get(reverse("run_detail", args=[exp.code, 4, 0, 0])).content.decode()
+    page = as_member.get(reverse("run_detail", args=[exp.code, "5.1.1"])).content.decode()
     over_time = page[page.index("Over time") : page.index("Provenance")]
     assert "the GPU was not measured on this host" in over_time
 
@@ -273,7 +273,7 @@ def test_a_host_without_a_gpu_shows_its_cpu_power_over_time_with_the_background(
     factories.background_run(exp, 1, run.started_at - dt.timedelta(seconds=1), 2.5)
     exp.mode = Experiment.Mode.PARALLEL
     exp.save(update_fields=["mode"])
-    page = as_member.get(reverse("run_detail", args=[exp.code, 4, 0, 0])).content.decode()
+    page = as_member.get(reverse("run_detail", args=[exp.code, "5.1.1"])).content.decode()
     over_time = page[page.index("Over time") : page.index("Provenance")]
     assert "<figcaption>CPU power</figcaption>" in over_time
     assert "CPU (estimate)" in over_time and "an estimate, not measured" in over_time
@@ -292,7 +292,7 @@ def test_cpu_power_in_an_older_trace_is_rapl_and_plotted_beside_the_gpu(as_membe
         meta={"hz": 10},
     )  # fmt: skip
     factories.run(exp, 4, trace=trace)
-    page = as_member.get(reverse("run_detail", args=[exp.code, 4, 0, 0])).content.decode()
+    page = as_member.get(reverse("run_detail", args=[exp.code, "5.1.1"])).content.decode()
     over_time = page[page.index("Over time") : page.index("Provenance")]
     assert "<figcaption>GPU and CPU power</figcaption>" in over_time
     assert "CPU (RAPL)" in over_time and "RAPL package + DRAM" in over_time
@@ -315,6 +315,7 @@ UNKNOWN = "3754a036-50b4-4fcb-8be4-656ea6344a90"
     [
         "/experiments/not-a-uuid/",
         f"/experiments/{UNKNOWN}/",
+        f"/experiments/{UNKNOWN}/runs/1.1.1/",
         f"/experiments/{UNKNOWN}/runs/0.0.0/",
         "/?page=banana&status=exploded&mode=%00&q=" + "x" * 5000,
         "/?page=99999",
@@ -335,7 +336,7 @@ def test_bad_input_never_gives_a_500(as_owner, exp, url):
 
 def test_unknown_export_formats_and_runs_are_404(as_owner, exp):
     assert as_owner.get(f"/experiments/{exp.code}/export.xml").status_code == 404
-    assert as_owner.get(reverse("run_detail", args=[exp.code, 9, 0, 0])).status_code == 404
+    assert as_owner.get(reverse("run_detail", args=[exp.code, "10.1.1"])).status_code == 404
     assert as_owner.get(reverse("background_log", args=[exp.code, 3])).status_code == 404
 
 
@@ -443,7 +444,7 @@ def test_imported_history_is_marked_with_its_measurement_method(as_member, owner
     )
     listing = as_member.get(reverse("experiment_list")).content.decode()
     assert "2023 profiler sweep" in listing and "imported" in listing
-    page = as_member.get(reverse("run_detail", args=[old.code, 0, 0, 0])).content.decode()
+    page = as_member.get(reverse("run_detail", args=[old.code, "1.1.1"])).content.decode()
     assert "imported" in page and "earlier profiler: 1 s power sum" in page
     assert "earlier profiler: whole-machine RAPL" in page
     assert "no sample trace" in page
@@ -461,10 +462,10 @@ def test_the_host_page_shows_utilisation_from_the_heartbeat(as_member):
 
 def test_numbers_too_large_for_the_database_are_404_not_500(as_owner, exp):
     huge = 10**20
-    assert as_owner.get(f"/experiments/{exp.code}/runs/{huge}.0.0/").status_code == 404
-    assert as_owner.get(f"/experiments/{exp.code}/runs/0.0.{huge}/log/").status_code == 404
+    assert as_owner.get(f"/experiments/{exp.code}/runs/{huge}.1.1/").status_code == 404
+    assert as_owner.get(f"/experiments/{exp.code}/runs/1.1.{huge}/log/").status_code == 404
     assert as_owner.get(f"/experiments/{exp.code}/background/{huge}/log/").status_code == 404
-    response = as_owner.get(f"/compare/?workload=mnist&pick={exp.code}:{huge}.0.0")
+    response = as_owner.get(f"/compare/?workload=mnist&pick={exp.code}:{huge}.1.1")
     assert response.status_code == 200
 
 
@@ -500,3 +501,66 @@ def test_static_files_are_served_with_debug_off(anonymous, settings):
     assert css.status_code == 200 and b"{" in b"".join(css.streaming_content)
     htmx = anonymous.get("/static/django_htmx/htmx-2.min.js")
     assert htmx.status_code == 200
+
+
+def test_a_queued_experiment_says_what_it_waits_for(as_member, owner, wl):
+    queued = factories.experiment(owner, wl, status="queued", name="waiting")
+    page = lambda: as_member.get(reverse("experiment_detail", args=[queued.code])).content.decode()  # noqa: E731
+    assert "no host is online" in page()
+    cpu_only = factories.host("laptop")
+    cpu_only.gpus = []
+    cpu_only.save()
+    body = page()
+    assert "waiting for a free worker (CPU slot)" in body and "free GPU" not in body
+    assert "any free worker (CPU slot)" in as_member.get(reverse("experiment_new")).content.decode()
+    factories.host("gpu01")
+    assert "waiting for a free GPU" in page()
+
+
+def test_the_icon_is_found_where_a_browser_looks_for_it(anonymous):
+    response = anonymous.get("/favicon.ico")
+    assert response.status_code in {301, 302}
+    assert response["Location"].endswith("favicon.svg")
+
+
+def test_the_run_page_lists_each_flag_once_and_says_what_dram_is(as_member, owner, wl):
+    from core.trace import encode_trace
+
+    shared = ["estimate: 4.38 W per busy core", "rapl not used: no powercap"]
+    e = factories.experiment(owner, wl, status="succeeded", mode="parallel")
+    factories.run(
+        e,
+        0,
+        cpu_method="estimate",
+        dram_energy_j=None,
+        dram_method="unavailable",
+        coverage_percent=99.0,
+        coverage_verdict="good",
+        coverage_background_runs=1,
+        flags=[*shared, "GPU not measured: no NVIDIA driver"],
+        provenance={
+            "cpu": {
+                "method": "estimate",
+                "device": "estimate from CPU time",
+                "sampling_period_s": 1.0,
+                "flags": shared,
+            },
+            "dram": {
+                "method": "unavailable",
+                "device": "estimate from CPU time",
+                "sampling_period_s": 1.0,
+                "flags": [*shared, "estimate does not cover DRAM"],
+            },
+        },  # fmt: skip
+        trace=encode_trace({"t": [0.0, 0.1, 0.2], "cpu.power_w": [2.0, 2.1, 2.0]}, {"hz": 10.0}),
+    )
+    body = as_member.get(reverse("run_detail", args=[e.code, "1.1.1"])).content.decode()
+    for flag in [*shared, "GPU not measured: no NVIDIA driver", "estimate does not cover DRAM"]:
+        assert body.count(f'<span class="flag">{flag}</span>') == 1, flag
+    table = body[body.index('id="provenance"') :]
+    dram = table[table.index("DRAM energy") : table.index("</tr>", table.index("DRAM energy"))]
+    assert "not measured" in dram and "estimate from CPU time" not in dram and "1.0 s" not in dram
+    note = body[body.index('id="sampling-note"') :]
+    assert "a sample every 0.1 s (10 Hz" in note and "CPU energy every 1 s" in note
+    assert "1 background run<" in body or "1 background run " in body
+    assert "1 background runs" not in body

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.fakes.nvml import FakeNvmlLibrary
 from workers.procgroup import find_marked
 
 PROGRAMS = Path(__file__).resolve().parent / "programs"
@@ -60,3 +61,28 @@ def marker() -> Iterator[str]:
         except ProcessLookupError:
             pass
     assert not leftovers, f"processes left behind by the test: {leftovers}"
+
+
+def fake_nvml(monkeypatch: pytest.MonkeyPatch, count: int = 1) -> FakeNvmlLibrary:
+    """The fake NVML library (tests/fakes/nvml.py) in place of pynvml for this process,
+    NVML closed, per-process utilisation read on every sample."""
+    from workers.energy import nvml
+
+    lib = FakeNvmlLibrary(count)
+    monkeypatch.setattr(nvml, "_pynvml", lib)
+    monkeypatch.setattr(nvml, "_open_pid", None)
+    monkeypatch.setattr(nvml, "_meters_open", 0)
+    monkeypatch.setattr(nvml, "PROC_UTIL_PERIOD_S", 0.0)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.delenv("WATTLAB_METER_DOUBLE", raising=False)
+    return lib
+
+
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch) -> FakeNvmlLibrary:
+    return fake_nvml(monkeypatch)
+
+
+@pytest.fixture
+def fake2(monkeypatch: pytest.MonkeyPatch) -> FakeNvmlLibrary:
+    return fake_nvml(monkeypatch, count=2)

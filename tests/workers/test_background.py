@@ -186,3 +186,20 @@ def test_quick_failures_after_quick_successes_count_from_the_first_failure(marke
     loop.stop(grace=5)
     crash = [e for e in events(tmp_path) if e["event"] == "crash_loop"]
     assert (crash[0]["run"], crash[0]["consecutive_quick_runs"]) == (4, 2)
+
+
+def test_a_run_ends_when_its_training_does_not_after_the_sweep_of_its_leftovers(marker, tmp_path):
+    """Issue 19, 2.7: the leader exits at once and leaves children that ignore SIGTERM;
+    sweeping them takes the whole grace period, which is not the training's time."""
+    pidfile = tmp_path / "pids"
+    loop = start_loop(
+        marker, tmp_path,
+        program("spawn_tree.py", str(pidfile), "--leader-exits", "--ignore-term"),
+        "--restart-delay", "30", "--crash-threshold", "0", "--grace", "3",
+    )  # fmt: skip
+    wait_for(lambda: len(ends(tmp_path)) >= 1, timeout=30, what="the first run's end")
+    loop.stop(grace=10)
+    start, end = events(tmp_path)[0], ends(tmp_path)[0]
+    assert end["epoch"] - start["epoch"] < 2.0  # not the 3 s grace of the sweep
+    assert end["duration_s"] < 2.0
+    assert find_marked(marker) == []

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -138,3 +141,37 @@ def test_on_exited_comes_after_the_stop_on_a_timeout(marker, tmp_path):
     assert len(exited) == 1
     assert exited[0] - began >= 1.5  # the training ran until SIGKILL ended it
     assert result.duration_s == pytest.approx(exited[0] - began, abs=0.2)
+
+
+def test_a_training_killed_by_a_signal_while_a_stop_is_asked_for_was_cancelled(marker, tmp_path):
+    """A Slurm job's end signals every process of the job at once: the training may be
+    gone before the runner sees the stop it was asked for. It was stopped, not failed."""
+    killed: list[int] = []
+
+    def kill_soon(group) -> None:
+        def kill() -> None:
+            time.sleep(0.5)
+            os.kill(group.pid, signal.SIGTERM)
+            killed.append(group.pid)
+
+        threading.Thread(target=kill, daemon=True).start()
+
+    # The stop is asked for only once the training is dead: the run's own loop saw
+    # the exit first.
+    result = run(
+        marker,
+        tmp_path,
+        program("sleeper.py", "30"),
+        on_started=kill_soon,
+        cancel_requested=lambda: bool(killed) and not alive(killed[0]),
+    )
+    assert (result.status, result.exit_code) == ("cancelled", -signal.SIGTERM)
+    assert find_marked(marker) == []
+
+
+def test_a_training_killed_by_a_signal_with_no_stop_asked_for_failed(marker, tmp_path):
+    def kill_soon(group) -> None:
+        threading.Timer(0.5, os.kill, (group.pid, signal.SIGTERM)).start()
+
+    result = run(marker, tmp_path, program("sleeper.py", "30"), on_started=kill_soon)
+    assert (result.status, result.exit_code) == ("failed", -signal.SIGTERM)

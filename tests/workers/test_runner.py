@@ -25,7 +25,8 @@ from core.contract import (
     RunResult,
 )
 from core.coverage import compute_coverage
-from tests.workers.conftest import alive, program, read_pids
+from tests.workers.conftest import alive, fake_nvml, program, read_pids
+from workers.energy import nvml
 from workers.energy.estimate import EstimateCpuMeter
 from workers.energy.session import open_meters
 from workers.procgroup import find_marked
@@ -593,9 +594,7 @@ def test_the_trainings_are_pinned_to_the_metered_gpu_by_uuid(
 ) -> None:
     """Item 1 of issue 8: NVML's index 1 need not be CUDA's device 1; the foreground and
     the background get the metered GPU's UUID, in PCI-bus order."""
-    from tests.workers.energy.test_nvml import _fake
-
-    _fake(monkeypatch, count=2)
+    fake_nvml(monkeypatch, count=2)
     meters = open_meters([1], double="", try_perf=False)
     show = [
         sys.executable,
@@ -618,3 +617,42 @@ def test_the_trainings_are_pinned_to_the_metered_gpu_by_uuid(
     assert result.energy.gpu_uuid == "GPU-fake-uuid-1"
     bg_log = (tmp_path / "artifacts" / "background" / "run_1.log").read_text()
     assert "pin GPU-fake-uuid-1 PCI_BUS_ID" in bg_log
+
+
+PRINT_PIN = [
+    sys.executable,
+    "-c",
+    "import os; print('pinned to', os.environ.get('CUDA_VISIBLE_DEVICES')); "
+    "print('Training complete')",
+]
+
+
+def test_a_training_on_an_unmeterable_gpu_is_still_pinned_to_it(marker, tmp_path, fake2):
+    """Issue 19, 2.2: GPU 0 has MIG enabled: its meter is refused, yet its training must
+    not land on CUDA's device 0 of the host, another worker's metered GPU."""
+    fake2.devices[0].mig = True
+    store = RecordingStore()
+    plan = make_plan(marker, tmp_path, [fg(tmp_path, PRINT_PIN)], gpu_indices=[0])
+    outcome = run_experiment(plan, store)
+    assert outcome.status == "succeeded", outcome.message
+    result = outcome.results[0]
+    assert "pinned to GPU-fake-uuid-0" in Path(result.log_path).read_text()
+    assert result.energy.gpu.value is None and result.energy.gpu.method == "unavailable"
+    assert any("MIG enabled" in f for f in result.energy.gpu.flags)
+
+
+def test_a_gpu_the_training_cannot_be_pinned_to_starts_nothing(marker, tmp_path, fake):
+    plan = make_plan(marker, tmp_path, [fg(tmp_path, PRINT_PIN)], gpu_indices=[3])
+    store = RecordingStore()
+    outcome = run_experiment(plan, store)
+    assert outcome.status == "error"
+    assert "GPU 3 of this worker cannot be pinned" in outcome.message
+    assert "run_started" not in store.names() and "group_started" not in store.names()
+
+
+def test_only_meterable_gpus_get_a_worker_slot(fake2):
+    fake2.devices[1].mig = True
+    gpus = {g["index"]: g for g in nvml.list_gpus()}
+    assert nvml.unmeterable(gpus[0]) == ""
+    assert "MIG enabled" in nvml.unmeterable(gpus[1])
+    assert "cannot read" in nvml.unmeterable({"index": 2, "error": "Insufficient Permissions"})

@@ -24,6 +24,23 @@ class MeterUnavailable(RuntimeError):
     """A meter cannot be used on this host; the message says why (shown to users)."""
 
 
+@dataclass(frozen=True, slots=True)
+class GpuState:
+    """A GPU's settings and clocks at one moment (read once a second): what makes two
+    runs comparable or not. ``None`` = the device did not report it."""
+
+    #: The power limit the driver enforces (W).
+    power_limit_w: float | None = None
+    #: Current clocks (MHz): they move with load, temperature and the limit.
+    sm_clock_mhz: float | None = None
+    mem_clock_mhz: float | None = None
+    #: Application clocks (MHz): a setting (``nvidia-smi -ac``), not a reading.
+    app_sm_clock_mhz: float | None = None
+    app_mem_clock_mhz: float | None = None
+    #: NVML's clocks event ("throttle") reasons, a bitmask (``nvmlClocksEventReason*``).
+    event_reasons: int | None = None
+
+
 # slots: a day at 10 Hz is ~860k of them. Not frozen: a frozen dataclass sets each
 # field through object.__setattr__, which made building one the largest part of a
 # tick's own bookkeeping (11 us of CPU per sample on the loaded dev box, 2.8 us against
@@ -47,6 +64,8 @@ class GpuSample:
     #: Quantities this read could not get: (quantity, why). The rest of the sample
     #: stands; the report counts them.
     errors: tuple[tuple[str, str], ...] = ()
+    #: Settings and clocks, on the reads that asked for them (about once a second).
+    state: GpuState | None = None
 
 
 class GpuMeter(Protocol):

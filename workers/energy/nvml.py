@@ -16,7 +16,16 @@ NVML semantics relied on here (NVML API reference, ``pynvml.py``):
   driver's reserved memory (v1 counts it as used).
 - ``nvmlDeviceGetProcessUtilization(handle, lastSeenTimeStamp)``: per-process SM
   utilisation samples newer than ``lastSeenTimeStamp`` (microseconds, CPU wall
-  clock); ``NVML_ERROR_NOT_FOUND`` when there is no new sample.
+  clock); ``NVML_ERROR_NOT_FOUND`` when there is no new sample. Each process's
+  sample carries its own stamp, and drivers return each process's newest one, which
+  may be older than another process's: the filter is per process here (NVML is asked
+  from the previous read's time less :data:`PROC_LATE_S`, and a sample already
+  returned is dropped by its pid and stamp), never "newer than the newest stamp of
+  any process". Some drivers average a process's samples since ``lastSeenTimeStamp``:
+  asking from the previous read keeps that average to about one read's interval.
+- Settings and clocks (``nvmlDeviceGetEnforcedPowerLimit``, ``nvmlDeviceGetClockInfo``,
+  ``nvmlDeviceGetApplicationsClock``, ``nvmlDeviceGetCurrentClocksEventReasons``) are
+  read once a second with utilisation: a run records them and a change is flagged.
 - Every read may answer an error: that quantity is None for the sample (never 0),
   the rest of the sample stands, and the report counts the failures.
 
@@ -33,7 +42,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from workers.energy.meters import GpuSample, MeterUnavailable
+from workers.energy.meters import GpuSample, GpuState, MeterUnavailable
 
 try:  # the package is a dependency, but keep the engine importable without it
     import pynvml as _pynvml
@@ -43,12 +52,20 @@ except ImportError as exc:  # pragma: no cover - nvidia-ml-py is installed in th
     _pynvml = None
     _IMPORT_ERROR = f"the pynvml module (nvidia-ml-py) cannot be imported: {exc}"
 
-#: Per-process utilisation is kept by the driver at about one sample per ~1/6 s;
-#: asking more often than once a second only returns the same few samples.
-PROC_UTIL_PERIOD_S = 1.0
+#: The driver keeps each process's newest sample, one per ~1/6 s while it is active
+#: (workers.energy.share): read on every tick of the 10 Hz sampler, no sample goes
+#: unseen and a process with no new sample was idle in that period. Read once a second,
+#: five of six were never seen, and the processes' samples, each at its own phase,
+#: covered different parts of the second: a part only one process's sample covered
+#: went wholly to it. The limit only keeps a faster sampler from asking more often
+#: than 20 times a second. The smoke check measures this call's cost on a real GPU.
+PROC_UTIL_PERIOD_S = 0.05
 #: Utilisation, memory and temperature change slowly and NVML updates them about
 #: once a second: read them at 1 Hz and hold the value between reads.
 SLOW_PERIOD_S = 1.0
+#: How far before the previous read NVML is asked for per-process samples again: a
+#: process's newest sample may arrive this much after another's newer one.
+PROC_LATE_S = 2.0
 #: Field ids (nvml.h); fixed by NVML's ABI, spelled here for pynvml releases without them.
 FI_TOTAL_ENERGY = 83  # NVML_FI_DEV_TOTAL_ENERGY_CONSUMPTION, mJ
 FI_POWER_INSTANT = 186  # NVML_FI_DEV_POWER_INSTANT, mW
@@ -260,6 +277,19 @@ def _mig_enabled(nv: Any, handle: Any) -> bool:
         return False
 
 
+def unmeterable(gpu: dict[str, Any]) -> str:
+    """Why a GPU of :func:`list_gpus` cannot be metered ("" = it can): such a GPU gets
+    no worker slot, so no training runs on it unmeasured or lands on another GPU."""
+    if "error" in gpu:
+        return f"GPU {gpu.get('index')}: NVML cannot read it ({gpu['error']})"
+    if gpu.get("mig"):
+        return (
+            f"GPU {gpu.get('index')} has MIG enabled: NVML's energy and power cover the "
+            "whole board, other tenants' instances included"
+        )
+    return ""
+
+
 def list_gpus() -> list[dict[str, Any]]:
     """The GPUs this process may use, for host registration; empty without NVML.
 
@@ -330,6 +360,7 @@ class NvmlGpuMeter:
                     raise MeterUnavailable(f"GPU {index} does not exist (NVML sees {count} GPU(s))")
                 self._handle = nv.nvmlDeviceGetHandleByIndex(index)
                 name = _text(nv.nvmlDeviceGetName(self._handle))
+                self.name = name
                 self.uuid: str | None = _text(nv.nvmlDeviceGetUUID(self._handle))
             except nv.NVMLError as exc:
                 raise MeterUnavailable(f"GPU {index}: {_error_text(exc)}") from exc
@@ -354,9 +385,12 @@ class NvmlGpuMeter:
         self._unsupported: set[str] = set()
         self._held: dict[str, float | None] = {"util": None, "mem": None, "temp": None}
         self._last_slow = float("-inf")
-        # Only samples taken after the meter opened belong to this run.
-        self._last_seen_us = int(time.time() * 1_000_000)
+        # Only samples taken after the meter opened belong to this run; then, per
+        # process, only samples newer than the last one it returned.
+        self._opened_us = int(time.time() * 1_000_000)
+        self._proc_seen: dict[int, int] = {}
         self._last_proc_read = float("-inf")
+        self._last_proc_wall_us = self._opened_us
 
     def _probe_fields(self) -> list[int]:
         nv = _nvml()
@@ -388,12 +422,13 @@ class NvmlGpuMeter:
 
     def read(self) -> GpuSample:
         errors: list[tuple[str, str]] = []
+        state = None
         with _calling():
             energy, power = self._read_fast(errors)
             now = time.monotonic()
             if now - self._last_slow >= SLOW_PERIOD_S:
                 self._last_slow = now
-                self._read_slow(errors)
+                state = self._read_slow(errors)
             proc = self._read_proc_util()
         return GpuSample(
             power_w=power,
@@ -403,7 +438,14 @@ class NvmlGpuMeter:
             temp_c=self._held["temp"],
             proc_util=proc,
             errors=tuple(errors) if errors else (),
+            state=state,
         )
+
+    def read_energy_power(self) -> tuple[int | None, float | None]:
+        """The energy counter (mJ) and power (W) alone, as :meth:`read` gets them: what
+        :func:`workers.energy.sensors.observe_update_periods` polls."""
+        with _calling():
+            return self._read_fast([])
 
     def _read_fast(self, errors: list[tuple[str, str]]) -> tuple[int | None, float | None]:
         """Energy (mJ) and power (W): one field-values call, else the single calls."""
@@ -435,7 +477,7 @@ class NvmlGpuMeter:
             )
         return energy, power
 
-    def _read_slow(self, errors: list[tuple[str, str]]) -> None:
+    def _read_slow(self, errors: list[tuple[str, str]]) -> GpuState:
         nv = _nvml()
         h = self._handle
         self._held["util"] = self._quantity(
@@ -448,6 +490,39 @@ class NvmlGpuMeter:
             "temperature",
             lambda: float(nv.nvmlDeviceGetTemperature(h, nv.NVML_TEMPERATURE_GPU)),
             errors,
+        )
+        return self._read_state(errors)
+
+    def _read_state(self, errors: list[tuple[str, str]]) -> GpuState:
+        """Settings and clocks; one NOT_SUPPORTED costs that quantity only."""
+        nv = _nvml()
+        h = self._handle
+
+        def clock(name: str, call: str, kind: str) -> float | None:
+            value: float | None = self._quantity(
+                name, lambda: float(getattr(nv, call)(h, getattr(nv, kind))), errors
+            )
+            return value
+
+        reasons = getattr(nv, "nvmlDeviceGetCurrentClocksEventReasons", None) or getattr(
+            nv, "nvmlDeviceGetCurrentClocksThrottleReasons", None
+        )
+        limit = self._quantity(
+            "power limit", lambda: float(nv.nvmlDeviceGetEnforcedPowerLimit(h)) / 1000.0, errors
+        )
+        return GpuState(
+            power_limit_w=limit,
+            sm_clock_mhz=clock("SM clock", "nvmlDeviceGetClockInfo", "NVML_CLOCK_SM"),
+            mem_clock_mhz=clock("memory clock", "nvmlDeviceGetClockInfo", "NVML_CLOCK_MEM"),
+            app_sm_clock_mhz=clock(
+                "application SM clock", "nvmlDeviceGetApplicationsClock", "NVML_CLOCK_SM"
+            ),
+            app_mem_clock_mhz=clock(
+                "application memory clock", "nvmlDeviceGetApplicationsClock", "NVML_CLOCK_MEM"
+            ),
+            event_reasons=None
+            if reasons is None
+            else self._quantity("clock event reasons", lambda: int(reasons(h)), errors),
         )
 
     def _quantity(self, name: str, read: Any, errors: list[tuple[str, str]]) -> Any:
@@ -472,8 +547,13 @@ class NvmlGpuMeter:
             return ()  # supported, but nothing asked for this tick
         self._last_proc_read = now
         nv = _nvml()
+        # Asked for the last few seconds, not "since the newest stamp of any process":
+        # a process's new sample may be older than another's (see the module's notes).
+        wall_us = int(time.time() * 1_000_000)
+        floor = max(self._opened_us, self._last_proc_wall_us - int(PROC_LATE_S * 1_000_000))
+        self._last_proc_wall_us = wall_us
         try:
-            samples = nv.nvmlDeviceGetProcessUtilization(self._handle, self._last_seen_us)
+            samples = nv.nvmlDeviceGetProcessUtilization(self._handle, floor)
         except Exception as exc:  # noqa: BLE001 - a failed read is no sample
             # NOT_FOUND: no new sample since lastSeenTimeStamp. pynvml also raises
             # NVMLError(NVML_SUCCESS) when the count query returns zero samples.
@@ -485,14 +565,15 @@ class NvmlGpuMeter:
                 return None
             return ()
         found: list[tuple[int, float, int]] = []
-        newest = self._last_seen_us
+        seen = self._proc_seen
         for sample in samples:
-            stamp = int(sample.timeStamp)
-            if stamp <= self._last_seen_us:
-                continue  # already counted in an earlier read
-            found.append((int(sample.pid), float(sample.smUtil), stamp))
-            newest = max(newest, stamp)
-        self._last_seen_us = newest
+            pid, stamp = int(sample.pid), int(sample.timeStamp)
+            if stamp <= max(seen.get(pid, 0), self._opened_us):
+                continue  # this process's sample already returned (or before the meter)
+            seen[pid] = stamp
+            found.append((pid, float(sample.smUtil), stamp))
+        if len(seen) > 1000:  # pids long gone: forget them
+            self._proc_seen = {p: t for p, t in seen.items() if t >= floor}
         return tuple(found)
 
     def close(self) -> None:

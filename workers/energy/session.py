@@ -2,7 +2,7 @@
 
     meters = open_meters([0])
     meters.probe_idle(2.0)               # the GPUs' idle power, before anything starts
-    m = Measurement(meters=meters, hz=10.0)
+    m = Measurement(meters=meters, hz=10.0, experiment=code)
     m.start(foreground_pid=pid, foreground_group=token)
     ...                                  # m.trace_bytes() for the live chart
     report, trace = m.stop()
@@ -14,11 +14,15 @@ GPU: NVML when ``pynvml`` loads and finds the device (only those an inherited
 ``WATTLAB_METER_DOUBLE`` (a recorded-trace directory or ``synthetic:WATTS``) selects a
 labelled double instead. CPU: the registry's CPU meters in order
 (``core.contract.METHODS``: RAPL, else ``perf stat``, else an estimate).
+
+What each figure includes on a shared host is in ``docs/benchmarks/energy.md``; the
+foreground's split of the GPU is :mod:`workers.energy.share`, the host-wide CPU
+figure's context :mod:`workers.energy.host`, the GPUs' settings
+:mod:`workers.energy.device_state`.
 """
 
 from __future__ import annotations
 
-import collections
 import datetime as dt
 import importlib
 import inspect
@@ -33,19 +37,32 @@ from typing import Any
 from core.contract import (
     CPU_METHODS,
     ENV_GROUP,
+    ENV_MARKER,
     METHOD_INFO,
     EnergyMethod,
     EnergyReport,
     Figure,
+    SensorPeriods,
 )
 from core.trace import LiveTrace, encode_trace, gpu_key
 from workers.energy import nvml
+from workers.energy.device_state import CHANGED, gpu_record, settings_key
 from workers.energy.doubles import DOUBLE_ENV, from_spec
-from workers.energy.estimate import POLL_PERIOD_S
+from workers.energy.estimate import POLL_PERIOD_S, EstimateCpuMeter
+from workers.energy.host import HOST_SCAN_S, HostReport, HostWatch
 from workers.energy.integrate import summary, trapezoid_j
-from workers.energy.meters import CpuMeter, CpuReading, GpuMeter, GpuSample, MeterUnavailable
+from workers.energy.meters import (
+    CpuMeter,
+    CpuReading,
+    GpuMeter,
+    GpuSample,
+    GpuState,
+    MeterUnavailable,
+)
 from workers.energy.rapl import DEFAULT_POWERCAP_ROOT
 from workers.energy.sampler import Sampler
+from workers.energy.sensors import FEW_PERIODS
+from workers.energy.share import IDLE_RULE, SHARE_POLICY, GpuShare, Owner, ShareResult
 from workers.procgroup import read_environ
 
 #: A run that starts with the GPU at or above this temperature is flagged: a hot GPU
@@ -62,16 +79,8 @@ SAMPLER_JOIN_S = 5.0
 ACCOUNT_EVERY = 10
 #: Above this utilisation during the idle probe, the GPU was not idle.
 IDLE_BUSY_PCT = 5.0
-SHARE_POLICY = (
-    "estimate, not a measurement: the GPU energy above the idle baseline is split by "
-    "the foreground's share of per-process SM utilisation (NVML), each share applied "
-    "to the ticks its samples cover"
-)
-IDLE_RULE = (
-    "idle rule: the idle baseline's energy goes wholly to the foreground while only it "
-    "is active on the GPU, half while it and other processes are, none while only "
-    "others are or nothing is"
-)
+#: Re-exported: the foreground split's policy lives in workers.energy.share.
+__all__ = ["IDLE_RULE", "SHARE_POLICY", "Measurement", "MeterSet", "describe_meters", "open_meters"]
 
 
 @dataclass
@@ -90,6 +99,13 @@ class MeterSet:
     idle_note: dict[int, str] = field(default_factory=dict)
     #: Caveats on which GPUs were chosen (an inherited CUDA_VISIBLE_DEVICES).
     gpu_notes: list[str] = field(default_factory=list)
+    #: GPU index -> UUID of every GPU asked for that NVML lists, metered or refused
+    #: (MIG): the training is pinned to its GPUs whether or not they can be metered.
+    pins: dict[int, str] = field(default_factory=dict)
+    #: The GPUs are doubles (``WATTLAB_METER_DOUBLE``): nothing real to pin to.
+    double: bool = False
+    #: GPU index -> its sensors' update periods, observed by the worker at start.
+    sensor_periods: dict[int, SensorPeriods] = field(default_factory=dict)
 
     def close(self) -> None:
         for gpu in self.gpus:
@@ -100,8 +116,17 @@ class MeterSet:
         return [g.uuid for g in self.gpus if g.uuid]
 
     def cuda_env(self) -> dict[str, str]:
-        """What pins a training to the metered GPUs (by UUID); {} for doubles."""
+        """What pins a training to its GPUs (by UUID, metered or not); {} for doubles."""
+        if self.pins:
+            return nvml.cuda_pin([self.pins[i] for i in sorted(self.pins)])
         return nvml.cuda_pin(self.uuids)
+
+    def unpinned(self, indices: list[int]) -> list[int]:
+        """The GPUs of ``indices`` a training could not be pinned to (NVML does not
+        list them): it would run wherever CUDA puts it, another worker's GPU perhaps."""
+        if self.double:
+            return []
+        return [i for i in indices if i not in self.pins]
 
     def probe_idle(self, seconds: float, hz: float = 10.0) -> None:
         """Measure each GPU's idle power now (before anything of the experiment runs):
@@ -178,7 +203,7 @@ def open_meters(
     spec = double if double is not None else os.environ.get(DOUBLE_ENV, "")
     if spec:
         indices = gpu_indices or [0]
-        return MeterSet([from_spec(spec, i) for i in indices], cpu, {}, cpu_reasons)
+        return MeterSet([from_spec(spec, i) for i in indices], cpu, {}, cpu_reasons, double=True)
     try:
         nvml.init()
     except MeterUnavailable as exc:
@@ -187,6 +212,7 @@ def open_meters(
     unavailable: dict[int, str] = {}
     listed = nvml.list_gpus()  # only the GPUs an inherited CUDA_VISIBLE_DEVICES allows
     allowed = {g["index"] for g in listed}
+    pins = {g["index"]: g["uuid"] for g in listed if g.get("uuid")}
     _all, note = nvml.visible_filter([(g["index"], g.get("uuid", "")) for g in listed])
     indices = gpu_indices or sorted(allowed)
     if not indices:
@@ -199,7 +225,14 @@ def open_meters(
             gpus.append(nvml.NvmlGpuMeter(index))
         except MeterUnavailable as exc:
             unavailable[index] = str(exc)
-    return MeterSet(gpus, cpu, unavailable, cpu_reasons, gpu_notes=[note] if note else [])
+    return MeterSet(
+        gpus,
+        cpu,
+        unavailable,
+        cpu_reasons,
+        gpu_notes=[note] if note else [],
+        pins={i: pins[i] for i in indices if i in pins},
+    )
 
 
 def describe_meters(powercap_root: Path | str = DEFAULT_POWERCAP_ROOT) -> dict[str, Any]:
@@ -229,24 +262,6 @@ def describe_meters(powercap_root: Path | str = DEFAULT_POWERCAP_ROOT) -> dict[s
 
 
 @dataclass
-class _Split:
-    """The foreground share of one GPU, built tick by tick."""
-
-    #: Ticks waiting for the per-process samples that cover them:
-    #: (wall-clock end in s, duration, energy above idle, idle energy).
-    pending: collections.deque[tuple[float, float, float, float]] = field(
-        default_factory=collections.deque
-    )
-    fg_j: float = 0.0
-    ticks_j: float = 0.0
-    #: (share of the energy above idle, share of the idle energy) last applied.
-    last: tuple[float, float] | None = None
-    extrapolated_s: float = 0.0
-    proc_samples: int = 0
-    supported: bool = True
-
-
-@dataclass
 class _GpuSeries:
     meter: GpuMeter
     samples: list[GpuSample] = field(default_factory=list)
@@ -256,18 +271,27 @@ class _GpuSeries:
     #: quantity -> (failed reads, last error), from GpuSample.errors.
     quantity_errors: dict[str, tuple[int, str]] = field(default_factory=dict)
     counter_backwards: bool = False
-    split: _Split = field(default_factory=_Split)
+    #: The foreground's split of this GPU (made at start(), with the idle baseline).
+    share: GpuShare | None = None
+    #: NVML reports per-process utilisation on this GPU.
+    proc_supported: bool = True
     #: The meter set's idle baseline for this GPU (0 W: none), taken at start().
     idle_w: float = 0.0
+    #: Settings and clocks read during the window (about once a second).
+    states: list[GpuState] = field(default_factory=list)
     #: Samples already in the split and error counts (see ACCOUNT_EVERY).
     accounted: int = 0
+    #: The GPU figure's value and method, once the report has it.
+    value: float | None = None
 
 
 class Measurement:
     """Samples the meters on one thread from :meth:`start` to :meth:`stop`.
 
     ``shared_with_background``: a background training shares the GPU (parallel mode),
-    so the GPU figure is the whole device's and says so.
+    so the GPU figure is the whole device's and says so. ``experiment``: the code the
+    engine puts in every process of the experiment (``WATTLAB_EXPERIMENT``): a process
+    on the GPU without it is another tenant's, and is flagged.
     """
 
     def __init__(
@@ -278,12 +302,14 @@ class Measurement:
         hot_start_c: float = HOT_START_C,
         shared_with_background: bool = False,
         join_timeout_s: float = SAMPLER_JOIN_S,
+        experiment: str | None = None,
     ):
         self.meters = meters
         self.hz = hz
         self.hot_start_c = hot_start_c
         self.shared_with_background = shared_with_background
         self.join_timeout_s = join_timeout_s
+        self.experiment = experiment
         self._lock = threading.Lock()
         self._series = [_GpuSeries(g) for g in meters.gpus]
         self._t: list[float] = []
@@ -298,11 +324,19 @@ class Measurement:
         # called on the ticks in between: each call is CPU time the tick spends.
         self._cpu_poll_period: float | None = getattr(meters.cpu, "poll_period_s", None)
         self._cpu_joules = getattr(meters.cpu, "running_j", None) or self._cpu_joules_from_total
+        # A host-wide CPU figure (RAPL, perf) gets its context: the other experiments
+        # on the host, and the foreground's CPU time for its estimated part.
+        self._host: HostWatch | None = None
+        self._fg_time: EstimateCpuMeter | None = None
+        if getattr(meters.cpu, "whole_machine", False):
+            self._host = HostWatch(experiment)
+            self._fg_time = EstimateCpuMeter(watts_per_core=1.0)
         self._t0 = 0.0
         self._wall0 = 0.0
         self._started_at: dt.datetime | None = None
         self._fg_token: bytes | None = None
-        self._fg_pids: dict[int, bool] = {}
+        self._marker = f"{ENV_MARKER}={experiment}".encode() if experiment else None
+        self._fg_pids: dict[int, Owner] = {}
         self._fg_seen: set[int] = set()
         self._unreadable: set[int] = set()
         self._stopped = False
@@ -322,33 +356,39 @@ class Measurement:
         if foreground_group:
             self._fg_token = f"{ENV_GROUP}={foreground_group}".encode()
         if foreground_pid is not None:
-            self._fg_pids[foreground_pid] = True
+            self._fg_pids[foreground_pid] = "foreground"
         # The CPU meter's setup (a process-tree scan) comes before t0, so that the
         # first GPU reading is taken at t = 0 and not some milliseconds later.
         for series in self._series:
             series.idle_w = self.meters.idle_w.get(series.meter.index, 0.0)
+            series.share = GpuShare(series.idle_w, self._owner)
         self.meters.cpu.start(foreground_pid)
+        if self._host is not None and self._fg_time is not None:
+            self._host.start()
+            self._fg_time.start(foreground_pid)
         self._started_at = dt.datetime.now(dt.UTC)
         self._t0 = time.monotonic()
         self._wall0 = time.time()
         self._tick(self._t0)  # the sample at t = 0: the counters' starting values
         self._sampler.start(self._t0)
 
-    def _is_foreground(self, pid: int) -> bool:
-        """By the group token in the process's environment, not by pgid: a child that
-        called setsid keeps the token. A pid we cannot read (another pid namespace,
-        another user) is not attributed, and counted."""
+    def _owner(self, pid: int) -> Owner:
+        """Whose a GPU process is, by the tokens in its environment, not by pgid: a
+        child that called setsid keeps them. A pid we cannot read (another pid
+        namespace, another user) is not the experiment's, and is counted."""
         known = self._fg_pids.get(pid)
         if known is not None:
             return known
         entries = read_environ(pid)
+        owner: Owner = "other"
         if entries is None:
             self._unreadable.add(pid)
-            mine = False
-        else:
-            mine = self._fg_token is not None and self._fg_token in entries
-        self._fg_pids[pid] = mine
-        return mine
+        elif self._fg_token is not None and self._fg_token in entries:
+            owner = "foreground"
+        elif self._marker is not None and self._marker in entries:
+            owner = "experiment"
+        self._fg_pids[pid] = owner
+        return owner
 
     def _tick(self, scheduled: float) -> None:
         # Stamp the samples with the moment the GPUs are read, not the deadline the
@@ -373,6 +413,14 @@ class Measurement:
             try:
                 cpu.poll()
             except Exception as exc:  # noqa: BLE001 - one missed poll must not end sampling
+                self._cpu_poll_error = f"{type(exc).__name__}: {exc}"
+        fg_time = self._fg_time
+        if fg_time is not None and time.monotonic() - fg_time.last_poll_at >= POLL_PERIOD_S:
+            try:
+                fg_time.poll()
+                if self._host is not None:
+                    self._host.poll()
+            except Exception as exc:  # noqa: BLE001 - context only: never ends sampling
                 self._cpu_poll_error = f"{type(exc).__name__}: {exc}"
         # The CPU meter's average power between its two latest readings (RAPL: every
         # tick; the estimate: every second, held in between so the line is a step of
@@ -424,15 +472,18 @@ class Measurement:
             for quantity, why in sample.errors:
                 count, _ = s.quantity_errors.get(quantity, (0, ""))
                 s.quantity_errors[quantity] = (count + 1, why)
-        split = s.split
+        if sample.state is not None:
+            s.states.append(sample.state)
         proc = sample.proc_util
         if not i:
             # The t = 0 reading: its process samples describe the time before the run
             # (a meter kept open between runs), so they set no share.
-            split.supported = proc is not None
+            s.proc_supported = proc is not None
             return
         if proc is None:
-            split.supported = False
+            s.proc_supported = False
+        share = s.share
+        assert share is not None
         prev, prev_t = s.samples[i - 1], s.times[i - 1]
         de: float | None = None
         e0, e1 = prev.energy_mj, sample.energy_mj
@@ -445,32 +496,15 @@ class Measurement:
             p0, p1 = prev.power_w, sample.power_w
             if p0 is not None and p1 is not None:
                 de = (now - prev_t) * (p0 + p1) / 2.0
+        wall = self._wall0 + (now - self._t0)
         if de is not None:
-            span = now - prev_t
-            idle_j = min(de, s.idle_w * span) if de > 0 else 0.0
-            split.ticks_j += de
-            split.pending.append((self._wall0 + (now - self._t0), span, de - idle_j, idle_j))
+            share.add_tick(wall, now - prev_t, de)
         if proc:
-            self._apply_share(split, proc)
-
-    def _apply_share(self, split: _Split, batch: tuple[tuple[int, float, int], ...]) -> None:
-        """One batch of per-process samples sets the share of the ticks it covers: the
-        waiting ticks that ended before its newest sample."""
-        split.proc_samples += len(batch)
-        total = fg = 0.0
-        for pid, util, _stamp in batch:
-            total += util
-            if self._is_foreground(pid):
-                fg += util
-                self._fg_seen.add(pid)
-        rest = total - fg
-        above = fg / total if total > 0 else 0.0
-        idle = 1.0 if fg > 0 and rest <= 0 else (0.5 if fg > 0 else 0.0)
-        split.last = (above, idle)
-        covered_until = max(stamp for _pid, _util, stamp in batch) / 1_000_000
-        while split.pending and split.pending[0][0] <= covered_until:
-            _end, _span, above_j, idle_j = split.pending.popleft()
-            split.fg_j += above_j * above + idle_j * idle
+            share.add_samples(proc)
+            self._fg_seen.update(p for p, _u, _s in proc if self._owner(p) == "foreground")
+        # On the readings' own clock, so that when the split is filled (every tick or
+        # in batches) never changes what it gives.
+        share.settle(wall)
 
     # -- results ---------------------------------------------------------------------
 
@@ -528,7 +562,14 @@ class Measurement:
             for series in self._series:
                 self._account_new(series)
         cpu = self.meters.cpu.stop()
-        report = self._report(cpu)
+        host: HostReport | None = None
+        fg_cpu_s: float | None = None
+        if self._host is not None and self._fg_time is not None:
+            host = self._host.stop()
+            # None without a foreground to follow: no part, rather than 0 J.
+            if self._fg_time.stop().package_j is not None:
+                fg_cpu_s = self._fg_time.cpu_seconds
+        report = self._report(cpu, host, fg_cpu_s)
         with self._lock:
             # Once, at the end: the whole trace in the compact stored format.
             self._final_trace = encode_trace(self._channels(0), self._meta())
@@ -556,7 +597,8 @@ class Measurement:
                 and counters[0][0] == s.times[0]
                 and counters[-1][0] == s.times[-1]
             ):
-                return (counters[-1][1] - counters[0][1]) / 1000.0, "counter", flags
+                value = (counters[-1][1] - counters[0][1]) / 1000.0
+                return value, "counter", flags + self._window_flags(s, "counter")
             elif len(changes) < 2:
                 flags.append(f"{label}: {WINDOW_SHORT_FLAG}; integrated power instead")
             else:
@@ -567,9 +609,29 @@ class Measurement:
         integral = trapezoid_j(s.times, [x.power_w for x in s.samples])
         if integral is None:
             return None, "unavailable", flags + [f"{label}: fewer than two power readings"]
-        return integral, "integrated", flags
+        return integral, "integrated", flags + self._window_flags(s, "integrated")
 
-    def _report(self, cpu_reading: CpuReading) -> EnergyReport:
+    def _window_flags(self, s: _GpuSeries, method: EnergyMethod) -> list[str]:
+        """A window only a few updates of the sensor its figure rests on long: one update
+        more or less at each edge is a large part of it."""
+        periods = self.meters.sensor_periods.get(s.meter.index)
+        if periods is None or len(s.times) < 2:
+            return []
+        what = "energy counter" if method == "counter" else "power reading"
+        period = periods.counter_s if method == "counter" else periods.power_s
+        window = s.times[-1] - s.times[0]
+        if period is None or period <= 0 or window >= FEW_PERIODS * period:
+            return []
+        return [
+            f"GPU {s.meter.index}: the window ({window:.2f} s) is shorter than {FEW_PERIODS} "
+            f"updates of its {what} (one every {1000 * period:.0f} ms, observed when the "
+            f"worker started): its edges fall between updates, up to "
+            f"±{100 * 2 * period / window:.0f} %"
+        ]
+
+    def _report(
+        self, cpu_reading: CpuReading, host: HostReport | None, fg_cpu_s: float | None
+    ) -> EnergyReport:
         period = 1.0 / self.hz
         flags: list[str] = []
         summaries: dict[str, float | None] = {}
@@ -583,8 +645,10 @@ class Measurement:
         summaries["sampler_cpu_s"] = self._sampler.cpu_s
 
         # ---- GPU
-        gpu = self._gpu_figure(period)
-        gpu_fg = self._foreground_figure(gpu, period)
+        shares = {s.meter.index: s.share.finish() for s in self._series if s.share is not None}
+        device_state, state_flags = self._device_state()
+        gpu = self._gpu_figure(period, shares, state_flags)
+        gpu_fg = self._foreground_figure(gpu, period, shares)
         self._gpu_summaries(summaries)
 
         # ---- CPU and DRAM
@@ -595,6 +659,8 @@ class Measurement:
         cpu_flags = list(cpu_reading.flags) + reasons
         if self._cpu_poll_error:
             cpu_flags.append(f"CPU meter poll failed at least once: {self._cpu_poll_error}")
+        if host is not None and cpu_reading.package_j is not None:
+            cpu_flags.extend(self._host_flags(host))
         cpu = Figure(
             value=cpu_reading.package_j,
             method=cpu_meter.method if cpu_reading.package_j is not None else "unavailable",
@@ -624,18 +690,104 @@ class Measurement:
             cpu=cpu,
             dram=dram,
             gpu_foreground=gpu_fg,
+            cpu_foreground=self._cpu_foreground(cpu, host, fg_cpu_s),
             gpu_uuid=",".join(self.meters.uuids),
             summaries=summaries,
             flags=flags,
+            device_state=device_state,
         )
 
-    def _gpu_figure(self, period: float) -> Figure:
+    def _host_flags(self, host: HostReport) -> list[str]:
+        """What a host-wide CPU figure includes besides the foreground."""
+        flags = [
+            "host-wide: every CPU package of this host, its idle power and everything it "
+            "ran in the window, not only this experiment"
+        ]
+        if self.shared_with_background:
+            flags.append("includes this experiment's background training")
+        others = sorted(host.others)
+        if others:
+            flags.append(
+                f"{len(others)} other Wattlab experiment(s) ran on this host during the "
+                f"window: {', '.join(code[:8] for code in others)}"
+            )
+        else:
+            flags.append(
+                "no other Wattlab experiment was seen on this host during the window "
+                f"(looked at its start, its end and every {HOST_SCAN_S:g} s)"
+            )
+        return flags
+
+    def _cpu_foreground(
+        self, cpu: Figure, host: HostReport | None, fg_cpu_s: float | None
+    ) -> Figure:
+        """The foreground's part of the CPU figure, always an estimate (or unavailable)."""
+        if cpu.value is None:
+            return Figure(None, "unavailable", device=cpu.device, flags=["no CPU figure"])
+        if not getattr(self.meters.cpu, "whole_machine", False):
+            return Figure(
+                cpu.value,
+                "estimate",
+                device=cpu.device,
+                sampling_period_s=cpu.sampling_period_s,
+                flags=["the CPU figure is itself an estimate of the foreground's process tree"],
+            )
+        busy = host.busy_cpu_s if host is not None else None
+        if fg_cpu_s is None or not busy:
+            why = (
+                "no foreground process to follow"
+                if fg_cpu_s is None
+                else ("the host's busy CPU time could not be read")
+            )
+            return Figure(
+                None, "unavailable", device=cpu.device, flags=[f"no foreground part: {why}"]
+            )
+        share = min(1.0, fg_cpu_s / busy)
+        return Figure(
+            cpu.value * share,
+            "estimate",
+            device=cpu.device,
+            sampling_period_s=POLL_PERIOD_S,
+            flags=[
+                "estimate, not a measurement: the host-wide CPU figure x the foreground "
+                "process tree's share of the host's busy CPU time (/proc/stat), the "
+                "packages' idle power shared in the same proportion",
+                f"foreground {fg_cpu_s:.1f} of {busy:.1f} busy CPU-seconds on the host "
+                f"({100 * share:.0f} %)",
+            ],
+        )
+
+    def _device_state(self) -> tuple[dict[str, Any], list[str]]:
+        """The GPUs' settings and clocks over the window, and the flags they raise."""
+        if not self._series:
+            return {}, []
+        records: list[dict[str, Any]] = []
+        flags: list[str] = []
+        for s in self._series:
+            name = str(getattr(s.meter, "name", "") or s.meter.device)
+            record, extra = gpu_record(
+                s.meter.index, name, s.states, self.meters.sensor_periods.get(s.meter.index)
+            )
+            record["uuid"] = s.meter.uuid
+            records.append(record)
+            flags.extend(extra)
+        changes = [f for f in flags if CHANGED in f]
+        return {
+            "settings_key": settings_key(records, bool(changes)),
+            "gpus": records,
+            "changes": changes,
+        }, flags
+
+    def _gpu_figure(
+        self, period: float, shares: dict[int, ShareResult], state_flags: list[str]
+    ) -> Figure:
         gpu_flags: list[str] = list(self.meters.gpu_notes)
         values: list[float] = []
         methods: list[EnergyMethod] = []
         for s in self._series:
             gpu_flags.extend(s.meter.flags)
             value, method, extra = self._gpu_energy(s)
+            s.value = value
             gpu_flags.extend(extra)
             if s.read_errors:
                 gpu_flags.append(
@@ -651,11 +803,15 @@ class Measurement:
                     f"started hot: GPU {s.meter.index} at {first_temp:g} °C "
                     f"(threshold {self.hot_start_c:g} °C)"
                 )
+            result = shares.get(s.meter.index)
+            if result is not None:
+                gpu_flags.extend(self._tenant_flags(s.meter.index, result))
             if value is not None:
                 values.append(value)
                 methods.append(method)
                 if len(self._series) > 1:
                     gpu_flags.append(f"GPU {s.meter.index}: {value:.1f} J ({method})")
+        gpu_flags.extend(state_flags)
         for index, reason in sorted(self.meters.gpu_unavailable.items()):
             who = "GPU" if index < 0 else f"GPU {index}"
             gpu_flags.append(f"{who} not measured: {reason}")
@@ -689,9 +845,38 @@ class Measurement:
             flags=gpu_flags,
         )
 
-    def _foreground_figure(self, gpu: Figure, period: float) -> Figure:
+    def _tenant_flags(self, index: int, result: ShareResult) -> list[str]:
+        """Processes on the GPU that are none of the experiment's: the device figure
+        includes them, solo or parallel, so it says who and how much."""
+        total = result.sm_seconds
+        strangers = {pid: sm for pid, (owner, sm) in result.processes.items() if owner == "other"}
+        if not strangers or total <= 0:
+            return []
+        who = "not of this experiment"
+        if self._marker is None:
+            who = (
+                "other than the foreground's (the experiment is not known: its "
+                "background would be among them)"
+            )
+        listed = sorted(strangers.items(), key=lambda item: -item[1])
+        described = ", ".join(
+            f"pid {pid}{' (unreadable)' if pid in self._unreadable else ''}: "
+            f"{100 * sm / total:.0f} %"
+            for pid, sm in listed[:5]
+        )
+        more = f" and {len(listed) - 5} more" if len(listed) > 5 else ""
+        return [
+            f"GPU {index}: {len(strangers)} process(es) {who} used the GPU during the "
+            f"window, and its figure includes them: {described}{more} of the SM time NVML "
+            "sampled"
+        ]
+
+    def _foreground_figure(
+        self, gpu: Figure, period: float, shares: dict[int, ShareResult]
+    ) -> Figure:
         """The foreground's part of the GPU figure: an estimate, or unavailable with the
-        reason (never 0 J for "could not tell")."""
+        reason (never 0 J for "could not tell"); a GPU that cannot be split is left out
+        of it and named."""
         flags: list[str] = []
 
         def unavailable(reason: str) -> Figure:
@@ -699,15 +884,14 @@ class Measurement:
 
         if gpu.value is None or not self._series:
             return unavailable("no foreground share: the GPU figure is unavailable")
-        for s in self._series:
-            if not s.split.supported:
-                return unavailable(
-                    "no foreground share: the GPU meter does not report per-process utilisation"
-                )
-        if not any(s.split.proc_samples for s in self._series):
+        if not any(s.proc_supported for s in self._series):
+            return unavailable(
+                "no foreground share: the GPU meter does not report per-process utilisation"
+            )
+        if not any(r.proc_samples for r in shares.values()):
             return unavailable("no foreground share: NVML gave no per-process sample")
         if not self._fg_seen:
-            seen = sorted(p for p, mine in self._fg_pids.items() if not mine)
+            seen = sorted(p for p, owner in self._fg_pids.items() if owner != "foreground")
             unreadable = sorted(self._unreadable)
             return unavailable(
                 "no foreground share: no process NVML reported belongs to the foreground's "
@@ -740,24 +924,40 @@ class Measurement:
                 f"{len(self._unreadable)} pid(s) NVML reported could not be read "
                 "(another pid namespace or user?): counted as not the foreground"
             )
-        extrapolated = 0.0
+        value = 0.0
+        left_out: list[str] = []
         for s in self._series:
-            split = s.split
-            while split.pending:
-                _end, span, above_j, idle_j = split.pending.popleft()
-                if split.last is not None:
-                    split.fg_j += above_j * split.last[0] + idle_j * split.last[1]
-                    extrapolated += span
-        if extrapolated > 0:
+            i, result = s.meter.index, shares[s.meter.index]
+            if not s.proc_supported:
+                left_out.append(f"GPU {i} (NVML reports no per-process utilisation on it)")
+                continue
+            if result.covered_s <= 0 or s.value is None:
+                left_out.append(f"GPU {i} (no per-process sample in the window)")
+                continue
+            # Each split is of its own tick energies; scaled to the GPU's figure so
+            # counter and integrated GPUs add up to the same total.
+            part = s.value * result.fg_j / result.ticks_j if result.ticks_j > 0 else 0.0
+            value += part
+            if len(self._series) > 1:
+                flags.append(f"GPU {i}: foreground {part:.1f} J of {s.value:.1f} J")
+            if result.uncovered_s > 0:
+                flags.append(
+                    f"GPU {i}: {result.uncovered_s:.1f} s of the window had no per-process "
+                    f"sample covering it: given the average share of the "
+                    f"{result.covered_s:.1f} s that had"
+                )
+            if result.late_samples:
+                flags.append(
+                    f"GPU {i}: {result.late_samples} per-process sample(s) came after their "
+                    "time had been split, and were not used"
+                )
+        if len(left_out) == len(self._series):
+            return unavailable("no foreground share: " + "; ".join(left_out))
+        if left_out:
             flags.append(
-                f"the last {extrapolated:.1f} s had no per-process sample yet: "
-                "given the previous share"
+                "partial: the foreground share leaves out " + "; ".join(left_out) + ": "
+                "their energy is in the GPU figure but not split"
             )
-        # Each series' split is of its own tick energies; scale to the reported figure
-        # so counter and integrated GPUs add up to the same total.
-        split_j = sum(s.split.fg_j for s in self._series)
-        ticks = sum(s.split.ticks_j for s in self._series)
-        value = gpu.value * split_j / ticks if ticks > 0 else 0.0
         return Figure(value, "estimate", device=gpu.device, sampling_period_s=period, flags=flags)
 
     def _gpu_summaries(self, out: dict[str, float | None]) -> None:

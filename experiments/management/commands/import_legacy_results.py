@@ -43,17 +43,13 @@ class Command(BaseCommand):
             f"{prefix or 'same id'} {count}"
             for prefix, count in sorted(report.merged_by_prefix.items())
         )
-        if report.conflicts:
-            self.stdout.write(
-                f"  {report.conflicts} rows share a run's id and timestamp but not its "
-                "measured values: imported as runs of their own"
-            )
+        for note in report.notes():
+            self.stdout.write(note)
         self.stdout.write(
             self.style.SUCCESS(
                 f"{report.rows} rows, {report.duplicates} duplicate rows merged"
                 + (f" ({by_prefix})" if by_prefix else "")
                 + ", "
-                f"{report.runs_created} runs imported into "
                 f"{report.runs_created} runs imported into "
                 f"{report.experiments_created} new experiments, "
                 f"{report.runs_already_there} already imported, "

@@ -14,7 +14,7 @@ from rich.table import Table
 
 from experiments import services
 from experiments.legacy.experiment_files import LegacySettingsError, load_settings
-from experiments.management.commands._lookup import owner_by_name
+from experiments.management.commands._lookup import owner_by_name, submitting_owner
 
 
 class Command(BaseCommand):
@@ -26,7 +26,11 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("file", type=Path, help="the profiler's experiment file (JSON)")
         parser.add_argument("--submit", action="store_true", help="queue the experiments")
-        parser.add_argument("--owner", help="username that will own them (with --submit)")
+        parser.add_argument(
+            "--owner",
+            help="username that will own them (with --submit; default: the user named by "
+            "WATTLAB_OWNER, else the only superuser)",
+        )
         parser.add_argument(
             "--timeout",
             type=float,
@@ -56,7 +60,12 @@ class Command(BaseCommand):
         return aliases
 
     def handle(self, *args: Any, **options: Any) -> None:
-        owner = owner_by_name(options["owner"])
+        # Submitted experiments belong to someone, as with `submit` (see submitting_owner).
+        owner = (
+            submitting_owner(options["owner"])[0]
+            if options["submit"]
+            else owner_by_name(options["owner"])
+        )
         aliases = self._aliases(options["model_alias"])
         try:
             planned = load_settings(

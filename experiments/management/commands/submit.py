@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import sys
 import threading
@@ -13,6 +14,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection
 from django.utils import timezone
 
+from core.runlabel import label_of
 from experiments import summary
 from experiments.expfile import (
     MAX_TEXT_BYTES,
@@ -22,9 +24,14 @@ from experiments.expfile import (
     parse_experiment_text,
 )
 from experiments.exports import experiment_document
-from experiments.management.commands._lookup import owner_by_name
+from experiments.management.commands._lookup import submitting_owner
 from experiments.models import BackgroundRun, Experiment, Run
-from experiments.services import SAVED_NOT_SENT, experiment_cancel, experiment_submit
+from experiments.services import (
+    SAVED_NOT_SENT,
+    experiment_cancel,
+    experiment_plan_preview,
+    experiment_submit,
+)
 
 POLL_SECONDS = 0.5
 
@@ -37,7 +44,12 @@ class Command(BaseCommand):
         parser.add_argument("file", type=Path)
         parser.add_argument("--wait", action="store_true", help="show progress until it ends")
         parser.add_argument("--json", action="store_true", help="print the result as JSON")
-        parser.add_argument("--owner", default="", help="username that owns the experiment")
+        parser.add_argument(
+            "--owner",
+            default="",
+            help="username that owns the experiment (default: the user named by "
+            "WATTLAB_OWNER, else the only superuser)",
+        )
         parser.add_argument(
             "--skip-configurations-run",
             action="store_true",
@@ -72,7 +84,17 @@ class Command(BaseCommand):
                 spec = experiment_file_from_dict({**spec.model_dump(exclude_unset=True), **changes})
             except ExperimentFileError as exc:
                 raise CommandError(_lines(path, exc.errors)) from None
-        owner = owner_by_name(options["owner"])
+        try:
+            owner, why = submitting_owner(options["owner"])
+        except CommandError:
+            # What is wrong with the file comes first: fixing the owner alone would only
+            # lead to those errors next.
+            problems = experiment_plan_preview(spec=spec).errors
+            if problems:
+                errors = [f"{key}: {m}" for key, msgs in problems.items() for m in msgs]
+                raise CommandError(_lines(path, errors)) from None
+            raise
+        options["owner_reason"] = why
         waits = bool(options["wait"] or options["json"])
         # From the moment the experiment may exist, Ctrl-C only sets a flag, which the
         # wait loop reads once per poll (see _wait). Installed before the save: a worker
@@ -105,9 +127,11 @@ class Command(BaseCommand):
         for key, messages in experiment.notes.items():
             for message in messages:
                 print(f"{path}: note: {key}: {message}", file=out, flush=True)
+        runs = experiment.total_runs
         print(
             f"submitted {experiment.name} ({experiment.mode}): {experiment.code}, "
-            f"{experiment.total_runs} run(s)",
+            f"{runs} run{'s' if runs != 1 else ''}, owner {owner.get_username()} "
+            f"({options['owner_reason']})",
             file=out,
             flush=True,
         )
@@ -120,6 +144,8 @@ class Command(BaseCommand):
             self.stdout.write(json.dumps(experiment_document(experiment), indent=2))
         else:
             print(f"{experiment.name}: {experiment.status} {experiment.error}".rstrip(), file=out)
+            if experiment.slurm_display:
+                print(f"Slurm {experiment.slurm_display}", file=out)
             print_summary(experiment, out)
         if experiment.status != Experiment.Status.SUCCEEDED:
             sys.exit(1)
@@ -128,15 +154,32 @@ class Command(BaseCommand):
         """Progress until the experiment ends. ``interrupted`` is set by the SIGINT
         handler (installed by handle): a KeyboardInterrupt raised wherever the main
         thread happens to be (inside a database query, or inside rich's live display
-        while its refresh thread holds the console) could leave either stuck."""
+        while its refresh thread holds the console) could leave either stuck.
+
+        On a terminal the progress is redrawn in place. Elsewhere (a pipe, a log file,
+        CI) nothing can be redrawn: each change is a whole line of its own, printed
+        when more than the clock changed."""
         from rich.console import Console
         from rich.live import Live
 
         console = Console(file=out)
-        with Live(console=console, refresh_per_second=4, transient=False) as live:
+        live = (
+            Live(console=console, refresh_per_second=4, transient=False)
+            if console.is_terminal
+            else None
+        )
+        last = ""
+        if live is not None:
+            live.start()
+        try:
             while True:
                 experiment.refresh_from_db()
-                live.update(_progress(experiment))
+                text = _progress(experiment)
+                if live is not None:
+                    live.update(text)
+                elif _CLOCK.sub("", text) != last:
+                    last = _CLOCK.sub("", text)
+                    console.print(text, soft_wrap=True)
                 if not experiment.is_active:
                     return experiment
                 connection.close()
@@ -144,7 +187,8 @@ class Command(BaseCommand):
                 if not interrupted.is_set():
                     continue
                 interrupted.clear()
-                live.stop()
+                if live is not None:
+                    live.stop()
                 # A second Ctrl-C at the prompt answers "no".
                 handler = signal.signal(signal.SIGINT, signal.default_int_handler)
                 try:
@@ -159,7 +203,15 @@ class Command(BaseCommand):
                     sys.exit(130)
                 experiment_cancel(experiment=experiment, by=None)
                 console.print("cancel requested; waiting for the worker to stop it")
-                live.start()
+                if live is not None:
+                    live.start()
+        finally:
+            if live is not None:
+                live.stop()
+
+
+#: The parts of the progress text that change every second by themselves.
+_CLOCK = re.compile(r"\d+ s elapsed|running for \d+ s")
 
 
 def _sleep_unless(flag: threading.Event, seconds: float) -> None:
@@ -252,12 +304,12 @@ def _progress(experiment: Experiment) -> str:
         f"[bold]{experiment.name}[/] {experiment.status} - "
         f"{experiment.runs_done}/{experiment.total_runs} runs done, {elapsed:.0f} s elapsed"
     ]
+    if experiment.slurm_display:
+        lines.append(f"  Slurm {experiment.slurm_display}")
     if current is not None and current.started_at is not None:
         run_elapsed = (now - current.started_at).total_seconds()
         lines.append(
-            f"  run {current.config_index}.{current.repeat_index} "
-            f"(attempt {current.attempt}) running for {run_elapsed:.0f} s: "
-            f"{current.hyperparameters}"
+            f"  run {label_of(current)} running for {run_elapsed:.0f} s: {current.hyperparameters}"
         )
     if experiment.mode == Experiment.Mode.PARALLEL:
         lines.append(

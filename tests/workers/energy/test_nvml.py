@@ -3,7 +3,8 @@
 On this machine the `pynvml` module is installed but there is no libnvidia-ml, so
 the "no NVML library" behaviour is exercised for real. The per-sample logic of
 :class:`NvmlGpuMeter` is exercised against a stand-in for the *third-party* pynvml
-module (a fake library, not our code) with NVML's documented return codes.
+module (a fake library, not our code: ``tests/fakes/nvml.py``) with NVML's structures
+and documented return codes.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import pynvml
 import pytest
 
 from core.contract import ENV_GROUP
+from tests.fakes.nvml import FakeNvmlLibrary, process_sample
 from workers.energy import nvml
 from workers.energy.meters import MeterUnavailable
 from workers.energy.session import Measurement, MeterSet, open_meters
@@ -64,196 +66,6 @@ def test_a_run_without_nvml_reports_the_gpu_as_unavailable_not_zero(
     assert any("libnvidia-ml" in f for f in report.gpu.flags)
     assert report.gpu_foreground.value is None
     assert report.gpu_foreground.method == "unavailable"
-
-
-OK = 0  # NVML_SUCCESS
-
-
-class FakeDevice:
-    """One GPU as NVML shows it. ``power_avg_mw`` is what nvmlDeviceGetPowerUsage
-    answers (a one-second average on Ampere/Hopper), ``power_instant_mw`` the field."""
-
-    def __init__(self, index: int, *, counter: bool = True, proc: bool = True) -> None:
-        self.uuid = f"GPU-fake-uuid-{index}"
-        self.counter = counter
-        self.proc = proc
-        self.fields = True  # nvmlDeviceGetFieldValues knows energy and instant power
-        self.instant_supported = True
-        self.energy_mj: int | None = 5_000_000  # None: grows at 250.5 W from now on
-        self.born = time.monotonic()
-        self.power_avg_mw = 250_500
-        self.power_instant_mw = 312_000
-        self.mig = False
-        self.broken: int | None = None  # an NVML error code for every call on it
-        self.temperature_error: int | None = pynvml.NVML_ERROR_NOT_SUPPORTED
-        self.memory_exception: BaseException | None = None
-        self.proc_samples: list[SimpleNamespace] = []
-        self.last_seen_args: list[int] = []
-
-    def energy(self) -> int:
-        if self.energy_mj is None:
-            return 5_000_000 + int((time.monotonic() - self.born) * 250_500)
-        return self.energy_mj
-
-
-class FakeNvmlLibrary:
-    """Stands in for the pynvml module: NVML's calls, units, structures and error
-    codes (field values are pynvml's own ctypes structures)."""
-
-    NVMLError = pynvml.NVMLError
-    NVML_ERROR_NOT_SUPPORTED = pynvml.NVML_ERROR_NOT_SUPPORTED
-    NVML_ERROR_NOT_FOUND = pynvml.NVML_ERROR_NOT_FOUND
-    NVML_ERROR_LIBRARY_NOT_FOUND = pynvml.NVML_ERROR_LIBRARY_NOT_FOUND
-    NVML_ERROR_DRIVER_NOT_LOADED = pynvml.NVML_ERROR_DRIVER_NOT_LOADED
-    NVML_TEMPERATURE_GPU = pynvml.NVML_TEMPERATURE_GPU
-    nvmlMemory_v2 = pynvml.nvmlMemory_v2
-
-    def __init__(self, count: int = 1) -> None:
-        self.devices = [FakeDevice(i) for i in range(count)]
-        self.calls: dict[str, int] = {}
-        self.in_call = 0
-        self.shutdown_under_a_live_call = False
-        self.hang: threading.Event | None = None  # set: the next field read waits on it
-        self.hung = threading.Event()
-
-    # the first device's settings, for the one-GPU tests
-    def __getattr__(self, name: str) -> object:
-        if name in {"counter", "proc", "energy_mj", "proc_samples", "last_seen_args"}:
-            return getattr(self.devices[0], name)
-        raise AttributeError(name)
-
-    def _count(self, name: str) -> None:
-        self.calls[name] = self.calls.get(name, 0) + 1
-
-    def _dev(self, handle: str) -> FakeDevice:
-        device = self.devices[int(handle.removeprefix("handle"))]
-        if device.broken is not None:
-            raise pynvml.NVMLError(device.broken)
-        return device
-
-    def nvmlInit(self) -> None:
-        self._count("nvmlInit")
-
-    def nvmlShutdown(self) -> None:
-        self._count("nvmlShutdown")
-        if self.in_call:
-            self.shutdown_under_a_live_call = True
-
-    def nvmlDeviceGetCount(self) -> int:
-        return len(self.devices)
-
-    def nvmlDeviceGetHandleByIndex(self, index: int) -> str:
-        if self.devices[index].broken is not None:
-            raise pynvml.NVMLError(self.devices[index].broken)
-        return f"handle{index}"
-
-    def nvmlDeviceGetName(self, h: str) -> bytes:
-        self._dev(h)
-        return b"NVIDIA Fake 100"  # old pynvml releases return bytes
-
-    def nvmlDeviceGetUUID(self, h: str) -> str:
-        return self._dev(h).uuid
-
-    def nvmlDeviceGetMigMode(self, h: str) -> list[int]:
-        if not self._dev(h).mig:
-            raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
-        return [pynvml.NVML_DEVICE_MIG_ENABLE, pynvml.NVML_DEVICE_MIG_ENABLE]
-
-    def nvmlDeviceGetFieldValues(self, h: str, field_ids: list[int]) -> object:
-        self._count("nvmlDeviceGetFieldValues")
-        device = self._dev(h)
-        if not device.fields:
-            raise pynvml.NVMLError(pynvml.NVML_ERROR_FUNCTION_NOT_FOUND)
-        if self.hang is not None:
-            gate, self.hang = self.hang, None
-            self.in_call += 1
-            self.hung.set()
-            gate.wait(30)
-            self.in_call -= 1
-        values = (pynvml.c_nvmlFieldValue_t * len(field_ids))()
-        for value, field_id in zip(values, field_ids, strict=True):
-            value.fieldId = field_id
-            value.timestamp = int(time.time() * 1_000_000)
-            value.nvmlReturn = OK
-            if field_id == pynvml.NVML_FI_DEV_TOTAL_ENERGY_CONSUMPTION and device.counter:
-                value.valueType = pynvml.NVML_VALUE_TYPE_UNSIGNED_LONG_LONG
-                value.value.ullVal = device.energy()
-            elif field_id == pynvml.NVML_FI_DEV_POWER_INSTANT and device.instant_supported:
-                value.valueType = pynvml.NVML_VALUE_TYPE_UNSIGNED_INT
-                value.value.uiVal = device.power_instant_mw
-            else:
-                value.nvmlReturn = pynvml.NVML_ERROR_NOT_SUPPORTED
-        return values
-
-    def nvmlDeviceGetTotalEnergyConsumption(self, h: str) -> int:
-        self._count("nvmlDeviceGetTotalEnergyConsumption")
-        device = self._dev(h)
-        if not device.counter:
-            raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
-        return device.energy()
-
-    def nvmlDeviceGetPowerUsage(self, h: str) -> int:
-        self._count("nvmlDeviceGetPowerUsage")
-        return self._dev(h).power_avg_mw  # milliwatts
-
-    def nvmlDeviceGetUtilizationRates(self, h: str) -> SimpleNamespace:
-        self._count("nvmlDeviceGetUtilizationRates")
-        self._dev(h)
-        return SimpleNamespace(gpu=87, memory=40)
-
-    def nvmlDeviceGetMemoryInfo(self, h: str, version: int | None = None) -> SimpleNamespace:
-        device = self._dev(h)
-        if device.memory_exception is not None:
-            raise device.memory_exception
-        reserved = 512 * 1024**2
-        if version == pynvml.nvmlMemory_v2:
-            return SimpleNamespace(
-                version=version, total=10 * 1024**3, reserved=reserved, used=3 * 1024**3
-            )
-        # v1 counts the driver's reserved memory as used.
-        return SimpleNamespace(total=10 * 1024**3, used=3 * 1024**3 + reserved, free=0)
-
-    def nvmlDeviceGetTemperature(self, h: str, sensor: int) -> int:
-        self._count("nvmlDeviceGetTemperature")
-        device = self._dev(h)
-        if device.temperature_error is not None:
-            raise pynvml.NVMLError(device.temperature_error)
-        return 45
-
-    def nvmlDeviceGetProcessUtilization(self, h: str, last_seen: int) -> list[SimpleNamespace]:
-        device = self._dev(h)
-        device.last_seen_args.append(last_seen)
-        if not device.proc:
-            raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
-        newer = [s for s in device.proc_samples if s.timeStamp > last_seen]
-        if not newer:
-            raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_FOUND)
-        return newer
-
-
-def _fake(monkeypatch: pytest.MonkeyPatch, count: int = 1) -> FakeNvmlLibrary:
-    lib = FakeNvmlLibrary(count)
-    monkeypatch.setattr(nvml, "_pynvml", lib)
-    monkeypatch.setattr(nvml, "_open_pid", None)
-    monkeypatch.setattr(nvml, "_meters_open", 0)
-    monkeypatch.setattr(nvml, "PROC_UTIL_PERIOD_S", 0.0)
-    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    monkeypatch.delenv("WATTLAB_METER_DOUBLE", raising=False)
-    return lib
-
-
-@pytest.fixture
-def fake(monkeypatch: pytest.MonkeyPatch) -> FakeNvmlLibrary:
-    return _fake(monkeypatch)
-
-
-@pytest.fixture
-def fake2(monkeypatch: pytest.MonkeyPatch) -> FakeNvmlLibrary:
-    return _fake(monkeypatch, count=2)
-
-
-def _sample(pid: int, stamp: int, sm: int) -> SimpleNamespace:
-    return SimpleNamespace(pid=pid, timeStamp=stamp, smUtil=sm, memUtil=0, encUtil=0, decUtil=0)
 
 
 def _nvml_meters(gpus: list[int] | None = None, **idle: float) -> MeterSet:
@@ -518,15 +330,31 @@ def test_a_hung_nvml_call_skips_the_closing_sample_and_withholds_the_figure(
 # ---- per-process samples and the foreground share ----------------------------------
 
 
-def test_process_samples_are_returned_once_using_last_seen_timestamp(fake: FakeNvmlLibrary) -> None:
+def test_process_samples_are_returned_once_each_by_pid_and_stamp(fake: FakeNvmlLibrary) -> None:
     meter = nvml.NvmlGpuMeter(0)
-    start = meter._last_seen_us
-    fake.proc_samples.append(_sample(10, start - 5, 99))  # older than the meter: not ours
+    start = meter._opened_us
+    fake.proc_samples.append(process_sample(10, start - 5, 99))  # older than the meter: not ours
     assert meter.read().proc_util == ()  # NVML_ERROR_NOT_FOUND = no new sample
-    fake.proc_samples.extend([_sample(10, start + 20, 60), _sample(11, start + 10, 30)])
+    fake.proc_samples.extend(
+        [process_sample(10, start + 20, 60), process_sample(11, start + 10, 30)]
+    )
     assert sorted(meter.read().proc_util or ()) == [(10, 60.0, start + 20), (11, 30.0, start + 10)]
     assert meter.read().proc_util == ()
-    assert fake.last_seen_args[-1] == start + 20
+    # NVML is asked for the last seconds, not "since the newest stamp of any process".
+    assert fake.last_seen_args[-1] < start + 10
+
+
+def test_a_late_sample_of_one_process_is_not_dropped_by_another_s_newer_one(
+    fake: FakeNvmlLibrary,
+) -> None:
+    """Issue 19, 2.4: each process's sample carries its own stamp; a driver returns
+    each process's newest, which may be older than another's that came first."""
+    meter = nvml.NvmlGpuMeter(0)
+    start = meter._opened_us
+    fake.proc_samples.append(process_sample(10, start + 500_000, 50))
+    assert meter.read().proc_util == ((10, 50.0, start + 500_000),)
+    fake.proc_samples.append(process_sample(11, start + 400_000, 50))  # older, arrives later
+    assert meter.read().proc_util == ((11, 50.0, start + 400_000),)
 
 
 def test_unsupported_process_utilisation_is_none_and_flagged(fake: FakeNvmlLibrary) -> None:
@@ -565,7 +393,7 @@ def _share_run(
     m.start(foreground_pid=None, foreground_group=token)
     time.sleep(0.2)
     stamp = int(time.time() * 1_000_000)
-    fake.proc_samples.extend(_sample(pid, stamp + i, sm) for i, (pid, sm) in enumerate(pids))
+    fake.proc_samples.extend(process_sample(pid, stamp + i, sm) for i, (pid, sm) in enumerate(pids))
     time.sleep(0.4)
     report, _ = m.stop()
     meters.close()

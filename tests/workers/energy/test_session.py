@@ -170,52 +170,6 @@ def test_without_an_idle_baseline_there_is_no_share(other_group: int) -> None:
     assert any("no idle baseline" in f for f in report.gpu_foreground.flags)
 
 
-class BatchedGpu:
-    """Per-process samples as NVML gives them: a batch every ``every`` reads, stamped
-    when taken, describing the time since the previous batch. The foreground holds
-    the GPU for the first ``switch`` reads, another process after."""
-
-    index = 0
-    device = "synthetic GPU 0: batched process samples (not a measurement)"
-    uuid = None
-    has_energy_counter = False
-    flags: list[str] = []
-
-    def __init__(self, fg: int, other: int, every: int = 5, switch: int = 10) -> None:
-        self.reads = 0
-        self.fg, self.other, self.every, self.switch = fg, other, every, switch
-
-    def read(self) -> GpuSample:
-        self.reads += 1
-        batch: tuple[tuple[int, float, int], ...] = ()
-        if self.reads > 1 and self.reads % self.every == 0:
-            pid = self.fg if self.reads <= self.switch else self.other
-            batch = ((pid, 100.0, int(time.time() * 1_000_000)),)
-        return GpuSample(power_w=100.0, proc_util=batch)
-
-    def close(self) -> None: ...
-
-
-def test_each_share_is_applied_to_the_ticks_its_samples_cover(other_group: int) -> None:
-    """Item 3: the batch at read 10 says the foreground held the GPU until then; the
-    ticks after it belong to the next batch (another process), not to the last one."""
-    meters = _meters(BatchedGpu(os.getpid(), other_group))
-    meters.idle_w[0] = 0.0
-    m = Measurement(meters=meters, hz=20.0)
-    m.start(foreground_pid=os.getpid())
-    while m._series[0].meter.reads < 24:  # type: ignore[attr-defined]
-        time.sleep(0.01)
-    report, trace = m.stop()
-    t = decode_trace(trace)["t"]
-    assert report.gpu.value is not None and report.gpu_foreground.value is not None
-    # Constant power: the foreground's part is the time up to the 10th read. The trace's
-    # times are quantised and the first tick's interval is the scheduler's, so allow 1 %:
-    # the wrong policy (the last batch's share applied to the next) gives ~t[14] / t[-1],
-    # about 50 % off.
-    assert report.gpu_foreground.value / report.gpu.value == pytest.approx(t[9] / t[-1], rel=1e-2)
-    assert report.gpu_foreground.value / report.gpu.value < t[12] / t[-1]
-
-
 def test_a_counter_that_goes_backwards_falls_back_to_integration() -> None:
     """Item 5: a GPU reset or driver reload restarts NVML's counter."""
 

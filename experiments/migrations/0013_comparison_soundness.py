@@ -9,7 +9,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("experiments", "0009_cache_table"),
+        ("experiments", "0012_slurm"),
     ]
 
     operations = [

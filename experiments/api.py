@@ -341,6 +341,9 @@ class ComparisonRowOut(Schema):
     configuration: dict[str, Any]
     measured_with: str
     methods: dict[str, str]
+    #: The GPUs' settings the row's runs share (model, power limit, application
+    #: clocks); runs at other settings are another row. Null where none were recorded.
+    device_settings: str | None
     imported: bool
     figure_method: str
     figure_includes: str

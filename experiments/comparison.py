@@ -12,8 +12,9 @@ The rules, each said where the numbers are shown:
   out and counted with their coverage. ``include_partial`` puts them back, counted
   and marked.
 - **Runs measured differently are never pooled.** A group is one configuration, one mode
-  and one way of measuring (``GROUP_BY``: the method of every energy figure), so a RAPL
-  run and an estimate run of one configuration are two rows.
+  and one way of measuring (``GROUP_BY``: the method of every energy figure, and the
+  GPUs' settings: model, power limit, application clocks), so a RAPL run and an
+  estimate run of one configuration are two rows, and so are runs at two power limits.
 - **What cannot be told is said.** A figure measured so that it cannot show what sharing
   the device costs (the GPU not measured, a CPU estimate of the foreground alone) gets no
   "no difference" verdict: the row says what is missing and how to get it.
@@ -52,9 +53,16 @@ SHARING_FIGURES: tuple[EnergyFigure, ...] = (BY_KEY["gpu"], BY_KEY["gpu_foregrou
 
 #: The Run columns whose values runs must share to be pooled into one group, besides
 #: their configuration and mode: how they were measured (the method of every energy
-#: figure), so a RAPL run and an estimate run of one configuration are two rows. One
-#: more grouping attribute (say, the GPU's power limit) is one more column name here.
-GROUP_BY: tuple[str, ...] = SETUP_FIELDS
+#: figure), so a RAPL run and an estimate run of one configuration are two rows, and the
+#: GPUs' settings during the run (``Run.device_settings_key``: model, power limit,
+#: application clocks), so runs at two power limits are two rows. One more grouping
+#: attribute is one more column name here (and its label in ``GROUP_LABELS``).
+GROUP_BY: tuple[str, ...] = (*SETUP_FIELDS, "device_settings_key")
+#: How a grouping column beyond the methods is named where a row says what it is.
+GROUP_LABELS = {"device_settings_key": "GPU settings"}
+#: What a grouping column holds where nothing was recorded (a run without a GPU, or
+#: from before the column existed).
+NOT_RECORDED = "unavailable"
 
 #: The Run energy columns (joules) a group carries, for every figure's value.
 PARTS: tuple[str, ...] = ("gpu_energy_j", "gpu_foreground_j", "cpu_energy_j", "dram_energy_j")
@@ -205,10 +213,21 @@ class Row:
 
     @property
     def measured_with(self) -> str:
-        """The methods that measured, then any other grouping column's value."""
+        """The methods that measured, then every other grouping column recorded
+        ("GPU counter, GPU settings: NVIDIA A100 · 300 W · ...")."""
         n = len(SETUP_FIELDS)
-        extra = [f"{k}={v}" for k, v in zip(GROUP_BY[n:], self.setup[n:], strict=True)]
+        extra = [
+            f"{GROUP_LABELS.get(k, k)}: {v}"
+            for k, v in zip(GROUP_BY[n:], self.setup[n:], strict=True)
+            if v != NOT_RECORDED
+        ]
         return ", ".join([setup_label(self.setup[:n]), *extra])
+
+    @property
+    def device_settings(self) -> str:
+        """The GPUs' settings the row's runs share ("" where none were recorded)."""
+        value = str(dict(zip(GROUP_BY, self.setup, strict=True)).get("device_settings_key", ""))
+        return "" if value == NOT_RECORDED else value
 
     def sample(self) -> SimpleNamespace:
         """The row's ``GROUP_BY`` columns as attributes (each figure's method)."""
@@ -525,7 +544,8 @@ def row_document(row: Row) -> dict[str, Any]:
     return {
         "configuration": row.hyperparameters,
         "measured_with": row.measured_with,
-        "methods": {name: str(value) for name, value in zip(GROUP_BY, row.setup, strict=True)},
+        "methods": {name: str(row.setup[i]) for i, name in enumerate(SETUP_FIELDS)},
+        "device_settings": row.device_settings or None,
         "imported": row.imported,
         "figure_method": row.method,
         "figure_includes": row.scope.includes,
@@ -582,6 +602,8 @@ def document(table: Table) -> dict[str, Any]:
 
 __all__ = [
     "GROUP_BY",
+    "GROUP_LABELS",
+    "NOT_RECORDED",
     "PARALLEL",
     "PARTS",
     "SHARING_FIGURES",

@@ -384,6 +384,7 @@ def comparison_csv(doc: dict[str, Any]) -> str:
             "unit": doc["figure"]["unit"],
             "configuration": json.dumps(row["configuration"], sort_keys=True),
             "measured_with": row["measured_with"],
+            "device_settings": row["device_settings"],
             "imported": row["imported"],
             **_side_cells("solo", unit, row["solo"]),
             **_side_cells("parallel", unit, row["parallel"]),

@@ -418,9 +418,9 @@ class Run(models.Model):
         indexes = [
             # Covering: the compare page's per-workload checks (its cache key, how many
             # runs have each figure, the figures' methods) and its runs query
-            # (hyperparameters, imported, every method it groups by, duration and
-            # coverage) read only the index, not the runs' wide rows (traces, logs).
-            # PostgreSQL only; elsewhere the plain index.
+            # (hyperparameters, imported, every method and the GPU settings it groups
+            # by, duration and coverage) read only the index, not the runs' wide rows
+            # (traces, logs). PostgreSQL only; elsewhere the plain index.
             models.Index(
                 fields=["experiment", "status"],
                 include=[
@@ -439,6 +439,7 @@ class Run(models.Model):
                     "duration_s",
                     "coverage_percent",
                     "coverage_verdict",
+                    "device_settings_key",
                 ],
                 name="run_experiment_status_cover",
             ),

@@ -101,8 +101,13 @@ def _ratio(c: stats.Comparison | None) -> str:
     return f"×{c.ratio:.3f} [×{c.ratio_low:.3f}, ×{c.ratio_high:.3f}]"
 
 
-def _label(row: comparison.Row, vary: list[str]) -> str:
-    return ", ".join(f"{k}={number(row.hyperparameters.get(k))}" for k in vary) or "defaults"
+def _label(row: comparison.Row, vary: list[str], table: Table) -> str:
+    """The row's configuration, and how it was measured where another row of the same
+    configuration was measured otherwise (another method or GPU settings)."""
+    label = ", ".join(f"{k}={number(row.hyperparameters.get(k))}" for k in vary) or "defaults"
+    if sum(1 for r in table.rows if r.key == row.key) > 1:
+        label += f" ({row.measured_with})"
+    return label
 
 
 def sharing_header(table: Table) -> list[str]:
@@ -126,7 +131,7 @@ def sharing_rows(table: Table, vary: list[str]) -> list[list[str]]:
         by_key = r.sharing_by_key
         rows.append(
             [
-                _label(r, vary),
+                _label(r, vary, table),
                 f"{r.solo.n} / {r.parallel.n}",
                 coverage,
                 _ratio(r.slowdown),
@@ -146,7 +151,7 @@ def versus_rows(table: Table, vary: list[str]) -> list[list[str]]:
         solo, par = r.solo.summary, r.parallel.summary
         rows.append(
             [
-                _label(r, vary),
+                _label(r, vary, table),
                 f"{joules(solo.median)}{interval(solo.low, solo.high)} n={solo.n}",
                 f"{joules(par.median)}{interval(par.low, par.high)} n={par.n}",
                 _ratio(r.comparison),

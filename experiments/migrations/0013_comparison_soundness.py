@@ -1,8 +1,9 @@
-"""The comparison (issue 16) groups runs by how they were measured and counts parallel
-runs by their coverage, and reports the slowdown from their durations: the covering
-index of the runs gains the columns it reads (the foreground share's method, duration,
-coverage and its verdict), so its runs query still reads the index alone, not the runs'
-wide rows (PostgreSQL; a plain (experiment, status) index elsewhere)."""
+"""The comparison (issue 16) groups runs by how they were measured and by the GPUs'
+settings, counts parallel runs by their coverage, and reports the slowdown from their
+durations: the covering index of the runs gains the columns it reads (the foreground
+share's method, the device settings key, duration, coverage and its verdict), so its
+runs query still reads the index alone, not the runs' wide rows (PostgreSQL; a plain
+(experiment, status) index elsewhere)."""
 
 from django.db import migrations, models
 
@@ -37,6 +38,7 @@ class Migration(migrations.Migration):
                     "duration_s",
                     "coverage_percent",
                     "coverage_verdict",
+                    "device_settings_key",
                 ),
                 name="run_experiment_status_cover",
             ),

@@ -200,7 +200,7 @@ _RUN_COLUMNS = (
 
 def _setup(values: Iterable[Any]) -> tuple[Any, ...]:
     """The ``GROUP_BY`` columns of a run, "unavailable" where nothing was recorded."""
-    return tuple("unavailable" if v in (None, "") else v for v in values)
+    return tuple(comparison.NOT_RECORDED if v in (None, "") else v for v in values)
 
 
 class _Reader:

@@ -14,7 +14,7 @@ from typing import get_args
 import pytest
 from django.test import Client
 
-from experiments import carbon, figures, stats
+from experiments import carbon, figures, stats, summary
 from experiments.api import FigureKey, UnitName, token_create
 from experiments.models import Experiment, Run, Workload
 from experiments.templatetags.wattlab import joules, percent, times
@@ -113,6 +113,61 @@ def test_an_estimate_group_and_a_rapl_group_are_not_pooled(as_member, owner, wl)
     assert [(r.method, r.solo.n, r.solo.median) for r in data.rows] == [
         ("estimate", 3, 301.0),
         ("rapl", 3, 901.0),
+    ]
+
+
+def test_runs_at_two_gpu_settings_are_two_groups_each_naming_its_settings(
+    as_member, member, owner, wl
+):
+    """Issue 19 records the GPUs' settings (power limit, clocks) on each run: runs of one
+    configuration at two power limits are not pooled into one median."""
+    at_300 = "NVIDIA Fake 100 · 300 W · app clocks 1980/2619 MHz"
+    at_700 = "NVIDIA Fake 100 · 700 W · app clocks 1980/2619 MHz"
+    s, p = _pair(owner, wl, solo=SOLO_J[:3], par=PAR_J[:3], device_settings_key=at_700)
+    for i in range(3):
+        for e, energy in ((s, 800.0), (p, 1100.0)):
+            factories.run(
+                e,
+                0,
+                3 + i,
+                hyperparameters=SAME,
+                gpu_energy_j=energy + i,
+                device_settings_key=at_300,
+            )
+    response = as_member.get("/compare/?workload=mnist")
+    rows = sorted(response.context["data"].rows, key=lambda r: r.device_settings)
+    assert [(r.device_settings, r.solo.n, r.solo.median, r.parallel.n) for r in rows] == [
+        (at_300, 3, 801.0, 3),
+        (at_700, 3, 1000.0, 3),
+    ]
+    assert all(r.paired for r in rows)
+    # submit --wait's table tells the two rows apart the same way.
+    labels = sorted(row[0] for row in summary.sharing_rows(response.context["data"].table, []))
+    assert labels == [
+        f"defaults (GPU counter, CPU estimate, GPU settings: {k})" for k in (at_300, at_700)
+    ]
+    page = _text(response.content.decode())
+    assert f"GPU counter, CPU estimate, GPU settings: {at_300}" in page
+    assert f"GPU settings: {at_700}" in page
+    # The API and the CSV name each row's settings too.
+    doc = _api(member).get("/api/workloads/mnist/comparison").json()
+    assert sorted(r["device_settings"] for r in doc["rows"]) == [at_300, at_700]
+    methods = {"gpu_method", "gpu_foreground_method", "cpu_method", "dram_method"}
+    assert all(set(r["methods"]) == methods for r in doc["rows"])
+    csv_rows = list(
+        csv.DictReader(
+            io.StringIO(as_member.get("/compare/?workload=mnist&format=csv").content.decode())
+        )
+    )
+    assert sorted(r["device_settings"] for r in csv_rows) == [at_300, at_700]
+    # Runs without recorded settings (no GPU, or measured before they were recorded)
+    # are one group among themselves, named by their methods alone.
+    s2 = factories.experiment(owner, wl, status="succeeded")
+    factories.run(s2, 0, 0, hyperparameters={"learning_rate": 0.5, "epochs": 2})
+    rows = as_member.get("/compare/?workload=mnist").context["data"].rows
+    plain = [r for r in rows if r.hyperparameters["learning_rate"] == 0.5]
+    assert [(r.device_settings, r.measured_with) for r in plain] == [
+        ("", "GPU counter, CPU estimate")
     ]
 
 
@@ -343,6 +398,7 @@ def test_the_comparison_endpoint_is_in_the_openapi_schema(as_member):
     assert {"rows", "cannot_show", "parallel_runs_left_out", "intervals"} <= set(props)
     row = schema["components"]["schemas"]["ComparisonRowOut"]["properties"]
     assert {"slowdown", "energy_ratios", "parallel_over_solo", "verdict"} <= set(row)
+    assert "device_settings" in row
     # The figures and units the schema lists are the ones the server knows.
     assert set(get_args(FigureKey)) == {f.key for f in figures.FIGURES}
     assert set(get_args(UnitName)) == set(carbon.UNITS)

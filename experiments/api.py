@@ -444,7 +444,7 @@ def workload_comparison(
 
 @api.get(
     "/experiments/{code}/comparison",
-    response={200: ComparisonOut, 404: ErrorOut},
+    response=ComparisonOut,
     summary="Parallel against solo for an experiment's configurations (as its report shows)",
 )
 def experiment_comparison(

@@ -139,7 +139,9 @@ def test_the_same_configurations_in_the_other_mode_from_the_experiment_page(
     )
 
 
-def test_the_command_line_chooses_skipping_and_the_source(digits_workload, tmp_path, capsys):
+def test_the_command_line_chooses_skipping_and_the_source(
+    digits_workload, submitter, tmp_path, capsys
+):
     solo = services.experiment_submit(owner=None, spec=parse_experiment_text(FILE))
     _ran(solo)
     path = tmp_path / "sweep.yaml"

@@ -508,7 +508,10 @@ def compare_workload_cached(
     end = state["end"].timestamp() if state["end"] else 0
     asked = figure.key if figure else "auto"
     rule = "all" if include_partial else "good"
-    key = f"wattlab-compare-{workload.pk}-{asked}-{unit}-{rule}-{finished}-{state['last']}-{end}"
+    key = (
+        f"wattlab-compare-{CACHE_FORMAT}-{workload.pk}-{asked}-{unit}-{rule}-{finished}-"
+        f"{state['last']}-{end}"
+    )
     cached = cache.get(key)
     if isinstance(cached, CompareData):
         return cached
@@ -523,6 +526,11 @@ def compare_workload_cached(
     cache.put(key, data, timeout=COMPARE_CACHE_SECONDS)
     return data
 
+
+#: The shape of what is cached, in its key: raised when ``CompareData`` or the rows it
+#: holds change shape (the comparison's rewrite, its grouping by GPU settings), so a
+#: value an earlier version stored is never read as this one.
+CACHE_FORMAT = 2
 
 #: How long a comparison is kept. Its key names the data it was computed from (any run
 #: finishing, imported or deleted makes a new key), so it is never stale; the limit

@@ -94,7 +94,7 @@ bench: $(STAMP)
 
 # The team-scale page benchmark: 100,000 runs and 1,000,000 background runs in a
 # PostgreSQL database of its own (dropped and made anew each time), then the pages
-# under load on gunicorn.
+# under load on gunicorn, and a cold comparison of each workload.
 BENCH_PG := postgres://postgres@127.0.0.1:5432
 BENCH_DATABASE_URL := $(BENCH_PG)/wattlab_bench_history
 bench-web: $(STAMP)
@@ -102,6 +102,7 @@ bench-web: $(STAMP)
 	psql "$(BENCH_PG)/postgres" -c "CREATE DATABASE wattlab_bench_history"
 	DATABASE_URL=$(BENCH_DATABASE_URL) $(PY) bench/generate_history.py --runs 100000 --background 1000000
 	DATABASE_URL=$(BENCH_DATABASE_URL) $(PY) bench/bench_pages.py --clients 1 --repeats 60 --seconds 30
+	DATABASE_URL=$(BENCH_DATABASE_URL) $(PY) bench/bench_compare.py --repeats 5
 
 clean:
 	rm -rf var/broker var/scratch var/single-machine-tests

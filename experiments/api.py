@@ -21,7 +21,7 @@ from ninja.openapi.schema import OpenAPISchema
 from ninja.params.functions import Query
 from ninja.security import HttpBearer
 
-from experiments import selectors, services
+from experiments import figures, selectors, services, summary
 from experiments.api_schema import complete, docs_access
 from experiments.expfile import (
     MAX_TEXT_BYTES,
@@ -29,8 +29,15 @@ from experiments.expfile import (
     experiment_file_from_dict,
     parse_experiment_text,
 )
-from experiments.exports import clean_number, experiment_csv, experiment_document, slurm_fields
-from experiments.models import ApiToken, Experiment
+from experiments.exports import (
+    clean_number,
+    compare_document,
+    comparison_document,
+    experiment_csv,
+    experiment_document,
+    slurm_fields,
+)
+from experiments.models import ApiToken, Experiment, Workload
 from experiments.permissions import _get_experiment_for_user
 
 
@@ -284,3 +291,181 @@ def experiment_cancel(request: HttpRequest, code: str) -> dict[str, Any]:
     experiment = _get_experiment_for_user(request.user, code, manage=True)
     changed = services.experiment_cancel(experiment=experiment, by=request.user)
     return {"cancelled": changed, "status": experiment.status}
+
+
+# --- Comparisons: what sharing costs, the numbers of Compare, its CSV and the report --
+
+
+class RatioOut(Schema):
+    """A ratio of medians, parallel over solo, with its 95 % interval (null below the
+    runs it needs: 7 a side)."""
+
+    ratio: float | None = None
+    ci95_low: float | None = None
+    ci95_high: float | None = None
+
+
+class EnergyRatioOut(RatioOut):
+    label: str
+    method: str
+
+
+class VersusOut(RatioOut):
+    p_value: float | None = None
+    effect_size: float | None = None
+
+
+class SideOut(Schema):
+    """One mode of a row: its counted runs' median of the figure with the median's 95 %
+    interval (order statistics; null below 6 runs, when ``values`` lists them)."""
+
+    n: int
+    median: float | None
+    ci95_low: float | None
+    ci95_high: float | None
+    ci_coverage: float | None
+    min: float | None
+    max: float | None
+    values: list[float] | None
+    values_not_finite: int
+    duration_median_s: float | None
+    #: Parallel only: coverage (%) of the counted runs, and the runs left out.
+    coverage_median: float | None = None
+    coverage_min: float | None = None
+    left_out: int | None = None
+    left_out_coverage: list[float | None] | None = None
+    included_short_of_good: int | None = None
+
+
+class ComparisonRowOut(Schema):
+    configuration: dict[str, Any]
+    measured_with: str
+    methods: dict[str, str]
+    #: The GPUs' settings the row's runs share (model, power limit, application
+    #: clocks); runs at other settings are another row. Null where none were recorded.
+    device_settings: str | None
+    imported: bool
+    figure_method: str
+    figure_includes: str
+    #: Why this row's figure cannot show what sharing costs (null when it can).
+    cannot_tell: str | None
+    solo: SideOut
+    parallel: SideOut
+    #: The foreground's duration, parallel over solo.
+    slowdown: RatioOut | None
+    #: Each figure that can show what sharing costs, in joules, by figure key.
+    energy_ratios: dict[str, EnergyRatioOut]
+    parallel_over_solo: VersusOut | None
+    verdict: str | None
+    runs_needed_per_group: int | None
+    more_runs: dict[str, int] | None
+
+
+class FigureOut(Schema):
+    key: str
+    label: str
+    unit: str
+    includes: str
+    excludes: str
+
+
+class IntervalsOut(Schema):
+    median: str
+    ratio: str
+    median_min_runs: int
+    ratio_min_runs: int
+    precision: float
+
+
+class ComparisonOut(Schema):
+    workload: str
+    #: The experiment whose configurations the comparison is limited to (else null).
+    experiment: str | None
+    finished_runs: int | None
+    runs_with_figure: int | None
+    runs_lacking_figure: int | None
+    runs_not_finite: int | None
+    figure_methods: str
+    figure: FigureOut
+    coverage_rule: str
+    include_partial: bool
+    configurations: int
+    parallel_runs_left_out: int
+    left_out_coverage: list[float | None]
+    parallel_runs_short_of_good_included: int
+    values_not_finite: int
+    #: What the comparison cannot show and how to measure it (null when nothing).
+    cannot_show: str | None
+    sharing_cannot_show: str | None
+    intervals: IntervalsOut
+    rows: list[ComparisonRowOut]
+
+
+#: The figures and units the comparison endpoints take, as the schema lists them (a test
+#: holds them to experiments.figures.FIGURES and experiments.carbon.UNITS): anything
+#: else is a 422 from the schema's own validation.
+FigureKey = Literal["gpu", "gpu_foreground", "cpu", "dram", "total"]
+UnitName = Literal["J", "kWh", "kgCO2e", "cost"]
+
+
+def _figure(key: str | None) -> figures.EnergyFigure | None:
+    return figures.get(key) if key else None
+
+
+@api.get(
+    "/workloads/{name}/comparison",
+    response={200: ComparisonOut, 404: ErrorOut},
+    summary="Parallel against solo for a workload: what sharing costs (as Compare shows it)",
+)
+def workload_comparison(
+    request: HttpRequest,
+    name: str,
+    figure: FigureKey | None = None,
+    unit: UnitName = "J",
+    coverage: Literal["good", "all"] = "good",
+) -> dict[str, Any]:
+    """Every configuration of the workload (Compare lists the 50 measured most, its CSV
+    all): each mode's median of the figure with its 95 % interval, the slowdown, the
+    energy ratios that can show what sharing costs, the verdict, and the parallel runs
+    left out for their coverage (``coverage=all`` counts them, marked)."""
+    # PostgreSQL refuses NUL in a query: such a name is simply not found.
+    workload = None if "\x00" in name else Workload.objects.filter(name=name).first()
+    if workload is None:
+        raise Http404(f"No workload named {name[:60]!r}.")
+    data = selectors.compare_workload(
+        workload=workload,
+        figure=_figure(figure),
+        unit=unit,
+        row_limit=10**9,
+        include_partial=coverage == "all",
+    )
+    return compare_document(data)
+
+
+@api.get(
+    "/experiments/{code}/comparison",
+    response=ComparisonOut,
+    summary="Parallel against solo for an experiment's configurations (as its report shows)",
+)
+def experiment_comparison(
+    request: HttpRequest,
+    code: str,
+    figure: FigureKey | None = None,
+    coverage: Literal["good", "all"] = "good",
+) -> dict[str, Any]:
+    """The experiment's configurations, from every finished run of them in either mode
+    (its report's comparison), on the figure asked for or the best its runs have."""
+    experiment = _get_experiment_for_user(request.user, code, queryset=_QS)
+    chosen = _figure(figure) or summary.best_figure(experiment)
+    table = selectors.configurations_table(
+        workload=experiment.foreground_workload,
+        figure=chosen,
+        hyperparameters=selectors.experiment_configurations(experiment),
+        include_partial=coverage == "all",
+    )
+    return comparison_document(
+        workload=experiment.foreground_workload.name,
+        table=table,
+        methods="",
+        experiment=str(experiment.code),
+    )

@@ -107,7 +107,11 @@ def complete(schema: dict[str, Any]) -> dict[str, Any]:
         for method, operation in item.items():
             if not isinstance(operation, dict) or "responses" not in operation:
                 continue
-            answers = operation["responses"]
+            # Statuses an operation declares come as numbers: as text, so that a shared
+            # answer it declares itself is not added a second time (a JSON object with
+            # "404" twice, which the docs page refuses to read).
+            answers = {str(status): answer for status, answer in operation["responses"].items()}
+            operation["responses"] = answers
             wanted = []
             if operation.get("security"):
                 wanted.append("401")

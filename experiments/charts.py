@@ -515,8 +515,10 @@ class RangeBar:
     low: float
     high: float
     n: int
-    #: What the whisker is ("min–max", "bootstrap 95 % CI"), for the tooltip.
+    #: What the whisker is ("min–max", "95 % interval"), for the tooltip.
     interval: str = "range"
+    #: A group too small for an interval: its values, drawn as dots instead of a whisker.
+    values: tuple[float, ...] = ()
 
 
 def range_chart(
@@ -535,6 +537,7 @@ def range_chart(
             _clamp(b.high),
             b.n,
             b.interval,
+            tuple(_clamp(v) for v in b.values),
         )
         for b in bars
     ]
@@ -542,8 +545,10 @@ def range_chart(
     series = list(dict.fromkeys(b.series for b in bars))
     colors = _colors(series)
     f = _Frame(width, height)
-    top = max(max(b.high, b.median) for b in bars)
-    y_ticks = padded_ticks(min(0.0, min(b.low for b in bars)), top, floor=0.0)
+    # The axis holds every point drawn: medians, whiskers and a small group's values.
+    top = max(max((b.high, b.median, *b.values)) for b in bars)
+    bottom = min(min((b.low, *b.values)) for b in bars)
+    y_ticks = padded_ticks(min(0.0, bottom), top, floor=0.0)
     f.y0, f.y1 = y_ticks[0], y_ticks[-1]
     keys = [_Key(s, colors[s]) for s in series]
     rows = _axes(f, "", y_label, x_ticks=[], y_ticks=y_ticks, legend=keys)
@@ -564,16 +569,28 @@ def range_chart(
             x = cx + (si - len(series) / 2) * bar_w
             y = f.sy(b.median)
             base = f.sy(max(f.y0, 0.0))
-            tip = (
-                f"{s}: median {_fmt(b.median)} {y_label}, "
-                f"{b.interval} {_fmt(b.low)}–{_fmt(b.high)}, n={b.n}"
-            )
+            if b.values:
+                shown = ", ".join(_fmt(v) for v in b.values)
+                tip = f"{s}: median {_fmt(b.median)} {y_label}, {b.interval}: {shown}, n={b.n}"
+            else:
+                tip = (
+                    f"{s}: median {_fmt(b.median)} {y_label}, "
+                    f"{b.interval} {_fmt(b.low)}–{_fmt(b.high)}, n={b.n}"
+                )
             f.parts.append(
                 f'<rect class="bar" x="{x:.1f}" y="{min(y, base - 0.5):.1f}" '
                 f'width="{bar_w - 2:.1f}" height="{max(base - y, 0.5):.1f}" '
                 f'fill="{colors[s]}" fill-opacity="0.8"><title>{escape(tip)}</title></rect>'
             )
             wx = x + (bar_w - 2) / 2
+            if b.values:
+                for v in b.values:
+                    f.parts.append(
+                        f'<circle class="value" cx="{wx:.1f}" cy="{f.sy(v):.1f}" r="3" '
+                        'fill="#0f172a" stroke="#fff">'
+                        f"<title>{escape(f'{s}: {_fmt(v)}')}</title></circle>"
+                    )
+                continue
             f.parts.append(
                 f'<line class="whisker" x1="{wx:.1f}" x2="{wx:.1f}" y1="{f.sy(b.low):.1f}" '
                 f'y2="{f.sy(b.high):.1f}"/>'

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import reprlib
+import uuid
 from collections import Counter
 from typing import Annotated, Any, Literal
 
@@ -151,6 +152,23 @@ class ExperimentFile(_Strict):
     target: str = "any"
     strategy: Literal["together", "one_at_a_time"] = "together"
     slurm: SlurmSpec | None = None
+    #: Draw only configurations this workload has not run (or queued) in this mode. Off
+    #: by default: the same file then gives the same configurations whatever the
+    #: history holds (a solo file and a parallel file with the same draw pair).
+    skip_configurations_run: bool = False
+    #: Run the configurations of another experiment (its code) exactly, instead of
+    #: drawing them: parallel against solo by design.
+    configurations_from: str | None = Field(default=None, max_length=36)
+
+    @field_validator("configurations_from")
+    @classmethod
+    def _code_shape(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return str(uuid.UUID(value))
+        except ValueError:
+            raise ValueError("must be an experiment's code (a UUID)") from None
 
     @field_validator("target")
     @classmethod

@@ -1,4 +1,5 @@
-"""The Wattlab JSON document of an experiment (``submit --json``, ``export``) and CSV.
+"""The Wattlab JSON document of an experiment (``submit --json``, ``export``) and CSV,
+and a comparison's (Compare's CSV, the API's comparison).
 
 Every energy figure carries its method; a figure that could not be measured is null
 with method "unavailable", never 0.
@@ -13,9 +14,11 @@ from typing import Any
 
 from core.contract import METHOD_INFO
 from core.runlabel import label_of
-from experiments import carbon
+from experiments import carbon, comparison
+from experiments.comparison import Table
 from experiments.figures import FIGURES
 from experiments.models import Experiment, Run
+from experiments.selectors.compare import CompareData, methods_text
 
 
 def _iso(value: Any) -> str | None:
@@ -278,4 +281,144 @@ def experiment_csv(experiment: Experiment) -> str:
                 }
             )
         )
+    return out.getvalue()
+
+
+# --- Comparisons (Compare's CSV, the API's comparison) --------------------------------
+
+
+def comparison_document(
+    *,
+    workload: str,
+    table: Table,
+    methods: str,
+    finished_runs: int | None = None,
+    runs_with_figure: int | None = None,
+    runs_not_finite: int | None = None,
+    experiment: str | None = None,
+) -> dict[str, Any]:
+    """A comparison as JSON: the selection (workload, and the experiment whose
+    configurations it is limited to), its counts, then ``comparison.document``."""
+    lacking = None
+    if not methods:
+        methods = methods_text(table.figure, table.methods)
+    if finished_runs is not None and runs_with_figure is not None:
+        lacking = finished_runs - runs_with_figure
+    doc = comparison.document(table)
+    return {
+        "workload": workload,
+        "experiment": experiment,
+        "finished_runs": finished_runs,
+        "runs_with_figure": runs_with_figure,
+        "runs_lacking_figure": lacking,
+        "runs_not_finite": runs_not_finite,
+        "figure_methods": methods,
+        **doc,
+    }
+
+
+def compare_document(data: CompareData) -> dict[str, Any]:
+    """The comparison Compare shows for a workload, as its CSV and the API give it."""
+    return comparison_document(
+        workload=data.workload.name,
+        table=data.table,
+        methods=data.methods_text,
+        finished_runs=data.finished_runs,
+        runs_with_figure=data.total_runs,
+        runs_not_finite=data.not_finite,
+    )
+
+
+def _ratio_cells(prefix: str, ratio: dict[str, Any] | None) -> dict[str, Any]:
+    ratio = ratio or {}
+    return {
+        prefix: ratio.get("ratio"),
+        f"{prefix}_ci95_low": ratio.get("ci95_low"),
+        f"{prefix}_ci95_high": ratio.get("ci95_high"),
+    }
+
+
+def _side_cells(mode: str, unit: str, side: dict[str, Any]) -> dict[str, Any]:
+    cells = {
+        f"{mode}_n": side["n"],
+        f"{mode}_median_{unit}": side["median"],
+        f"{mode}_ci95_low_{unit}": side["ci95_low"],
+        f"{mode}_ci95_high_{unit}": side["ci95_high"],
+        f"{mode}_ci_coverage": side["ci_coverage"],
+        f"{mode}_min_{unit}": side["min"],
+        f"{mode}_max_{unit}": side["max"],
+        f"{mode}_values_{unit}": " ".join(repr(v) for v in side["values"] or []),
+        f"{mode}_duration_median_s": side["duration_median_s"],
+    }
+    if mode == "parallel":
+        cells.update(
+            {
+                "parallel_coverage_median": side["coverage_median"],
+                "parallel_coverage_min": side["coverage_min"],
+                "parallel_left_out": side["left_out"],
+                "parallel_left_out_coverage": " ".join(
+                    "null" if c is None else repr(c) for c in side["left_out_coverage"]
+                ),
+                "parallel_included_short_of_good": side["included_short_of_good"],
+            }
+        )
+    return cells
+
+
+def comparison_csv(doc: dict[str, Any]) -> str:
+    """One row per configuration of ``comparison_document``; what the selection is (the
+    figure, its methods, the coverage rule, the interval methods, what was left out) is
+    in columns of every row, so the file reads as it is in pandas or a spreadsheet: the
+    first line is the header."""
+    import json
+
+    unit = str(doc["figure"]["unit"]).lower()
+    sharing = [f.key for f in comparison.SHARING_FIGURES]
+    rows = []
+    for row in doc["rows"]:
+        versus = row["parallel_over_solo"] or {}
+        cells: dict[str, Any] = {
+            "workload": doc["workload"],
+            "figure": doc["figure"]["key"],
+            "figure_label": doc["figure"]["label"],
+            "unit": doc["figure"]["unit"],
+            "configuration": json.dumps(row["configuration"], sort_keys=True),
+            "measured_with": row["measured_with"],
+            "device_settings": row["device_settings"],
+            "imported": row["imported"],
+            **_side_cells("solo", unit, row["solo"]),
+            **_side_cells("parallel", unit, row["parallel"]),
+            **_ratio_cells("slowdown", row["slowdown"]),
+        }
+        for key in sharing:
+            cells.update(_ratio_cells(f"energy_ratio_{key}", row["energy_ratios"].get(key)))
+        cells.update(
+            {
+                **_ratio_cells("parallel_over_solo", versus),
+                "mann_whitney_p": versus.get("p_value"),
+                "effect_size_rank_biserial": versus.get("effect_size"),
+                "verdict": row["verdict"],
+                "runs_needed_per_group": row["runs_needed_per_group"],
+                "cannot_tell": row["cannot_tell"],
+                "cannot_show": doc["cannot_show"],
+                "figure_includes": row["figure_includes"],
+                "figure_excludes": doc["figure"]["excludes"],
+                "figure_methods": doc["figure_methods"],
+                "coverage_rule": doc["coverage_rule"],
+                "parallel_runs_left_out_in_all": doc["parallel_runs_left_out"],
+                "finished_runs": doc["finished_runs"],
+                "runs_with_figure": doc["runs_with_figure"],
+                "runs_lacking_figure": doc["runs_lacking_figure"],
+                "runs_not_finite": doc["runs_not_finite"],
+                "median_interval": doc["intervals"]["median"],
+                "ratio_interval": doc["intervals"]["ratio"],
+            }
+        )
+        rows.append(cells)
+    out = io.StringIO()
+    fields = list(rows[0]) if rows else ["workload", "figure", "configuration"]
+    writer = csv.DictWriter(out, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    for cells in rows:
+        writer.writerow(csv_row(cells))
     return out.getvalue()

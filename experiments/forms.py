@@ -35,6 +35,7 @@ _PATH_TO_FIELD = {
     "timeout": "timeout",
     "max_retries": "max_retries",
     "strategy": "strategy",
+    "skip_configurations_run": "skip_configurations_run",
     "target": "target",
     "background": "bg_workload",
     "background.workload": "bg_workload",
@@ -180,6 +181,13 @@ class ExperimentForm(forms.Form):
         initial=1,
         help_text="How many different configurations to run "
         "(mutated ones when you tick parameters).",
+    )
+    skip_configurations_run = forms.BooleanField(
+        required=False,
+        label="Skip configurations already run in this mode",
+        help_text="Off: the same settings and seed give the same configurations whatever "
+        "was run before (so a solo and a parallel experiment pair). On: draw only "
+        "configurations this workload has not run in this mode.",
     )
     runs_per_config = forms.IntegerField(
         min_value=1,
@@ -346,6 +354,8 @@ class ExperimentForm(forms.Form):
         }
         if data.get("seed") is not None:
             spec["seed"] = data["seed"]
+        if data.get("skip_configurations_run"):
+            spec["skip_configurations_run"] = True
         slurm = {
             key: data.get(f"slurm_{key}")
             for key in ("account", "gpus", "time_limit")

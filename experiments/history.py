@@ -1,7 +1,9 @@
-"""What a workload has already run: the dedup history that mutation plans avoid."""
+"""What a workload has already run: how often each configuration was measured (the
+preview says it), and the configurations a file that skips them avoids."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping
 
 from experiments.models import Experiment, Run, Workload
@@ -36,31 +38,49 @@ def full_configuration(space: list[Param], values: Mapping[str, object]) -> dict
     return config
 
 
+def configuration_key(space: list[Param], values: Mapping[str, object]) -> str:
+    """The ``config_key`` of a configuration, its defaults filled in."""
+    return config_key(full_configuration(space, values), space or None)
+
+
 def configuration_keys(space: list[Param], configs: Iterable[Mapping[str, object]]) -> set[str]:
-    return {config_key(full_configuration(space, c), space or None) for c in configs}
+    return {configuration_key(space, c) for c in configs}
 
 
-def seen_configuration_keys(*, workload: Workload, mode: str) -> set[str]:
-    """``config_key``s of every configuration this workload ran (or has queued) in
-    ``mode``; parallel and solo are separate histories. Imported runs count."""
-    space = _space_of(workload)
+def configuration_counts(
+    *, workload: Workload, mode: str, space: list[Param] | None = None
+) -> Counter[str]:
+    """How many runs of each configuration (by ``config_key``) this workload measured,
+    is measuring or has queued in ``mode``; parallel and solo are separate histories.
+    Imported runs count. ``space``: the workload's, parsed by the caller (it is parsed
+    here otherwise)."""
+    space = _space_of(workload) if space is None else space
     runs = (
         Run.objects.filter(experiment__foreground_workload=workload, experiment__mode=mode)
         .exclude(status__in=_NOT_MEASURED)
         .values_list("hyperparameters", flat=True)
     )
+    counts: Counter[str] = Counter(configuration_key(space, hp) for hp in runs)
     # Configurations planned by experiments still queued or running, whose runs may
-    # not all exist yet, are taken too: two submissions must not pick the same one.
+    # not all exist yet, are taken too: two submissions that skip what was run must not
+    # pick the same one.
     plans = Experiment.objects.filter(
         foreground_workload=workload, mode=mode, status__in=Experiment.ACTIVE_STATUSES
     ).values_list("plan", flat=True)
-    planned = [
-        entry["hyperparameters"]
-        for plan in plans
-        for entry in plan or []
-        if isinstance(entry, dict) and isinstance(entry.get("hyperparameters"), dict)
-    ]
-    return configuration_keys(space, [*runs, *planned])
+    for plan in plans:
+        for entry in plan or []:
+            if isinstance(entry, dict) and isinstance(entry.get("hyperparameters"), dict):
+                key = configuration_key(space, entry["hyperparameters"])
+                counts[key] = max(counts[key], 1)
+    return counts
+
+
+def seen_configuration_keys(
+    *, workload: Workload, mode: str, space: list[Param] | None = None
+) -> set[str]:
+    """``config_key``s of every configuration this workload ran (or has queued) in
+    ``mode``: what ``skip_configurations_run`` skips."""
+    return set(configuration_counts(workload=workload, mode=mode, space=space))
 
 
 def typical_run_seconds(*, workload: Workload, mode: str) -> tuple[float, int] | None:

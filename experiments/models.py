@@ -274,6 +274,9 @@ class Experiment(models.Model):
 
     #: Not stored: why the message could not be sent at submit ("" = sent or not tried).
     queue_error: str = ""
+    #: Not stored: what the submission was told but not refused for (key path ->
+    #: messages), said once by the command line.
+    notes: dict[str, list[str]] = {}  # noqa: RUF012 - replaced, never mutated
 
     def __str__(self) -> str:
         return f"{self.name} ({self.code})"
@@ -414,8 +417,9 @@ class Run(models.Model):
         ]
         indexes = [
             # Covering: the compare page's per-workload checks (its cache key, how many
-            # runs have each figure, the figures' methods) and its configurations query
-            # (hyperparameters, imported) read only the index, not the runs' wide rows
+            # runs have each figure, the figures' methods) and its runs query
+            # (hyperparameters, imported, every method and the GPU settings it groups
+            # by, duration and coverage) read only the index, not the runs' wide rows
             # (traces, logs). PostgreSQL only; elsewhere the plain index.
             models.Index(
                 fields=["experiment", "status"],
@@ -427,10 +431,15 @@ class Run(models.Model):
                     "cpu_energy_j",
                     "dram_energy_j",
                     "gpu_method",
+                    "gpu_foreground_method",
                     "cpu_method",
                     "dram_method",
                     "hyperparameters",
                     "imported",
+                    "duration_s",
+                    "coverage_percent",
+                    "coverage_verdict",
+                    "device_settings_key",
                 ],
                 name="run_experiment_status_cover",
             ),

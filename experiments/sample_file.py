@@ -52,6 +52,9 @@ def sample_experiment_file(workloads: Sequence[Any]) -> str:
             f"  mutate: [{mutate}]     # drawn from its range; others keep their defaults",
             "strategy: together      # or one_at_a_time",
             f"configurations: {CONFIGURATIONS}",
+            "seed: 7                 # the same file, the same configurations",
+            "# skip_configurations_run: true   # draw only ones not run yet in this mode",
+            "# configurations_from: CODE       # or run another experiment's, exactly",
         ]
     else:
         lines.append("configurations: 1")

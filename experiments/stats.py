@@ -1,28 +1,44 @@
-"""Statistics for comparing the energy of two groups of runs (parallel against solo, or
-any two groups), and trends of energy against a hyperparameter. Pure: no Django, so the
-command line (``submit --wait``), the pages and the report share one implementation.
+"""Statistics for comparing two groups of runs (parallel against solo, or any two
+groups), and trends of energy against a hyperparameter. Pure: no Django, so the command
+line (``submit --wait``), the pages, the report and the API share one implementation.
 
-The maths is SciPy's (``bootstrap``, ``mannwhitneyu``, ``linregress``), not ours; this
-module only chooses the settings and turns the results into what a reviewer reads:
+The maths is SciPy's (``binom``, ``mannwhitneyu``, ``linregress``); this module chooses
+the methods and turns the results into what a reviewer reads. The methods, said in every
+legend (``MEDIAN_METHOD``, ``RATIO_METHOD``):
 
-- each group: median with a percentile-bootstrap 95 % confidence interval;
-- the ratio of medians (a over b) with its bootstrap 95 % interval, both groups
-  resampled independently;
-- Mann-Whitney U (two-sided; exact for small samples without ties) and its effect
-  size, the rank-biserial correlation (-1..1, positive when a tends to be larger);
-- below ``MIN_RUNS`` per group no verdict, but "too few runs" with how many more runs
-  per group would bring the ratio's interval to +-``PRECISION``.
+- each group: the median with its **order-statistic (binomial) 95 % interval**
+  ``[x(j), x(n+1-j)]``, the widest ``j`` whose coverage ``P(j <= B <= n-j)``,
+  ``B ~ Binomial(n, 1/2)``, is still at least 95 %. Distribution-free (energies and
+  durations are skewed), its coverage is exact, not an approximation, and ties only make
+  it conservative. It exists from ``MIN_INTERVAL_RUNS`` = 6 runs (coverage 96.9 %,
+  the range of the 6 values); below that no interval is shown, only the values: a
+  percentile bootstrap of 3 runs gives their range and calls it 95 % (it covers 75 %).
+- a ratio of medians (a over b: parallel over solo, of energy or of duration): each
+  median's 97.5 % order-statistic interval, and the ratio's interval is the range of
+  their quotient, ``[low_a / high_b, high_a / low_b]``. Both medians lie in their
+  intervals together with probability at least 1 - 2.5 % - 2.5 % (Bonferroni), so the
+  ratio's interval covers at least 95 % whatever the distributions: conservative, exact
+  as a bound, and the same kind of interval as each median's. It exists from
+  ``MIN_RUNS`` = 7 runs a side (the first n whose interval reaches 97.5 %).
+- Mann-Whitney U (two-sided; exact for small samples without ties) and its effect size,
+  the rank-biserial correlation (-1..1, positive when a tends to be larger);
+- a verdict only when the ratio has its interval (``MIN_RUNS`` a side); below that "too
+  few runs", with how many runs per group one stated formula asks for
+  (``runs_needed``).
 
-Bootstrap resampling uses a fixed seed, so a page shows the same interval every time
-it is drawn from the same runs.
+Non-finite values (an edited or corrupt figure) never reach the maths: they are left out
+and counted (``GroupSummary.not_finite``), and a result that overflows is None, never an
+exception.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -45,26 +61,192 @@ def __getattr__(name: str) -> Any:
 
 
 CONFIDENCE = 0.95
-#: Below this many runs in either group there is no verdict. With 4 against 4 the
-#: smallest two-sided Mann-Whitney p is 0.029, with 3 against 3 it is 0.1: the test
-#: cannot speak at all under 4, and 5 leaves it some room.
-MIN_RUNS = 5
-#: The precision "how many more runs" aims at: the ratio's 95 % interval within
-#: +-5 % of the ratio (half-width over ratio).
+#: Each median's interval inside a ratio's (Bonferroni: two at 97.5 % hold together
+#: with probability at least 95 %).
+RATIO_EACH = 1 - (1 - CONFIDENCE) / 2
+#: The precision "runs needed" aims at: the ratio's 95 % interval within +-5 % of the
+#: ratio (half-width over ratio).
 PRECISION = 0.05
 ALPHA = 0.05
-N_RESAMPLES = 2000
-SEED = 20261130
+
+MEDIAN_METHOD = "order-statistic (binomial) 95 % interval of the median"
+RATIO_METHOD = (
+    "ratio of medians; its interval is the range of the quotient of the two medians' "
+    "97.5 % order-statistic intervals (at least 95 % by Bonferroni)"
+)
+
+
+@functools.lru_cache(maxsize=4096)
+def order_ranks(n: int, confidence: float = CONFIDENCE) -> tuple[int, float] | None:
+    """(j, coverage) of the narrowest symmetric order-statistic interval of the median
+    ``[x(j), x(n+1-j)]`` (1-based ranks) whose exact coverage is at least
+    ``confidence``; None when even the range of n values falls short."""
+    if n < 1:
+        return None
+    cdf = _sps().binom.cdf(np.arange(n + 1), n, 0.5)
+    j = np.arange(1, n // 2 + 1)
+    # P(j <= B <= n - j) = F(n - j) - F(j - 1), falling as j grows.
+    cover = cdf[n - j] - cdf[j - 1]
+    reached = np.flatnonzero(cover >= confidence)
+    if reached.size == 0:
+        return None
+    best = int(reached[-1])
+    return best + 1, float(cover[best])
+
+
+def min_runs_for(confidence: float) -> int:
+    """The fewest values whose order-statistic interval reaches ``confidence``."""
+    n = 1
+    while order_ranks(n, confidence) is None:
+        n += 1
+    return n
+
+
+#: The fewest runs for a median's 95 % interval (coverage 96.9 %): ``min_runs_for(
+#: CONFIDENCE)``, written out so that importing this module does not import SciPy
+#: (tests/experiments/test_stats.py checks the two agree).
+MIN_INTERVAL_RUNS = 6
+#: The fewest runs a side for the ratio's interval, and so for a verdict:
+#: ``min_runs_for(RATIO_EACH)``, written out likewise.
+MIN_RUNS = 7
+#: The normal quantile of each median's 97.5 % interval (2.24), for ``runs_needed``.
+_Z_EACH = NormalDist().inv_cdf(1 - (1 - RATIO_EACH) / 2)
+
+
+def format_p(p: float | None) -> str:
+    """p with two significant figures ("p = 0.18", "p = 1.0"), "p < 0.001" below that."""
+    if p is None or not math.isfinite(p):
+        return "p not computed"
+    if p < 0.001:
+        return "p < 0.001"
+    return f"p = {p:#.2g}"
+
+
+def finite(values: Sequence[float | None]) -> tuple[list[float], int]:
+    """(the finite values in order, how many were not finite). None is not a value and
+    is not counted: a figure that was not measured is said elsewhere."""
+    present = np.asarray([v for v in values if v is not None], dtype=float)
+    ok = np.isfinite(present)
+    kept: list[float] = present[ok].tolist()
+    return kept, int(present.size - len(kept))
+
+
+def _finite_or_none(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def _median_sorted(x: Sequence[float]) -> float:
+    """The median of sorted values without the overflow of (a + b) / 2 near the float
+    maximum."""
+    n = len(x)
+    mid = n // 2
+    if n % 2:
+        return float(x[mid])
+    return float(x[mid - 1]) / 2 + float(x[mid]) / 2
 
 
 @dataclass(frozen=True)
 class GroupSummary:
-    """Median of one group with its bootstrap interval (None below two values)."""
+    """One group's median, its order-statistic interval (None below
+    ``MIN_INTERVAL_RUNS``) with the interval's exact coverage, range, and the values
+    themselves (sorted) for a group too small for an interval."""
 
     n: int
     median: float | None
-    low: float | None
-    high: float | None
+    low: float | None = None
+    high: float | None = None
+    #: The interval's exact coverage (0.969 for 6 runs); None without an interval.
+    coverage: float | None = None
+    min: float | None = None
+    max: float | None = None
+    values: tuple[float, ...] = field(default=(), repr=False)
+    #: Values left out because they were not finite numbers.
+    not_finite: int = 0
+    # ``values``: kept only for a group too small for an interval (it is shown instead),
+    # so a summary stays small whatever the number of runs.
+
+    @property
+    def too_few(self) -> bool:
+        """A group with values but too few of them for a 95 % interval."""
+        return 0 < self.n < MIN_INTERVAL_RUNS
+
+
+def summarise(values: Sequence[float | None], confidence: float = CONFIDENCE) -> GroupSummary:
+    """Median, order-statistic interval at ``confidence`` and range of the finite values."""
+    kept, dropped = finite(values)
+    if not kept:
+        return GroupSummary(0, None, not_finite=dropped)
+    x = np.sort(np.asarray(kept)).tolist()
+    n = len(x)
+    ranks = order_ranks(n, confidence)
+    low = high = cover = None
+    if ranks is not None:
+        j, cover = ranks
+        low, high = x[j - 1], x[n - j]
+    return GroupSummary(
+        n=n,
+        median=_median_sorted(x),
+        low=low,
+        high=high,
+        coverage=cover,
+        min=x[0],
+        max=x[-1],
+        values=tuple(x) if n < MIN_INTERVAL_RUNS else (),
+        not_finite=dropped,
+    )
+
+
+def ratio_interval(a: Sequence[float], b: Sequence[float]) -> tuple[float, float] | None:
+    """The 95 % interval of median(a) / median(b) (see the module docstring): None below
+    ``MIN_RUNS`` a side, or where b's interval reaches zero (or below)."""
+    sa, sb = summarise(a, RATIO_EACH), summarise(b, RATIO_EACH)
+    if sa.low is None or sa.high is None or sb.low is None or sb.high is None:
+        return None
+    if sb.low <= 0 or sa.low < 0:
+        return None
+    with np.errstate(all="ignore"):
+        low, high = sa.low / sb.high, sa.high / sb.low
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return None
+    return low, high
+
+
+def runs_needed(a: Sequence[float], b: Sequence[float], precision: float = PRECISION) -> int | None:
+    """Runs per group for the ratio's interval to reach +-``precision``, by one formula:
+
+        n = ceil((z * sqrt(pi / 2) * 2 * c / precision) ** 2), at least MIN_RUNS
+
+    where ``sqrt(pi / 2) * s / sqrt(n)`` is the standard error of a median (normal
+    approximation), z = 2.24 each median's 97.5 % quantile (the ratio's interval adds
+    the two medians' relative half-widths), and ``c`` the pooled coefficient of
+    variation of both groups, ``c**2 = sum((n_i - 1) * (s_i / m_i)**2) / sum(n_i - 1)``.
+    Pooling both groups' spreads keeps the estimate steady at small n (tests/experiments/
+    test_stats.py simulates it). None when it cannot be estimated: no group with two
+    values, a median at or below zero, or a spread that overflows."""
+    pooled = 0.0
+    dof = 0
+    for values in (a, b):
+        kept, _dropped = finite(values)
+        if len(kept) < 2:
+            continue
+        x = np.asarray(kept)
+        m = _median_sorted(sorted(kept))
+        if m <= 0:
+            return None
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            s = float(np.std(x, ddof=1))
+        if not math.isfinite(s):
+            return None
+        pooled += (len(kept) - 1) * (s / m) ** 2
+        dof += len(kept) - 1
+    if dof == 0:
+        return None
+    c = math.sqrt(pooled / dof)
+    n = (_Z_EACH * math.sqrt(math.pi / 2) * 2 * c / precision) ** 2
+    if not math.isfinite(n):
+        return None
+    return max(MIN_RUNS, math.ceil(n))
 
 
 @dataclass(frozen=True)
@@ -80,12 +262,24 @@ class Comparison:
     u_statistic: float | None
     #: Rank-biserial correlation: P(a > b) - P(a < b) over all pairs.
     effect_size: float | None
+    #: Both groups have MIN_RUNS and the ratio has its interval: a verdict is given.
     enough: bool
-    #: Runs to add to each group for the ratio's interval to reach +-PRECISION
-    #: (0 when it is there already; an estimate, see ``more_runs_needed``).
-    more_needed: int
+    #: Runs per group the formula asks for (``runs_needed``); None: cannot estimate.
+    runs_needed: int | None
     precision: float = PRECISION
     min_runs: int = MIN_RUNS
+
+    @property
+    def more_needed(self) -> int:
+        """Runs to add to the smaller group: to ``runs_needed`` where it is estimated,
+        else to the ``MIN_RUNS`` a verdict needs."""
+        target = self.runs_needed if self.runs_needed is not None else self.min_runs
+        return max(target - min(self.a.n, self.b.n), 0)
+
+    def more_for(self, n: int) -> int:
+        """Runs to add to a group of ``n`` (each side is topped up on its own)."""
+        target = self.runs_needed if self.runs_needed is not None else self.min_runs
+        return max(target - n, 0)
 
     @property
     def significant(self) -> bool:
@@ -100,32 +294,83 @@ class Comparison:
             return None
         return (self.ratio_high - self.ratio_low) / 2 / self.ratio
 
-    def verdict(self, a_name: str = "a", b_name: str = "b") -> str:
+    def more_text(self) -> str:
+        if self.runs_needed is None:
+            return (
+                f"at least {self.more_needed} more per group for a verdict "
+                "(the spread cannot be estimated yet)"
+            )
+        return f"about {self.more_needed} more per group for a ±{self.precision * 100:g} % interval"
+
+    def verdict(self, a_name: str = "a", b_name: str = "b", quantity: str = "energy") -> str:
         """One line a reviewer can read; never a verdict below MIN_RUNS."""
         if not self.enough:
             return (
                 f"too few runs ({self.a.n} {a_name}, {self.b.n} {b_name}; a verdict needs "
-                f"{self.min_runs} each): about {self.more_needed} more per group for a "
-                f"±{self.precision:.0%} interval on the ratio"
+                f"{self.min_runs} each): {self.more_text()} on the ratio"
             )
-        assert self.ratio is not None and self.p_value is not None
+        assert self.ratio is not None and self.ratio_low is not None
+        assert self.ratio_high is not None
+        interval = f"95 % CI ×{self.ratio_low:.3f}–×{self.ratio_high:.3f}"
         if self.significant:
             direction = "more" if self.ratio > 1 else "less"
             line = (
-                f"{a_name} uses {direction} energy than {b_name}: "
-                f"×{self.ratio:.3f}, p = {self.p_value:.2g}"
+                f"{a_name} uses {direction} {quantity} than {b_name}: "
+                f"×{self.ratio:.3f} ({interval}), {format_p(self.p_value)}"
             )
         else:
             line = (
                 f"no significant difference between {a_name} and {b_name} "
-                f"(×{self.ratio:.3f}, p = {self.p_value:.2g})"
+                f"(×{self.ratio:.3f}, {interval}, {format_p(self.p_value)})"
             )
         if self.more_needed:
-            line += (
-                f"; about {self.more_needed} more runs per group for a "
-                f"±{self.precision:.0%} interval on the ratio"
-            )
+            line += f"; {self.more_text()} on the ratio"
         return line
+
+
+def compare(
+    a: Sequence[float | None], b: Sequence[float | None], *, test: bool = True
+) -> Comparison:
+    """Group a against group b: medians with intervals, ratio a/b with its interval,
+    Mann-Whitney U (``test``: a ratio shown without a verdict needs none), and the runs
+    the formula asks for."""
+    sa, sb = summarise(a), summarise(b)
+    x, _ = finite(a)
+    y, _ = finite(b)
+    ratio = None
+    if sa.median is not None and sb.median:
+        with np.errstate(all="ignore"):
+            ratio = _finite_or_none(sa.median / sb.median)
+    interval = ratio_interval(x, y)
+    ratio_low, ratio_high = interval if interval is not None else (None, None)
+    p_value = u_stat = effect = None
+    if x and y and test:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res = _sps().mannwhitneyu(x, y, alternative="two-sided", method="auto")
+        u_stat = _finite_or_none(float(res.statistic))
+        p_value = _finite_or_none(float(res.pvalue))
+        if u_stat is not None:
+            effect = 2.0 * u_stat / (len(x) * len(y)) - 1.0
+    enough = bool(
+        len(x) >= MIN_RUNS
+        and len(y) >= MIN_RUNS
+        and ratio is not None
+        and interval is not None
+        and (p_value is not None or not test)
+    )
+    return Comparison(
+        a=sa,
+        b=sb,
+        ratio=ratio,
+        ratio_low=ratio_low,
+        ratio_high=ratio_high,
+        p_value=p_value,
+        u_statistic=u_stat,
+        effect_size=effect,
+        enough=enough,
+        runs_needed=runs_needed(x, y),
+    )
 
 
 @dataclass(frozen=True)
@@ -150,154 +395,8 @@ class Trend:
         return (
             f"{self.slope:+.4g} {unit} {per} "
             f"(95 % CI {self.slope_low:+.4g} to {self.slope_high:+.4g}; "
-            f"r = {self.r:.2f}, p = {self.p_value:.2g}, n = {self.n})"
+            f"r = {self.r:.2f}, {format_p(self.p_value)}, n = {self.n})"
         )
-
-
-def _clean(values: Sequence[float]) -> np.ndarray:
-    arr = np.asarray([float(v) for v in values if v is not None], dtype=float)
-    kept: np.ndarray = arr[np.isfinite(arr)]
-    return kept
-
-
-def _median(x: np.ndarray, axis: int = -1) -> np.ndarray:
-    return np.asarray(np.median(x, axis=axis))
-
-
-def _ratio_of_medians(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
-    return np.asarray(np.median(x, axis=axis) / np.median(y, axis=axis))
-
-
-def _bootstrap(data: tuple[np.ndarray, ...], statistic: object) -> Any:
-    """SciPy's bootstrap as every interval here uses it: groups resampled independently,
-    the same seed, percentile intervals (BCa's jackknife gives NaN for the median of
-    small samples with ties, which energy figures of repeated runs often have). Returns
-    the confidence interval (low and high: floats, or arrays for a vector statistic)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "degenerate distribution" on identical values
-        res = _sps().bootstrap(
-            data,
-            statistic,
-            n_resamples=N_RESAMPLES,
-            vectorized=True,
-            paired=False,
-            confidence_level=CONFIDENCE,
-            method="percentile",
-            rng=np.random.default_rng(SEED),
-        )
-    return res.confidence_interval
-
-
-def _interval(data: tuple[np.ndarray, ...], statistic: object) -> tuple[float, float]:
-    ci = _bootstrap(data, statistic)
-    return float(ci.low), float(ci.high)
-
-
-def summarise(values: Sequence[float]) -> GroupSummary:
-    """Median and its bootstrap 95 % interval (no interval for fewer than two values)."""
-    x = _clean(values)
-    if x.size == 0:
-        return GroupSummary(0, None, None, None)
-    median = float(np.median(x))
-    if x.size < 2:
-        return GroupSummary(1, median, None, None)
-    if float(x.min()) == float(x.max()):
-        return GroupSummary(int(x.size), median, median, median)
-    low, high = _interval((x,), _median)
-    return GroupSummary(int(x.size), median, low, high)
-
-
-def ratio_interval(a: Sequence[float], b: Sequence[float]) -> tuple[float, float] | None:
-    """Bootstrap 95 % interval of median(a) / median(b), groups resampled independently."""
-    x, y = _clean(a), _clean(b)
-    if x.size < 2 or y.size < 2 or float(np.median(y)) == 0:
-        return None
-    if float(x.min()) == float(x.max()) and float(y.min()) == float(y.max()):
-        r = float(x[0] / y[0])
-        return r, r
-    if float(np.min(y)) <= 0:
-        return None  # a resampled median of zero would divide by zero
-    return _interval((x, y), _ratio_of_medians)
-
-
-def _medians_and_ratio(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
-    mx = np.median(x, axis=axis)
-    my = np.median(y, axis=axis)
-    return np.stack([mx, my, mx / my])
-
-
-def _joint_intervals(
-    x: np.ndarray, y: np.ndarray
-) -> tuple[tuple[float, float], tuple[float, float], tuple[float, float]] | None:
-    """The intervals of median(x), median(y) and their ratio from ONE bootstrap: both
-    groups resampled independently, the three statistics computed on the same
-    resamples (SciPy's bootstrap with a vector statistic). Each is the same percentile
-    interval that ``summarise`` and ``ratio_interval`` give (same seed, same draws:
-    tests/experiments/test_stats.py checks it), at half their cost. None where those
-    take a path of their own (fewer than two values, a non-positive value in y, or
-    both groups constant)."""
-    if x.size < 2 or y.size < 2 or float(np.min(y)) <= 0:
-        return None
-    if float(x.min()) == float(x.max()) and float(y.min()) == float(y.max()):
-        return None
-    ci = _bootstrap((x, y), _medians_and_ratio)
-    low = [float(v) for v in ci.low]
-    high = [float(v) for v in ci.high]
-    return (low[0], high[0]), (low[1], high[1]), (low[2], high[2])
-
-
-def more_runs_needed(
-    n_a: int, n_b: int, relative_half_width: float | None, precision: float = PRECISION
-) -> int:
-    """Runs to add per group so that both reach MIN_RUNS and the ratio's interval
-    reaches +-``precision``, assuming its width shrinks as 1/sqrt(n) (the usual rate for
-    a median): n_needed = n * (width / target)^2, from the smaller group."""
-    n = min(n_a, n_b)
-    need = max(MIN_RUNS - n, 0)
-    if relative_half_width is not None and n >= 2 and relative_half_width > precision:
-        target = math.ceil(n * (relative_half_width / precision) ** 2)
-        need = max(need, target - n)
-    return need
-
-
-def compare(a: Sequence[float], b: Sequence[float]) -> Comparison:
-    """Group a against group b: medians, ratio a/b with intervals, Mann-Whitney U."""
-    x, y = _clean(a), _clean(b)
-    joint = _joint_intervals(x, y)
-    interval: tuple[float, float] | None
-    if joint is not None:
-        (a_low, a_high), (b_low, b_high), interval = joint
-        sa = GroupSummary(int(x.size), float(np.median(x)), a_low, a_high)
-        sb = GroupSummary(int(y.size), float(np.median(y)), b_low, b_high)
-    else:
-        sa, sb = summarise(x.tolist()), summarise(y.tolist())
-        interval = ratio_interval(x.tolist(), y.tolist())
-    ratio = None
-    if sa.median is not None and sb.median:
-        ratio = sa.median / sb.median
-    ratio_low, ratio_high = interval if interval is not None else (None, None)
-    p_value = u_stat = effect = None
-    if x.size and y.size:
-        res = _sps().mannwhitneyu(x, y, alternative="two-sided", method="auto")
-        u_stat = float(res.statistic)
-        p_value = float(res.pvalue)
-        effect = 2.0 * u_stat / (x.size * y.size) - 1.0
-    rel = None
-    if ratio and ratio_low is not None and ratio_high is not None and ratio > 0:
-        rel = (ratio_high - ratio_low) / 2 / ratio
-    enough = bool(x.size >= MIN_RUNS and y.size >= MIN_RUNS and ratio is not None)
-    return Comparison(
-        a=sa,
-        b=sb,
-        ratio=ratio,
-        ratio_low=ratio_low,
-        ratio_high=ratio_high,
-        p_value=p_value,
-        u_statistic=u_stat,
-        effect_size=effect,
-        enough=enough,
-        more_needed=more_runs_needed(int(x.size), int(y.size), rel),
-    )
 
 
 def fit_trend(
@@ -305,7 +404,8 @@ def fit_trend(
 ) -> Trend | None:
     """Ordinary least squares of y on x (log10 x when ``log_x``) with the 95 % interval
     of the slope and the confidence band of the fitted line. None when it cannot be
-    fitted: fewer than three points or a single x value."""
+    fitted: fewer than three points, a single x value, or values so large the fit
+    overflows."""
     pairs = [
         (float(x), float(y))
         for x, y in zip(xs, ys, strict=True)
@@ -320,15 +420,19 @@ def fit_trend(
         return None
     n = int(u.size)
     sps = _sps()
-    res = sps.linregress(u, y)
-    t = float(sps.t.ppf(0.5 + CONFIDENCE / 2, n - 2))
-    slope = float(res.slope)
-    intercept = float(res.intercept)
-    slope_se = float(res.stderr)
-    residuals = y - (intercept + slope * u)
-    s = math.sqrt(float(np.sum(residuals**2)) / (n - 2))
-    mean_u = float(u.mean())
-    sxx = float(np.sum((u - mean_u) ** 2))
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = sps.linregress(u, y)
+        t = float(sps.t.ppf(0.5 + CONFIDENCE / 2, n - 2))
+        slope = float(res.slope)
+        intercept = float(res.intercept)
+        slope_se = float(res.stderr)
+        residuals = y - (intercept + slope * u)
+        s = math.sqrt(float(np.sum(residuals**2)) / (n - 2))
+        mean_u = float(u.mean())
+        sxx = float(np.sum((u - mean_u) ** 2))
+    if not all(math.isfinite(v) for v in (slope, intercept, slope_se, s, sxx)) or sxx == 0:
+        return None
     band = []
     for ui in np.linspace(float(u.min()), float(u.max()), points):
         fit = intercept + slope * float(ui)

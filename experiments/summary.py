@@ -1,35 +1,22 @@
-"""What ``submit --wait`` prints when the experiment ends: a table of its runs and, where
-the history has the same configurations in the other mode, parallel against solo.
-
-Reads only (like ``selectors``); the statistics are ``experiments.stats``, the same as
-the compare page's, on the best energy figure this experiment's runs have.
+"""What ``submit --wait`` prints when the experiment ends: a table of its runs, then
+what sharing costs for its configurations and parallel against solo on the best energy
+figure its runs have: the same ``experiments.comparison`` rows as its report and as
+Compare (reads only, like ``selectors``).
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import Q
-
 from core.runlabel import label_of
-from experiments import figures, stats
+from experiments import comparison, figures, selectors, stats
+from experiments.comparison import Table
 from experiments.figures import EnergyFigure
 from experiments.models import Experiment, Run
-from experiments.mutation import config_key
 from experiments.templatetags.wattlab import joules, method_short, number, percent, seconds
 
 #: A figure that could not be measured (None), said in words: never "0 J".
 NOT_MEASURED = "not measured"
-
-
-@dataclass
-class Versus:
-    """Parallel against solo for one configuration of the experiment."""
-
-    hyperparameters: dict[str, Any]
-    comparison: stats.Comparison
 
 
 def energy_cell(value: float | None, method: str) -> str:
@@ -90,41 +77,14 @@ def best_figure(experiment: Experiment) -> EnergyFigure:
     return figures.best(counts)
 
 
-def versus(experiment: Experiment, figure: EnergyFigure) -> list[Versus]:
-    """For each configuration of the experiment with finished runs in both modes in
-    the workload's history (this experiment's runs included): parallel against solo."""
-    mine = list(
-        Run.objects.filter(experiment=experiment, status=Run.Status.SUCCEEDED)
-        .order_by("config_index")
-        .values_list("hyperparameters", flat=True)
+def versus(experiment: Experiment, figure: EnergyFigure) -> Table:
+    """The experiment's configurations, parallel against solo, from every finished run
+    of them in either mode: the same rows as its report and as Compare."""
+    return selectors.configurations_table(
+        workload=experiment.foreground_workload,
+        figure=figure,
+        hyperparameters=selectors.experiment_configurations(experiment),
     )
-    wanted: dict[str, dict[str, Any]] = {}
-    for hp in mine:
-        wanted.setdefault(config_key(hp or {}), hp or {})
-    if not wanted:
-        return []
-    same = Q()
-    for hp in wanted.values():
-        same |= Q(hyperparameters=hp)
-    present = {f"{p}__isnull": False for p in figure.parts}
-    groups: dict[str, dict[str, list[float]]] = defaultdict(lambda: {"solo": [], "parallel": []})
-    for hp, mode, *parts in (
-        Run.objects.filter(same, **present)
-        .filter(
-            experiment__foreground_workload_id=experiment.foreground_workload_id,
-            status=Run.Status.SUCCEEDED,
-        )
-        .values_list("hyperparameters", "experiment__mode", *figure.parts)
-    ):
-        key = config_key(hp or {})
-        if key in wanted:
-            groups[key][mode].append(sum(float(p) for p in parts))
-    out = []
-    for key, hp in wanted.items():
-        g = groups.get(key)
-        if g and g["solo"] and g["parallel"]:
-            out.append(Versus(hp, stats.compare(g["parallel"], g["solo"])))
-    return out
 
 
 def interval(low: float | None, high: float | None, fmt: Any = joules) -> str:
@@ -133,21 +93,70 @@ def interval(low: float | None, high: float | None, fmt: Any = joules) -> str:
     return f" [{fmt(low)}, {fmt(high)}]"
 
 
-def versus_rows(items: list[Versus], vary: list[str]) -> list[list[str]]:
+def _ratio(c: stats.Comparison | None) -> str:
+    if c is None or c.ratio is None:
+        return "—"
+    if c.ratio_low is None or c.ratio_high is None:
+        return f"×{c.ratio:.3f} (too few runs for a 95 % interval)"
+    return f"×{c.ratio:.3f} [×{c.ratio_low:.3f}, ×{c.ratio_high:.3f}]"
+
+
+def _label(row: comparison.Row, vary: list[str], table: Table) -> str:
+    """The row's configuration, and how it was measured where another row of the same
+    configuration was measured otherwise (another method or GPU settings)."""
+    label = ", ".join(f"{k}={number(row.hyperparameters.get(k))}" for k in vary) or "defaults"
+    if sum(1 for r in table.rows if r.key == row.key) > 1:
+        label += f" ({row.measured_with})"
+    return label
+
+
+def sharing_header(table: Table) -> list[str]:
+    """The columns of ``sharing_rows``: what sharing costs, as Compare's headline."""
+    return [
+        "configuration",
+        "runs solo / parallel",
+        "parallel coverage (median, lowest)",
+        "slowdown (duration)",
+        *(f"{f.label}, parallel / solo" for f in table.sharing_figures),
+    ]
+
+
+def sharing_rows(table: Table, vary: list[str]) -> list[list[str]]:
     rows = []
-    for v in items:
-        c = v.comparison
-        ratio = "—"
-        if c.ratio is not None:
-            ratio = f"×{c.ratio:.3f}" + interval(c.ratio_low, c.ratio_high, lambda x: f"{x:.3f}")
+    for r in table.rows:
+        cov = r.parallel.coverage
+        coverage = f"{percent(cov.median)}, {percent(cov.min)}" if cov and cov.n else "—"
+        if r.left_out:
+            coverage += f" ({r.left_out} left out)"
+        by_key = r.sharing_by_key
         rows.append(
             [
-                ", ".join(f"{k}={number(v.hyperparameters.get(k))}" for k in vary) or "defaults",
-                f"{joules(c.b.median)}{interval(c.b.low, c.b.high)} n={c.b.n}",
-                f"{joules(c.a.median)}{interval(c.a.low, c.a.high)} n={c.a.n}",
-                ratio,
-                "—" if c.p_value is None else f"{c.p_value:.2g}",
-                c.verdict("parallel", "solo"),
+                _label(r, vary, table),
+                f"{r.solo.n} / {r.parallel.n}",
+                coverage,
+                _ratio(r.slowdown),
+                *(
+                    _ratio(by_key[f.key].comparison) if f.key in by_key else "—"
+                    for f in table.sharing_figures
+                ),
+            ]
+        )
+    return rows
+
+
+def versus_rows(table: Table, vary: list[str]) -> list[list[str]]:
+    """Parallel against solo on the table's figure, one line per row with a verdict."""
+    rows = []
+    for r in table.rows:
+        solo, par = r.solo.summary, r.parallel.summary
+        rows.append(
+            [
+                _label(r, vary, table),
+                f"{joules(solo.median)}{interval(solo.low, solo.high)} n={solo.n}",
+                f"{joules(par.median)}{interval(par.low, par.high)} n={par.n}",
+                _ratio(r.comparison),
+                stats.format_p(r.comparison.p_value) if r.comparison else "—",
+                r.verdict or ("no parallel run counted yet" if solo.n else "no solo run yet"),
             ]
         )
     return rows

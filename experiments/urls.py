@@ -60,6 +60,7 @@ urlpatterns = [
         name="background_log",
     ),
     path("compare/", views.compare, name="compare"),
+    path("compare/add-runs/", views.compare_add_runs, name="compare_add_runs"),
     path("hosts/", views.host_list, name="host_list"),
     path("account/tokens/", views.token_list, name="token_list"),
     path("account/tokens/<str:prefix>/revoke/", views.token_revoke, name="token_revoke"),

@@ -2,10 +2,10 @@
 
 Migrates, loads the example workloads, creates a demo login and prints it, starts the
 web app and one local worker (with the reaper), submits the demo parallel experiment
-and the solo one with the same configurations, prints the URL, and says when both have
-finished, i.e. when Compare shows parallel against solo. Ctrl-C stops all of it: the
-worker cancels what it runs and stops its trainings, then every process this script
-started is ended; none is left behind.
+and the solo one with the same configurations (and says that they match), prints the
+URL, and says when both have finished, i.e. when Compare shows parallel against solo.
+Ctrl-C stops all of it: the worker cancels what it runs and stops its trainings, then
+every process this script started is ended; none is left behind.
 
 The terminal gets what a person needs, on one screen: the URL, the login, what is
 running, the errors, and at the demo's end its outcome with the login and the Compare
@@ -177,6 +177,31 @@ def _submit_demo(path: Path) -> str:
     return str(experiment.code)
 
 
+def _pairing(codes: list[str]) -> str:
+    """Whether the submitted solo and parallel experiments run the same configurations
+    (the demo files draw them alike: same workload, values, mutate list, count and
+    seed, nothing skipped), in one line for the terminal; "" without both modes."""
+    from experiments.models import Experiment
+
+    plans: dict[tuple[str, str], list[object]] = {}
+    for e in Experiment.objects.filter(code__in=codes).select_related("foreground_workload"):
+        configs = [entry.get("hyperparameters") for entry in e.plan]
+        plans.setdefault((e.foreground_workload.name, e.mode), []).extend(configs)
+    lines = []
+    for (workload, mode), configs in plans.items():
+        other = plans.get((workload, "solo"))
+        if mode != "parallel" or other is None:
+            continue
+        same = sorted(map(str, configs)) == sorted(map(str, other))
+        lines.append(
+            f"  {workload}: solo and parallel run the same {len(configs)} configurations."
+            if same
+            else f"  {workload}: solo and parallel run DIFFERENT configurations: Compare "
+            "cannot pair them (give the solo file configurations_from: <parallel code>)."
+        )
+    return "".join(line + "\n" for line in lines)
+
+
 class _DemoWatch:
     """Says once when every submitted demo experiment has ended (the comparison is
     then on the Compare page), and how long it took since ``make run`` started."""
@@ -293,6 +318,7 @@ def main(argv: list[str] | None = None) -> int:
             f"  {login}\n"
             f"  Running: the web app and one worker (with the reaper); logs in {_shown(logs)}/\n"
             + "".join(f"  Submitted {f.name}: experiment {code}\n" for f, code in submitted)
+            + _pairing([code for _f, code in submitted])
             + "  Ctrl-C stops everything.",
             flush=True,
         )

@@ -12,8 +12,10 @@ How its entries map (see docs/legacy.md):
 
 The run count is the entry's ``runs_per_config``, else the foreground block's, else the
 file's. Entries without ``repo`` (or ``repository``) and no foreground are comments;
-unknown keys (``comment``, ``governor``, ``historical_csvs`` ...) are ignored: Wattlab
-always deduplicates against the stored (and imported) history.
+unknown keys (``comment``, ``governor``, ``historical_csvs`` ...) are ignored. The
+profiler skipped configurations its history held, and its files rely on that: each
+entry imports with ``skip_configurations_run: true`` (deduplicated against the stored
+and imported history), which a Wattlab file leaves off by default.
 
 Every file the profiler ran imports as it ran it (docs/legacy.md, "Experiment files"):
 a mode it did not know is mutation, ``repository`` is ``repo``, hyperparameters the
@@ -299,6 +301,9 @@ def convert_settings(
             "max_retries": min(retries, MAX_RETRIES),
             "target": target,
             "strategy": "together",
+            # The profiler drew only configurations its CSVs did not hold: a file it
+            # ran relies on that, so it imports skipping the ones already run.
+            "skip_configurations_run": True,
         }
         if background is not None:
             raw["background"] = background

@@ -183,3 +183,75 @@ def verdict(value: str) -> str:
 @register.simple_tag
 def verdict_rule() -> str:
     return _verdict_rule()
+
+
+@register.filter
+def pvalue(value: Any) -> str:
+    """p with two significant figures, "p < 0.001" below that (experiments.stats)."""
+    from experiments.stats import format_p
+
+    return format_p(None if value is None or value == "" else float(value))
+
+
+@register.filter
+def times(value: Any) -> str:
+    """A ratio: ×1.234."""
+    if value is None or value == "":
+        return "—"
+    return f"×{float(value):.3f}"
+
+
+@register.simple_tag
+def ratio_cell(result: Any) -> str:
+    """A ratio with its 95 % interval (``stats.Comparison``), or why it has none."""
+    if result is None or result.ratio is None:
+        return "—"
+    if result.ratio_low is None:
+        return format_html(
+            '{} <span class="muted">(too few runs for a 95 % interval: {} parallel, {} solo; '
+            "{} a side needed)</span>",
+            times(result.ratio),
+            result.a.n,
+            result.b.n,
+            result.min_runs,
+        )
+    return format_html(
+        "{} <span class='muted'>({}–{})</span>",
+        times(result.ratio),
+        times(result.ratio_low),
+        times(result.ratio_high),
+    )
+
+
+@register.simple_tag
+def median_cell(group: Any, unit: str = "J") -> str:
+    """A group's median with its 95 % interval, or, with too few runs for one, the
+    values themselves (``stats.GroupSummary``)."""
+    if group is None or not group.n:
+        return "—"
+    if group.low is not None:
+        return format_html(
+            '{} <span class="muted">({} – {})</span>',
+            quantity(group.median, unit),
+            quantity(group.low, unit),
+            quantity(group.high, unit),
+        )
+    shown = ", ".join(quantity(v, unit) for v in group.values)
+    return format_html(
+        '{} <span class="muted too-few">(too few runs for a 95 % interval: {})</span>',
+        quantity(group.median, unit),
+        shown,
+    )
+
+
+@register.filter
+def as_json(value: Any) -> str:
+    """JSON text (for a form's hidden value; the template escapes it)."""
+    import json
+
+    return json.dumps(value, sort_keys=True)
+
+
+@register.filter
+def split(value: str) -> list[str]:
+    return str(value).split()

@@ -2,6 +2,7 @@
 ``experiments.permissions._get_experiment_for_user``."""
 
 from experiments.views.compare import compare
+from experiments.views.compare_actions import compare_add_runs
 from experiments.views.detail import (
     experiment_cancel,
     experiment_delete,
@@ -19,6 +20,7 @@ from experiments.views.tokens import token_list, token_revoke
 __all__ = [
     "background_log",
     "compare",
+    "compare_add_runs",
     "experiment_cancel",
     "experiment_delete",
     "experiment_detail",

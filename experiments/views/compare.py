@@ -6,9 +6,7 @@ methods and how many runs lack it."""
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 from typing import Any
 
 from django.contrib.auth.decorators import login_required
@@ -18,8 +16,8 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET
 
 from core.runlabel import label_of
-from experiments import cache, carbon, charts, figures, selectors, stats
-from experiments.exports import csv_row
+from experiments import cache, carbon, charts, comparison, figures, selectors, stats
+from experiments.exports import compare_document, comparison_csv
 from experiments.figures import EnergyFigure
 from experiments.models import Run, Workload
 from experiments.selectors import CompareData
@@ -38,6 +36,9 @@ def run_hrefs(points: list[selectors.ComparePoint]) -> dict[int, str]:
     head = sample[: -len(tail)]
     return {id(p): f"{head}{p.code}/runs/{p.run_ref}/" for p in points}
 
+
+#: The run counts the "add runs" forms offer (the experiment file allows up to 100).
+ADD_RUNS_CHOICES = (1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 15, 20, 30, 50)
 
 _ZERO_CODE = "00000000-0000-0000-0000-000000000000"
 
@@ -79,24 +80,46 @@ def coverage_line(data: CompareData) -> str:
     )
 
 
-def versus_chart(data: CompareData, *, width: int = 1000) -> Any:
+def _chart_label(row: comparison.Row, varying: list[str], setups: int) -> str:
+    label = ", ".join(f"{k}={row.hyperparameters.get(k)}" for k in varying) or "defaults"
+    return f"{label} ({row.measured_with})" if setups > 1 else label
+
+
+def versus_chart(table: comparison.Table, unit_label: str, *, width: int = 1000) -> Any:
+    """Median bars of the chart's rows, solo and parallel, each with its 95 % interval,
+    or its values as dots where it has too few runs for one."""
     bars = []
-    shown = data.rows[: selectors.STATS_ROWS]
+    shown = table.rows[: selectors.CHART_ROWS]
     # Label bars by what differs between them; the table has the full configuration.
     keys = {k for row in shown for k in row.hyperparameters}
     varying = sorted(k for k in keys if len({str(row.hyperparameters.get(k)) for row in shown}) > 1)
+    setups = len({row.setup for row in shown})
     for row in shown:
-        label = ", ".join(f"{k}={row.hyperparameters.get(k)}" for k in varying) or "defaults"
-        for mode, group in (("solo", row.solo), ("parallel", row.parallel)):
-            if group.n and group.median is not None:
-                low = group.ci_low if group.ci_low is not None else group.median
-                high = group.ci_high if group.ci_high is not None else group.median
-                what = "bootstrap 95 % CI" if group.ci_low is not None else "one run, no interval"
-                bars.append(charts.RangeBar(label, mode, group.median, low, high, group.n, what))
+        label = _chart_label(row, varying, setups)
+        for mode, side in (("solo", row.solo), ("parallel", row.parallel)):
+            g = side.summary
+            if not g.n or g.median is None:
+                continue
+            if g.low is not None and g.high is not None:
+                what = f"95 % interval (order statistics, {g.coverage:.1%} exact)"
+                bars.append(charts.RangeBar(label, mode, g.median, g.low, g.high, g.n, what))
+            else:
+                bars.append(
+                    charts.RangeBar(
+                        label,
+                        mode,
+                        g.median,
+                        g.median,
+                        g.median,
+                        g.n,
+                        "too few runs for a 95 % interval, the values",
+                        g.values,
+                    )
+                )
     return charts.range_chart(
         bars,
-        title=f"{data.figure.label}, parallel vs solo (median, bootstrap 95 % CI)",
-        y_label=f"{data.figure.label} ({data.unit_label})",
+        title=f"{table.figure.label}, parallel vs solo (median, 95 % interval or the values)",
+        y_label=f"{table.figure.label} ({unit_label})",
         width=width,
     )
 
@@ -198,7 +221,7 @@ def _draw(data: CompareData, metric: str) -> dict[str, Any]:
         )
         front_rows = [chosen[i] for i in front]
     return {
-        "versus": versus_chart(data),
+        "versus": versus_chart(data.table, data.unit_label),
         "per_param": per_param,
         "pareto": pareto,
         "front_rows": front_rows,
@@ -210,89 +233,44 @@ def charts_label(hp: dict[str, Any]) -> str:
 
 
 def _csv(data: CompareData) -> HttpResponse:
-    out = io.StringIO()
-    w = csv.writer(out)
-    # The first line names the figure, its methods and who lacks it: a CSV read on its
-    # own must not pass CPU joules off as GPU joules.
-    w.writerow(csv_row(["#", coverage_line(data)]))
-    u = data.unit_label.lower()
-    w.writerow(
-        [
-            "workload",
-            "figure",
-            "configuration",
-            "solo_n",
-            f"solo_median_{u}",
-            f"solo_ci95_low_{u}",
-            f"solo_ci95_high_{u}",
-            f"solo_min_{u}",
-            f"solo_max_{u}",
-            "parallel_n",
-            f"parallel_median_{u}",
-            f"parallel_ci95_low_{u}",
-            f"parallel_ci95_high_{u}",
-            f"parallel_min_{u}",
-            f"parallel_max_{u}",
-            "parallel_over_solo",
-            "ratio_ci95_low",
-            "ratio_ci95_high",
-            "mann_whitney_p",
-            "effect_size_rank_biserial",
-            "verdict",
-            "figure_methods",
-            "runs_lacking_figure",
-            "imported",
-        ]
+    response = HttpResponse(
+        comparison_csv(compare_document(data)), content_type="text/csv; charset=utf-8"
     )
-    for r in data.rows:
-        c = r.comparison
-        w.writerow(
-            csv_row(
-                [
-                    data.workload.name,
-                    data.figure.key,
-                    charts_label(r.hyperparameters),
-                    r.solo.n,
-                    r.solo.median,
-                    r.solo.ci_low,
-                    r.solo.ci_high,
-                    r.solo.low,
-                    r.solo.high,
-                    r.parallel.n,
-                    r.parallel.median,
-                    r.parallel.ci_low,
-                    r.parallel.ci_high,
-                    r.parallel.low,
-                    r.parallel.high,
-                    r.ratio,
-                    c.ratio_low if c else None,
-                    c.ratio_high if c else None,
-                    c.p_value if c else None,
-                    c.effect_size if c else None,
-                    r.verdict,
-                    data.methods_text,
-                    data.lacking,
-                    r.imported,
-                ]
-            )
-        )
-    response = HttpResponse(out.getvalue(), content_type="text/csv; charset=utf-8")
+    rule = "-all-coverage" if data.include_partial else ""
     response["Content-Disposition"] = (
-        f'attachment; filename="compare-{data.workload.name}-{data.figure.key}.csv"'
+        f'attachment; filename="compare-{data.workload.name}-{data.figure.key}{rule}.csv"'
     )
     return response
 
 
+def include_partial(request: HttpRequest) -> bool:
+    """The coverage switch: ``coverage=all`` puts parallel runs short of good coverage
+    back into the groups (marked); anything else is the default, good only."""
+    return request.GET.get("coverage") == "all"
+
+
 def _groups(figure: EnergyFigure, a: list[Run], b: list[Run]) -> dict[str, Any] | None:
-    """Two picked groups of runs against each other on the figure."""
+    """Two picked groups of runs against each other on the figure. Runs measured
+    differently are not pooled: a group mixing methods gets no verdict."""
     if not a or not b:
         return None
     va = [v for v in (figure.value(r) for r in a) if v is not None]
     vb = [v for v in (figure.value(r) for r in b) if v is not None]
-    comparison = stats.compare(va, vb)
+    result = stats.compare(va, vb)
+    mixed = [
+        f"group {name} mixes {', '.join(sorted(methods))}"
+        for name, runs in (("A", a), ("B", b))
+        if len(methods := {figure.method_of(r) for r in runs if figure.value(r) is not None}) > 1
+    ]
+    verdict = result.verdict("group A", "group B")
+    if mixed:
+        verdict = (
+            f"no verdict: {'; '.join(mixed)} (runs measured differently are never pooled: "
+            "pick runs measured one way)"
+        )
     return {
-        "comparison": comparison,
-        "verdict": comparison.verdict("group A", "group B"),
+        "comparison": result,
+        "verdict": verdict,
         "lacking": len(a) + len(b) - len(va) - len(vb),
     }
 
@@ -327,13 +305,21 @@ def compare(request: HttpRequest) -> HttpResponse:
         "unit": unit,
         "unknown_figure": asked if asked and figure is None else "",
     }
+    partial = include_partial(request)
+    context["include_partial"] = partial
     if workload is not None:
         if request.GET.get("format") == "csv":
             data = selectors.compare_workload(
-                workload=workload, figure=figure, unit=unit, row_limit=10**9, stats_rows=10**9
+                workload=workload,
+                figure=figure,
+                unit=unit,
+                row_limit=10**9,
+                include_partial=partial,
             )
             return _csv(data)
-        data = selectors.compare_workload_cached(workload=workload, figure=figure, unit=unit)
+        data = selectors.compare_workload_cached(
+            workload=workload, figure=figure, unit=unit, include_partial=partial
+        )
         metric = request.GET.get("metric", "")
         if metric not in data.metric_names:
             metric = _default_metric(data.metric_names)
@@ -353,7 +339,6 @@ def compare(request: HttpRequest) -> HttpResponse:
     context["group_b_rows"] = [(r, shown.value(r), shown.method_of(r)) for r in group_b]
     context["side_groups"] = [("A", context["picked_rows"]), ("B", context["group_b_rows"])]
     context["groups"] = _groups(shown, picked, group_b)
-    context["stats_rows"] = selectors.STATS_ROWS
-    context["stats_values"] = selectors.STATS_VALUES
-    context["min_runs"] = stats.MIN_RUNS
+    context["stats"] = stats
+    context["runs_choices"] = ADD_RUNS_CHOICES
     return render(request, "experiments/compare.html", context)

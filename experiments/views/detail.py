@@ -13,9 +13,10 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods
 
-from core.coverage import compute_coverage
+from core.coverage import GOOD, compute_coverage
 from core.runlabel import label_of
 from experiments import charts, selectors, services
+from experiments.comparison import left_out_text
 from experiments.expfile import ExperimentFileError
 from experiments.models import BackgroundRun, Experiment, Run
 from experiments.permissions import _get_experiment_for_user, can_manage
@@ -99,6 +100,32 @@ def _live_power_chart(run: Run | None) -> Any:
     )
 
 
+def coverage_shortfall(experiment: Experiment, runs: list[Run]) -> dict[str, Any] | None:
+    """For a finished parallel experiment some of whose runs fell short of good
+    coverage: how many, their coverage, and what to change (the advice the worker
+    recorded for the least covered run, with a link to it); None otherwise."""
+    if experiment.mode != Experiment.Mode.PARALLEL or experiment.is_active:
+        return None
+    short = [
+        r
+        for r in runs
+        if r.status == Run.Status.SUCCEEDED and r.coverage_verdict and r.coverage_verdict != GOOD
+    ]
+    if not short:
+        return None
+    worst = min(short, key=lambda r: r.coverage_percent or 0.0)
+    advice = ((worst.provenance or {}).get("coverage") or {}).get("advice", "")
+    counted = sum(1 for r in runs if r.status == Run.Status.SUCCEEDED) - len(short)
+    return {
+        "runs": short,
+        "counted": counted,
+        "text": left_out_text([r.coverage_percent for r in short]),
+        "worst": worst,
+        "worst_url": run_url(experiment, worst),
+        "advice": advice,
+    }
+
+
 def _context(request: HttpRequest, experiment: Experiment) -> dict[str, Any]:
     data = selectors.experiment_detail(experiment=experiment)
     runs, background = data["runs"], data["background_runs"]
@@ -120,6 +147,7 @@ def _context(request: HttpRequest, experiment: Experiment) -> dict[str, Any]:
         else None,
         "power_chart": _live_power_chart(progress["current"]) if experiment.is_active else None,
         "can_manage": can_manage(request.user, experiment),
+        "shortfall": coverage_shortfall(experiment, runs),
         "live": experiment.is_active,
         "now": timezone.now(),
         "waiting": selectors.queued_wait(experiment)

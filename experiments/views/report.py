@@ -15,75 +15,25 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
-from experiments import figures, stats
+from experiments import figures, selectors, stats
 from experiments.figures import EnergyFigure
 from experiments.models import Experiment, Run
-from experiments.mutation import config_key
 from experiments.permissions import _get_experiment_for_user
-from experiments.selectors import CompareData, CompareRow, GroupStats, _add_statistics
-from experiments.views.compare import versus_chart
+from experiments.views.compare import include_partial, versus_chart
 from experiments.views.runs import _footprint
 
 _CSS = Path(settings.BASE_DIR) / "static" / "wattlab.css"
 
 
-def _versus(experiment: Experiment, runs: list[Run], figure: EnergyFigure) -> dict[str, Any]:
-    """This experiment's runs against the other mode's runs of the same workload and
-    configurations (from any experiment), on the figure: one query for the other side."""
-    other = (
-        Experiment.Mode.SOLO
-        if experiment.mode == Experiment.Mode.PARALLEL
-        else Experiment.Mode.PARALLEL
-    )
-    mine: dict[str, list[float]] = {}
-    hps: dict[str, dict[str, Any]] = {}
-    for run in runs:
-        value = figure.value(run)
-        if value is None:
-            continue
-        key = config_key(run.hyperparameters or {})
-        mine.setdefault(key, []).append(value)
-        hps.setdefault(key, run.hyperparameters or {})
-    theirs: dict[str, list[float]] = {key: [] for key in mine}
-    candidates = (
-        Run.objects.filter(
-            experiment__foreground_workload_id=experiment.foreground_workload_id,
-            experiment__mode=other,
-            status=Run.Status.SUCCEEDED,
-            hyperparameters__in=list(hps.values()),
-            **{f"{part}__isnull": False for part in figure.parts},
-        )
-        .exclude(experiment=experiment)
-        .order_by("-id")
-        .only("hyperparameters", *figure.parts)
-    )
-    for run in candidates[:5000]:
-        key = config_key(run.hyperparameters or {})
-        value = figure.value(run)
-        if key in theirs and value is not None:
-            theirs[key].append(value)
-    rows = []
-    for key, values in mine.items():
-        this, that = GroupStats.of(values), GroupStats.of(theirs[key])
-        parallel, solo = (this, that) if other == Experiment.Mode.SOLO else (that, this)
-        row = CompareRow(key, hps[key], solo, parallel)
-        rows.append(row)
-    _add_statistics(rows, len(rows))
-    data = CompareData(
+def versus(experiment: Experiment, figure: EnergyFigure, *, include_partial: bool = False) -> Any:
+    """This experiment's configurations, parallel against solo: every finished run of
+    them in either mode, from any experiment (the rows Compare shows for them)."""
+    return selectors.configurations_table(
         workload=experiment.foreground_workload,
         figure=figure,
-        rows=rows,
-        points=[],
-        metric_names=[],
-        numeric_params=[],
-        truncated=False,
+        hyperparameters=selectors.experiment_configurations(experiment),
+        include_partial=include_partial,
     )
-    return {
-        "other_mode": other,
-        "rows": rows,
-        "chart": versus_chart(data, width=900),
-        "other_runs": sum(len(v) for v in theirs.values()),
-    }
 
 
 @login_required
@@ -105,6 +55,8 @@ def experiment_report(request: HttpRequest, code: str, download: bool = False) -
     counts = {f.key: sum(1 for r in finished if f.value(r) is not None) for f in figures.FIGURES}
     figure = figures.get(request.GET.get("figure", "")) or figures.best(counts)
     coverages = [r.coverage_percent for r in finished if r.coverage_percent is not None]
+    partial = include_partial(request)
+    table = versus(experiment, figure, include_partial=partial)
     context = {
         "experiment": experiment,
         "runs": runs,
@@ -121,12 +73,19 @@ def experiment_report(request: HttpRequest, code: str, download: bool = False) -
                 for v in sorted({r.coverage_verdict for r in finished if r.coverage_verdict})
             },
         },
-        "versus": _versus(experiment, finished, figure),
+        "versus": table,
+        "versus_chart": versus_chart(table, table.unit_label, width=900),
+        "other_mode": (
+            Experiment.Mode.SOLO
+            if experiment.mode == Experiment.Mode.PARALLEL
+            else Experiment.Mode.PARALLEL
+        ),
+        "include_partial": partial,
+        "stats": stats,
         "footprint": _footprint(request, experiment, finished),
         "css": _CSS.read_text() if _CSS.exists() else "",
         "generated_at": timezone.now(),
         "download": download,
-        "min_runs": stats.MIN_RUNS,
     }
     response = render(request, "experiments/report.html", context)
     if download:

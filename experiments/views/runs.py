@@ -11,6 +11,7 @@ from django.http.response import HttpResponseBase
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
+from core.coverage import GOOD
 from core.runlabel import RunIndex, label_of
 from experiments import charts, selectors
 from experiments.footprints import Footprints, footprints
@@ -237,6 +238,10 @@ def _run_page(request: HttpRequest, run: Run) -> HttpResponse:
             "log_text": log_text,
             "log_cut": cut,
             "footprint": _footprint(request, experiment, [run]),
+            # What to change where the background fell short (core.coverage's advice).
+            "coverage_advice": ((run.provenance or {}).get("coverage") or {}).get("advice", "")
+            if run.coverage_verdict and run.coverage_verdict != GOOD
+            else "",
             "provenance": provenance,
             "provenance_rows": rows,
             "other_flags": other_flags,
@@ -260,7 +265,7 @@ def background_log(request: HttpRequest, code: str, index: int) -> HttpResponseB
     experiment = _get_experiment_for_user(request.user, code)
     bg = (
         BackgroundRun.objects.filter(experiment=experiment, index=index).first()
-        if index <= selectors._MAX_INT
+        if index <= selectors.MAX_INT
         else None
     )
     if bg is None:

@@ -21,7 +21,14 @@ from experiments.expfile import (
 )
 from experiments.forms import BG_PREFIX, HP_PREFIX, ExperimentForm, UploadForm, named_source
 from experiments.models import Experiment, Workload
+from experiments.permissions import _get_experiment_for_user
 from experiments.sample_file import sample_experiment_file
+
+_SOURCE_QS = Experiment.objects.select_related("foreground_workload")
+
+
+#: Planned (or skipped) configurations the preview lists.
+PREVIEW_ROWS = 20
 
 
 def _preview(form: ExperimentForm) -> dict[str, Any] | None:
@@ -53,6 +60,13 @@ def _preview(form: ExperimentForm) -> dict[str, Any] | None:
         "errors": errors,
         "warnings": [f"{k}: {m}" for k, ms in preview.warnings.items() for m in ms],
         "mode": spec.mode,
+        "skip": preview.skip,
+        # Each planned configuration with how often this mode already ran it.
+        "planned": list(zip(preview.configurations, preview.already_run, strict=True))[
+            :PREVIEW_ROWS
+        ],
+        "more_planned": max(len(preview.configurations) - PREVIEW_ROWS, 0),
+        "skipped": preview.skipped[:PREVIEW_ROWS],
     }
 
 
@@ -67,6 +81,13 @@ def experiment_new(request: HttpRequest) -> HttpResponse:
         if request.GET.get("workload"):
             initial["workload"] = request.GET["workload"]
         form = ExperimentForm(initial=initial, targets=targets)
+        if request.GET.get("from"):
+            # "Same configurations, other mode": the file to submit, to read first.
+            source = _get_experiment_for_user(
+                request.user, request.GET["from"], queryset=_SOURCE_QS
+            )
+            upload = UploadForm(initial={"text": services.other_mode_text(experiment=source)})
+            return _page(request, form, upload, upload_open=True)
         if getattr(request, "htmx", False) and part in {"fg", "bg"}:
             # The workload select swapped: only its hyperparameter fieldset comes back.
             form = ExperimentForm(_with_defaults(request.GET), targets=targets)
@@ -91,9 +112,9 @@ def experiment_new(request: HttpRequest) -> HttpResponse:
                 )
                 experiment = services.experiment_submit(owner=request.user, spec=spec, source="web")
             except ExperimentFileError as exc:
-                source = upload.cleaned_data["filename"] or "the pasted text"
+                where = upload.cleaned_data["filename"] or "the pasted text"
                 for line in exc.errors:
-                    upload.add_error(None, named_source(line, source))
+                    upload.add_error(None, named_source(line, where))
             except ValidationError as exc:
                 for path, texts in _error_items(exc):
                     for message in texts:

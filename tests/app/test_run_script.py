@@ -87,6 +87,8 @@ def test_make_run_serves_the_demo_and_ctrl_c_stops_everything(tmp_path: Path) ->
         # The parallel demo and the solo one with the same configurations, parallel first.
         submitted = re.findall(r"Submitted (\S+): experiment ([0-9a-f-]{36})", text)
         assert [name for name, _code in submitted] == ["demo-parallel.yaml", "demo-solo.yaml"]
+        # They pair by construction: the same draw from the same file settings.
+        assert "digits-mlp: solo and parallel run the same 2 configurations." in text
         code = submitted[0][1]
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/accounts/login/", timeout=10) as r:
             assert r.status == 200

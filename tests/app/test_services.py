@@ -113,9 +113,11 @@ def test_a_timeout_above_the_maximum_is_refused(digits_workload: Any, settings: 
     assert errors["timeout"][0].startswith("101 is above the maximum 100")
 
 
-def test_preview_counts_the_new_configurations_left(digits_workload: Any) -> None:
+def test_preview_counts_the_new_configurations_left_when_skipping(digits_workload: Any) -> None:
     # batch_size has 4 choices; the default (32) is the baseline, never a mutation.
-    text = SOLO.replace("learning_rate", "batch_size").replace("configurations: 3", "")
+    text = SOLO.replace("learning_rate", "batch_size").replace(
+        "configurations: 3", "skip_configurations_run: true"
+    )
     preview = services.experiment_plan_preview(spec=_spec(text))
     assert preview.errors == {}
     assert preview.available == 3

@@ -49,7 +49,8 @@ def test_submit_wait_ends_with_the_runs_and_parallel_against_solo(
     assert first.returncode == 0, first.stderr[-3000:]
     # The solo study alone: its runs, and no comparison yet.
     assert "tiny-solo (solo): runs" in first.stdout
-    assert "no finished parallel run of these configurations yet" in first.stdout
+    assert "no finished parallel run of these configurations counted yet" in first.stdout
+    assert "configurations_from:" in first.stdout
     # Captured, so without a terminal: progress comes as whole lines, one per change
     # (the live display ran the last one into the result: "17 s elapseddemo-solo: ...").
     lines = first.stdout.splitlines()
@@ -76,18 +77,27 @@ def test_submit_wait_ends_with_the_runs_and_parallel_against_solo(
         assert f"accuracy={run.metrics['accuracy']:.4g}" in row
     assert "all runs: batch_size=32, epochs=3, hidden=64, seed=0" in out
 
-    # Parallel against solo, per configuration, from the experiments' CPU figures.
+    # Parallel against solo, per configuration, from the experiments' CPU figures: the
+    # rows of the report and of Compare (experiments.comparison).
     assert "Parallel against solo on CPU energy (package)" in out
     solo_runs = {
         r.hyperparameters["learning_rate"]: r.cpu_energy_j
         for r in Run.objects.filter(experiment__mode=Experiment.Mode.SOLO)
     }
+    versus = out[out.index("Parallel against solo on") : out.index("What sharing costs")]
     for run in runs:
         lr = run.hyperparameters["learning_rate"]
+        row = _row(versus, f"learning_rate={lr:.4g} ")
+        if run.coverage_verdict != "good":
+            assert "n=0" in row  # left out for its coverage, and said
+            assert "parallel run left out" in out or "parallel runs left out" in out
+            continue
         expected = stats.compare([run.cpu_energy_j], [solo_runs[lr]])
         assert expected.ratio is not None
-        line = next(
-            ln for ln in out.splitlines() if re.search(rf"learning_rate={lr:.4g} .*n=1", ln)
-        )
-        assert f"×{expected.ratio:.3f}" in line
-        assert "too few runs" in line
+        assert f"×{expected.ratio:.3f}" in row and "n=1" in row
+        assert "too few runs" in row  # for a 95 % interval (the cell wraps)
+    # The answer last: what sharing costs, and what this host cannot tell about it.
+    tail = out[out.index("What sharing costs") :]
+    assert "slowdown (duration)" in tail
+    assert "No energy figure of these runs can show what sharing the device costs" in tail
+    assert "no significant difference" not in out

@@ -148,11 +148,12 @@ def test_submit_wait_json_returns_a_succeeded_parallel_experiment(
     # Once the experiment has ended, the worker keeps the workload's comparison for
     # Compare's first reader: here it is read from the shared cache, never computed.
     from experiments import selectors
+    from experiments.selectors import compare as compare_reads
 
     def computed(**_kwargs: object) -> None:
         raise AssertionError("computed here, not kept by the worker")
 
-    monkeypatch.setattr(selectors, "compare_workload", computed)
+    monkeypatch.setattr(compare_reads, "compare_workload", computed)
 
     def kept() -> bool:
         try:

@@ -76,8 +76,9 @@ def test_a_new_user_submits_a_parallel_experiment_watches_it_and_compares_runs(
     page.fill("#id_seed", "11")
     page.fill("#id_sleep_between_runs", "0.5")
     page.fill("#id_timeout", "120")
-    page.wait_for_selector("#plan-preview strong")  # "N configurations still new"
-    assert "still new" in page.inner_text("#plan-preview")
+    page.wait_for_selector("#plan-preview #planned")  # the configurations it runs
+    assert "configurations in the space" in page.inner_text("#plan-preview")
+    assert page.locator("#planned tbody tr").count() == 2
     page.check("#id_parallel")
     page.select_option("#id_bg_workload", "digits-mlp")
     page.wait_for_selector("#id_bghp__epochs")

@@ -58,6 +58,8 @@ def test_the_three_modes_map_as_documented(workloads, legacy_dir):
     assert first.background.workload == "person_reid_baseline_pytorch-densenet121"
     # A mutation entry's runs each drew a new configuration: 5 runs = 5 configurations.
     assert (first.configurations, first.runs_per_config) == (5, 1)
+    # The profiler skipped configurations its history held; its files rely on it.
+    assert all(p.spec.skip_configurations_run for p in [*planned, *stage11])
 
 
 def test_run_count_comes_from_entry_then_foreground_then_top_level(workloads):
@@ -170,6 +172,7 @@ def test_submit_creates_the_experiments_with_their_plans(workloads, legacy_dir):
         assert experiment.mode == "parallel"
         assert experiment.background_workload.name == "person_reid_baseline_pytorch-densenet121"
         assert len(experiment.plan) == 5
+        assert experiment.submitted_config["skip_configurations_run"] is True
     assert [e.mutate for e in experiments] == [
         ["epochs"],
         ["learning_rate"],

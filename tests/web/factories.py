@@ -79,6 +79,9 @@ def run(exp: Experiment, config: int = 0, repeat: int = 0, **kw: Any) -> Run:
         "metrics": {"accuracy": 0.9 + 0.01 * config},
         "log_tail": "epoch 1\naccuracy: 0.91\n<script>alert(1)</script>\n",
     }
+    if exp.mode == "parallel":
+        # A parallel run of a real worker has its coverage: good unless a test says.
+        defaults.update(coverage_percent=99.0, coverage_verdict="good")
     defaults.update(kw)
     return Run.objects.create(experiment=exp, config_index=config, repeat_index=repeat, **defaults)
 

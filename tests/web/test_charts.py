@@ -200,3 +200,24 @@ def test_the_last_tick_label_fits_inside_the_picture():
     )
     x, label = ticks[-1]
     assert float(x) + len(label) * charts.CHAR_W / 2 <= 560
+
+
+def test_a_group_too_small_for_an_interval_shows_its_values_not_a_whisker():
+    from experiments import charts
+
+    svg = charts.range_chart(
+        [
+            charts.RangeBar(
+                "defaults", "solo", 301.0, 301.0, 301.0, 3, "too few runs", (300.0, 301.0, 302.0)
+            ),
+            charts.RangeBar("defaults", "parallel", 410.0, 400.0, 420.0, 6, "95 % interval"),
+        ],
+        title="t",
+        y_label="J",
+    )
+    assert svg.count('class="value"') == 3 and svg.count('class="whisker"') == 1
+    assert "too few runs: 300, 301, 302, n=3" in svg
+    # The axis holds the values drawn as dots too.
+    left, top, right, bottom = _area(str(svg))
+    for cy in re.findall(r'<circle class="value" cx="[\d.]+" cy="([\d.]+)"', str(svg)):
+        assert top < float(cy) < bottom

@@ -39,11 +39,12 @@ def test_a_comparison_computed_in_one_process_is_read_from_the_cache_by_another(
         django.setup()
         from experiments import selectors
         from experiments.models import Workload
+        from experiments.selectors import compare as reads
 
         def refuse(**kw):
             raise SystemExit("computed again: the cache was not shared")
 
-        selectors.compare_workload = refuse
+        reads.compare_workload = refuse
         data = selectors.compare_workload_cached(workload=Workload.objects.get(pk={wl.pk}))
         print(data.cache_key, data.total_runs, [r.key for r in data.rows])
         """

@@ -43,10 +43,13 @@ def test_the_report_has_settings_coverage_energy_carbon_and_the_comparison(as_me
     assert "Energy per run: CPU energy (package)" in page
     assert "3 of 3 finished runs have a coverage figure: median 96.0 %" in page
     assert "Against solo: CPU energy (package)" in page
-    row = response.context["versus"]["rows"][0]
+    row = response.context["versus"].rows[0]
     expected = stats.compare([400.0, 420.0, 410.0], [300.0, 310.0, 305.0])
     assert row.comparison == expected
-    assert "too few runs (3 parallel, 3 solo" in page
+    assert "too few runs for a 95 % interval" in page
+    # A CPU estimate of the foreground alone: what sharing costs cannot be told.
+    assert "cannot tell what sharing costs on this figure" in page
+    assert 'id="sharing"' in page and "What sharing costs" in page
     assert "Print or save as PDF" in page
 
 

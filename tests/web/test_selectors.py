@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.db import connection
 
-from experiments import figures, selectors, stats
+from experiments import comparison, figures, selectors, stats
 from tests.web import factories
 
 pytestmark = [pytest.mark.django_db, pytest.mark.backends]
@@ -34,12 +34,8 @@ def test_compare_gives_median_spread_n_and_ratio_per_configuration(owner, wl):
     data = selectors.compare_workload(workload=wl)
     assert data.total_runs == 6 and data.configurations == 2
     both = data.rows[0]
-    assert (both.solo.n, both.solo.median, both.solo.low, both.solo.high) == (
-        3,
-        120.0,
-        100.0,
-        140.0,
-    )
+    solo = both.solo.summary
+    assert (solo.n, solo.median, solo.min, solo.max) == (3, 120.0, 100.0, 140.0)
     assert (both.parallel.n, both.parallel.median) == (2, 170.0)
     assert both.ratio == pytest.approx(170.0 / 120.0)
     only_parallel = data.rows[1]
@@ -47,29 +43,28 @@ def test_compare_gives_median_spread_n_and_ratio_per_configuration(owner, wl):
 
 
 @pytest.mark.skipif("connection.vendor != 'postgresql'")
-def test_the_database_aggregation_matches_the_python_one(owner, wl):
+def test_the_database_groups_the_same_runs_as_python(owner, wl):
     _history(owner, wl)
+
+    def content(groups):
+        return sorted(
+            (
+                g.key,
+                g.mode,
+                g.setup,
+                sorted(zip(g.values, g.durations, g.coverage, g.verdicts, strict=True)),
+                sorted(zip(*(g.parts[p] for p in comparison.PARTS), strict=True), key=str),
+            )
+            for g in groups
+        )
+
     for figure in figures.FIGURES:
-        in_db, configs_db = selectors._groups_postgres(wl, figure, 50)
-        in_py, configs_py = selectors._groups_python(wl, figure, 50)
-        assert configs_db == configs_py
-        as_tuples = lambda rows: sorted(  # noqa: E731
-            (r.key, r.solo.n, r.solo.median, r.parallel.n, r.parallel.median, r.parallel.high)
-            for r in rows
-        )
-        assert as_tuples(in_db) == as_tuples(in_py)
-        # The latest values kept for the statistics are the same runs, newest first.
-        assert sorted((r.key, r.solo.values, r.parallel.values) for r in in_db) == sorted(
-            (r.key, r.solo.values, r.parallel.values) for r in in_py
-        )
-    in_db, configs_db = selectors._groups_postgres(wl, figures.BY_KEY["gpu"], 50)
-    in_py, configs_py = selectors._groups_python(wl, figures.BY_KEY["gpu"], 50)
-    assert configs_db == configs_py
-    as_tuples = lambda rows: sorted(  # noqa: E731
-        (r.key, r.solo.n, r.solo.median, r.parallel.n, r.parallel.median, r.parallel.high)
-        for r in rows
-    )
-    assert as_tuples(in_db) == as_tuples(in_py)
+        for limit in (1, 50):
+            for unit in ("J", "kgCO2e"):
+                in_db, configs_db = selectors.compare._groups_postgres(wl, figure, limit, unit)
+                in_py, configs_py = selectors.compare._groups_python(wl, figure, limit, unit)
+                assert configs_db == configs_py
+                assert content(in_db) == content(in_py)
 
 
 def test_a_run_lacking_the_gpu_figure_is_counted_and_gpu_stays_the_default(owner, wl):
@@ -105,8 +100,10 @@ def test_runs_without_any_gpu_figure_compare_on_cpu(owner, wl):
     # The statistics are experiments.stats' on exactly these values.
     expected = stats.compare([400.0, 420.0, 410.0], [300.0, 310.0, 305.0])
     assert row.comparison == expected
-    assert (row.solo.ci_low, row.solo.ci_high) == (expected.b.low, expected.b.high)
-    assert row.verdict.startswith("too few runs (3 parallel, 3 solo")
+    assert row.solo.summary == expected.b
+    # A CPU estimate of the foreground alone cannot show what sharing costs: no verdict.
+    assert row.verdict.startswith("cannot tell what sharing costs on this figure")
+    assert "estimate of the foreground's own CPU time" in row.verdict
     # Asking for a figure no run has gives an empty comparison that says so.
     gpu = selectors.compare_workload(workload=wl, figure=figures.BY_KEY["gpu"])
     assert gpu.rows == [] and gpu.lacking == 6 and gpu.methods_text == "none"

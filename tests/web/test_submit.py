@@ -141,7 +141,7 @@ def test_parallel_without_a_background_workload_is_an_error_beside_it(as_owner, 
     assert b"Parallel mode needs a background workload." in response.content
 
 
-def test_the_form_says_how_many_configurations_are_still_new(as_owner, owner, wl):
+def test_the_preview_lists_the_configurations_and_what_skipping_passes_over(as_owner, owner, wl):
     small = factories.workload(
         "tiny",
         hyperparameters=[
@@ -150,15 +150,27 @@ def test_the_form_says_how_many_configurations_are_still_new(as_owner, owner, wl
     )
     done = factories.experiment(owner, small, status="succeeded")
     factories.run(done, 0, hyperparameters={"layers": 2})
-    data = _form(workload="tiny", configurations="5", mutate__layers="on", hp__layers="")
+    data = _form(workload="tiny", configurations="3", mutate__layers="on", hp__layers="", seed="3")
     for key in ("hp__learning_rate", "hp__epochs", "hp__optimizer"):
         data.pop(key)
-    response = as_owner.post(NEW + "?part=preview", data, HTTP_HX_REQUEST="true")
-    body = response.content.decode()
-    assert response.status_code == 200 and "<html" not in body
-    # 4 values, the default is not a mutation, 2 was measured already: 2 remain.
-    assert "<strong>2</strong> configurations still new" in body
-    assert "you asked for 5" in body and "Ask for at most 2" in body
+    body = as_owner.post(NEW + "?part=preview", data, HTTP_HX_REQUEST="true").content.decode()
+    assert "<html" not in body
+    # Without skipping: the 3 values besides the default, whatever was run; layers=2
+    # was run once, which the list says.
+    assert "<strong>3</strong> configurations in the space" in body
+    assert "whatever was run before" in body
+    assert body.count('<td class="hp">layers=') == 3
+    assert '<td class="hp">layers=2</td><td class="num">1</td>' in body
+    # Skipping: 2 new remain; asking for 3 is refused, asking for 2 shows the skipped one.
+    data["skip_configurations_run"] = "on"
+    body = as_owner.post(NEW + "?part=preview", data, HTTP_HX_REQUEST="true").content.decode()
+    assert "<strong>2</strong> configurations not yet run in solo mode" in body
+    assert "you asked for 3" in body and "Ask for at most 2" in body
+    data["configurations"] = "2"
+    body = as_owner.post(NEW + "?part=preview", data, HTTP_HX_REQUEST="true").content.decode()
+    assert "Configurations already run in solo mode are skipped" in body
+    skipped = body[body.index('id="skipped"') :]
+    assert "layers=2" in skipped
 
 
 def test_uploading_an_experiment_file_submits_it(as_owner, wl):

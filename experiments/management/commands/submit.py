@@ -20,6 +20,7 @@ from experiments.expfile import (
     MAX_TEXT_BYTES,
     ExperimentFileError,
     decode_experiment_bytes,
+    experiment_file_from_dict,
     parse_experiment_text,
 )
 from experiments.exports import experiment_document
@@ -30,7 +31,6 @@ from experiments.services import (
     experiment_cancel,
     experiment_plan_preview,
     experiment_submit,
-    experiment_warnings,
 )
 
 POLL_SECONDS = 0.5
@@ -50,6 +50,17 @@ class Command(BaseCommand):
             help="username that owns the experiment (default: the user named by "
             "WATTLAB_OWNER, else the only superuser)",
         )
+        parser.add_argument(
+            "--skip-configurations-run",
+            action="store_true",
+            help="draw only configurations this workload has not run in this mode "
+            "(the file's skip_configurations_run: true)",
+        )
+        parser.add_argument(
+            "--configurations-from",
+            metavar="CODE",
+            help="run the configurations of this experiment (the file's configurations_from)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         path: Path = options["file"]
@@ -62,6 +73,17 @@ class Command(BaseCommand):
             spec = parse_experiment_text(decode_experiment_bytes(data), filename=path.name)
         except ExperimentFileError as exc:
             raise CommandError(_lines(path, exc.errors)) from None
+        changes: dict[str, Any] = {}
+        if options["skip_configurations_run"]:
+            changes["skip_configurations_run"] = True
+        if options["configurations_from"]:
+            changes["configurations_from"] = options["configurations_from"]
+        if changes:
+            # Through the file's own checks, as if the keys were written in it.
+            try:
+                spec = experiment_file_from_dict({**spec.model_dump(exclude_unset=True), **changes})
+            except ExperimentFileError as exc:
+                raise CommandError(_lines(path, exc.errors)) from None
         try:
             owner, why = submitting_owner(options["owner"])
         except CommandError:
@@ -102,7 +124,7 @@ class Command(BaseCommand):
             errors = [f"{key}: {m}" for key, msgs in exc.message_dict.items() for m in msgs]
             raise CommandError(_lines(path, errors)) from None
         out = sys.stderr if options["json"] else sys.stdout
-        for key, messages in experiment_warnings(spec).items():
+        for key, messages in experiment.notes.items():
             for message in messages:
                 print(f"{path}: note: {key}: {message}", file=out, flush=True)
         runs = experiment.total_runs
@@ -225,17 +247,20 @@ def print_summary(experiment: Experiment, out: Any) -> None:
     if fixed:
         console.print("all runs: " + ", ".join(f"{k}={v}" for k, v in fixed.items()))
     figure = summary.best_figure(experiment)
-    items = summary.versus(experiment, figure)
-    if not items:
+    answer = summary.versus(experiment, figure)
+    if not any(row.paired for row in answer.rows):
         other = "solo" if experiment.mode == Experiment.Mode.PARALLEL else "parallel"
         console.print(
             f"Parallel against solo: no finished {other} run of these configurations "
-            f"yet; submit them {other} to compare."
+            f"counted yet; run them {other} with `configurations_from: {experiment.code}` "
+            '(or the experiment page\'s "same configurations, other mode").'
         )
-        return
+    if answer.left_out:
+        console.print(answer.left_out_text + ".")
     versus = Table(
-        title=f"Parallel against solo on {figure.label}: medians with bootstrap 95 % "
-        "intervals, all finished runs of these configurations",
+        title=f"Parallel against solo on {figure.label}: medians with 95 % intervals "
+        f"(order statistics), every finished run of these configurations "
+        f"({answer.coverage_rule_text})",
         title_justify="left",
     )
     for name in (", ".join(vary) or "configuration", "solo", "parallel"):
@@ -243,9 +268,21 @@ def print_summary(experiment: Experiment, out: Any) -> None:
     versus.add_column("parallel / solo", justify="right")
     versus.add_column("p (Mann-Whitney)", justify="right")
     versus.add_column("verdict")
-    for row in summary.versus_rows(items, vary):
+    for row in summary.versus_rows(answer, vary):
         versus.add_row(*row)
     console.print(versus)
+    # The answer last: what sharing costs, as Compare's and the report's headline.
+    sharing = Table(
+        title="What sharing costs: parallel / solo, ratios of medians with 95 % intervals",
+        title_justify="left",
+    )
+    for name in summary.sharing_header(answer):
+        sharing.add_column(name)
+    for row in summary.sharing_rows(answer, vary):
+        sharing.add_row(*row)
+    console.print(sharing)
+    if answer.cannot_show:
+        console.print(answer.cannot_show)
 
 
 def _confirm(console: Any, experiment: Experiment) -> bool:

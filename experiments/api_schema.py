@@ -21,7 +21,7 @@ from typing import Any
 from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
-from experiments.expfile import ExperimentFile
+from experiments.expfile import TARGET_PATTERN, ExperimentFile
 
 #: django-ninja's answer to a request that does not match the schema.
 VALIDATION_ERROR = {
@@ -92,8 +92,10 @@ def experiment_file_schema() -> tuple[dict[str, Any], dict[str, Any]]:
     _strings_without_control_characters(schema)
     _strings_without_control_characters(definitions)
     target = schema["properties"]["target"]
-    target["pattern"] = r"^(any|[A-Za-z0-9][A-Za-z0-9._-]{0,252}(:[0-9]{1,3})?)$"
-    target["description"] = "any, HOST or HOST:GPU (for example gpu01:0)"
+    target["pattern"] = TARGET_PATTERN
+    target["description"] = (
+        "any, HOST or HOST:GPU (for example gpu01:0), slurm or slurm:PARTITION"
+    )
     return schema, definitions
 
 

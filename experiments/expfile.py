@@ -33,7 +33,12 @@ from experiments.yaml_core import CoreLoader
 # HOST or HOST:GPU; a hostname is letters, digits, dots, dashes and underscores. A GPU
 # index has at most four digits (a 5000-digit one would not even convert to an int).
 # ``slurm`` and ``slurm:PARTITION`` send the experiment to a Slurm cluster instead.
-_TARGET = re.compile(r"^(any|[A-Za-z0-9_.-]{1,253}(:\d{1,4})?)$")
+# One pattern for the file and the API's schema (ASCII digits only: ``\d`` would take
+# any script's digits).
+TARGET_PATTERN = (
+    r"^(any|slurm(:[A-Za-z0-9_.-]{1,64})?|[A-Za-z0-9][A-Za-z0-9._-]{0,252}(:[0-9]{1,4})?)$"
+)
+_TARGET = re.compile(TARGET_PATTERN)
 _SLURM_TARGET = re.compile(r"^slurm(:(?P<partition>[A-Za-z0-9_.-]{1,64}))?$")
 #: A Slurm account, QoS or partition name: what Slurm itself accepts, no spaces.
 SlurmName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
@@ -173,7 +178,7 @@ class ExperimentFile(_Strict):
     @field_validator("target")
     @classmethod
     def _target_shape(cls, value: str) -> str:
-        if not (_TARGET.match(value) or _SLURM_TARGET.match(value)):
+        if not _TARGET.fullmatch(value):
             raise ValueError(
                 "must be any, HOST or HOST:GPU (for example gpu01:0), slurm or slurm:PARTITION"
             )

@@ -6,6 +6,7 @@ for every operation the schema lists, the ones added later included."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,12 +16,14 @@ import pytest
 from django.test import Client
 
 from experiments.api import ModeName, StatusName, token_create
+from experiments.expfile import ExperimentFile
 from experiments.models import Experiment
 from tests.conftest import ROOT
 from tests.web import factories
 
 ST = Path(sys.executable).parent / "st"
 CONFIG = ROOT / "tests" / "schemathesis.toml"
+MINIMAL = {"name": "t", "foreground": {"workload": "digits-mlp"}}
 
 
 def _bearer(user) -> Client:
@@ -75,6 +78,15 @@ def test_every_operation_documents_the_answers_it_can_give(member):
     assert set(status_enum) == set(Experiment.Status.values) == set(get_args(StatusName))
     assert set(get_args(ModeName)) == set(Experiment.Mode.values)
     assert params["page"]["schema"]["minimum"] == 1
+    # The target the schema allows is the one the file takes, Slurm partitions included.
+    pattern = re.compile(spec["properties"]["target"]["pattern"])
+    for target in ["any", "gpu01", "gpu01:3", "slurm", "slurm:debug"]:
+        assert pattern.fullmatch(target), target
+        ExperimentFile.model_validate({**MINIMAL, "target": target})
+    for target in ["gpu01:x", "slurm:", " any", "gpu01:\u0663"]:
+        assert not pattern.fullmatch(target), target
+        with pytest.raises(ValueError):
+            ExperimentFile.model_validate({**MINIMAL, "target": target})
 
 
 @pytest.mark.django_db

@@ -93,9 +93,7 @@ def experiment_file_schema() -> tuple[dict[str, Any], dict[str, Any]]:
     _strings_without_control_characters(definitions)
     target = schema["properties"]["target"]
     target["pattern"] = TARGET_PATTERN
-    target["description"] = (
-        "any, HOST or HOST:GPU (for example gpu01:0), slurm or slurm:PARTITION"
-    )
+    target["description"] = "any, HOST or HOST:GPU (for example gpu01:0), slurm or slurm:PARTITION"
     return schema, definitions
 
 

@@ -291,7 +291,9 @@ def test_stop_calls_on_wait_between_polls_for_the_whole_grace(marker, tmp_path):
     calls: list[float] = []
     report = group.stop(grace=1.0, on_wait=lambda: calls.append(time.monotonic()))
     assert report.how == "sigkill"
-    assert len(calls) >= 5  # a poll is 0.1 s: ten in a 1 s grace, minus a loaded machine
+    # A poll is 0.1 s: ten in a 1 s grace on an idle machine; while the suite keeps both
+    # cores busy a poll takes up to 0.3 s (four calls seen). What matters is below.
+    assert len(calls) >= 3
     # Throughout the grace, not once at either end: it spans most of it with no long gap
     # (when the first call comes after the SIGTERM depends on the machine's load).
     assert calls[-1] - calls[0] > 0.5

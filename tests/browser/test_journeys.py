@@ -15,9 +15,9 @@ from collections.abc import Callable
 
 import psutil
 import pytest
-from playwright.sync_api import expect
 from django.contrib.auth import get_user_model
 from django.utils import timezone
+from playwright.sync_api import expect
 
 from core.contract import ENV_MARKER, ENV_ROLE
 from experiments.models import Experiment, Host, ProcessGroup

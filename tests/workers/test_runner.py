@@ -584,7 +584,9 @@ def test_the_heartbeat_goes_on_while_stops_wait_out_their_grace(marker, tmp_path
     assert ended - began > 1.5 + 3.0 + 3.0  # both stops really waited their grace
     beats = [began, *store.of("heartbeat"), ended]
     gaps = [later - earlier for earlier, later in zip(beats, beats[1:], strict=False)]
-    assert max(gaps) < 1.5, f"longest pause between heartbeats: {max(gaps):.2f} s"
+    # A heartbeat held through a grace leaves a gap of at least its 3 s; on a loaded
+    # machine (make test's parallel runs) a 0.2 s interval still stretches to about 2 s.
+    assert max(gaps) < 2.5, f"longest pause between heartbeats: {max(gaps):.2f} s"
     assert not any(alive(pid) for pid in read_pids(fg_pids, 3) + read_pids(bg_pids, 3))
     assert find_marked(marker) == []
 

@@ -351,9 +351,10 @@ def _chart_css() -> str:
     return "text { font-family: system-ui, sans-serif; } " + " ".join(rules)
 
 
-def standalone_svg(chart: str, *, description: str) -> str:
+def standalone_svg(chart: str, *, title: str, description: str) -> str:
     """The chart's SVG as a file of its own: XML declaration, xmlns, width and height,
-    its styles inline, its title (already its first child) and a description."""
+    its title (its own, or ``title`` where it has none: an empty chart), a description
+    and its styles inline."""
     match = _SVG.search(str(chart))
     if match is None:
         raise ValueError("no SVG in the chart")
@@ -361,9 +362,12 @@ def standalone_svg(chart: str, *, description: str) -> str:
     size = _VIEWBOX.search(svg)
     if size is not None:
         svg = svg.replace("<svg ", f'<svg width="{size.group(1)}" height="{size.group(2)}" ', 1)
-    head_end = svg.index(">") + 1
-    title_end = svg.find("</title>")
-    at = title_end + len("</title>") if title_end != -1 else head_end
+    at = svg.index(">") + 1
+    if svg.startswith("<title>", at):
+        at = svg.index("</title>", at) + len("</title>")
+    else:
+        svg = svg[:at] + f"<title>{escape(title)}</title>" + svg[at:]
+        at = svg.index("</title>", at) + len("</title>")
     extra = f"<desc>{escape(description)}</desc><style>{_chart_css()}</style>"
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + svg[:at] + extra + svg[at:] + "\n"
 

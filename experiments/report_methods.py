@@ -139,15 +139,22 @@ def _estimates(runs: Sequence[Run]) -> list[str]:
     return said
 
 
+#: Groups named one by one in the paragraph; the tables list every one.
+GROUPS_NAMED = 8
+
+
 def _groups(table: Table) -> str:
     parts = []
-    for row in table.rows:
+    for row in table.rows[:GROUPS_NAMED]:
         hp = ", ".join(f"{k}={v}" for k, v in row.hyperparameters.items()) or "defaults"
         left = f" ({row.left_out} parallel left out)" if row.left_out else ""
         parts.append(
             f"{hp} measured with {row.measured_with}: solo n = {row.solo.n}, "
             f"parallel n = {row.parallel.n}{left}"
         )
+    more = len(table.rows) - GROUPS_NAMED
+    if more > 0:
+        parts.append(f"and {more} more (the tables give each one's n)")
     return "; ".join(parts) if parts else "no group has a finished run with this figure"
 
 

@@ -46,6 +46,8 @@ def experiment_report_chart(request: HttpRequest, code: str, chart: str) -> Http
         raise Http404("No such chart in the report.")
     data: dict[str, Any] = report_data(request, experiment)
     label, key, description = REPORT_CHARTS[chart]
-    body = report_exports.standalone_svg(data[key], description=description)
+    body = report_exports.standalone_svg(
+        data[key], title=f"{data['figure'].label}, {label}", description=description
+    )
     name = report_exports.chart_filename(experiment.code, chart)
     return _attachment(body, "image/svg+xml; charset=utf-8", name)

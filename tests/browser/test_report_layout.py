@@ -1,7 +1,8 @@
 """The experiment report as a person reads it, on the page and as the downloaded file:
 at a phone's width (390 px) and at a desktop's, no table runs past its card (a wide one
 scrolls inside its own focusable, named region), the verdict column keeps a readable
-width instead of one word per line, and axe-core finds nothing serious."""
+width instead of one word per line, the chart's bars keep their drawn height, and
+axe-core finds nothing serious."""
 
 from __future__ import annotations
 
@@ -27,6 +28,10 @@ LAYOUT = """() => ({
   }),
   verdicts: [...document.querySelectorAll('td.verdict-text')]
     .map(td => Math.round(td.getBoundingClientRect().width)),
+  // A chart's bar drawn at the height it was given, not a stylesheet's.
+  bars: [...document.querySelectorAll('svg.chart rect.bar')].map(r =>
+    Math.abs(r.getBBox().height - parseFloat(r.getAttribute('height')))).filter(d => d > 0.5),
+  nbars: document.querySelectorAll('svg.chart rect.bar').length,
 })"""
 
 
@@ -66,6 +71,7 @@ def _check(page, name: str) -> list[str]:
     )
     # One word per line would be ~100 px; a readable measure is at least twice that.
     assert layout["verdicts"] and min(layout["verdicts"]) >= 200, (name, layout)
+    assert layout["nbars"] == 4 and layout["bars"] == [], (name, layout)
     return axe_violations(page, name)
 
 

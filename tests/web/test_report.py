@@ -316,3 +316,10 @@ def test_energies_scale_with_the_exact_value_on_hover(as_member, owner, wl):
     assert "kWh" not in re.sub(r"<style>.*?</style>", "", page, flags=re.S).replace(
         "gCO2e/kWh", ""
     ).replace("kWh × PUE", "").replace("J, kJ, Wh or kWh", "")
+
+
+@pytest.mark.parametrize("suffix", DOWNLOADS)
+def test_odd_query_values_never_break_a_download(suffix, as_member, owner, wl):
+    _solo, par = _demo(owner, wl)
+    query = "?figure=%3Cscript%3E&factors=today&include_partial=%00&unit=kWh"
+    assert as_member.get(f"/experiments/{par.code}/{suffix}{query}").status_code == 200

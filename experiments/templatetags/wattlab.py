@@ -50,8 +50,9 @@ def carbon_exact(value: Any) -> str:
 
 @register.filter
 def quantity(value: Any, unit: str = "J") -> str:
-    """A figure in a unit of experiments.carbon: joules scale (J, kJ, MJ), others keep
-    four significant digits and their unit (kWh, kgCO2e, a currency)."""
+    """A figure in a unit of experiments.carbon: joules scale (experiments.units: J,
+    kJ, Wh, kWh) with the exact value on hover; a unit the reader chose (kWh, kgCO2e,
+    a currency) stays that unit, with four significant digits."""
     if unit == "J":
         return energy_exact(value)
     if value is None or value == "":

@@ -522,7 +522,13 @@ class RangeBar:
 
 
 def range_chart(
-    bars: list[RangeBar], *, title: str, y_label: str, width: int = 1000, height: int = 300
+    bars: list[RangeBar],
+    *,
+    title: str,
+    y_label: str,
+    x_label: str = "",
+    width: int = 1000,
+    height: int = 300,
 ) -> SafeString:
     """Median bars with whiskers (each bar says what its whisker is), side by side per
     category (parallel vs solo)."""
@@ -551,7 +557,7 @@ def range_chart(
     y_ticks = padded_ticks(min(0.0, bottom), top, floor=0.0)
     f.y0, f.y1 = y_ticks[0], y_ticks[-1]
     keys = [_Key(s, colors[s]) for s in series]
-    rows = _axes(f, "", y_label, x_ticks=[], y_ticks=y_ticks, legend=keys)
+    rows = _axes(f, x_label, y_label, x_ticks=[], y_ticks=y_ticks, legend=keys)
     plot_w = f.width - f.left - f.right
     slot = plot_w / len(cats)
     bar_w = min(28.0, slot * 0.8 / len(series))

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
-from core.coverage import GOOD
+from core.coverage import GOOD, VERDICTS
 from experiments import stats
 from experiments.figures import (
     BY_KEY,
@@ -296,7 +296,7 @@ class Table:
     def coverage_rule_text(self) -> str:
         if self.include_partial:
             return "every parallel run counted, those short of good coverage marked"
-        return "parallel runs count only with good coverage, ≥ 95 %"
+        return f"parallel runs count only with good coverage, ≥ {VERDICTS[0].min_percent:g} %"
 
     @property
     def left_out(self) -> list[float | None]:

@@ -75,6 +75,10 @@ RATIO_METHOD = (
     "97.5 % order-statistic intervals (at least 95 % by Bonferroni)"
 )
 
+#: The test behind p and the verdict, and its effect size.
+TEST_METHOD = "Mann-Whitney U test (two-sided)"
+EFFECT_SIZE = "rank-biserial correlation"
+
 
 @functools.lru_cache(maxsize=4096)
 def order_ranks(n: int, confidence: float = CONFIDENCE) -> tuple[int, float] | None:

@@ -45,6 +45,21 @@ urlpatterns = [
         name="experiment_report_download",
     ),
     path(
+        "experiments/<uuid:code>/report.md",
+        views.experiment_report_markdown,
+        name="experiment_report_markdown",
+    ),
+    path(
+        "experiments/<uuid:code>/report.tex",
+        views.experiment_report_latex,
+        name="experiment_report_latex",
+    ),
+    path(
+        "experiments/<uuid:code>/report/<slug:chart>.svg",
+        views.experiment_report_chart,
+        name="experiment_report_chart",
+    ),
+    path(
         "experiments/<uuid:code>/runs/<run:run>/",
         views.run_detail,
         name="run_detail",

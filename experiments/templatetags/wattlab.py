@@ -11,6 +11,7 @@ from django.utils.html import format_html
 from core.coverage import verdict_colour
 from core.coverage import verdict_rule as _verdict_rule
 from core.runlabel import label_of
+from experiments import units
 from experiments.models import METHOD_SHORT, Run
 
 register = template.Library()
@@ -21,22 +22,39 @@ _SHORT = METHOD_SHORT
 
 @register.filter
 def joules(value: Any) -> str:
+    """Joules in J, kJ, Wh or kWh by magnitude (experiments.units), as text."""
     if value is None or value == "":
         return "—"
-    v = float(value)
-    if abs(v) >= 1e6:
-        return f"{v / 1e6:.3g} MJ"
-    if abs(v) >= 1e3:
-        return f"{v / 1e3:.3g} kJ"
-    return f"{v:.3g} J"
+    return units.energy(float(value)).text
+
+
+def _with_exact(scaled: units.Scaled) -> str:
+    return format_html('<span class="q" title="{}">{}</span>', scaled.exact, scaled.text)
+
+
+@register.filter
+def energy_exact(value: Any) -> str:
+    """Joules scaled (experiments.units), the exact value in joules on hover."""
+    if value is None or value == "":
+        return "—"
+    return _with_exact(units.energy(float(value)))
+
+
+@register.filter
+def carbon_exact(value: Any) -> str:
+    """kgCO2e as gCO2e or kgCO2e (experiments.units), the exact value on hover."""
+    if value is None or value == "":
+        return "—"
+    return _with_exact(units.carbon(float(value)))
 
 
 @register.filter
 def quantity(value: Any, unit: str = "J") -> str:
-    """A figure in a unit of experiments.carbon: joules scale (J, kJ, MJ), others keep
-    four significant digits and their unit (kWh, kgCO2e, a currency)."""
+    """A figure in a unit of experiments.carbon: joules scale (experiments.units: J,
+    kJ, Wh, kWh) with the exact value on hover; a unit the reader chose (kWh, kgCO2e,
+    a currency) stays that unit, with four significant digits."""
     if unit == "J":
-        return joules(value)
+        return energy_exact(value)
     if value is None or value == "":
         return "—"
     return f"{float(value):.4g} {unit}"
@@ -223,6 +241,11 @@ def ratio_cell(result: Any) -> str:
     )
 
 
+def _plain(value: Any, unit: str) -> str:
+    """As ``quantity``, in text: the median beside it carries the exact value."""
+    return joules(value) if unit == "J" else quantity(value, unit)
+
+
 @register.simple_tag
 def median_cell(group: Any, unit: str = "J") -> str:
     """A group's median with its 95 % interval, or, with too few runs for one, the
@@ -233,10 +256,10 @@ def median_cell(group: Any, unit: str = "J") -> str:
         return format_html(
             '{} <span class="muted">({} – {})</span>',
             quantity(group.median, unit),
-            quantity(group.low, unit),
-            quantity(group.high, unit),
+            _plain(group.low, unit),
+            _plain(group.high, unit),
         )
-    shown = ", ".join(quantity(v, unit) for v in group.values)
+    shown = ", ".join(_plain(v, unit) for v in group.values)
     return format_html(
         '{} <span class="muted too-few">(too few runs for a 95 % interval: {})</span>',
         quantity(group.median, unit),

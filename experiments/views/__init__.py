@@ -13,6 +13,11 @@ from experiments.views.exports import experiment_export
 from experiments.views.hosts import host_list
 from experiments.views.listing import experiment_list
 from experiments.views.report import experiment_report, experiment_report_download
+from experiments.views.report_downloads import (
+    experiment_report_chart,
+    experiment_report_latex,
+    experiment_report_markdown,
+)
 from experiments.views.runs import background_log, run_detail, run_log
 from experiments.views.submit import experiment_new
 from experiments.views.tokens import token_list, token_revoke
@@ -29,6 +34,9 @@ __all__ = [
     "experiment_new",
     "experiment_report",
     "experiment_report_download",
+    "experiment_report_chart",
+    "experiment_report_latex",
+    "experiment_report_markdown",
     "experiment_rerun",
     "host_list",
     "run_detail",

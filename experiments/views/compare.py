@@ -120,6 +120,7 @@ def versus_chart(table: comparison.Table, unit_label: str, *, width: int = 1000)
         bars,
         title=f"{table.figure.label}, parallel vs solo (median, 95 % interval or the values)",
         y_label=f"{table.figure.label} ({unit_label})",
+        x_label="configuration",
         width=width,
     )
 

@@ -15,7 +15,7 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
-from experiments import figures, selectors, stats
+from experiments import figures, report_methods, selectors, stats
 from experiments.figures import EnergyFigure
 from experiments.models import Experiment, Run
 from experiments.permissions import _get_experiment_for_user
@@ -23,6 +23,16 @@ from experiments.views.compare import include_partial, versus_chart
 from experiments.views.runs import _footprint
 
 _CSS = Path(settings.BASE_DIR) / "static" / "wattlab.css"
+
+#: The report's charts as downloads: URL name -> (label, context key, what it shows).
+REPORT_CHARTS: dict[str, tuple[str, str, str]] = {
+    "versus": (
+        "parallel vs solo",
+        "versus_chart",
+        f"Each group's median with its {stats.MEDIAN_METHOD}; below "
+        f"{stats.MIN_INTERVAL_RUNS} runs the values themselves, drawn as dots.",
+    ),
+}
 
 
 def versus(experiment: Experiment, figure: EnergyFigure, *, include_partial: bool = False) -> Any:
@@ -36,16 +46,20 @@ def versus(experiment: Experiment, figure: EnergyFigure, *, include_partial: boo
     )
 
 
-@login_required
-@require_GET
-def experiment_report(request: HttpRequest, code: str, download: bool = False) -> HttpResponse:
-    experiment = _get_experiment_for_user(
+def report_experiment(request: HttpRequest, code: str) -> Experiment:
+    """The experiment a report is of, under the report's permission rule (the
+    experiment's, experiments.permissions): the page and every download use this."""
+    return _get_experiment_for_user(
         request.user,
         code,
         queryset=Experiment.objects.select_related(
             "owner", "foreground_workload", "background_workload", "host"
         ),
     )
+
+
+def report_data(request: HttpRequest, experiment: Experiment) -> dict[str, Any]:
+    """Everything the report shows, for the page and each download alike."""
     runs = list(
         experiment.runs.defer("trace", "log_tail").order_by(
             "config_index", "repeat_index", "attempt"
@@ -83,10 +97,23 @@ def experiment_report(request: HttpRequest, code: str, download: bool = False) -
         "include_partial": partial,
         "stats": stats,
         "footprint": _footprint(request, experiment, finished),
-        "css": _CSS.read_text() if _CSS.exists() else "",
+        "hardware": report_methods.hardware(experiment, finished),
+        "methods": report_methods.methods(experiment, finished, figure, table),
         "generated_at": timezone.now(),
-        "download": download,
+        "chart_names": [{"name": k, "label": v[0]} for k, v in REPORT_CHARTS.items()],
+        # The page's choices (figure, factors, partial runs) carried to every download.
+        "query": f"?{request.GET.urlencode()}" if request.GET else "",
     }
+    return context
+
+
+@login_required
+@require_GET
+def experiment_report(request: HttpRequest, code: str, download: bool = False) -> HttpResponse:
+    experiment = report_experiment(request, code)
+    context = report_data(request, experiment)
+    context["download"] = download
+    context["css"] = _CSS.read_text() if _CSS.exists() else ""
     response = render(request, "experiments/report.html", context)
     if download:
         name = f"wattlab-report-{experiment.code}.html"
@@ -94,5 +121,7 @@ def experiment_report(request: HttpRequest, code: str, download: bool = False) -
     return response
 
 
+@login_required
+@require_GET
 def experiment_report_download(request: HttpRequest, code: str) -> HttpResponse:
     return experiment_report(request, code, download=True)

@@ -30,6 +30,8 @@ def visit_every_page(page, base: str, code: str, run_ref: str, workload: str) ->
     found += axe_violations(page, "experiment")
     page.goto(f"{base}/experiments/{code}/runs/{run_ref}/")
     found += axe_violations(page, "run")
+    page.goto(f"{base}/experiments/{code}/report/")
+    found += axe_violations(page, "report")
     page.goto(f"{base}/compare/?workload={workload}")
     found += axe_violations(page, "compare")
     page.goto(f"{base}/hosts/")

@@ -55,8 +55,8 @@ def test_the_run_page_shows_kwh_carbon_and_cost_with_the_factors_it_kept(as_memb
 def test_today_s_factors_on_request(as_member, owner, wl):
     e, _run = _run_with_factors(owner, wl)
     page = as_member.get(f"/experiments/{e.code}/runs/1.1.1/?factors=today").content.decode()
-    # GPU: 2 kWh x PUE 1.0 x 100 g/kWh = 0.2 kgCO2e; x 0.5 EUR/kWh = 1 EUR.
-    assert "0.2 kgCO2e" in page and "1 EUR" in page
+    # GPU: 2 kWh x PUE 1.0 x 100 g/kWh = 0.2 kgCO2e (200 g); x 0.5 EUR/kWh = 1 EUR.
+    assert 'title="0.2 kgCO2e">200 gCO2e' in page and "1 EUR" in page
     assert "Recomputed with today's factors" in page
     assert "gpu01: 100 gCO2e/kWh, PUE 1, 0.5 EUR/kWh" in page
 

@@ -316,6 +316,21 @@ def list_gpus() -> list[dict[str, Any]]:
     return [g for g in gpus if allowed is None or g["index"] in allowed]
 
 
+def driver_version() -> str:
+    """The NVIDIA driver's version, for the host's record (a report's hardware); ""
+    without NVML or where the driver does not say."""
+    try:
+        init()
+    except MeterUnavailable:
+        return ""
+    nv = _nvml()
+    with _calling():
+        try:
+            return _text(nv.nvmlSystemGetDriverVersion())
+        except Exception:  # noqa: BLE001 - a missing version costs the fact, not the host
+            return ""
+
+
 def gpu_utilisation() -> dict[str, float | None]:
     """Each GPU's utilisation now (percent, keyed by index as a string: it travels as
     JSON), for the host heartbeat and the Hosts page; empty when NVML is absent."""

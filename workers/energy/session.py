@@ -48,7 +48,7 @@ from core.trace import LiveTrace, encode_trace, gpu_key
 from workers.energy import nvml
 from workers.energy.device_state import CHANGED, gpu_record, settings_key
 from workers.energy.doubles import DOUBLE_ENV, from_spec
-from workers.energy.estimate import POLL_PERIOD_S, EstimateCpuMeter
+from workers.energy.estimate import POLL_PERIOD_S, EstimateCpuMeter, cpu_model
 from workers.energy.host import HOST_SCAN_S, HostReport, HostWatch
 from workers.energy.integrate import summary, trapezoid_j
 from workers.energy.meters import (
@@ -256,8 +256,15 @@ def describe_meters(powercap_root: Path | str = DEFAULT_POWERCAP_ROOT) -> dict[s
             "gpus": gpus,
             "reason": gpu_reason,
             "double": double or None,
+            "driver": nvml.driver_version() if gpus else "",
         },
-        "cpu": {"method": cpu.method, "device": cpu.device, "not_used": reasons},
+        "cpu": {
+            "method": cpu.method,
+            "device": cpu.device,
+            "not_used": reasons,
+            # The model as the kernel names it ("" on a CPU that does not, e.g. ARM).
+            "model": cpu_model(),
+        },
     }
 
 

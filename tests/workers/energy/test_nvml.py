@@ -195,6 +195,19 @@ def test_list_gpus_reports_memory_counter_and_mig(fake: FakeNvmlLibrary) -> None
     ]
 
 
+def test_the_host_record_names_the_driver_and_the_cpu_model(fake: FakeNvmlLibrary) -> None:
+    from workers.energy.estimate import cpu_model
+    from workers.energy.session import describe_meters
+
+    meters = describe_meters()
+    assert meters["gpu"]["driver"] == "570.00-fake"
+    assert meters["cpu"]["model"] == cpu_model()
+
+
+def test_without_nvml_no_driver_is_named() -> None:
+    assert nvml.driver_version() == ""
+
+
 def test_one_unreadable_gpu_does_not_hide_the_others(fake2: FakeNvmlLibrary) -> None:
     """Item 10."""
     fake2.devices[0].broken = pynvml.NVML_ERROR_NO_PERMISSION

@@ -13,7 +13,9 @@ from experiments import stats
 from experiments.models import Experiment, Run
 from tests.conftest import WorkerProc, demo_pair, run_manage
 
-pytestmark = [pytest.mark.slow, pytest.mark.queue, pytest.mark.backends]
+# Not in the SQLite run (marker backends): the summary reads the comparison, whose queries
+# run on both databases in test_comparison_soundness; the queue is test_tasks'.
+pytestmark = [pytest.mark.slow, pytest.mark.queue]
 
 PARALLEL, SOLO = demo_pair(
     "tiny", epochs=3, hidden=64, background_epochs=20, background_hidden=64, seed=5

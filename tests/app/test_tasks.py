@@ -87,6 +87,7 @@ def _submit(text: str) -> Experiment:
     return services.experiment_submit(owner=None, spec=parse_experiment_text(text), source="cli")
 
 
+@pytest.mark.one_backend  # the queue's and the claim's differences: the other tests here
 def test_submit_wait_json_returns_a_succeeded_parallel_experiment(
     digits_workload: object,
     submitter: object,

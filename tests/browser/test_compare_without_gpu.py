@@ -17,7 +17,9 @@ from django.contrib.auth import get_user_model
 from experiments.models import Experiment
 from tests.browser.conftest import login, shoot
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.backends]
+# Not in the SQLite run (marker backends): the comparison's queries run on both databases
+# in test_comparison_soundness and test_compare_figures, the queue in test_tasks.
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 EXPERIMENT_PAGE = re.compile(r".*/experiments/[0-9a-f-]{36}/$")
 

@@ -60,9 +60,10 @@ pytest: $(STAMP)
 		$(VENV)/bin/pytest -q --durations=15 $(call XDIST,$(PYTEST_WORKERS)); rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ]
 
 # Again with no server at all (SQLite and the filesystem broker, the single-machine
-# default), but only what differs between the two (marker `backends`, less `one_backend`: the queue, the
-# claim, database-specific queries, the end-to-end journeys); the rest does not touch
-# the database or broker in a way that depends on which one it is.
+# default), but only what differs between the two (marker `backends`: the queue, the
+# claim, database-specific queries, the end-to-end journeys; less those marked
+# `one_backend`); the rest does not touch the database or broker in a way that depends
+# on which one it is.
 pytest-single-machine: $(STAMP)
 	env -u DATABASE_URL -u REDIS_URL WATTLAB_VAR_DIR=$(CURDIR)/var/single-machine-tests \
 		$(VENV)/bin/pytest -q --durations=15 -m 'backends and not one_backend' \

@@ -280,6 +280,7 @@ def test_a_killed_worker_leaves_a_lost_experiment_and_orphans_the_control_queue_
     del reaper, replacement
 
 
+@pytest.mark.one_backend  # the command's signal handling, the same on either backend
 def test_ctrl_c_during_submit_wait_asks_and_cancels(
     digits_workload: object, submitter: object, celery_worker_proc: WorkerProc, tmp_path: Path
 ) -> None:
@@ -373,6 +374,7 @@ def test_the_worker_registers_its_host_and_heartbeats(
     assert started == [f"control@{celery_worker_proc.hostname}"]
 
 
+@pytest.mark.one_backend  # the runner's own deadline, the same on either backend
 def test_the_experiment_time_limit_lets_the_runner_stop_its_groups(
     digits_workload: object, celery_worker_factory: Callable[..., WorkerProc]
 ) -> None:

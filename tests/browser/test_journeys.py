@@ -58,6 +58,8 @@ def _worker(factory: Callable[..., WorkerProc]) -> WorkerProc:
     return factory(**env)
 
 
+# On SQLite the web app and a worker writing one file are make run's own tests (test_run_script).
+@pytest.mark.one_backend
 def test_a_new_user_submits_a_parallel_experiment_watches_it_and_compares_runs(
     digits_workload, celery_worker_factory, live_server, page
 ):

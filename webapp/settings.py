@@ -286,6 +286,9 @@ else:
     # The host part means nothing to this transport; without one kombu warns "No
     # hostname was supplied. Reverting to default 'localhost'" on every command.
     CELERY_BROKER_URL = "filesystem://localhost/"
+    # kombu's transport with one fix: a message appears in the folder whole (written
+    # aside, then renamed); kombu's own can hand a reader an empty file and lose it.
+    CELERY_BROKER_TRANSPORT = "webapp.fs_broker:Transport"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(BROKER_DIR / "queue"),
         "data_folder_out": str(BROKER_DIR / "queue"),

@@ -30,14 +30,15 @@ foreground:
 def broker_unreachable() -> Iterator[None]:
     from webapp.celery import app
 
-    old_url = app.conf.broker_url
+    old_url, old_transport = app.conf.broker_url, app.conf.broker_transport
     app.conf.broker_url = "redis://127.0.0.1:1/0"  # port 1: nothing listens
+    app.conf.broker_transport = None  # the URL's (single machine: the folder's transport)
     app._pool = None
     app.amqp._producer_pool = None
     try:
         yield
     finally:
-        app.conf.broker_url = old_url
+        app.conf.broker_url, app.conf.broker_transport = old_url, old_transport
         app._pool = None
         app.amqp._producer_pool = None
 

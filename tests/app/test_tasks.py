@@ -212,7 +212,16 @@ def test_a_redelivered_message_never_starts_the_training_twice(
     # The same message a second time, as a broker redelivery would.
     queues.enqueue_experiment(experiment.id, queue=queues.shared_queue())
 
-    _wait_for(lambda: _status(experiment) == "succeeded", 120, "the experiment to succeed")
+    _wait_for(
+        lambda: _status(experiment) not in Experiment.ACTIVE_STATUSES,
+        120,
+        "the experiment to end",
+        celery_worker_proc,
+    )
+    experiment.refresh_from_db()
+    assert experiment.status == "succeeded", (
+        f"{experiment.error}\n{celery_worker_proc.log()[-4000:]}"
+    )
     # The duplicate is received and refused after the first delivery ends (the worker
     # takes one message at a time).
     _wait_for(

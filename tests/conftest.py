@@ -33,6 +33,53 @@ DATA = ROOT / "data"
 QUEUE_PREFIX = f"t{uuid.uuid4().hex[:8]}."
 
 
+#: What makes a test long: real workers, trainings, browsers, clusters.
+_HEAVY_MARKERS = ("slow", "browser", "queue", "slurm")
+_HEAVY_FIXTURES = ("celery_worker_factory", "celery_worker_proc", "live_server", "page")
+
+
+def _heavy(item: pytest.Item) -> bool:
+    names = getattr(item, "fixturenames", ())
+    return any(item.get_closest_marker(m) for m in _HEAVY_MARKERS) or any(
+        f in names for f in _HEAVY_FIXTURES
+    )
+
+
+def _database_use(item: pytest.Item) -> int:
+    """pytest-django's classes: 0 a database in a transaction, 1 a transactional one,
+    2 none (its own rule, pytest_django.plugin.pytest_collection_modifyitems)."""
+    from pytest_django.plugin import validate_django_db
+
+    names = getattr(item, "fixturenames", ())
+    marker = item.get_closest_marker("django_db")
+    transactional = "transactional_db" in names or "live_server" in names
+    if marker is not None:
+        transaction, reset_sequences, *_ = validate_django_db(marker)
+        transactional = transactional or transaction or reset_sequences
+    if transactional:
+        return 1
+    return 0 if marker is not None or "db" in names else 2
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The long tests first, so the processes of make test's runs (pytest-xdist) share
+    them out at the start rather than one finishing them alone at the end. pytest-django
+    has put the database tests in its order (in a transaction, then transactional);
+    that order is kept, and the tests without a database, which it puts last, go
+    where their length says: the long ones before everything, the short ones after."""
+    use = {id(item): _database_use(item) for item in items}
+    heavy = {id(item): _heavy(item) for item in items}
+
+    def place(item: pytest.Item) -> tuple[int, bool]:
+        db = use[id(item)]
+        if db == 2:
+            return (0 if heavy[id(item)] else 3, False)
+        return (db + 1, not heavy[id(item)])
+
+    items.sort(key=place)  # stable: the order within each place is kept
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _session_queue_prefix() -> Iterator[None]:
     from django.conf import settings

@@ -45,39 +45,15 @@ def _heavy(item: pytest.Item) -> bool:
     )
 
 
-def _database_use(item: pytest.Item) -> int:
-    """pytest-django's classes: 0 a database in a transaction, 1 a transactional one,
-    2 none (its own rule, pytest_django.plugin.pytest_collection_modifyitems)."""
-    from pytest_django.plugin import validate_django_db
-
-    names = getattr(item, "fixturenames", ())
-    marker = item.get_closest_marker("django_db")
-    transactional = "transactional_db" in names or "live_server" in names
-    if marker is not None:
-        transaction, reset_sequences, *_ = validate_django_db(marker)
-        transactional = transactional or transaction or reset_sequences
-    if transactional:
-        return 1
-    return 0 if marker is not None or "db" in names else 2
-
-
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The long tests first, so the processes of make test's runs (pytest-xdist) share
-    them out at the start rather than one finishing them alone at the end. pytest-django
-    has put the database tests in its order (in a transaction, then transactional);
-    that order is kept, and the tests without a database, which it puts last, go
-    where their length says: the long ones before everything, the short ones after."""
-    use = {id(item): _database_use(item) for item in items}
+    them out from the start rather than finish them one by one at the end. Otherwise
+    pytest-django's order stays (in a transaction, transactional, no database): it only
+    matters to tests that expect rows a transactional test's flush removes, and the
+    flush runs post_migrate again (content types, permissions); no migration seeds data."""
     heavy = {id(item): _heavy(item) for item in items}
-
-    def place(item: pytest.Item) -> tuple[int, bool]:
-        db = use[id(item)]
-        if db == 2:
-            return (0 if heavy[id(item)] else 3, False)
-        return (db + 1, not heavy[id(item)])
-
-    items.sort(key=place)  # stable: the order within each place is kept
+    items.sort(key=lambda item: not heavy[id(item)])  # stable: the order within is kept
 
 
 @pytest.fixture(autouse=True, scope="session")

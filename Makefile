@@ -47,12 +47,13 @@ lint: $(STAMP)
 	$(VENV)/bin/lint-imports
 
 # Processes per run (pytest-xdist; 0: none, one process as before). tests/conftest.py
-# puts the long tests first and --dist load deals them out in turn, so they run side
-# by side from the start, not on one process at the end. Each run lists its 15
-# slowest tests: the suite must stay under 10 minutes here.
+# puts the long tests first and --dist load --maxschedchunk 1 hands tests out one at a
+# time as processes free up, so the long ones run side by side from the start, not on
+# one process at the end (worksteal and plain load give out consecutive chunks). Each
+# run lists its 15 slowest tests: the suite must stay under 10 minutes here.
 PYTEST_WORKERS ?= 4
 SINGLE_MACHINE_WORKERS ?= 3
-XDIST = $(if $(filter 0,$(1)),,-n $(1) --dist load)
+XDIST = $(if $(filter 0,$(1)),,-n $(1) --dist load --maxschedchunk 1)
 
 # The whole suite on PostgreSQL + Redis. Exit status 5 (no tests collected) is not a
 # failure of the code.

@@ -33,27 +33,31 @@ DATA = ROOT / "data"
 QUEUE_PREFIX = f"t{uuid.uuid4().hex[:8]}."
 
 
-#: What makes a test long: real workers, trainings, browsers, clusters.
-_HEAVY_MARKERS = ("slow", "browser", "queue", "slurm")
-_HEAVY_FIXTURES = ("celery_worker_factory", "celery_worker_proc", "live_server", "page")
+#: What makes a test long, longest kind first: a Slurm cluster's jobs (a time limit of
+#: a minute), a browser beside a real worker, then real workers, trainings, servers.
+_LONG_MARKERS = ("slurm", "browser", "slow", "queue")
+_LONG_FIXTURES = ("celery_worker_factory", "celery_worker_proc", "live_server", "page")
 
 
-def _heavy(item: pytest.Item) -> bool:
+def _length_rank(item: pytest.Item) -> int:
+    """0 for the longest kind of test, len(_LONG_MARKERS) for a short one."""
+    for rank, marker in enumerate(_LONG_MARKERS):
+        if item.get_closest_marker(marker):
+            return rank
     names = getattr(item, "fixturenames", ())
-    return any(item.get_closest_marker(m) for m in _HEAVY_MARKERS) or any(
-        f in names for f in _HEAVY_FIXTURES
-    )
+    return len(_LONG_MARKERS) - 1 if any(f in names for f in _LONG_FIXTURES) else len(_LONG_MARKERS)
 
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The long tests first, so the processes of make test's runs (pytest-xdist) share
-    them out from the start rather than finish them one by one at the end. Otherwise
+    """The long tests first: make test hands tests out one at a time to the processes
+    of each run (pytest-xdist, --dist load --maxschedchunk 1), so the long ones run side
+    by side from the start and the short ones fill in at the end. Otherwise
     pytest-django's order stays (in a transaction, transactional, no database): it only
     matters to tests that expect rows a transactional test's flush removes, and the
     flush runs post_migrate again (content types, permissions); no migration seeds data."""
-    heavy = {id(item): _heavy(item) for item in items}
-    items.sort(key=lambda item: not heavy[id(item)])  # stable: the order within is kept
+    rank = {id(item): _length_rank(item) for item in items}
+    items.sort(key=lambda item: rank[id(item)])  # stable: the order within is kept
 
 
 @pytest.fixture(autouse=True, scope="session")

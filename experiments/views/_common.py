@@ -31,3 +31,9 @@ def render_live(
         response = render(request, page, context)
     patch_vary_headers(response, ("HX-Request",))
     return response
+
+
+def as_attachment(response: HttpResponse, filename: str) -> HttpResponse:
+    """The browser saves ``response`` as ``filename`` instead of showing it."""
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response

@@ -15,10 +15,11 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
-from experiments import figures, report_methods, selectors, stats
+from experiments import figures, report_exports, report_methods, selectors, stats
 from experiments.figures import EnergyFigure
 from experiments.models import Experiment, Run
 from experiments.permissions import _get_experiment_for_user
+from experiments.views._common import as_attachment
 from experiments.views.compare import include_partial, versus_chart
 from experiments.views.runs import _footprint
 
@@ -116,8 +117,7 @@ def experiment_report(request: HttpRequest, code: str, download: bool = False) -
     context["css"] = _CSS.read_text() if _CSS.exists() else ""
     response = render(request, "experiments/report.html", context)
     if download:
-        name = f"wattlab-report-{experiment.code}.html"
-        response["Content-Disposition"] = f'attachment; filename="{name}"'
+        as_attachment(response, report_exports.export_filename(experiment.code, "html"))
     return response
 
 

@@ -11,13 +11,12 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.views.decorators.http import require_GET
 
 from experiments import report_exports
+from experiments.views._common import as_attachment
 from experiments.views.report import REPORT_CHARTS, report_data, report_experiment
 
 
 def _attachment(body: str, content_type: str, filename: str) -> HttpResponse:
-    response = HttpResponse(body, content_type=content_type)
-    response["Content-Disposition"] = f'attachment; filename="{filename}"'
-    return response
+    return as_attachment(HttpResponse(body, content_type=content_type), filename)
 
 
 @login_required

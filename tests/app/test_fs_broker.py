@@ -15,10 +15,9 @@ from queue import Empty
 
 import pytest
 from kombu import Connection
-from kombu.transport import filesystem
+from kombu.utils.imports import symbol_by_name
 
 from webapp.fs_broker import PARTIAL_SUFFIX
-from webapp.fs_broker import Transport as WholeMessageTransport
 
 MESSAGES = 400
 #: Large enough that a write spans several scheduler slices on these machines.
@@ -44,10 +43,9 @@ def _race(transport_path: str, folder: Path) -> tuple[list[int], list[str]]:
         [sys.executable, "-c", WRITER, transport_path, str(folder), str(MESSAGES), str(len(PAD))]
     )
     opts = {"data_folder_in": str(folder), "data_folder_out": str(folder)}
-    cls = WholeMessageTransport if transport_path.startswith("webapp") else filesystem.Transport
     taken: list[int] = []
     errors: list[str] = []
-    with Connection(transport=cls, transport_options=opts) as conn:
+    with Connection(transport=symbol_by_name(transport_path), transport_options=opts) as conn:
         channel = conn.default_channel
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:

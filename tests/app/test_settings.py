@@ -178,3 +178,14 @@ def test_https_settings_come_from_the_environment(tmp_path: Path) -> None:
         )
         == set()
     )
+
+
+def test_every_pytest_process_runs_on_the_test_settings() -> None:
+    """pytest-xdist's worker processes too: they inherit the environment in which
+    importing tests.settings left DJANGO_SETTINGS_MODULE=webapp.settings (for the
+    Wattlab processes the tests start), and ran on it, with the real password hashers
+    (0.4 s of CPU a user) until pyproject.toml gave --ds."""
+    from django.conf import settings
+
+    assert settings.SETTINGS_MODULE == "tests.settings"
+    assert settings.PASSWORD_HASHERS[0].endswith("MD5PasswordHasher")

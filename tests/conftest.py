@@ -94,6 +94,30 @@ def digits_workload(db: None) -> object:
 
 
 @pytest.fixture
+def pretend_workload(db: None) -> object:
+    """A pretend training that sleeps (tests/workers/programs/train.py: ``seconds``,
+    ``lr`` to mutate, an accuracy line, a success line): for the tests of what happens
+    to a run's processes (cancel, a killed worker, time limits, redelivery), which must
+    not spend the 2 cores the rest of the suite shares on training. digits-mlp stays
+    where a test reads what a real training gives (energy, accuracy, coverage)."""
+    from experiments.models import Workload
+
+    return Workload.objects.create(
+        name="pretend",
+        workdir=str(ROOT / "tests" / "workers" / "programs"),
+        argv=["{python}", "train.py"],
+        hyperparameters=[
+            {"name": "seconds", "flag": "--seconds", "type": "float", "default": 0.5,
+             "min": 0.1, "max": 1000},
+            {"name": "lr", "flag": "--lr", "type": "float", "default": 0.1,
+             "min": 0.01, "max": 1},
+        ],  # fmt: skip
+        metric_patterns={"accuracy": r"accuracy:\s*([0-9.]+)"},
+        success_pattern="Training complete",
+    )
+
+
+@pytest.fixture
 def submitter(db: None) -> object:
     """The one superuser, whom `manage.py submit` without --owner gives what it submits
     (as on one person's machine after `make run`)."""

@@ -1,6 +1,9 @@
 """The queue end to end with a REAL Celery worker (scripts/worker.py) and real
 trainings: submit, progress, cancel, redelivery, a worker killed mid-run, orphan
-termination through the control queue.
+termination through the control queue. The experiment whose figures are read runs
+digits-mlp; the tests of what happens to a run's processes run the pretend training
+(``pretend_workload``: real processes in their own groups that sleep), so they leave
+the 2 cores to the rest of the suite.
 
 Runs on whatever the environment selects: PostgreSQL + Redis in ``make test``, SQLite +
 kombu's filesystem broker without DATABASE_URL / REDIS_URL (``make test`` runs this
@@ -45,11 +48,12 @@ background:
   startup_wait: 1.5
 """
 
+# The pretend training: runs that last until the test stops them, and two short ones.
 LONG_SOLO = """
 name: long-solo
 foreground:
-  workload: digits-mlp
-  hyperparameters: {epochs: 1000, hidden: 512}
+  workload: pretend
+  hyperparameters: {seconds: 1000}
 timeout: 600
 """
 
@@ -57,11 +61,23 @@ LONG_PARALLEL = (
     LONG_SOLO.replace("name: long-solo", "name: long-parallel")
     + """
 background:
-  workload: digits-mlp
-  hyperparameters: {epochs: 1000, hidden: 256}
+  workload: pretend
+  hyperparameters: {seconds: 1000}
   startup_wait: 0.5
 """
 )
+
+SHORT_SOLO = """
+name: short-solo
+foreground:
+  workload: pretend
+  hyperparameters: {seconds: 1.5}
+  mutate: [lr]
+configurations: 2
+seed: 11
+sleep_between_runs: 0.5
+timeout: 120
+"""
 
 REPLAY_TRACE = DATA / "traces" / "rtx3080" / "MRT-OAST_default_035_parallel"
 
@@ -167,7 +183,7 @@ def test_submit_wait_json_returns_a_succeeded_parallel_experiment(
 
 
 def test_cancel_stops_a_running_experiment_within_seconds(
-    digits_workload: object, celery_worker_proc: WorkerProc
+    pretend_workload: object, celery_worker_proc: WorkerProc
 ) -> None:
     experiment = _submit(LONG_PARALLEL)
     _wait_for(
@@ -191,7 +207,7 @@ def test_cancel_stops_a_running_experiment_within_seconds(
 
 
 def test_a_queued_experiment_is_cancelled_at_once_and_never_runs(
-    digits_workload: object, celery_worker_proc: WorkerProc
+    pretend_workload: object, celery_worker_proc: WorkerProc
 ) -> None:
     services.host_register(hostname="elsewhere", gpus=[{"index": 0, "name": "x"}])
     # Targeted at a host with no worker: it stays queued.
@@ -206,9 +222,9 @@ def test_a_queued_experiment_is_cancelled_at_once_and_never_runs(
 
 
 def test_a_redelivered_message_never_starts_the_training_twice(
-    digits_workload: object, celery_worker_proc: WorkerProc
+    pretend_workload: object, celery_worker_proc: WorkerProc
 ) -> None:
-    experiment = _submit(SHORT_PARALLEL.split("background:")[0])
+    experiment = _submit(SHORT_SOLO)
     # The same message a second time, as a broker redelivery would.
     queues.enqueue_experiment(experiment.id, queue=queues.shared_queue())
 
@@ -236,7 +252,7 @@ def test_a_redelivered_message_never_starts_the_training_twice(
 
 
 def test_a_killed_worker_leaves_a_lost_experiment_and_orphans_the_control_queue_ends(
-    digits_workload: object, celery_worker_factory: Callable[..., WorkerProc]
+    pretend_workload: object, celery_worker_factory: Callable[..., WorkerProc]
 ) -> None:
     heartbeat = 1.0
     hostname = "killed-host"
@@ -291,7 +307,7 @@ def test_a_killed_worker_leaves_a_lost_experiment_and_orphans_the_control_queue_
 
 @pytest.mark.one_backend  # the command's signal handling, the same on either backend
 def test_ctrl_c_during_submit_wait_asks_and_cancels(
-    digits_workload: object, submitter: object, celery_worker_proc: WorkerProc, tmp_path: Path
+    pretend_workload: object, submitter: object, celery_worker_proc: WorkerProc, tmp_path: Path
 ) -> None:
     import signal
     import subprocess
@@ -385,7 +401,7 @@ def test_the_worker_registers_its_host_and_heartbeats(
 
 @pytest.mark.one_backend  # the runner's own deadline, the same on either backend
 def test_the_experiment_time_limit_lets_the_runner_stop_its_groups(
-    digits_workload: object, celery_worker_factory: Callable[..., WorkerProc]
+    pretend_workload: object, celery_worker_factory: Callable[..., WorkerProc]
 ) -> None:
     # This worker's experiments may last 6 s: the runner's own deadline fires mid-training.
     worker = celery_worker_factory(WATTLAB_MAX_EXPERIMENT_SECONDS="6")

@@ -31,14 +31,15 @@ EXPERIMENT_PAGE = re.compile(r".*/experiments/[0-9a-f-]{36}/$")
 
 REPLAY_TRACE = DATA / "traces" / "rtx3080" / "MRT-OAST_default_035_parallel"
 
+# The pretend training (it sleeps): what is tested is that cancelling ends its processes.
 LONG_PARALLEL = """name: long parallel, to cancel
 foreground:
-  workload: digits-mlp
-  hyperparameters: {epochs: 1000, hidden: 512}
+  workload: pretend
+  hyperparameters: {seconds: 1000}
 timeout: 600
 background:
-  workload: digits-mlp
-  hyperparameters: {epochs: 1000, hidden: 256}
+  workload: pretend
+  hyperparameters: {seconds: 1000}
   startup_wait: 0.5
 """
 
@@ -131,7 +132,7 @@ def test_a_new_user_submits_a_parallel_experiment_watches_it_and_compares_runs(
 
 
 def test_cancelling_stops_the_processes_and_staff_terminate_an_orphan_from_the_admin(
-    digits_workload, celery_worker_factory, live_server, page
+    pretend_workload, celery_worker_factory, live_server, page
 ):
     worker = _worker(celery_worker_factory)
     get_user_model().objects.create_user(

@@ -99,31 +99,6 @@ class Dispatcher:
 
 
 @pytest.fixture
-def pretend_workload(db: None) -> object:
-    """A training that sleeps (tests/workers/programs/train.py): the tests that need a
-    run going for minutes, then stop it, leave the 2 cores to the rest of the suite."""
-    from experiments.models import Workload
-
-    return Workload.objects.create(
-        name="pretend",
-        workdir=str(ROOT / "tests" / "workers" / "programs"),
-        argv=["{python}", "train.py"],
-        hyperparameters=[
-            {
-                "name": "seconds",
-                "flag": "--seconds",
-                "type": "float",
-                "default": 0.5,
-                "min": 0.1,
-                "max": 1000,
-            },
-        ],  # fmt: skip
-        metric_patterns={"accuracy": r"accuracy:\s*([0-9.]+)"},
-        success_pattern="Training complete",
-    )
-
-
-@pytest.fixture
 def slurm_settings(settings: Any, tmp_path: Path) -> Any:
     settings.WATTLAB_SLURM_ENABLED = True
     settings.WATTLAB_SLURM_LOG_DIR = tmp_path / "slurm-logs"

@@ -107,10 +107,15 @@ def pretend_workload(db: None) -> object:
         workdir=str(ROOT / "tests" / "workers" / "programs"),
         argv=["{python}", "train.py"],
         hyperparameters=[
-            {"name": "seconds", "flag": "--seconds", "type": "float", "default": 0.5,
-             "min": 0.1, "max": 1000},
-            {"name": "lr", "flag": "--lr", "type": "float", "default": 0.1,
-             "min": 0.01, "max": 1},
+            {
+                "name": "seconds",
+                "flag": "--seconds",
+                "type": "float",
+                "default": 0.5,
+                "min": 0.1,
+                "max": 1000,
+            },
+            {"name": "lr", "flag": "--lr", "type": "float", "default": 0.1, "min": 0.01, "max": 1},
         ],  # fmt: skip
         metric_patterns={"accuracy": r"accuracy:\s*([0-9.]+)"},
         success_pattern="Training complete",

@@ -196,19 +196,36 @@ def shutdown(
     job_id: str = "",
     reason: str = "",
 ) -> None:
-    from django.db import connection
+    from django.db import DatabaseError, connection
 
+    from core.contract import error_line
     from experiments import services
     from workers.procgroup import find_marked
 
-    running = list(_running(host, job_id))
-    for experiment in running:
-        if job_id:
-            services.experiment_event(
-                experiment_id=experiment.id, kind="worker_stopped", message=f"stopped: {reason}"
-            )
-        services.experiment_cancel(experiment=experiment, by=None)
-    connection.close()
+    # The database away (an outage, a wrong DATABASE_URL) must not keep the workers
+    # running without their launcher: without it, what runs here is not cancelled
+    # through the database but its worker's warm shutdown (then a kill) still stops it,
+    # and the reaper and the orphan policy see to the rest once the database answers.
+    running = []
+    try:
+        running = list(_running(host, job_id))
+        for experiment in running:
+            if job_id:
+                services.experiment_event(
+                    experiment_id=experiment.id,
+                    kind="worker_stopped",
+                    message=f"stopped: {reason}",
+                )
+            services.experiment_cancel(experiment=experiment, by=None)
+    except DatabaseError as exc:
+        print(
+            f"wattlab worker on {host}: the database does not answer ({error_line(exc)}); "
+            "stopping the workers without cancelling through it",
+            file=sys.stderr,
+            flush=True,
+        )
+    finally:
+        connection.close()
     for child in children:
         if child.poll() is None:
             child.send_signal(signal.SIGTERM)  # Celery: warm shutdown

@@ -73,7 +73,7 @@ def test_a_new_user_submits_a_parallel_experiment_watches_it_and_compares_runs(
     page.select_option("#id_workload", "digits-mlp")
     page.wait_for_selector("#id_hp__epochs")  # htmx swapped the hyperparameter fieldset in
     page.fill("#id_hp__epochs", "30")
-    page.fill("#id_hp__hidden", "512")
+    page.fill("#id_hp__hidden", "256")
     page.check("#id_mutate__learning_rate")
     page.fill("#id_hp__learning_rate", "")
     page.fill("#id_configurations", "2")
@@ -89,7 +89,7 @@ def test_a_new_user_submits_a_parallel_experiment_watches_it_and_compares_runs(
     page.select_option("#id_bg_workload", "digits-mlp")
     page.wait_for_selector("#id_bghp__epochs")
     page.fill("#id_bghp__epochs", "50")
-    page.fill("#id_bghp__hidden", "512")
+    page.fill("#id_bghp__hidden", "256")
     page.fill("#id_restart_delay", "0.1")
     page.fill("#id_startup_wait", "1.5")
     page.press("#id_startup_wait", "Tab")  # the change event: the plan preview refreshes

@@ -116,7 +116,7 @@ def pretend_workload(db: None) -> object:
                 "max": 1000,
             },
             {"name": "lr", "flag": "--lr", "type": "float", "default": 0.1, "min": 0.01, "max": 1},
-        ],  # fmt: skip
+        ],
         metric_patterns={"accuracy": r"accuracy:\s*([0-9.]+)"},
         success_pattern="Training complete",
     )
